@@ -1,1 +1,574 @@
-//! config
+//! Every knob of the server: its default, its flag, its environment variable, validated once
+//! at start. A flag wins over its environment variable; the environment wins over the default.
+//!
+//! Nothing here reads the process environment or arguments directly: [`Config::parse`] takes
+//! them as arguments, so tests drive it with plain lists.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Which io driver the workers run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriverChoice {
+    /// io_uring when the kernel offers it, else the legacy (epoll) driver, said at start.
+    Auto,
+    /// io_uring or fail.
+    Uring,
+    /// The legacy (epoll) driver.
+    Legacy,
+}
+
+/// The validated configuration of one server.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub stores: Vec<String>,
+    pub workers: usize,
+    pub app_id: String,
+    /// `DAPR_API_TOKEN`; never printed.
+    pub api_token: Option<Vec<u8>>,
+    pub insecure_bind: bool,
+    pub driver: DriverChoice,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+    pub max_id_bytes: usize,
+    pub max_connections: usize,
+    /// Bound on stored leases for the whole process, split evenly over the shards.
+    pub max_leases: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+    Version,
+}
+
+/// A configuration that cannot run, with the flag it concerns.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    UnknownFlag(String),
+    MissingValue(&'static str),
+    BadValue {
+        flag: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    InsecureBind(SocketAddr),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::UnknownFlag(flag) => write!(f, "unknown flag {flag:?} (see --help)"),
+            ConfigError::MissingValue(flag) => write!(f, "{flag} needs a value"),
+            ConfigError::BadValue { flag, value, why } => {
+                write!(f, "invalid value {value:?} for {flag}: {why}")
+            }
+            ConfigError::InsecureBind(addr) => write!(
+                f,
+                "refusing to listen on non-loopback address {addr} without DAPR_API_TOKEN; \
+                 set a token or pass --insecure-bind"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3500";
+pub const DEFAULT_STORE: &str = "lockstore";
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_ID_BYTES: usize = 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_LEASES: usize = 10_000_000;
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound on `--workers`: each worker is a pinned thread with its own shard.
+pub const MAX_WORKERS: usize = 1024;
+/// Upper bound on the number of stores: a `StoreId` is a `u16`.
+pub const MAX_STORES: usize = 1024;
+
+/// The `--help` text: every knob, its environment variable and its default.
+pub const HELP: &str = "\
+dlockd: a drop-in server for the Dapr Distributed Lock API (v1.0-alpha1)
+
+USAGE: dlockd [FLAGS]
+
+Each flag can also be set by the environment variable in brackets; a flag wins.
+
+  --listen ADDR            HTTP address [DLOCKD_LISTEN] (default 127.0.0.1:3500;
+                           127.0.0.1:$DAPR_HTTP_PORT when DAPR_HTTP_PORT is set)
+  --store NAME             a lock store name; repeat for more [DLOCKD_STORES, comma-separated]
+                           (default: one store named lockstore)
+  --workers N              worker threads, one shard each, pinned to cores
+                           [DLOCKD_WORKERS] (default: the available cores)
+  --app-id ID              the app id reported by /v1.0/metadata [APP_ID] (default empty)
+  --insecure-bind          allow a non-loopback --listen without DAPR_API_TOKEN
+                           [DLOCKD_INSECURE_BIND=1]
+  --io-driver D            auto | uring | legacy [DLOCKD_IO_DRIVER] (default auto: io_uring
+                           when the kernel allows it, else epoll, said at start)
+  --max-header-bytes N     request line + headers limit [DLOCKD_MAX_HEADER_BYTES] (8KiB)
+  --max-body-bytes N       request body limit [DLOCKD_MAX_BODY_BYTES] (64KiB)
+  --max-id-bytes N         resourceId and lockOwner length limit [DLOCKD_MAX_ID_BYTES] (1024)
+  --max-connections N      open client connections, whole process [DLOCKD_MAX_CONNECTIONS]
+                           (10000)
+  --max-leases N           stored leases, whole process, split over the shards
+                           [DLOCKD_MAX_LEASES] (10000000)
+  --header-timeout T       time to receive a request's head [DLOCKD_HEADER_TIMEOUT] (10s)
+  --body-timeout T         time to receive a request's body [DLOCKD_BODY_TIMEOUT] (10s)
+  --idle-timeout T         keep-alive idle time before closing [DLOCKD_IDLE_TIMEOUT] (120s)
+  --shutdown-timeout T     time SIGTERM/SIGINT allow in-flight work to finish
+                           [DLOCKD_SHUTDOWN_TIMEOUT] (10s)
+  -h, --help               this text
+  -V, --version            the version
+
+Sizes take a suffix: 8KiB, 64k, 1MiB, or plain bytes. Times: 500ms, 10s, 2m, or plain seconds.
+DAPR_API_TOKEN, when set, is required in the dapr-api-token header of every request except
+GET /v1.0/healthz and GET /v1.0/healthz/outbound.
+";
+
+impl Config {
+    /// Parses `args` (without the program name) with `env` as the fallback for each flag.
+    pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
+    where
+        I: IntoIterator<Item = String>,
+        E: Fn(&str) -> Option<String>,
+    {
+        let mut flags = Flags::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((name, value)) if name.starts_with("--") => (name.to_string(), Some(value)),
+                _ => (arg.clone(), None),
+            };
+            let mut value = |flag: &'static str| -> Result<String, ConfigError> {
+                match inline {
+                    Some(v) => Ok(v.to_string()),
+                    None => args.next().ok_or(ConfigError::MissingValue(flag)),
+                }
+            };
+            match name.as_str() {
+                "-h" | "--help" => return Ok(Command::Help),
+                "-V" | "--version" => return Ok(Command::Version),
+                "--listen" => flags.listen = Some(value("--listen")?),
+                "--store" => flags.stores.push(value("--store")?),
+                "--workers" => flags.workers = Some(value("--workers")?),
+                "--app-id" => flags.app_id = Some(value("--app-id")?),
+                "--insecure-bind" => flags.insecure_bind = true,
+                "--io-driver" => flags.driver = Some(value("--io-driver")?),
+                "--max-header-bytes" => flags.max_header_bytes = Some(value("--max-header-bytes")?),
+                "--max-body-bytes" => flags.max_body_bytes = Some(value("--max-body-bytes")?),
+                "--max-id-bytes" => flags.max_id_bytes = Some(value("--max-id-bytes")?),
+                "--max-connections" => flags.max_connections = Some(value("--max-connections")?),
+                "--max-leases" => flags.max_leases = Some(value("--max-leases")?),
+                "--header-timeout" => flags.header_timeout = Some(value("--header-timeout")?),
+                "--body-timeout" => flags.body_timeout = Some(value("--body-timeout")?),
+                "--idle-timeout" => flags.idle_timeout = Some(value("--idle-timeout")?),
+                "--shutdown-timeout" => flags.shutdown_timeout = Some(value("--shutdown-timeout")?),
+                _ => return Err(ConfigError::UnknownFlag(arg)),
+            }
+        }
+        flags.resolve(&env).map(|c| Command::Run(Box::new(c)))
+    }
+
+    /// The leases each shard may store.
+    pub fn max_leases_per_shard(&self) -> usize {
+        self.max_leases.div_ceil(self.workers).max(1)
+    }
+}
+
+/// Raw flag values before the environment and defaults fill the gaps.
+#[derive(Default)]
+struct Flags {
+    listen: Option<String>,
+    stores: Vec<String>,
+    workers: Option<String>,
+    app_id: Option<String>,
+    insecure_bind: bool,
+    driver: Option<String>,
+    max_header_bytes: Option<String>,
+    max_body_bytes: Option<String>,
+    max_id_bytes: Option<String>,
+    max_connections: Option<String>,
+    max_leases: Option<String>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    shutdown_timeout: Option<String>,
+}
+
+impl Flags {
+    fn resolve(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let pick = |flag: Option<String>, var: &str| flag.or_else(|| env(var));
+
+        let listen = match pick(self.listen, "DLOCKD_LISTEN") {
+            Some(v) => parse_addr("--listen", &v)?,
+            None => match env("DAPR_HTTP_PORT") {
+                Some(port) => {
+                    let port: u16 = port.trim().parse().map_err(|_| ConfigError::BadValue {
+                        flag: "DAPR_HTTP_PORT",
+                        value: port.clone(),
+                        why: "not a port number",
+                    })?;
+                    SocketAddr::from(([127, 0, 0, 1], port))
+                }
+                None => parse_addr("--listen", DEFAULT_LISTEN)?,
+            },
+        };
+
+        let mut stores = self.stores;
+        if stores.is_empty() {
+            if let Some(list) = env("DLOCKD_STORES") {
+                stores = list.split(',').map(|s| s.trim().to_string()).collect();
+            } else {
+                stores.push(DEFAULT_STORE.to_string());
+            }
+        }
+        for (i, store) in stores.iter().enumerate() {
+            if store.is_empty() {
+                return Err(bad("--store", store, "a store name cannot be empty"));
+            }
+            if stores[..i].contains(store) {
+                return Err(bad("--store", store, "the store is named twice"));
+            }
+        }
+        if stores.len() > MAX_STORES {
+            return Err(bad("--store", "", "more than 1024 stores"));
+        }
+
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = match pick(self.workers, "DLOCKD_WORKERS") {
+            Some(v) => parse_count("--workers", &v, 1, MAX_WORKERS)?,
+            None => available.min(MAX_WORKERS),
+        };
+
+        let driver = match pick(self.driver, "DLOCKD_IO_DRIVER").as_deref() {
+            None | Some("auto") => DriverChoice::Auto,
+            Some("uring") | Some("io_uring") => DriverChoice::Uring,
+            Some("legacy") | Some("epoll") => DriverChoice::Legacy,
+            Some(other) => return Err(bad("--io-driver", other, "expected auto, uring or legacy")),
+        };
+
+        let api_token = env("DAPR_API_TOKEN")
+            .filter(|t| !t.is_empty())
+            .map(String::into_bytes);
+        let insecure_bind = self.insecure_bind
+            || env("DLOCKD_INSECURE_BIND").is_some_and(|v| matches!(v.as_str(), "1" | "true"));
+        if !listen.ip().is_loopback() && api_token.is_none() && !insecure_bind {
+            return Err(ConfigError::InsecureBind(listen));
+        }
+
+        let size = |flag: &'static str, value: Option<String>, var: &str, default, min, max| {
+            pick(value, var).map_or(Ok(default), |v| parse_size(flag, &v, min, max))
+        };
+        let time = |flag: &'static str, value: Option<String>, var: &str, default| {
+            pick(value, var).map_or(Ok(default), |v| parse_duration(flag, &v))
+        };
+        const MIB: usize = 1024 * 1024;
+        let config = Config {
+            listen,
+            stores,
+            workers,
+            app_id: pick(self.app_id, "APP_ID").unwrap_or_default(),
+            api_token,
+            insecure_bind,
+            driver,
+            max_header_bytes: size(
+                "--max-header-bytes",
+                self.max_header_bytes,
+                "DLOCKD_MAX_HEADER_BYTES",
+                DEFAULT_MAX_HEADER_BYTES,
+                256,
+                MIB,
+            )?,
+            max_body_bytes: size(
+                "--max-body-bytes",
+                self.max_body_bytes,
+                "DLOCKD_MAX_BODY_BYTES",
+                DEFAULT_MAX_BODY_BYTES,
+                64,
+                64 * MIB,
+            )?,
+            max_id_bytes: size(
+                "--max-id-bytes",
+                self.max_id_bytes,
+                "DLOCKD_MAX_ID_BYTES",
+                DEFAULT_MAX_ID_BYTES,
+                1,
+                MIB,
+            )?,
+            max_connections: size(
+                "--max-connections",
+                self.max_connections,
+                "DLOCKD_MAX_CONNECTIONS",
+                DEFAULT_MAX_CONNECTIONS,
+                1,
+                10_000_000,
+            )?,
+            max_leases: size(
+                "--max-leases",
+                self.max_leases,
+                "DLOCKD_MAX_LEASES",
+                DEFAULT_MAX_LEASES,
+                1,
+                1 << 34,
+            )?,
+            header_timeout: time(
+                "--header-timeout",
+                self.header_timeout,
+                "DLOCKD_HEADER_TIMEOUT",
+                DEFAULT_HEADER_TIMEOUT,
+            )?,
+            body_timeout: time(
+                "--body-timeout",
+                self.body_timeout,
+                "DLOCKD_BODY_TIMEOUT",
+                DEFAULT_BODY_TIMEOUT,
+            )?,
+            idle_timeout: time(
+                "--idle-timeout",
+                self.idle_timeout,
+                "DLOCKD_IDLE_TIMEOUT",
+                DEFAULT_IDLE_TIMEOUT,
+            )?,
+            shutdown_timeout: time(
+                "--shutdown-timeout",
+                self.shutdown_timeout,
+                "DLOCKD_SHUTDOWN_TIMEOUT",
+                DEFAULT_SHUTDOWN_TIMEOUT,
+            )?,
+        };
+        Ok(config)
+    }
+}
+
+fn bad(flag: &'static str, value: &str, why: &'static str) -> ConfigError {
+    ConfigError::BadValue {
+        flag,
+        value: value.to_string(),
+        why,
+    }
+}
+
+fn parse_addr(flag: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| bad(flag, value, "expected IP:PORT, e.g. 127.0.0.1:3500"))
+}
+
+fn parse_count(
+    flag: &'static str,
+    value: &str,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        Ok(_) => Err(bad(flag, value, "out of range")),
+        Err(_) => Err(bad(flag, value, "not a whole number")),
+    }
+}
+
+/// Parses `8192`, `8k`, `8KiB`, `1m`, `1MiB` (binary multiples).
+fn parse_size(
+    flag: &'static str,
+    value: &str,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    let v = value.trim();
+    let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, suffix) = v.split_at(digits_end);
+    let multiplier: usize = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        _ => {
+            return Err(bad(
+                flag,
+                value,
+                "expected a size such as 8192, 8KiB or 1MiB",
+            ))
+        }
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| bad(flag, value, "expected a size such as 8192, 8KiB or 1MiB"))?;
+    let n = n
+        .checked_mul(multiplier)
+        .ok_or_else(|| bad(flag, value, "too large"))?;
+    if !(min..=max).contains(&n) {
+        return Err(bad(flag, value, "out of range"));
+    }
+    Ok(n)
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h`, or plain seconds. Zero is refused: a zero timeout would
+/// close every connection at once.
+fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let v = value.trim();
+    let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, suffix) = v.split_at(digits_end);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| bad(flag, value, "expected a time such as 500ms, 10s or 2m"))?;
+    let d = match suffix {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(bad(flag, value, "expected a time such as 500ms, 10s or 2m")),
+    };
+    if d.is_zero() {
+        return Err(bad(flag, value, "must be more than zero"));
+    }
+    if d > Duration::from_secs(7 * 24 * 3600) {
+        return Err(bad(flag, value, "more than a week"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match Config::parse(args.iter().map(|s| s.to_string()), |k| env.get(k).cloned())? {
+            Command::Run(c) => Ok(*c),
+            other => panic!("expected a configuration, got {other:?}"),
+        }
+    }
+
+    // The documented defaults are what an empty command line and environment give.
+    #[test]
+    fn defaults() {
+        let c = parse(&[], &[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:3500".parse().unwrap());
+        assert_eq!(c.stores, vec!["lockstore".to_string()]);
+        assert!(c.workers >= 1);
+        assert_eq!(c.max_header_bytes, 8192);
+        assert_eq!(c.max_body_bytes, 65536);
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.driver, DriverChoice::Auto);
+        assert!(c.api_token.is_none());
+    }
+
+    // A flag wins over its variable; DAPR_HTTP_PORT applies only without --listen.
+    #[test]
+    fn flags_beat_environment() {
+        let c = parse(&[], &[("DAPR_HTTP_PORT", "3601")]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:3601".parse().unwrap());
+        let c = parse(
+            &["--listen", "127.0.0.1:4000"],
+            &[("DAPR_HTTP_PORT", "3601")],
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 4000);
+        let c = parse(&["--workers=3"], &[("DLOCKD_WORKERS", "5")]).unwrap();
+        assert_eq!(c.workers, 3);
+        let c = parse(&[], &[("DLOCKD_WORKERS", "5")]).unwrap();
+        assert_eq!(c.workers, 5);
+        let c = parse(&[], &[("DLOCKD_STORES", "a, b")]).unwrap();
+        assert_eq!(c.stores, vec!["a".to_string(), "b".to_string()]);
+        let c = parse(&["--store", "x", "--store", "y"], &[("DLOCKD_STORES", "a")]).unwrap();
+        assert_eq!(c.stores, vec!["x".to_string(), "y".to_string()]);
+    }
+
+    // Sizes and times accept their suffixes and refuse nonsense, zero and overflow.
+    #[test]
+    fn sizes_and_times() {
+        let c = parse(
+            &[
+                "--max-body-bytes",
+                "1MiB",
+                "--max-header-bytes",
+                "16k",
+                "--idle-timeout",
+                "500ms",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.max_header_bytes, 16 << 10);
+        assert_eq!(c.idle_timeout, Duration::from_millis(500));
+        assert!(parse(&["--max-body-bytes", "-1"], &[]).is_err());
+        assert!(parse(&["--max-body-bytes", "99999999999999999999999"], &[]).is_err());
+        assert!(parse(&["--max-body-bytes", "12q"], &[]).is_err());
+        assert!(parse(&["--idle-timeout", "0"], &[]).is_err());
+        assert!(parse(&["--idle-timeout", "10 parsecs"], &[]).is_err());
+        assert!(parse(&["--workers", "0"], &[]).is_err());
+    }
+
+    // A public address without a token is refused unless --insecure-bind says so.
+    #[test]
+    fn insecure_bind_needs_consent() {
+        assert_eq!(
+            parse(&["--listen", "0.0.0.0:3500"], &[]).unwrap_err(),
+            ConfigError::InsecureBind("0.0.0.0:3500".parse().unwrap())
+        );
+        assert!(parse(&["--listen", "0.0.0.0:3500", "--insecure-bind"], &[]).is_ok());
+        assert!(parse(&["--listen", "0.0.0.0:3500"], &[("DAPR_API_TOKEN", "t")]).is_ok());
+    }
+
+    // Mistakes are named, not ignored.
+    #[test]
+    fn errors_name_the_flag() {
+        assert_eq!(
+            parse(&["--lisen", "x"], &[]).unwrap_err(),
+            ConfigError::UnknownFlag("--lisen".into())
+        );
+        assert_eq!(
+            parse(&["--store"], &[]).unwrap_err(),
+            ConfigError::MissingValue("--store")
+        );
+        assert!(parse(&["--store", "a", "--store", "a"], &[]).is_err());
+        assert!(parse(&["--io-driver", "kqueue"], &[]).is_err());
+        let msg = parse(&["--listen", "nowhere"], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("--listen"), "{msg}");
+    }
+
+    // Every flag the parser knows is documented in --help.
+    #[test]
+    fn help_documents_every_flag() {
+        for flag in [
+            "--listen",
+            "--store",
+            "--workers",
+            "--app-id",
+            "--insecure-bind",
+            "--io-driver",
+            "--max-header-bytes",
+            "--max-body-bytes",
+            "--max-id-bytes",
+            "--max-connections",
+            "--max-leases",
+            "--header-timeout",
+            "--body-timeout",
+            "--idle-timeout",
+            "--shutdown-timeout",
+        ] {
+            assert!(HELP.contains(flag), "{flag} is missing from --help");
+        }
+    }
+}

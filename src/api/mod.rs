@@ -1,1 +1,339 @@
-//! api
+//! The Dapr routes: from an already-framed HTTP request to either a complete answer or a
+//! validated lock operation for the shards, and from a shard's decision to the exact answer.
+//!
+//! This layer never touches sockets, threads or the clock. It reproduces what daprd answers,
+//! byte for byte (`shared/dapr-lock-contract.md`), in the order daprd's Go stack decides:
+//! 1. the request target must parse as Go's `net/http` parses it, or the answer is a plain
+//!    `400 Bad Request` that closes the connection ([`route`]);
+//! 2. with an API token configured, every request but `GET /v1.0/healthz` and
+//!    `GET /v1.0/healthz/outbound` must carry it (`401`), even on a path that does not exist;
+//! 3. routing, after Go's path clean-up, with the store name percent-decoded (`404
+//!    ERR_DIRECT_INVOKE` for anything else);
+//! 4. the body, decoded with protojson's rules ([`body`]);
+//! 5. validation in daprd's order, with its messages ([`error`]).
+//!
+//! Invariants:
+//! - No request bytes make anything here panic: every bad input is an answer.
+//! - A [`LockOp`] always has a known store, a non-empty `resource` and `owner` of at most
+//!   `max_id_bytes` bytes each, a `resource` without `||`, and for a try-lock an expiry of at
+//!   least one second.
+//! - The common answers (`{"success":…}`, `{"status":…}`, the health checks, metadata) and the
+//!   lock path allocate nothing once the per-worker buffers have grown to the largest request
+//!   seen. Error answers allocate their body.
+//! - The API token is compared in constant time for a given length, and never logged or
+//!   echoed.
+
+mod body;
+mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+mod json;
+mod number;
+mod response;
+mod route;
+
+pub use response::{Response, ResponseBody};
+
+use crate::http::Method;
+use crate::lease::{LeaseError, StoreId, UnlockStatus};
+
+use body::{BodyDecoder, LockFields};
+use error::ApiError;
+use route::{Route, Router};
+
+/// The most lock stores there can be: a [`StoreId`] is a `u16`.
+pub const MAX_STORES: usize = u16::MAX as usize + 1;
+
+/// What metadata reports as each store's component type.
+const STORE_TYPE: &str = "lock.in-memory";
+
+/// What the API needs to know, fixed at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// The configured lock store names; `StoreId(i)` names `stores[i]`. May be empty, in which
+    /// case every lock request answers `ERR_LOCK_STORE_NOT_CONFIGURED`. At most
+    /// [`MAX_STORES`]; a name given twice resolves to its first position.
+    pub stores: Vec<String>,
+    /// The app id metadata reports as `id`.
+    pub app_id: String,
+    /// `DAPR_API_TOKEN`. `None`, or an empty token (daprd then installs no check), means no
+    /// authentication.
+    pub api_token: Option<Vec<u8>>,
+    /// The longest `resourceId` and `lockOwner` accepted, in bytes.
+    pub max_id_bytes: usize,
+}
+
+/// Which of the two lock routes a request took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operation {
+    TryLock,
+    Unlock,
+}
+
+/// The configured stores, searchable by name.
+struct Stores {
+    names: Vec<String>,
+    /// Each distinct name with its first position, sorted by name.
+    by_name: Vec<(Box<[u8]>, StoreId)>,
+}
+
+impl Stores {
+    fn new(names: Vec<String>) -> Self {
+        assert!(
+            names.len() <= MAX_STORES,
+            "at most {MAX_STORES} lock stores can be configured"
+        );
+        let mut by_name: Vec<(Box<[u8]>, StoreId)> = names
+            .iter()
+            .enumerate()
+            .map(|(at, name)| {
+                let id = u16::try_from(at).expect("the store count is checked above");
+                (name.as_bytes().into(), StoreId(id))
+            })
+            .collect();
+        // Sorting by (name, id) puts the first position of a repeated name first, and
+        // dedup keeps exactly that one.
+        by_name.sort();
+        by_name.dedup_by(|later, kept| later.0 == kept.0);
+        Stores { names, by_name }
+    }
+
+    /// The id of the store with exactly this name (bytes compared, case-sensitive).
+    fn find(&self, name: &[u8]) -> Option<StoreId> {
+        let at = self
+            .by_name
+            .binary_search_by(|(candidate, _)| (**candidate).cmp(name))
+            .ok()?;
+        self.by_name.get(at).map(|(_, id)| *id)
+    }
+}
+
+/// The API of one worker thread: the configuration plus reusable buffers for routing and body
+/// decoding, so that the lock path allocates nothing.
+pub struct Api {
+    stores: Stores,
+    /// Never empty when present.
+    api_token: Option<Box<[u8]>>,
+    max_id_bytes: usize,
+    /// The metadata body, encoded once. Leaked: there is one `Api` per worker, made at start.
+    metadata: &'static [u8],
+    router: Router,
+    body: BodyDecoder,
+}
+
+/// What to do with a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// Send this answer.
+    Respond(Response),
+    /// Decide this operation on the shard that owns it, then send [`answer_response`].
+    Lock(LockOp<'a>),
+}
+
+/// A lock operation with its parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    /// `expiry_s >= 1`.
+    TryLock {
+        expiry_s: u32,
+    },
+    Unlock,
+}
+
+/// A validated lock operation, borrowing the decoded ids from the [`Api`]'s buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockOp<'a> {
+    pub kind: OpKind,
+    pub store: StoreId,
+    /// The decoded `resourceId`: non-empty, at most `max_id_bytes`, without `||`.
+    pub resource: &'a [u8],
+    /// The decoded `lockOwner`: non-empty, at most `max_id_bytes`.
+    pub owner: &'a [u8],
+}
+
+/// What a shard decided (`Send + Copy`: it crosses threads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    TryLock(Result<bool, LeaseError>),
+    Unlock(UnlockStatus),
+}
+
+impl Api {
+    /// Builds a worker's API and pre-encodes its metadata answer.
+    ///
+    /// # Panics
+    ///
+    /// If more than [`MAX_STORES`] stores are configured.
+    pub fn new(config: ApiConfig) -> Self {
+        let metadata = encode_metadata(&config.app_id, &config.stores);
+        Api {
+            stores: Stores::new(config.stores),
+            api_token: config
+                .api_token
+                .filter(|token| !token.is_empty())
+                .map(Vec::into_boxed_slice),
+            max_id_bytes: config.max_id_bytes,
+            metadata: Box::leak(metadata.into_boxed_slice()),
+            router: Router::default(),
+            body: BodyDecoder::default(),
+        }
+    }
+
+    /// The configured store names; `StoreId(i)` names `stores()[i]`.
+    pub fn stores(&self) -> &[String] {
+        &self.stores.names
+    }
+
+    /// Answers a request or turns it into a lock operation.
+    ///
+    /// `target` is the raw request target (path and optional query), `api_token` the value of
+    /// the `dapr-api-token` header if any, `body` the whole (de-chunked) body.
+    pub fn handle<'a>(
+        &'a mut self,
+        method: Method,
+        target: &[u8],
+        api_token: Option<&[u8]>,
+        body: &[u8],
+    ) -> Outcome<'a> {
+        let Ok(raw_path) = route::parse_target(target) else {
+            return Outcome::Respond(ApiError::BadTarget.response());
+        };
+        if let Some(expected) = &self.api_token {
+            if !token_matches(expected, api_token) && !self.router.is_token_exempt(method, raw_path)
+            {
+                return Outcome::Respond(ApiError::InvalidToken.response());
+            }
+        }
+        let (op, store) = match self.router.route(method, raw_path) {
+            Route::Healthz | Route::HealthzOutbound => {
+                return Outcome::Respond(response::NO_CONTENT)
+            }
+            Route::Metadata => return Outcome::Respond(Response::json_static(self.metadata)),
+            Route::Unknown => return Outcome::Respond(ApiError::NoRoute.response()),
+            Route::Lock { op, store } => (op, store),
+        };
+        let fields = match self.body.decode(op, body) {
+            Ok(fields) => fields,
+            Err(error) => return Outcome::Respond(ApiError::Malformed(error).response()),
+        };
+        match validate(op, store, fields, &self.stores, self.max_id_bytes) {
+            Ok((kind, store)) => Outcome::Lock(LockOp {
+                kind,
+                store,
+                resource: fields.resource,
+                owner: fields.owner,
+            }),
+            Err(error) => Outcome::Respond(error.response()),
+        }
+    }
+}
+
+/// daprd's validation steps, in its order, plus our length cap after step 4.
+fn validate<'s>(
+    op: Operation,
+    store_name: &'s [u8],
+    fields: LockFields<'s>,
+    stores: &Stores,
+    max_id_bytes: usize,
+) -> Result<(OpKind, StoreId), ApiError<'s>> {
+    let store = store_name;
+    let kind = match op {
+        Operation::TryLock => match u32::try_from(fields.expiry_s) {
+            Ok(expiry_s) if expiry_s > 0 => OpKind::TryLock { expiry_s },
+            _ => return Err(ApiError::ExpiryNotPositive { store }),
+        },
+        Operation::Unlock => OpKind::Unlock,
+    };
+    if stores.names.is_empty() {
+        return Err(ApiError::StoreNotConfigured);
+    }
+    if fields.resource.is_empty() {
+        return Err(ApiError::ResourceIdEmpty { store });
+    }
+    if fields.owner.is_empty() {
+        return Err(ApiError::LockOwnerEmpty { store });
+    }
+    if fields.resource.len() > max_id_bytes {
+        return Err(ApiError::ResourceIdTooLong {
+            store,
+            max_bytes: max_id_bytes,
+        });
+    }
+    if fields.owner.len() > max_id_bytes {
+        return Err(ApiError::LockOwnerTooLong {
+            store,
+            max_bytes: max_id_bytes,
+        });
+    }
+    let Some(id) = stores.find(store_name) else {
+        return Err(ApiError::StoreNotFound { store });
+    };
+    if fields.resource.windows(2).any(|pair| pair == b"||") {
+        return Err(ApiError::KeySeparator {
+            op,
+            resource: fields.resource,
+        });
+    }
+    Ok((kind, id))
+}
+
+/// Compares the configured token with the header without stopping at the first difference,
+/// so the time taken reveals at most whether the lengths match.
+fn token_matches(expected: &[u8], given: Option<&[u8]>) -> bool {
+    let Some(given) = given else {
+        return false;
+    };
+    if given.len() != expected.len() {
+        return false;
+    }
+    let difference = expected
+        .iter()
+        .zip(given)
+        .fold(0u8, |acc, (a, b)| std::hint::black_box(acc | (a ^ b)));
+    difference == 0
+}
+
+/// The metadata answer: what the JS SDK polls for before it starts, shaped like daprd's.
+fn encode_metadata(app_id: &str, stores: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96 + stores.iter().map(|s| s.len() + 64).sum::<usize>());
+    out.extend_from_slice(br#"{"id":"#);
+    json::push_go_string(&mut out, app_id.as_bytes());
+    out.extend_from_slice(br#","runtimeVersion":"#);
+    json::push_go_string(&mut out, env!("CARGO_PKG_VERSION").as_bytes());
+    out.extend_from_slice(br#","extended":{},"components":["#);
+    for (at, name) in stores.iter().enumerate() {
+        if at > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"name":"#);
+        json::push_go_string(&mut out, name.as_bytes());
+        out.extend_from_slice(br#","type":"#);
+        json::push_go_string(&mut out, STORE_TYPE.as_bytes());
+        out.extend_from_slice(br#","version":"v1"}"#);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// The answer for a shard's decision: the exact success bytes, or for a lease table that could
+/// not answer a `500 ERR_TRY_LOCK` naming the cause.
+pub fn answer_response(answer: Answer) -> Response {
+    match answer {
+        Answer::TryLock(Ok(true)) => response::SUCCESS_TRUE,
+        Answer::TryLock(Ok(false)) => response::SUCCESS_FALSE,
+        Answer::TryLock(Err(cause)) => ApiError::Store {
+            op: Operation::TryLock,
+            cause,
+        }
+        .response(),
+        Answer::Unlock(UnlockStatus::Success) => response::STATUS_SUCCESS,
+        Answer::Unlock(UnlockStatus::LockDoesNotExist) => response::STATUS_LOCK_DOES_NOT_EXIST,
+        Answer::Unlock(UnlockStatus::LockBelongsToOthers) => {
+            response::STATUS_LOCK_BELONGS_TO_OTHERS
+        }
+        Answer::Unlock(UnlockStatus::InternalError) => response::STATUS_INTERNAL_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,629 @@
+//! Framing requests: finding where each request starts and ends in a connection's bytes.
+//!
+//! A request goes through three stages: the head (request line and headers) is scanned for
+//! its end, then parsed once by httparse; the body is then either a `Content-Length` run of
+//! bytes or a chunked body decoded as it arrives. Each stage remembers how far it got, so a
+//! request fed one byte at a time is scanned once, not once per byte.
+//!
+//! Invariants:
+//! - The decision (the request framed, or the error) depends only on the bytes, never on how
+//!   they were split into reads. Every rule below looks at bytes in order and stops at the
+//!   first decisive one, so a prefix either decides the same way or asks for more.
+//! - The head ends at the first empty line after the request line, exactly where httparse
+//!   ends it (a line ends in LF, optionally preceded by CR, as httparse accepts).
+//! - A head longer than `max_header_bytes` is refused, complete or not; a body longer than
+//!   `max_body_bytes` is refused as soon as its declared length or chunk size says so.
+//! - `Partial` is only ever returned while the buffer is shorter than
+//!   [`Limits::max_request_bytes`].
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use super::chunked::ChunkDecoder;
+use super::{HttpError, Method, Version};
+
+/// The most header lines a request may have; one more is a 431 (Go allows more, but a Dapr
+/// client sends about ten).
+pub const MAX_HEADERS: usize = 32;
+
+/// How many framing bytes a chunked body may spend beyond its decoded size: enough for
+/// extensions and trailers of any sane client (Go caps its excess framing at 16 KiB too).
+pub const CHUNK_FRAMING_SLACK_BYTES: usize = 16 * 1024;
+
+/// The bounds on one request.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The most bytes the head (request line, headers, final empty line) may occupy.
+    pub max_header_bytes: usize,
+    /// The most bytes the body may hold (after chunked decoding, if chunked).
+    pub max_body_bytes: usize,
+}
+
+impl Limits {
+    /// The framing bytes (not data) a chunked body must stay below.
+    pub fn chunk_framing_limit(&self) -> usize {
+        self.max_body_bytes
+            .saturating_add(CHUNK_FRAMING_SLACK_BYTES)
+    }
+
+    /// The most bytes one request can occupy before the framer decides: a read buffer of
+    /// this size never fills up with a request the framer still calls `Partial`.
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_header_bytes
+            .saturating_add(self.max_body_bytes)
+            .saturating_add(self.chunk_framing_limit())
+    }
+}
+
+/// What the framer found at the front of the buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// More bytes needed. `head_complete` is true once the whole head is in; then
+    /// `expect_continue` tells whether the client sent `Expect: 100-continue` (HTTP/1.1 only)
+    /// so the server can answer `CONTINUE` once before reading the body.
+    Partial {
+        head_complete: bool,
+        expect_continue: bool,
+    },
+    Complete(Request),
+}
+
+/// One framed request; ranges index the buffer given to [`Framer::frame`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    pub version: Version,
+    /// The request target (path and query) as a range of `buf`. For an absolute-form target
+    /// (`http://host/path?q`) this is its path and query (RFC 9112 §3.2.2).
+    pub target: Range<usize>,
+    /// Whether the connection stays open after the answer: HTTP/1.1 unless `Connection: close`;
+    /// HTTP/1.0 only with `Connection: keep-alive`. (Connection header may hold a token list.)
+    pub keep_alive: bool,
+    /// The value of the `dapr-api-token` header, if present, as a range of `buf`.
+    pub api_token: Option<Range<usize>>,
+    pub body: Body,
+    /// Bytes of `buf` this request occupied (head + body on the wire).
+    pub consumed: usize,
+}
+
+/// Where a request's body is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// The body is `buf[range]` (Content-Length, possibly empty).
+    Buf(Range<usize>),
+    /// The body is `framer.chunked_body()`.
+    Chunked,
+}
+
+/// Frames one request at a time from the front of a connection's read buffer.
+#[derive(Debug)]
+pub struct Framer {
+    limits: Limits,
+    stage: Stage,
+    /// The decoded body of the last chunked request; its capacity is reused.
+    chunked: Vec<u8>,
+}
+
+/// Where the request at the front of the buffer stands.
+#[derive(Clone, Debug)]
+enum Stage {
+    Head(HeadScan),
+    /// The head is parsed; the body is the `Content-Length` bytes ending at `end`.
+    Sized {
+        head: Head,
+        end: usize,
+    },
+    Chunked {
+        head: Head,
+        decoder: ChunkDecoder,
+    },
+}
+
+/// Progress of the search for the end of the head.
+#[derive(Clone, Debug, Default)]
+struct HeadScan {
+    /// Where the request line starts, once the empty lines before it are skipped
+    /// (RFC 9112 §2.2 lets a server ignore them, and httparse does).
+    start: Option<usize>,
+    /// The next byte to examine: in the empty lines, or the next LF candidate.
+    pos: usize,
+    /// Whether the request line was already checked on its own.
+    line_checked: bool,
+}
+
+/// What the rest of the framing needs from a parsed head.
+#[derive(Clone, Debug)]
+struct Head {
+    method: Method,
+    version: Version,
+    target: Range<usize>,
+    keep_alive: bool,
+    api_token: Option<Range<usize>>,
+    expect_continue: bool,
+    /// Bytes of the head, including the empty lines before it.
+    len: usize,
+}
+
+/// How the body of a parsed head is framed.
+enum BodyFraming {
+    Length(usize),
+    Chunked,
+}
+
+impl Framer {
+    pub fn new(limits: Limits) -> Self {
+        Framer {
+            limits,
+            stage: Stage::Head(HeadScan::default()),
+            chunked: Vec::new(),
+        }
+    }
+
+    /// Frames the request at the start of `buf`. After `Partial`, the caller reads more bytes
+    /// and calls again with the same request's bytes still at the start of `buf` (extended).
+    /// After `Complete`, the caller removes `request.consumed` bytes from the front, and the
+    /// framer is ready for the next request. After an error the framer is ready too, but the
+    /// connection cannot go on: send [`HttpError::response`] and close.
+    ///
+    /// A `buf` shorter than what an earlier call already examined means the caller did not
+    /// keep the request's bytes; the framer then starts this request over.
+    pub fn frame(&mut self, buf: &[u8]) -> Result<Frame, HttpError> {
+        if buf.len() < self.resume_point() {
+            self.reset();
+        }
+        let result = self.advance(buf);
+        match result {
+            Ok(Frame::Partial { .. }) => {}
+            Ok(Frame::Complete(_)) => self.stage = Stage::Head(HeadScan::default()),
+            // Nothing of a refused request is worth keeping, not even a half-decoded body.
+            Err(_) => self.reset(),
+        }
+        result
+    }
+
+    /// The decoded body of the last Complete request whose body was chunked. Read it before
+    /// the next call to [`Framer::frame`], which may start decoding another chunked body
+    /// into the same buffer.
+    pub fn chunked_body(&self) -> &[u8] {
+        &self.chunked
+    }
+
+    /// Forget any partial state (used when the connection starts over).
+    pub fn reset(&mut self) {
+        self.stage = Stage::Head(HeadScan::default());
+        self.chunked.clear();
+    }
+
+    /// The buffer length the current stage has already looked at.
+    fn resume_point(&self) -> usize {
+        match &self.stage {
+            Stage::Head(scan) => scan.pos,
+            Stage::Sized { head, .. } => head.len,
+            Stage::Chunked { decoder, .. } => decoder.position(),
+        }
+    }
+
+    fn advance(&mut self, buf: &[u8]) -> Result<Frame, HttpError> {
+        loop {
+            match &mut self.stage {
+                Stage::Head(scan) => {
+                    // Usually the whole head came in one read: parse it at once, without the
+                    // scan. Only on a request's first call, so a head arriving in pieces still
+                    // costs one parse in all.
+                    let fast = if scan.is_fresh() {
+                        parse_whole_head(buf, &self.limits)
+                    } else {
+                        None
+                    };
+                    let parsed = match fast {
+                        Some(parsed) => parsed,
+                        None => {
+                            let max = self.limits.max_header_bytes;
+                            let Some(head_len) = scan.advance(buf, max)? else {
+                                return Ok(Frame::Partial {
+                                    head_complete: false,
+                                    expect_continue: false,
+                                });
+                            };
+                            parse_head(buf, head_len, &self.limits)
+                        }
+                    };
+                    let (head, framing) = parsed?;
+                    self.stage = match framing {
+                        BodyFraming::Length(n) => Stage::Sized {
+                            end: head.len.saturating_add(n),
+                            head,
+                        },
+                        BodyFraming::Chunked => {
+                            self.chunked.clear();
+                            Stage::Chunked {
+                                decoder: ChunkDecoder::new(head.len),
+                                head,
+                            }
+                        }
+                    };
+                }
+                Stage::Sized { head, end } => {
+                    return Ok(if buf.len() >= *end {
+                        Frame::Complete(head.request(Body::Buf(head.len..*end), *end))
+                    } else {
+                        head.partial()
+                    });
+                }
+                Stage::Chunked { head, decoder } => {
+                    let end = decoder.advance(
+                        buf,
+                        &mut self.chunked,
+                        self.limits.max_body_bytes,
+                        self.limits.chunk_framing_limit(),
+                    )?;
+                    return Ok(match end {
+                        Some(end) => Frame::Complete(head.request(Body::Chunked, end)),
+                        None => head.partial(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Head {
+    fn request(&self, body: Body, consumed: usize) -> Request {
+        Request {
+            method: self.method,
+            version: self.version,
+            target: self.target.clone(),
+            keep_alive: self.keep_alive,
+            api_token: self.api_token.clone(),
+            body,
+            consumed,
+        }
+    }
+
+    fn partial(&self) -> Frame {
+        Frame::Partial {
+            head_complete: true,
+            expect_continue: self.expect_continue,
+        }
+    }
+}
+
+impl HeadScan {
+    /// Whether nothing of this request was looked at yet.
+    fn is_fresh(&self) -> bool {
+        self.pos == 0 && self.start.is_none() && !self.line_checked
+    }
+
+    /// Looks for the end of the head in `buf`, from where the last call stopped. Returns the
+    /// head's length once its final empty line is in, `None` if more bytes are needed.
+    ///
+    /// Each rule looks at the bytes in order, and a rule that needs a byte not yet in `buf`
+    /// waits for it unless the answer is the same whatever that byte is: that is what makes
+    /// the decision independent of how the bytes were split.
+    fn advance(&mut self, buf: &[u8], max: usize) -> Result<Option<usize>, HttpError> {
+        let start = loop {
+            if let Some(start) = self.start {
+                break start;
+            }
+            let i = self.pos;
+            // Whatever follows, a head that has not started its request line by `max - 1`
+            // ends past `max`.
+            if i + 1 >= max {
+                return Err(head_too_large(buf, max));
+            }
+            match buf.get(i) {
+                None => return Ok(None),
+                Some(b'\n') => self.pos = i + 1,
+                Some(b'\r') => match buf.get(i + 1) {
+                    None => return Ok(None),
+                    Some(b'\n') => self.pos = i + 2,
+                    // httparse rejects the lone CR; let the request line check say so.
+                    Some(_) => self.start = Some(i),
+                },
+                Some(_) => self.start = Some(i),
+            }
+        };
+
+        loop {
+            let from = self.pos.max(start);
+            let newline = buf
+                .get(from..)
+                .and_then(|rest| rest.iter().position(|&b| b == b'\n'));
+            let Some(offset) = newline else {
+                self.pos = buf.len().max(from);
+                // Any line end still to come is at or past `buf.len()`.
+                if buf.len() >= max {
+                    return Err(head_too_large(buf, max));
+                }
+                return Ok(None);
+            };
+            let lf = from + offset;
+            // The shortest head ending here is LF LF: it ends at `lf + 2`.
+            if lf + 2 > max {
+                return Err(head_too_large(buf, max));
+            }
+            if !self.line_checked {
+                check_request_line(buf, lf)?;
+                self.line_checked = true;
+            }
+            match buf.get(lf + 1) {
+                None => {
+                    self.pos = lf;
+                    return Ok(None);
+                }
+                Some(b'\n') => return Ok(Some(lf + 2)),
+                Some(b'\r') => {
+                    if lf + 3 > max {
+                        return Err(head_too_large(buf, max));
+                    }
+                    match buf.get(lf + 2) {
+                        None => {
+                            self.pos = lf;
+                            return Ok(None);
+                        }
+                        Some(b'\n') => return Ok(Some(lf + 3)),
+                        // A line may not start with a lone CR (httparse: NewLine error).
+                        Some(_) => return Err(HttpError::Malformed),
+                    }
+                }
+                Some(_) => self.pos = lf + 1,
+            }
+        }
+    }
+}
+
+/// Rejects a bad request line as soon as it is in, rather than when the head ends, so a
+/// client speaking something else gets its 400 at once. `lf` ends the line.
+fn check_request_line(buf: &[u8], lf: usize) -> Result<(), HttpError> {
+    let line = buf.get(..=lf).unwrap_or(buf);
+    let mut headers = [httparse::EMPTY_HEADER; 1];
+    match httparse::Request::new(&mut headers).parse(line) {
+        // A request line alone is valid so far (Partial); Complete cannot happen before the
+        // empty line, and either way the full parse decides.
+        Ok(_) => Ok(()),
+        Err(e) => Err(parse_error(e, line)),
+    }
+}
+
+/// The answer for a head that ends past `max` (or never ends within it). A syntax error in
+/// the first `max` bytes wins, as it would have been seen first reading line by line.
+fn head_too_large(buf: &[u8], max: usize) -> HttpError {
+    let window = buf.get(..max).unwrap_or(buf);
+    let mut slots = header_slots();
+    match httparse::Request::new(&mut []).parse_with_uninit_headers(window, &mut slots) {
+        Err(e) => parse_error(e, window),
+        Ok(_) => HttpError::HeadTooLarge,
+    }
+}
+
+/// Maps an httparse error to ours. A version httparse refuses is a 505 if it is a
+/// well-formed `HTTP/x.y` (as Go answers HTTP/2.0 on an HTTP/1 connection), else a 400.
+fn parse_error(e: httparse::Error, head: &[u8]) -> HttpError {
+    match e {
+        httparse::Error::TooManyHeaders => HttpError::TooManyHeaders,
+        httparse::Error::Version if is_other_version(head) => HttpError::VersionNotSupported,
+        _ => HttpError::Malformed,
+    }
+}
+
+/// Whether the request line's third part is exactly `HTTP/<digit>.<digit>`.
+fn is_other_version(head: &[u8]) -> bool {
+    let Some(first) = head.iter().position(|&b| b != b'\r' && b != b'\n') else {
+        return false;
+    };
+    let rest = head.get(first..).unwrap_or_default();
+    let line_end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    let line = rest.get(..line_end).unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let version = parts.nth(2).unwrap_or_default();
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit())
+}
+
+/// A fresh array of headers for httparse to fill; left uninitialised, as httparse allows,
+/// since zeroing 32 headers costs more than parsing a typical head's.
+fn header_slots<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
+/// The head at the front of `buf` parsed in one go, if it is all there, valid, and within
+/// the limit; `None` leaves the decision to the scan. When this answers, the scan would have
+/// found the same end (see the module invariants), so the answer is the same.
+fn parse_whole_head(buf: &[u8], limits: &Limits) -> Option<Result<(Head, BodyFraming), HttpError>> {
+    let mut slots = header_slots();
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete(len)) if len <= limits.max_header_bytes => {
+            Some(interpret_head(buf, &req, len, limits))
+        }
+        _ => None,
+    }
+}
+
+/// Parses the complete head `buf[..len]` and decides how its body is framed.
+fn parse_head(buf: &[u8], len: usize, limits: &Limits) -> Result<(Head, BodyFraming), HttpError> {
+    let bytes = buf.get(..len).ok_or(HttpError::Malformed)?;
+    let mut slots = header_slots();
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(bytes, &mut slots) {
+        Ok(httparse::Status::Complete(n)) if n == len => interpret_head(buf, &req, len, limits),
+        // The scan and httparse agree on where a head ends (see the module invariants); were
+        // they ever to differ, refusing is the safe answer.
+        Ok(_) => Err(HttpError::Malformed),
+        Err(e) => Err(parse_error(e, bytes)),
+    }
+}
+
+/// Reads what the framing and the routes need from a parsed head of `len` bytes, and decides
+/// how its body is framed.
+fn interpret_head(
+    buf: &[u8],
+    req: &httparse::Request<'_, '_>,
+    len: usize,
+    limits: &Limits,
+) -> Result<(Head, BodyFraming), HttpError> {
+    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(HttpError::Malformed);
+    };
+    let method = match method {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        _ => Method::Other,
+    };
+    let version = match minor {
+        0 => Version::Http10,
+        1 => Version::Http11,
+        _ => return Err(HttpError::VersionNotSupported),
+    };
+    let target = origin_of(range_in(buf, path.as_bytes()), path.as_bytes());
+
+    let mut content_length: Option<&[u8]> = None;
+    let mut transfer_encodings = 0usize;
+    let mut chunked = false;
+    let mut hosts = 0usize;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut expect_continue = false;
+    let mut api_token = None;
+    for header in req.headers.iter() {
+        let name = header.name.as_bytes();
+        let value = header.value;
+        // Dispatch on length first: most headers match no name and cost one compare.
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in value.split(|&b| b == b',') {
+                    let token = trim_ows(token);
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => match content_length {
+                None => content_length = Some(value),
+                // Repeats are tolerated only when identical (Go's rule, RFC 9110 §8.6).
+                Some(first) if first == value => {}
+                Some(_) => return Err(HttpError::BadContentLength),
+            },
+            // The first token counts, as Go's Header.Get returns the first value.
+            14 if name.eq_ignore_ascii_case(b"dapr-api-token") && api_token.is_none() => {
+                api_token = Some(range_in(buf, value));
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                transfer_encodings += 1;
+                chunked = value.eq_ignore_ascii_case(b"chunked");
+            }
+            _ => {}
+        }
+    }
+
+    if hosts > 1 || (hosts == 0 && version == Version::Http11) {
+        return Err(HttpError::BadHost);
+    }
+    let framing = if transfer_encodings > 0 {
+        if version == Version::Http10 {
+            return Err(HttpError::TransferEncodingOnHttp10);
+        }
+        // Only one `chunked`, like Go and nginx: every other coding, list or repeat is a
+        // framing this server cannot read, and guessing is how smuggling starts.
+        if transfer_encodings > 1 || !chunked {
+            return Err(HttpError::UnsupportedTransferEncoding);
+        }
+        if content_length.is_some() {
+            return Err(HttpError::LengthWithTransferEncoding);
+        }
+        BodyFraming::Chunked
+    } else if let Some(value) = content_length {
+        let n = parse_content_length(value)?;
+        if n > limits.max_body_bytes as u64 {
+            return Err(HttpError::BodyTooLarge);
+        }
+        BodyFraming::Length(usize::try_from(n).map_err(|_| HttpError::BodyTooLarge)?)
+    } else {
+        // A request with neither has no body (RFC 9112 §6.3, rule 7).
+        BodyFraming::Length(0)
+    };
+
+    let keep_alive = !close
+        && match version {
+            Version::Http11 => true,
+            Version::Http10 => keep_alive_token,
+        };
+    let head = Head {
+        method,
+        version,
+        target,
+        keep_alive,
+        api_token,
+        expect_continue: expect_continue && version == Version::Http11,
+        len,
+    };
+    Ok((head, framing))
+}
+
+/// A `Content-Length`: one or more ASCII digits and nothing else (no sign, no spaces, no
+/// list), within 64 bits.
+fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
+    if value.is_empty() {
+        return Err(HttpError::BadContentLength);
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return Err(HttpError::BadContentLength);
+        }
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .ok_or(HttpError::BadContentLength)
+    })
+}
+
+/// The position of `part`, a subslice of `buf`, as a range of `buf`.
+fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    assert!(
+        start <= buf.len() && part.len() <= buf.len() - start,
+        "part must lie inside buf"
+    );
+    start..start + part.len()
+}
+
+/// For an absolute-form target, the range of its path and query; else the whole target.
+fn origin_of(range: Range<usize>, target: &[u8]) -> Range<usize> {
+    let scheme = if starts_with_ignore_case(target, b"http://") {
+        7
+    } else if starts_with_ignore_case(target, b"https://") {
+        8
+    } else {
+        return range;
+    };
+    let after = target.get(scheme..).unwrap_or_default();
+    let path = after
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .map_or(target.len(), |i| scheme + i);
+    range.start + path..range.end
+}
+
+fn starts_with_ignore_case(bytes: &[u8], prefix: &[u8]) -> bool {
+    bytes
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+}
+
+/// Trims optional whitespace (SP, HTAB) from both ends of a list element.
+fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |i| i + 1);
+    bytes.get(start..end).unwrap_or_default()
+}
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

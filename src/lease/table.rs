@@ -1,0 +1,660 @@
+//! The lease table of one shard: who holds which (store, resource), until when.
+//!
+//! Layout, chosen so that a grant costs one allocation and a lookup none:
+//!
+//! - `leases`, a slab of [`Lease`]: store, one boxed `[u8]` holding `resource ‖ owner`, the
+//!   last live tick, the key's hash, and the next lease with the same hash.
+//! - `by_hash`, a std `HashMap` from the 64-bit ahash of `(store, resource)` (random seeds per
+//!   table) to the slab index of the first lease with that hash; leases whose hashes collide
+//!   are chained through `next_same_hash`. Keying the map by the hash rather than by owned
+//!   bytes means a lookup never builds a key, the bytes are stored once, and reclaiming a
+//!   lease needs no rehash (the hash is stored in it).
+//! - `wheel`, a [`Wheel`] holding each lease's slab index, due at its first dead tick
+//!   (`last_live_ms + 1`), so that expired leases nobody touches again are reclaimed.
+//!
+//! Invariants (checked by `assert_consistent` in the tests):
+//!
+//! - Every lease is on exactly one hash chain, the one of its stored hash, and no two leases
+//!   have the same (store, resource).
+//! - A lease is in the wheel, due at `last_live_ms + 1`, iff that tick exists
+//!   (`last_live_ms < u64::MAX`); one that would be due past `u64::MAX` never expires.
+//! - `leases.len() <= max_leases <= MAX_LEASES_LIMIT`, so every slab index fits a `u32` below
+//!   the chain's end marker.
+//! - After `advance(now)` with a `now` no smaller than any earlier one, every stored lease is
+//!   live at `now`: the wheel ticks are the same 1 ms ticks as `now_ms`.
+
+use std::collections::hash_map::{Entry, HashMap};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use slab::Slab;
+
+use super::wheel::{TimerId, Wheel};
+use super::{LeaseError, StoreId, UnlockStatus};
+
+/// The largest `max_leases` a table honours: slab indices travel as `u32`, and `u32::MAX`
+/// marks the end of a chain. Memory runs out long before (a lease takes over 100 bytes).
+pub const MAX_LEASES_LIMIT: usize = u32::MAX as usize - 1;
+
+/// End marker of a hash chain.
+const NIL: u32 = u32::MAX;
+
+/// One stored lease, live or expired-not-yet-reclaimed.
+#[derive(Debug)]
+struct Lease {
+    /// `resource ‖ owner`: one allocation per grant.
+    bytes: Box<[u8]>,
+    /// Where the owner starts in `bytes`; `resource_len <= bytes.len()` by construction.
+    resource_len: usize,
+    /// The key's hash under the table's seeds, kept to find the chain on removal.
+    hash: u64,
+    /// The last tick at which the lease is live (`grant + ttl`, saturating).
+    last_live_ms: u64,
+    /// The next lease on the same hash chain, or [`NIL`].
+    next_same_hash: u32,
+    store: StoreId,
+}
+
+impl Lease {
+    fn resource(&self) -> &[u8] {
+        self.bytes.split_at(self.resource_len).0
+    }
+
+    fn owner(&self) -> &[u8] {
+        self.bytes.split_at(self.resource_len).1
+    }
+
+    fn is_live(&self, now_ms: u64) -> bool {
+        now_ms <= self.last_live_ms
+    }
+
+    /// The first tick at which the lease is gone; `None` if that is past `u64::MAX`.
+    fn due_ms(&self) -> Option<u64> {
+        self.last_live_ms.checked_add(1)
+    }
+
+    /// Hands an expired lease to a new owner, reusing its allocation when the owners have the
+    /// same length (the usual case: owners are UUIDs).
+    fn set_owner(&mut self, owner: &[u8]) {
+        let resource_len = self.resource_len;
+        match self.bytes.get_mut(resource_len..) {
+            Some(old) if old.len() == owner.len() => old.copy_from_slice(owner),
+            _ => self.bytes = [self.resource(), owner].concat().into_boxed_slice(),
+        }
+    }
+}
+
+/// The map's keys are already ahash outputs under random seeds: hashing them again would
+/// only cost time, so the map's hasher passes them through.
+#[derive(Clone, Copy, Debug, Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `u64` keys; folds anything else rather than dropping it.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+}
+
+/// One shard's leases. See the module docs of [`crate::lease`] for the time semantics.
+pub struct LeaseTable {
+    leases: Slab<Lease>,
+    by_hash: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
+    key_hasher: ahash::RandomState,
+    wheel: Wheel,
+    max_leases: usize,
+    /// Tests narrow the hashes to force collisions onto the chains.
+    #[cfg(test)]
+    hash_mask: u64,
+}
+
+impl fmt::Debug for LeaseTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaseTable")
+            .field("len", &self.leases.len())
+            .field("max_leases", &self.max_leases)
+            .field("wheel_len", &self.wheel.len())
+            .field("wheel_elapsed_ms", &self.wheel.elapsed_ms())
+            .finish()
+    }
+}
+
+impl LeaseTable {
+    /// `max_leases` bounds the number of stored leases (live or expired-not-yet-reclaimed).
+    /// Values above [`MAX_LEASES_LIMIT`] are taken as that limit.
+    pub fn new(max_leases: usize) -> Self {
+        LeaseTable {
+            leases: Slab::new(),
+            by_hash: HashMap::default(),
+            key_hasher: ahash::RandomState::new(),
+            wheel: Wheel::new(),
+            max_leases: max_leases.min(MAX_LEASES_LIMIT),
+            #[cfg(test)]
+            hash_mask: u64::MAX,
+        }
+    }
+
+    /// Grants the lease iff no live lease exists for (store, resource). Not re-entrant: the
+    /// same owner asking again while it holds a live lease gets `Ok(false)` and the deadline is
+    /// NOT extended. An expired lease still stored for that key is replaced.
+    /// `Err(TableFull)` only when a new entry would be needed and the table is full, after
+    /// reclaiming the leases expired by `now_ms`.
+    pub fn try_lock(
+        &mut self,
+        store: StoreId,
+        resource: &[u8],
+        owner: &[u8],
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, LeaseError> {
+        let hash = self.key_hash(store, resource);
+        // Saturating: a lease is never shortened, so an end past `u64::MAX` means never.
+        let last_live_ms = now_ms.saturating_add(ttl_ms);
+        if let Some(index) = self.find(hash, store, resource) {
+            let lease = &mut self.leases[index];
+            if lease.is_live(now_ms) {
+                return Ok(false);
+            }
+            lease.set_owner(owner);
+            lease.last_live_ms = last_live_ms;
+            self.wheel.remove(timer_id(index));
+            self.schedule(index);
+            return Ok(true);
+        }
+        if self.leases.len() >= self.max_leases {
+            self.advance(now_ms);
+            if self.leases.len() >= self.max_leases {
+                return Err(LeaseError::TableFull {
+                    max_leases: self.max_leases,
+                });
+            }
+        }
+        let index = self.leases.insert(Lease {
+            bytes: [resource, owner].concat().into_boxed_slice(),
+            resource_len: resource.len(),
+            hash,
+            last_live_ms,
+            next_same_hash: NIL,
+            store,
+        });
+        let id = timer_id(index).0;
+        match self.by_hash.entry(hash) {
+            Entry::Occupied(mut head) => {
+                self.leases[index].next_same_hash = std::mem::replace(head.get_mut(), id);
+            }
+            Entry::Vacant(head) => {
+                head.insert(id);
+            }
+        }
+        self.schedule(index);
+        Ok(true)
+    }
+
+    /// Success if `owner` holds the live lease (it is deleted); LockBelongsToOthers if a live
+    /// lease of another owner exists (untouched); LockDoesNotExist if there is no live lease
+    /// (an expired one found on the way is reclaimed).
+    pub fn unlock(
+        &mut self,
+        store: StoreId,
+        resource: &[u8],
+        owner: &[u8],
+        now_ms: u64,
+    ) -> UnlockStatus {
+        let hash = self.key_hash(store, resource);
+        let Some(index) = self.find(hash, store, resource) else {
+            return UnlockStatus::LockDoesNotExist;
+        };
+        let lease = &self.leases[index];
+        if !lease.is_live(now_ms) {
+            self.remove(index);
+            return UnlockStatus::LockDoesNotExist;
+        }
+        if lease.owner() != owner {
+            return UnlockStatus::LockBelongsToOthers;
+        }
+        self.remove(index);
+        UnlockStatus::Success
+    }
+
+    /// Reclaims the memory of leases that have expired by `now_ms`; returns how many it
+    /// removed. Cost: the expired leases plus the wheel slots passed. A `now_ms` smaller than
+    /// an earlier one reclaims nothing.
+    pub fn advance(&mut self, now_ms: u64) -> usize {
+        let mut removed = 0;
+        while let Some(id) = self.wheel.poll(now_ms) {
+            let index = id.0 as usize;
+            let Some(lease) = self.leases.get(index) else {
+                debug_assert!(false, "the wheel handed back {id:?}, which holds no lease");
+                continue;
+            };
+            // The wheel hands back only leases due by `now_ms` (last live tick < now_ms), but
+            // the answer is the deadline's: a live lease is never removed.
+            debug_assert!(!lease.is_live(now_ms), "the wheel handed back a live lease");
+            if lease.is_live(now_ms) {
+                self.schedule(index);
+                continue;
+            }
+            self.remove(index);
+            removed += 1;
+        }
+        removed
+    }
+
+    /// The live holder of (store, resource) and its remaining milliseconds (the ticks after
+    /// `now_ms` through which it stays live: `ttl_ms` right at the grant, 0 on its last live
+    /// tick), if any.
+    pub fn holder(&self, store: StoreId, resource: &[u8], now_ms: u64) -> Option<(&[u8], u64)> {
+        let index = self.find(self.key_hash(store, resource), store, resource)?;
+        let lease = &self.leases[index];
+        lease
+            .is_live(now_ms)
+            .then(|| (lease.owner(), lease.last_live_ms - now_ms))
+    }
+
+    /// Number of stored entries (live + expired not yet reclaimed).
+    pub fn len(&self) -> usize {
+        self.leases.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty()
+    }
+
+    fn key_hash(&self, store: StoreId, resource: &[u8]) -> u64 {
+        let hash = self.key_hasher.hash_one((store.0, resource));
+        #[cfg(test)]
+        let hash = hash & self.hash_mask;
+        hash
+    }
+
+    /// The slab index of the lease for (store, resource), live or not.
+    fn find(&self, hash: u64, store: StoreId, resource: &[u8]) -> Option<usize> {
+        let mut cursor = *self.by_hash.get(&hash)?;
+        while cursor != NIL {
+            let lease = &self.leases[cursor as usize];
+            if lease.store == store && lease.resource() == resource {
+                return Some(cursor as usize);
+            }
+            cursor = lease.next_same_hash;
+        }
+        None
+    }
+
+    /// Files the lease at `index` in the wheel at its first dead tick, if it has one.
+    fn schedule(&mut self, index: usize) {
+        if let Some(due_ms) = self.leases[index].due_ms() {
+            self.wheel.insert(timer_id(index), due_ms);
+        }
+    }
+
+    /// Deletes the lease at `index` from the slab, its hash chain and the wheel.
+    fn remove(&mut self, index: usize) {
+        let lease = self.leases.remove(index);
+        self.wheel.remove(timer_id(index));
+        let id = timer_id(index).0;
+        let Some(head) = self.by_hash.get_mut(&lease.hash) else {
+            debug_assert!(false, "lease {index} is on no hash chain");
+            return;
+        };
+        if *head == id {
+            if lease.next_same_hash == NIL {
+                self.by_hash.remove(&lease.hash);
+            } else {
+                *head = lease.next_same_hash;
+            }
+            return;
+        }
+        let mut cursor = *head;
+        while cursor != NIL {
+            let previous = &mut self.leases[cursor as usize];
+            if previous.next_same_hash == id {
+                previous.next_same_hash = lease.next_same_hash;
+                return;
+            }
+            cursor = previous.next_same_hash;
+        }
+        debug_assert!(false, "lease {index} is missing from its hash chain");
+    }
+
+    /// Checks every invariant of the module docs; for tests.
+    #[cfg(test)]
+    fn assert_consistent(&self) {
+        let mut chained = 0;
+        for (&hash, &head) in &self.by_hash {
+            let mut cursor = head;
+            while cursor != NIL {
+                let lease = &self.leases[cursor as usize];
+                assert_eq!(lease.hash, hash);
+                assert_eq!(self.key_hash(lease.store, lease.resource()), hash);
+                chained += 1;
+                assert!(chained <= self.leases.len(), "a hash chain loops");
+                cursor = lease.next_same_hash;
+            }
+        }
+        assert_eq!(chained, self.leases.len(), "leases reachable from the map");
+        let mut keys = std::collections::HashSet::new();
+        let mut scheduled = 0;
+        for (index, lease) in &self.leases {
+            assert!(
+                keys.insert((lease.store, lease.resource())),
+                "duplicate key"
+            );
+            assert!(lease.resource_len <= lease.bytes.len());
+            assert_eq!(self.wheel.when_ms(timer_id(index)), lease.due_ms());
+            scheduled += usize::from(lease.due_ms().is_some());
+        }
+        assert_eq!(self.wheel.len(), scheduled);
+        assert!(self.leases.len() <= self.max_leases);
+        self.wheel.assert_consistent();
+    }
+}
+
+/// The wheel id of the lease at a slab index; fits because `len <= MAX_LEASES_LIMIT`.
+fn timer_id(index: usize) -> TimerId {
+    debug_assert!(index < MAX_LEASES_LIMIT);
+    TimerId(index as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S0: StoreId = StoreId(0);
+    const S1: StoreId = StoreId(1);
+    const MAX_TTL_MS: u64 = 2_147_483_647 * 1000;
+
+    #[test]
+    fn grants_once_and_is_not_reentrant() {
+        // Protects mutual exclusion and the daprd rule that a second try-lock by the holder
+        // fails without extending the lease.
+        let mut table = LeaseTable::new(16);
+        assert_eq!(table.try_lock(S0, b"r", b"alice", 1000, 10), Ok(true));
+        assert_eq!(table.try_lock(S0, b"r", b"bob", 1000, 11), Ok(false));
+        assert_eq!(table.try_lock(S0, b"r", b"alice", 5000, 500), Ok(false));
+        assert_eq!(table.holder(S0, b"r", 500), Some((&b"alice"[..], 510)));
+        assert_eq!(table.holder(S0, b"r", 1010), Some((&b"alice"[..], 0)));
+        assert_eq!(table.holder(S0, b"r", 1011), None);
+        table.assert_consistent();
+    }
+
+    #[test]
+    fn a_lease_lives_through_grant_plus_ttl_and_not_one_tick_more() {
+        // Protects the floor-clock rule: live on every tick of g..=g+t, gone from g+t+1.
+        let mut table = LeaseTable::new(16);
+        assert_eq!(table.try_lock(S0, b"r", b"a", 1000, 5), Ok(true));
+        assert_eq!(table.holder(S0, b"r", 5), Some((&b"a"[..], 1000)));
+        assert_eq!(table.try_lock(S0, b"r", b"b", 1000, 1005), Ok(false));
+        assert_eq!(
+            table.unlock(S0, b"r", b"b", 1005),
+            UnlockStatus::LockBelongsToOthers
+        );
+        assert_eq!(table.advance(1005), 0);
+        assert_eq!(table.len(), 1);
+        assert_eq!(
+            table.unlock(S0, b"r", b"a", 1006),
+            UnlockStatus::LockDoesNotExist
+        );
+        assert_eq!(table.try_lock(S0, b"r", b"b", 0, 1006), Ok(true));
+        // A zero TTL lives for its grant tick only.
+        assert_eq!(table.holder(S0, b"r", 1006), Some((&b"b"[..], 0)));
+        assert_eq!(table.holder(S0, b"r", 1007), None);
+        assert_eq!(table.advance(1007), 1);
+        assert!(table.is_empty());
+        table.assert_consistent();
+    }
+
+    #[test]
+    fn unlock_answers_each_status() {
+        // Protects the three unlock answers and that only the holder's unlock changes state.
+        let mut table = LeaseTable::new(16);
+        assert_eq!(
+            table.unlock(S0, b"r", b"a", 0),
+            UnlockStatus::LockDoesNotExist
+        );
+        assert_eq!(table.try_lock(S0, b"r", b"a", 100, 0), Ok(true));
+        assert_eq!(
+            table.unlock(S0, b"r", b"b", 1),
+            UnlockStatus::LockBelongsToOthers
+        );
+        assert_eq!(
+            table.unlock(S0, b"r", b"", 1),
+            UnlockStatus::LockBelongsToOthers
+        );
+        assert_eq!(
+            table.unlock(S0, b"r", b"aa", 1),
+            UnlockStatus::LockBelongsToOthers
+        );
+        assert_eq!(table.holder(S0, b"r", 1), Some((&b"a"[..], 99)));
+        assert_eq!(table.unlock(S0, b"r", b"a", 2), UnlockStatus::Success);
+        assert_eq!(
+            table.unlock(S0, b"r", b"a", 2),
+            UnlockStatus::LockDoesNotExist
+        );
+        assert!(table.is_empty());
+        table.assert_consistent();
+    }
+
+    #[test]
+    fn stores_and_resources_are_independent_keys() {
+        // Protects the key: the same resource in two stores is two locks, and a resource
+        // that is a prefix of another (resource ‖ owner share one buffer) is a different key.
+        let mut table = LeaseTable::new(16);
+        assert_eq!(table.try_lock(S0, b"ab", b"c", 100, 0), Ok(true));
+        assert_eq!(table.try_lock(S1, b"ab", b"c", 100, 0), Ok(true));
+        assert_eq!(table.try_lock(S0, b"abc", b"", 100, 0), Ok(true));
+        assert_eq!(table.try_lock(S0, b"a", b"bc", 100, 0), Ok(true));
+        assert_eq!(table.holder(S0, b"ab", 0), Some((&b"c"[..], 100)));
+        assert_eq!(table.holder(S0, b"abc", 0), Some((&b""[..], 100)));
+        assert_eq!(table.holder(S0, b"a", 0), Some((&b"bc"[..], 100)));
+        assert_eq!(table.unlock(S1, b"ab", b"c", 1), UnlockStatus::Success);
+        assert_eq!(table.holder(S0, b"ab", 1), Some((&b"c"[..], 99)));
+        assert_eq!(table.len(), 3);
+        table.assert_consistent();
+    }
+
+    #[test]
+    fn an_expired_lease_is_replaced_in_place() {
+        // Protects replacement: a new owner of either length takes an expired lease, with a
+        // fresh deadline, and the old owner is then "someone else".
+        let mut table = LeaseTable::new(1);
+        assert_eq!(table.try_lock(S0, b"r", b"old", 10, 0), Ok(true));
+        assert_eq!(table.try_lock(S0, b"r", b"new", 10, 11), Ok(true));
+        assert_eq!(table.holder(S0, b"r", 11), Some((&b"new"[..], 10)));
+        assert_eq!(
+            table.unlock(S0, b"r", b"old", 12),
+            UnlockStatus::LockBelongsToOthers
+        );
+        assert_eq!(table.try_lock(S0, b"r", b"longer-owner", 50, 30), Ok(true));
+        assert_eq!(table.holder(S0, b"r", 30), Some((&b"longer-owner"[..], 50)));
+        assert_eq!(
+            table.advance(80),
+            0,
+            "the old deadline was dropped from the wheel"
+        );
+        assert_eq!(table.advance(81), 1);
+        table.assert_consistent();
+    }
+
+    #[test]
+    fn table_full_only_when_no_expired_lease_can_be_reclaimed() {
+        // Protects the bound: TableFull at max_leases, but expired leases are reclaimed
+        // first, so a full table of expired leases still grants.
+        let mut table = LeaseTable::new(3);
+        for resource in [b"a", b"b", b"c"] {
+            assert_eq!(table.try_lock(S0, resource, b"o", 100, 0), Ok(true));
+        }
+        let full = Err(LeaseError::TableFull { max_leases: 3 });
+        assert_eq!(table.try_lock(S0, b"d", b"o", 100, 100), full);
+        // Replacing or refusing an existing key needs no new entry.
+        assert_eq!(table.try_lock(S0, b"a", b"o", 100, 100), Ok(false));
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.try_lock(S0, b"d", b"o", 100, 101), Ok(true));
+        assert_eq!(table.len(), 1, "all three expired leases were reclaimed");
+        let mut empty = LeaseTable::new(0);
+        let refused = Err(LeaseError::TableFull { max_leases: 0 });
+        assert_eq!(empty.try_lock(S0, b"a", b"o", 1, 0), refused);
+        table.assert_consistent();
+    }
+
+    #[test]
+    fn extreme_ttls_and_times_never_overflow() {
+        // Protects saturating arithmetic: the longest TTL near the end of time lives for ever
+        // instead of wrapping to an early end, and no arithmetic panics.
+        let mut table = LeaseTable::new(8);
+        assert_eq!(table.try_lock(S0, b"t", b"a", MAX_TTL_MS, 7), Ok(true));
+        assert_eq!(table.holder(S0, b"t", 7), Some((&b"a"[..], MAX_TTL_MS)));
+        assert_eq!(table.advance(7 + MAX_TTL_MS), 0);
+        assert_eq!(table.advance(8 + MAX_TTL_MS), 1);
+        let late = u64::MAX - 10;
+        assert_eq!(table.try_lock(S0, b"r", b"a", MAX_TTL_MS, late), Ok(true));
+        assert_eq!(table.holder(S0, b"r", u64::MAX), Some((&b"a"[..], 0)));
+        assert_eq!(table.advance(u64::MAX), 0);
+        assert_eq!(
+            table.try_lock(S0, b"r", b"b", MAX_TTL_MS, u64::MAX),
+            Ok(false)
+        );
+        assert_eq!(table.try_lock(S0, b"s", b"a", u64::MAX, 1), Ok(true));
+        assert_eq!(table.holder(S0, b"s", 1), Some((&b"a"[..], u64::MAX - 1)));
+        assert_eq!(
+            table.unlock(S0, b"r", b"a", u64::MAX),
+            UnlockStatus::Success
+        );
+        table.assert_consistent();
+    }
+
+    #[test]
+    fn a_clock_that_goes_back_answers_by_deadline_and_corrupts_nothing() {
+        // Protects against a smaller now_ms: answers still compare deadlines with the given
+        // now, advance reclaims nothing, and the next forward advance reclaims everything due.
+        let mut table = LeaseTable::new(8);
+        assert_eq!(table.try_lock(S0, b"r", b"a", 10, 1000), Ok(true));
+        assert_eq!(table.advance(2000), 1);
+        assert_eq!(table.try_lock(S0, b"r", b"b", 10, 500), Ok(true));
+        assert_eq!(table.holder(S0, b"r", 505), Some((&b"b"[..], 5)));
+        assert_eq!(
+            table.advance(600),
+            0,
+            "the clock went back: nothing reclaimed"
+        );
+        assert_eq!(table.holder(S0, b"r", 505), Some((&b"b"[..], 5)));
+        assert_eq!(table.len(), 1);
+        table.assert_consistent();
+        assert_eq!(table.advance(2000), 1);
+        assert!(table.is_empty());
+        table.assert_consistent();
+    }
+
+    #[test]
+    fn colliding_hashes_share_a_chain_without_mixing_keys() {
+        // Protects the hash chains: with every key on one chain, insert, find and removal
+        // from the head, middle and tail keep each key's own answer.
+        let mut table = LeaseTable::new(16);
+        table.hash_mask = 0;
+        for (i, resource) in [b"a", b"b", b"c", b"d"].iter().enumerate() {
+            assert_eq!(
+                table.try_lock(S0, *resource, b"o", 10 * (i as u64 + 1), 0),
+                Ok(true)
+            );
+        }
+        table.assert_consistent();
+        assert_eq!(table.by_hash.len(), 1);
+        assert_eq!(table.unlock(S0, b"b", b"o", 1), UnlockStatus::Success);
+        assert_eq!(table.unlock(S0, b"d", b"o", 1), UnlockStatus::Success);
+        table.assert_consistent();
+        assert_eq!(table.holder(S0, b"a", 1), Some((&b"o"[..], 9)));
+        assert_eq!(table.holder(S0, b"c", 1), Some((&b"o"[..], 29)));
+        assert_eq!(table.advance(11), 1);
+        assert_eq!(table.holder(S0, b"c", 11), Some((&b"o"[..], 19)));
+        assert_eq!(table.unlock(S0, b"c", b"o", 11), UnlockStatus::Success);
+        assert!(table.by_hash.is_empty());
+        table.assert_consistent();
+    }
+
+    #[test]
+    fn random_operations_keep_every_invariant() {
+        // Protects the internal invariants (chains, wheel placement, counts) under random
+        // operations with colliding hashes, a tiny capacity and a clock that also goes back.
+        use proptest::prelude::*;
+        #[derive(Clone, Debug)]
+        enum Op {
+            Lock(u16, u8, u8, u64),
+            Unlock(u16, u8, u8),
+            Advance,
+            Time(i64),
+        }
+        let op = prop_oneof![
+            (
+                0u16..2,
+                0u8..4,
+                0u8..3,
+                prop_oneof![0u64..5, Just(MAX_TTL_MS), Just(u64::MAX)]
+            )
+                .prop_map(|(s, r, o, t)| Op::Lock(s, r, o, t)),
+            (0u16..2, 0u8..4, 0u8..3).prop_map(|(s, r, o)| Op::Unlock(s, r, o)),
+            Just(Op::Advance),
+            prop_oneof![-5i64..6, Just(1i64 << 42), Just(-(1i64 << 42))].prop_map(Op::Time),
+        ];
+        let config = ProptestConfig {
+            cases: 128,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        };
+        proptest!(config, |(ops in proptest::collection::vec(op, 1..60), mask in 0u64..4)| {
+            let mut table = LeaseTable::new(5);
+            table.hash_mask = mask;
+            let mut now = 1u64 << 43;
+            let owners: [&[u8]; 3] = [b"x", b"yy", b"zz"];
+            for op in ops {
+                match op {
+                    Op::Lock(s, r, o, ttl) => {
+                        let resource = [r];
+                        let held = table.holder(StoreId(s), &resource, now).is_some();
+                        let got = table.try_lock(StoreId(s), &resource, owners[o as usize], ttl, now);
+                        if held {
+                            prop_assert_eq!(got, Ok(false));
+                        }
+                        if got == Ok(true) {
+                            let expected = (owners[o as usize], ttl.min(u64::MAX - now));
+                            prop_assert_eq!(table.holder(StoreId(s), &resource, now), Some(expected));
+                        }
+                    }
+                    Op::Unlock(s, r, o) => {
+                        let resource = [r];
+                        let before = table.holder(StoreId(s), &resource, now).map(|(h, _)| h.to_vec());
+                        let got = table.unlock(StoreId(s), &resource, owners[o as usize], now);
+                        let expected = match before {
+                            None => UnlockStatus::LockDoesNotExist,
+                            Some(h) if h == owners[o as usize] => UnlockStatus::Success,
+                            Some(_) => UnlockStatus::LockBelongsToOthers,
+                        };
+                        prop_assert_eq!(got, expected);
+                    }
+                    Op::Advance => {
+                        let before = table.len();
+                        let forward = now >= table.wheel.elapsed_ms();
+                        let removed = table.advance(now);
+                        prop_assert_eq!(before - removed, table.len());
+                        if forward {
+                            // The wheel ticks are the clock's: nothing expired stays stored.
+                            for (_, lease) in &table.leases {
+                                prop_assert!(lease.is_live(now));
+                            }
+                        }
+                    }
+                    Op::Time(delta) => now = now.saturating_add_signed(delta),
+                }
+                table.assert_consistent();
+            }
+        });
+    }
+}

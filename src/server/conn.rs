@@ -1,0 +1,256 @@
+//! One client connection: read → frame every complete request → decide or forward each →
+//! write all the answers for that read in one write, in request order → read again.
+//!
+//! Bounds: the read buffer never holds more than one request at its limits plus what one
+//! read brings; the answers of one read are written (and the write awaited) before the next
+//! read, so a client that sends and never reads stops being read from once the socket's send
+//! buffer is full. Every wait has a deadline: idle, head, body, and the write itself.
+
+use std::time::{Duration, Instant};
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use super::pending::Reply;
+use super::worker::{ConnGuard, Worker};
+use crate::api::{answer_response, OpKind, Outcome, Response};
+use crate::http::{self, Body, Connection, Frame, Framer, Limits, Request, Version};
+use crate::lease::StoreId;
+use crate::shard::ShardId;
+
+/// Free space asked of the read buffer before each read.
+const READ_CHUNK: usize = 4096;
+/// After answering a request that closes the connection, unread input is drained this long
+/// (and at most `LINGER_BYTES`), so the kernel does not reset the connection and destroy the
+/// answer before the client reads it (what Go's net/http does too).
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// An answer waiting to be written, in request order.
+enum Item<'w> {
+    Ready(Response, Connection),
+    Remote(Reply<'w>, Connection),
+}
+
+/// What one request needs after the api and the local shard have seen it.
+enum Decision {
+    Ready(Response),
+    Forward {
+        to: ShardId,
+        kind: OpKind,
+        store: StoreId,
+        key: Box<[u8]>,
+        resource_len: usize,
+    },
+}
+
+pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
+    let worker: &Worker = &guard.worker;
+    let config = &worker.shared.config;
+    let limits = Limits {
+        max_header_bytes: config.max_header_bytes,
+        max_body_bytes: config.max_body_bytes,
+    };
+    // The framer never asks for more than one maximal request.
+    let max_buf = limits.max_request_bytes() + READ_CHUNK;
+    let mut framer = Framer::new(limits);
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut items: Vec<Item<'_>> = Vec::new();
+    // When the request at the front of `buf` began to arrive, and when its head completed.
+    let mut request_since: Option<Instant> = None;
+    let mut head_since: Option<Instant> = None;
+    let mut continue_sent = false;
+
+    loop {
+        // Frame and decide every complete request in the buffer.
+        let mut offset = 0;
+        let mut close = false;
+        let mut want_continue = false;
+        while offset < buf.len() && !close {
+            let view = &buf[offset..];
+            match framer.frame(view) {
+                Err(e) => {
+                    flush_items(&mut items, &mut out).await;
+                    out.extend_from_slice(e.response());
+                    close = true;
+                }
+                Ok(Frame::Partial {
+                    head_complete,
+                    expect_continue,
+                }) => {
+                    if head_complete && head_since.is_none() {
+                        head_since = Some(Instant::now());
+                    }
+                    want_continue = head_complete && expect_continue && !continue_sent;
+                    break;
+                }
+                Ok(Frame::Complete(req)) => {
+                    let decision = decide(worker, &req, view, &framer);
+                    let closes = !req.keep_alive || worker.shutting_down();
+                    offset += req.consumed;
+                    request_since = None;
+                    head_since = None;
+                    continue_sent = false;
+                    match decision {
+                        Decision::Ready(resp) => {
+                            close = closes || resp.close;
+                            let c = connection(req.version, close);
+                            if items.is_empty() {
+                                write(&mut out, &resp, c);
+                            } else {
+                                items.push(Item::Ready(resp, c));
+                            }
+                        }
+                        Decision::Forward {
+                            to,
+                            kind,
+                            store,
+                            key,
+                            resource_len,
+                        } => {
+                            close = closes;
+                            let slot = worker.forward(to, kind, store, key, resource_len).await;
+                            let c = connection(req.version, close);
+                            items.push(Item::Remote(worker.pending.reply(slot), c));
+                        }
+                    }
+                }
+            }
+        }
+        flush_items(&mut items, &mut out).await;
+        if want_continue {
+            out.extend_from_slice(http::CONTINUE);
+            continue_sent = true;
+        }
+        buf.drain(..offset);
+        if !out.is_empty() {
+            let write = stream.write_all(out);
+            match monoio::time::timeout(config.idle_timeout, write).await {
+                Ok((Ok(_), written)) => {
+                    out = written;
+                    out.clear();
+                }
+                _ => return,
+            }
+        }
+        if close {
+            linger(&mut stream).await;
+            return;
+        }
+        if buf.is_empty() && worker.shutting_down() {
+            return;
+        }
+
+        // Read more, within the deadline of where this connection stands.
+        let now = Instant::now();
+        let deadline = if buf.is_empty() {
+            now + config.idle_timeout
+        } else if let Some(t) = head_since {
+            t + config.body_timeout
+        } else {
+            *request_since.get_or_insert(now) + config.header_timeout
+        };
+        let left = deadline.saturating_duration_since(now);
+        if buf.capacity() - buf.len() < READ_CHUNK {
+            if buf.len() >= max_buf {
+                // The framer bounds a request below this; a broken bound closes the connection.
+                return;
+            }
+            buf.reserve(READ_CHUNK.max(buf.len()).min(max_buf - buf.len()));
+        }
+        let len = buf.len();
+        let read = if buf.is_empty() {
+            let read = stream.read(buf.slice_mut(len..));
+            monoio::select! {
+                r = monoio::time::timeout(left, read) => Some(r),
+                _ = worker.shutdown.wait() => None,
+            }
+        } else {
+            Some(monoio::time::timeout(left, stream.read(buf.slice_mut(len..))).await)
+        };
+        match read {
+            Some(Ok((Ok(n), slice))) if n > 0 => buf = slice.into_inner(),
+            // End of stream, an error, a deadline passed, or shutdown while idle.
+            _ => return,
+        }
+    }
+}
+
+/// Routes and validates one framed request and, when its key lives here, decides it.
+fn decide(worker: &Worker, req: &Request, view: &[u8], framer: &Framer) -> Decision {
+    let body = match &req.body {
+        Body::Buf(range) => &view[range.clone()],
+        Body::Chunked => framer.chunked_body(),
+    };
+    let target = &view[req.target.clone()];
+    let token = req.api_token.as_ref().map(|r| &view[r.clone()]);
+    let mut api = worker.api.borrow_mut();
+    match api.handle(req.method, target, token, body) {
+        Outcome::Respond(resp) => Decision::Ready(resp),
+        Outcome::Lock(op) => {
+            let shard = worker.router.shard_of(op.store, op.resource);
+            if shard == worker.id {
+                let answer = worker.execute(op.kind, op.store, op.resource, op.owner);
+                Decision::Ready(answer_response(answer))
+            } else {
+                let mut key = Vec::with_capacity(op.resource.len() + op.owner.len());
+                key.extend_from_slice(op.resource);
+                key.extend_from_slice(op.owner);
+                Decision::Forward {
+                    to: shard,
+                    kind: op.kind,
+                    store: op.store,
+                    key: key.into_boxed_slice(),
+                    resource_len: op.resource.len(),
+                }
+            }
+        }
+    }
+}
+
+/// Writes the queued answers in order, waiting for forwarded ones.
+async fn flush_items(items: &mut Vec<Item<'_>>, out: &mut Vec<u8>) {
+    for item in items.drain(..) {
+        match item {
+            Item::Ready(resp, c) => write(out, &resp, c),
+            Item::Remote(reply, c) => {
+                let resp = answer_response(reply.await);
+                write(out, &resp, c);
+            }
+        }
+    }
+}
+
+#[inline]
+fn write(out: &mut Vec<u8>, resp: &Response, c: Connection) {
+    http::write_response(out, resp.status, resp.content_type, resp.body(), c);
+}
+
+fn connection(version: Version, close: bool) -> Connection {
+    match (close, version) {
+        (true, _) => Connection::Close,
+        (false, Version::Http10) => Connection::KeepAlive10,
+        (false, Version::Http11) => Connection::KeepAlive11,
+    }
+}
+
+/// Half-closes and drains what the client still sends, briefly, so the answer just written
+/// is not destroyed by a reset.
+async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let deadline = Instant::now() + LINGER;
+    let mut scratch = vec![0u8; READ_CHUNK];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(left, stream.read(scratch)).await {
+            Ok((Ok(n), back)) if n > 0 => {
+                drained += n;
+                scratch = back;
+            }
+            _ => return,
+        }
+    }
+}

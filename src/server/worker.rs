@@ -1,0 +1,316 @@
+//! One worker: a pinned thread running a single-threaded monoio runtime. It owns shard `id`
+//! (its lease table), accepts on its own listener, serves its connections, answers requests
+//! forwarded by other workers, and reclaims expired leases.
+//!
+//! Everything here is `!Send` and touched by this thread only: the table and the api state
+//! sit in `RefCell`s that are never borrowed across an `.await`.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::{ListenerOpts, TcpListener, TcpStream};
+
+use super::pending::Pending;
+use super::signal::Signal;
+use super::{Driver, Forward, Reply, Shared, StartError};
+use crate::api::{Answer, Api, ApiConfig, OpKind};
+use crate::lease::{LeaseTable, StoreId};
+use crate::shard::{Router, ShardId};
+
+/// How often a worker reclaims the memory of expired leases. Expiry itself is decided by
+/// comparing deadlines with the clock, so this only bounds how long dead leases use memory.
+const RECLAIM_INTERVAL: Duration = Duration::from_millis(100);
+/// Forwarded requests answered before the mail task lets connections run.
+const MAIL_BATCH: usize = 1024;
+/// The answer to a connection over `--max-connections`.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 26\r\nConnection: close\r\n\r\n\
+too many open connections\n";
+
+pub(super) struct Spec {
+    pub id: usize,
+    pub core: usize,
+    pub addr: SocketAddr,
+    pub driver: Driver,
+    pub shared: Arc<Shared>,
+    pub ready: mpsc::Sender<Result<SocketAddr, StartError>>,
+    pub exited: mpsc::Sender<usize>,
+}
+
+pub(super) fn spawn(spec: Spec) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("dlockd-worker-{}", spec.id))
+        .spawn(move || {
+            let id = spec.id;
+            let exited = spec.exited.clone();
+            run(spec);
+            let _ = exited.send(id);
+        })
+        .map(drop)
+}
+
+fn run(spec: Spec) {
+    // Pinning is best effort: a cpuset that excludes the core still serves, unpinned.
+    let _ = monoio::utils::bind_to_cpu_set([spec.core]);
+    match spec.driver {
+        Driver::IoUring => match super::uring_runtime() {
+            Ok(mut rt) => rt.block_on(main(spec)),
+            Err(e) => {
+                let _ = spec
+                    .ready
+                    .send(Err(StartError::Runtime(Driver::IoUring, e)));
+            }
+        },
+        Driver::Legacy => {
+            match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()
+            {
+                Ok(mut rt) => rt.block_on(main(spec)),
+                Err(e) => {
+                    let _ = spec.ready.send(Err(StartError::Runtime(Driver::Legacy, e)));
+                }
+            }
+        }
+    }
+}
+
+/// The state of one worker, shared by its tasks.
+pub(super) struct Worker {
+    pub id: ShardId,
+    pub shared: Arc<Shared>,
+    pub router: Router,
+    pub table: RefCell<LeaseTable>,
+    pub api: RefCell<Api>,
+    pub pending: Pending,
+    pub shutdown: Signal,
+}
+
+impl Worker {
+    /// Decides one lock operation on this worker's own shard.
+    pub fn execute(&self, kind: OpKind, store: StoreId, resource: &[u8], owner: &[u8]) -> Answer {
+        let now_ms = self.shared.clock.now_ms();
+        let mut table = self.table.borrow_mut();
+        match kind {
+            OpKind::TryLock { expiry_s } => Answer::TryLock(table.try_lock(
+                store,
+                resource,
+                owner,
+                u64::from(expiry_s) * 1000,
+                now_ms,
+            )),
+            OpKind::Unlock => Answer::Unlock(table.unlock(store, resource, owner, now_ms)),
+        }
+    }
+
+    /// Sends a request to the shard that owns it and returns its slot. Waits while this
+    /// worker has its maximum of requests in flight or the owner's inbox is full.
+    /// `key` is the resource id followed by the lock owner.
+    pub async fn forward(
+        &self,
+        to: ShardId,
+        kind: OpKind,
+        store: StoreId,
+        key: Box<[u8]>,
+        resource_len: usize,
+    ) -> u32 {
+        let slot = self.pending.reserve().await;
+        let mut msg = Forward {
+            from: self.id.0,
+            slot,
+            kind,
+            store,
+            key,
+            resource_len,
+        };
+        let inbox = &self.shared.inboxes[to.0];
+        loop {
+            match inbox.send_request(msg) {
+                Ok(()) => return slot,
+                Err(back) => {
+                    msg = back;
+                    yield_now().await;
+                }
+            }
+        }
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.is_fired()
+    }
+}
+
+async fn main(spec: Spec) {
+    let Spec {
+        id,
+        addr,
+        shared,
+        ready,
+        ..
+    } = spec;
+    // Every worker has its own listener on the same port; the kernel spreads connections.
+    let opts = ListenerOpts::new().reuse_port(true).backlog(4096);
+    let listener = match TcpListener::bind_with_config(addr, &opts) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(StartError::Bind(addr, e)));
+            return;
+        }
+    };
+    let bound = listener.local_addr().unwrap_or(addr);
+    let config = &shared.config;
+    let worker = Rc::new(Worker {
+        id: ShardId(id),
+        router: Router::new(config.workers),
+        table: RefCell::new(LeaseTable::new(config.max_leases_per_shard())),
+        api: RefCell::new(Api::new(ApiConfig {
+            stores: config.stores.clone(),
+            app_id: config.app_id.clone(),
+            api_token: config.api_token.clone(),
+            max_id_bytes: config.max_id_bytes,
+        })),
+        pending: Pending::new(super::MAX_IN_FLIGHT_PER_WORKER),
+        shutdown: Signal::default(),
+        shared: shared.clone(),
+    });
+    if ready.send(Ok(bound)).is_err() {
+        return;
+    }
+    drop(ready);
+
+    monoio::spawn(accept_loop(worker.clone(), listener));
+    monoio::spawn(reclaim_loop(worker.clone()));
+    mail_loop(worker).await;
+}
+
+/// Answers requests forwarded by other workers and delivers replies to this worker's
+/// connections. Runs until the whole process has no connection left after shutdown began,
+/// because until then another worker may still forward a request here.
+async fn mail_loop(worker: Rc<Worker>) {
+    let inbox = &worker.shared.inboxes[worker.id.0];
+    loop {
+        inbox.wait().await;
+        let mut served = 0;
+        while let Some(req) = inbox.try_recv_request() {
+            let (resource, owner) = req.key.split_at(req.resource_len);
+            let answer = worker.execute(req.kind, req.store, resource, owner);
+            let reply = Reply {
+                slot: req.slot,
+                answer,
+            };
+            // Cannot fail: the sender has at most MAX_IN_FLIGHT_PER_WORKER requests out, the
+            // capacity of its reply queue.
+            let sent = worker.shared.inboxes[req.from].send_reply(reply);
+            assert!(sent.is_ok(), "reply queue overflow: in-flight bound broken");
+            served += 1;
+            if served % MAIL_BATCH == 0 {
+                yield_now().await;
+            }
+        }
+        while let Some(reply) = inbox.try_recv_reply() {
+            worker.pending.complete(reply.slot, reply.answer);
+        }
+        if worker.shared.shutting_down.load(Ordering::SeqCst) {
+            worker.shutdown.fire();
+            if worker.shared.connections.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+        }
+    }
+}
+
+async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
+    let max = worker.shared.config.max_connections;
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => Some(r),
+            _ = worker.shutdown.wait() => None,
+        };
+        let Some(accepted) = accepted else { break };
+        match accepted {
+            Ok((stream, _peer)) => {
+                worker.shared.accepted[worker.id.0].fetch_add(1, Ordering::Relaxed);
+                let open = worker.shared.connections.fetch_add(1, Ordering::SeqCst);
+                let guard = ConnGuard::new(worker.clone());
+                if open >= max {
+                    monoio::spawn(refuse(stream, guard));
+                } else {
+                    let _ = stream.set_nodelay(true);
+                    monoio::spawn(super::conn::serve(guard, stream));
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors or a connection reset before accept: back off a
+                // little instead of spinning, and keep serving.
+                eprintln!("dlockd: accept failed on worker {}: {e}", worker.id.0);
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    // Dropping the listener closes it: new connections are refused from here on.
+}
+
+async fn refuse(mut stream: TcpStream, _guard: ConnGuard) {
+    let write = stream.write_all(TOO_MANY_CONNECTIONS);
+    let _ = monoio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+async fn reclaim_loop(worker: Rc<Worker>) {
+    while !worker.shutting_down() {
+        monoio::time::sleep(RECLAIM_INTERVAL).await;
+        let now_ms = worker.shared.clock.now_ms();
+        worker.table.borrow_mut().advance(now_ms);
+    }
+}
+
+/// Counts a connection for its whole life against the process-wide `--max-connections`
+/// bound. The last connection to close during shutdown lets every worker stop.
+pub(super) struct ConnGuard {
+    pub worker: Rc<Worker>,
+}
+
+impl ConnGuard {
+    fn new(worker: Rc<Worker>) -> Self {
+        ConnGuard { worker }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let w = &self.worker;
+        let before = w.shared.connections.fetch_sub(1, Ordering::SeqCst);
+        if before == 1 && w.shared.shutting_down.load(Ordering::SeqCst) {
+            w.shared.kick_all();
+        }
+    }
+}
+
+/// Lets the other tasks of this worker run once.
+pub(super) fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+pub(super) struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
