@@ -59,10 +59,11 @@ fn main() -> ExitCode {
         None => format!("{} driver", server.driver()),
     };
     println!(
-        "dlockd {} listening on http://{} with {} workers, {}, stores: {}, api token {}",
+        "dlockd {} listening on http://{} with {} worker{}, {}, stores: {}, api token {}",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
         server.workers(),
+        if server.workers() == 1 { "" } else { "s" },
         driver,
         stores,
         token,

@@ -126,3 +126,35 @@ fn dapr_http_port() {
         Some(0)
     );
 }
+
+// A request in flight when SIGTERM arrives is still answered (with Connection: close) while
+// new connections are already refused; then the process exits 0.
+#[test]
+fn in_flight_request_survives_sigterm() {
+    let (mut child, _, addr) = spawn(&["--workers", "2"]);
+    let mut c = Client::connect(addr);
+    let request = post(
+        "/v1.0-alpha1/lock/lockstore",
+        &lock_body("inflight", "o", 30),
+    );
+    let (head, rest) = request.split_at(request.len() - 10);
+    c.send(head.as_bytes());
+    signal(&child, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "exited with a request in flight"
+    );
+    c.send(rest.as_bytes());
+    let r = c.read_response();
+    assert_json(&r, 200, LOCKED);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(5)).code(),
+        Some(0)
+    );
+}

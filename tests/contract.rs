@@ -365,3 +365,23 @@ fn leases_expire_after_their_time() {
     assert_json(&c.unlock("lockstore", "ttl", "a"), 200, r#"{"status":2}"#);
     assert_json(&c.unlock("lockstore", "ttl", "b"), 200, r#"{"status":0}"#);
 }
+
+// The lease bound answers the store-failure error instead of growing without limit, and a
+// released lease makes room again.
+#[test]
+fn lease_table_limit() {
+    let server = start(&["--max-leases", "2"]);
+    let mut c = Client::connect(server.local_addr());
+    assert_json(&c.lock("lockstore", "a", "o", 60), 200, LOCKED);
+    assert_json(&c.lock("lockstore", "b", "o", 60), 200, LOCKED);
+    assert_json(
+        &c.lock("lockstore", "c", "o", 60),
+        500,
+        &error_body(
+            "ERR_TRY_LOCK",
+            "failed to try acquiring lock: lease table is full (2 leases)",
+        ),
+    );
+    assert_json(&c.unlock("lockstore", "a", "o"), 200, r#"{"status":0}"#);
+    assert_json(&c.lock("lockstore", "c", "o", 60), 200, LOCKED);
+}

@@ -272,3 +272,54 @@ fn timeouts_close_connections() {
         assert!(t.elapsed() < Duration::from_secs(3));
     }
 }
+
+// A body that stops arriving is cut at --body-timeout.
+#[test]
+fn body_timeout_closes() {
+    for driver in DRIVERS {
+        let server = start(&["--io-driver", driver, "--body-timeout", "300ms"]);
+        let mut c = Client::connect(server.local_addr());
+        c.send(
+            format!("POST {LOCK} HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{{\"res")
+                .as_bytes(),
+        );
+        let t = Instant::now();
+        assert!(c.is_closed());
+        assert!(t.elapsed() >= Duration::from_millis(250), "closed early");
+    }
+}
+
+// A client that pipelines requests and never reads its answers is not buffered without
+// bound: once the answers fill the socket, the server stops reading, so the client's own
+// writes stall after a bounded amount; meanwhile another client is served normally.
+#[test]
+fn client_that_never_reads_is_bounded() {
+    for driver in DRIVERS {
+        let server = start(&["--io-driver", driver]);
+        let mut greedy = Client::connect(server.local_addr());
+        greedy
+            .stream
+            .set_write_timeout(Some(Duration::from_millis(500)))
+            .expect("write timeout");
+        let request = post(LOCK, &lock_body("greedy", "g", 60));
+        let batch = request.repeat(64);
+        let mut sent = 0usize;
+        let limit = 512 * 1024 * 1024;
+        while sent < limit {
+            match greedy.stream.write(batch.as_bytes()) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        assert!(
+            sent < limit,
+            "the server kept reading {sent} bytes without being read from"
+        );
+        let mut polite = Client::connect(server.local_addr());
+        assert_json(&polite.lock("lockstore", "polite", "p", 60), 200, LOCKED);
+        // The stalled client's answers are all there, in order, once it reads.
+        let first = greedy.read_response();
+        assert_json(&first, 200, LOCKED);
+        assert_json(&greedy.read_response(), 200, NOT_LOCKED);
+    }
+}
