@@ -31,35 +31,36 @@ pub(crate) fn push_go_string(out: &mut Vec<u8>, bytes: &[u8]) {
 fn push_valid(out: &mut Vec<u8>, text: &str) {
     let mut copied = 0;
     for (at, ch) in text.char_indices() {
-        let escape: &[u8] = match ch {
-            '"' => b"\\\"",
-            '\\' => b"\\\\",
-            '\u{8}' => b"\\b",
-            '\u{c}' => b"\\f",
-            '\n' => b"\\n",
-            '\r' => b"\\r",
-            '\t' => b"\\t",
-            '<' => b"\\u003c",
-            '>' => b"\\u003e",
-            '&' => b"\\u0026",
-            '\u{2028}' => b"\\u2028",
-            '\u{2029}' => b"\\u2029",
-            c if u32::from(c) < 0x20 => b"",
+        // `Some` for a fixed escape, `None` for a control character written `\u00xx`.
+        let escape: Option<&[u8]> = match ch {
+            '"' => Some(b"\\\""),
+            '\\' => Some(b"\\\\"),
+            '\u{8}' => Some(b"\\b"),
+            '\u{c}' => Some(b"\\f"),
+            '\n' => Some(b"\\n"),
+            '\r' => Some(b"\\r"),
+            '\t' => Some(b"\\t"),
+            '<' => Some(b"\\u003c"),
+            '>' => Some(b"\\u003e"),
+            '&' => Some(b"\\u0026"),
+            '\u{2028}' => Some(b"\\u2028"),
+            '\u{2029}' => Some(b"\\u2029"),
+            c if u32::from(c) < 0x20 => None,
             _ => continue,
         };
-        out.extend_from_slice(&text.as_bytes()[copied..at]);
-        if escape.is_empty() {
-            // A control character without a short form: `\u00xx`.
-            let code = u32::from(ch) as usize;
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX_LOWER[(code >> 4) & 0xf]);
-            out.push(HEX_LOWER[code & 0xf]);
-        } else {
-            out.extend_from_slice(escape);
+        out.extend_from_slice(text.as_bytes().get(copied..at).unwrap_or_default());
+        match escape {
+            Some(escape) => out.extend_from_slice(escape),
+            None => {
+                let code = u32::from(ch) as usize;
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX_LOWER[(code >> 4) & 0xf]);
+                out.push(HEX_LOWER[code & 0xf]);
+            }
         }
         copied = at + ch.len_utf8();
     }
-    out.extend_from_slice(&text.as_bytes()[copied..]);
+    out.extend_from_slice(text.as_bytes().get(copied..).unwrap_or_default());
 }
 
 #[cfg(test)]

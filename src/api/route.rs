@@ -17,7 +17,8 @@
 //! exactly as daprd's middleware does ([`Router::is_token_exempt`]).
 //!
 //! Invariants: nothing here panics on any target, and after the first requests have sized
-//! the scratch buffers, routing allocates nothing. The query string is never looked at.
+//! the scratch buffers, routing allocates nothing. The query string is only checked for
+//! control bytes, as Go checks the whole target; no route reads it.
 
 use std::ops::Range;
 
@@ -52,6 +53,36 @@ pub(crate) enum Route<'a> {
     },
     /// Anything else: daprd's service-invocation fallback.
     Unknown,
+}
+
+/// The hot targets, recognised without the general machinery: `POST /v1.0-alpha1/lock/<store>`
+/// or `.../unlock/<store>` where the store name is made of bytes that need no decoding and is
+/// not `.` or `..`, with an optional query free of control bytes. Anything else is `None` and
+/// takes [`parse_target`] and [`Router::route`], which give the same route for these targets.
+pub(crate) fn fast_lock_route(method: Method, target: &[u8]) -> Option<Route<'_>> {
+    if method != Method::Post {
+        return None;
+    }
+    let rest = target.strip_prefix(b"/v1.0-alpha1/")?;
+    let (op, rest) = match rest.strip_prefix(b"lock/") {
+        Some(rest) => (Operation::TryLock, rest),
+        None => (Operation::Unlock, rest.strip_prefix(b"unlock/")?),
+    };
+    let plain = rest
+        .iter()
+        .take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+        .count();
+    let (store, tail) = rest.split_at_checked(plain)?;
+    if matches!(store, b"" | b"." | b"..") {
+        return None;
+    }
+    match tail {
+        [] => Some(Route::Lock { op, store }),
+        [b'?', query @ ..] if !query.iter().any(|&b| b < 0x20 || b == 0x7f) => {
+            Some(Route::Lock { op, store })
+        }
+        _ => None,
+    }
 }
 
 /// Returns the raw (still escaped) path of a request target, or why Go rejects it.
@@ -487,6 +518,57 @@ mod tests {
         ];
         for (method, target, expected) in cases {
             assert_eq!(route_of(*method, target), *expected, "{target}");
+        }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_general_path() {
+        // Protects the shortcut for the hot targets: whenever it answers, the general path
+        // gives the same route, and it declines everything it does not fully understand.
+        let targets = [
+            "/v1.0-alpha1/lock/lockstore",
+            "/v1.0-alpha1/unlock/lockstore",
+            "/v1.0-alpha1/lock/a.b-c_d~9",
+            "/v1.0-alpha1/lock/...",
+            "/v1.0-alpha1/lock/s?x=1&y=%zz",
+            "/v1.0-alpha1/lock/s?",
+            "/v1.0-alpha1/lock/s?a\x01b",
+            "/v1.0-alpha1/lock/.",
+            "/v1.0-alpha1/lock/..",
+            "/v1.0-alpha1/lock/",
+            "/v1.0-alpha1/lock/s/",
+            "/v1.0-alpha1/lock/s%20t",
+            "/v1.0-alpha1/lock/s+t",
+            "/v1.0-alpha1/lock/s/../t",
+            "/v1.0-alpha1/lock/s\"",
+            "/v1.0-alpha1/lock/s#x",
+            "/v1.0-alpha1/lockx/s",
+            "/v1.0-alpha1/unlock",
+            "//v1.0-alpha1/lock/s",
+        ];
+        let mut router = Router::default();
+        let mut answered = 0;
+        for target in targets {
+            for method in [Method::Post, Method::Get] {
+                let Some(fast) = fast_lock_route(method, target.as_bytes()) else {
+                    continue;
+                };
+                answered += 1;
+                let raw = parse_target(target.as_bytes()).expect("fast targets parse");
+                assert_eq!(router.route(method, raw), fast, "{target}");
+            }
+        }
+        assert_eq!(answered, 6);
+        for declined in [
+            "/v1.0-alpha1/lock/s?a\x01b",
+            "/v1.0-alpha1/lock/.",
+            "/v1.0-alpha1/lock/s/",
+        ] {
+            assert_eq!(
+                fast_lock_route(Method::Post, declined.as_bytes()),
+                None,
+                "{declined}"
+            );
         }
     }
 

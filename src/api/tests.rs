@@ -95,7 +95,7 @@ fn routes_answer_like_daprd() {
     let cases = [
         (Method::Get, "/v1.0/healthz", "", health.clone()),
         (Method::Get, "/v1.0/healthz/outbound", "", health.clone()),
-        (Method::Get, "/v1.0/healthz/?appid=x", "", health.clone()),
+        (Method::Get, "/v1.0/healthz/?x=1", "", health.clone()),
         (
             Method::Get,
             "//v1.0//healthz//outbound/",
@@ -533,6 +533,18 @@ fn api_token_is_required_except_for_health() {
         (Method::Post, lock, Some(""), invalid.clone()),
         (Method::Post, lock, Some("SECRET"), invalid.clone()),
         (Method::Post, lock, Some("secret"), lock_ok.clone()),
+        (
+            Method::Post,
+            "/v1.0-alpha1//lock/lockstore/",
+            None,
+            invalid.clone(),
+        ),
+        (
+            Method::Post,
+            "/v1.0-alpha1//lock/lockstore/",
+            Some("secret"),
+            lock_ok.clone(),
+        ),
         (Method::Get, "/v1.0/healthz", None, health.clone()),
         (
             Method::Get,
