@@ -138,7 +138,10 @@ fn in_flight_request_survives_sigterm() {
         &lock_body("inflight", "o", 30),
     );
     let (head, rest) = request.split_at(request.len() - 10);
-    c.send(head.as_bytes());
+    // A complete request and the start of the next in one write: once the first is
+    // answered, the server holds the second half-read.
+    c.send(format!("GET /v1.0/healthz HTTP/1.1\r\nHost: x\r\n\r\n{head}").as_bytes());
+    assert_eq!(c.read_response().status, 204);
     signal(&child, "-TERM");
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::net::TcpStream::connect(addr).is_ok() {
@@ -157,4 +160,97 @@ fn in_flight_request_survives_sigterm() {
         wait_exit(&mut child, Duration::from_secs(5)).code(),
         Some(0)
     );
+}
+
+/// Runs `cmd` with io_uring_setup refused by a seccomp filter, as container runtimes do.
+#[allow(unsafe_code)]
+fn without_io_uring(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // Classic BPF: load the syscall number; if it is io_uring_setup (425 in the unified
+    // syscall table), fail it with ENOSYS; allow everything else.
+    const SYS_IO_URING_SETUP: u32 = 425;
+    const RET_ERRNO_ENOSYS: u32 = 0x0005_0000 | libc::ENOSYS as u32;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    let filter = [
+        libc::sock_filter {
+            code: 0x20,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: 0x15,
+            jt: 0,
+            jf: 1,
+            k: SYS_IO_URING_SETUP,
+        },
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: RET_ERRNO_ENOSYS,
+        },
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: RET_ALLOW,
+        },
+    ];
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which
+    // is async-signal-safe; `filter` outlives the call because the closure owns it.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+// Where io_uring is refused (a seccomp filter here), the server falls back to the epoll
+// driver and says so in its start-up line, and serves; `--io-driver uring` fails loudly.
+#[test]
+fn falls_back_to_epoll_without_io_uring() {
+    let mut cmd = dlockd();
+    without_io_uring(&mut cmd).args(["--listen", "127.0.0.1:0"]);
+    let mut child = cmd.spawn().expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("start-up line");
+    assert!(
+        line.contains("legacy (epoll) driver (io_uring unavailable"),
+        "{line}"
+    );
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("address")
+        .parse()
+        .expect("socket address");
+    let mut c = Client::connect(addr);
+    assert_json(&c.lock("lockstore", "r", "o", 30), 200, LOCKED);
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(5)).code(),
+        Some(0)
+    );
+
+    let mut cmd = dlockd();
+    let out = without_io_uring(&mut cmd)
+        .args(["--listen", "127.0.0.1:0", "--io-driver", "uring"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("io_uring is not available"));
 }

@@ -163,7 +163,9 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
         let len = buf.len();
         let read = if buf.is_empty() {
             let read = stream.read(buf.slice_mut(len..));
+            // Biased: bytes that already arrived win over shutdown and are answered.
             monoio::select! {
+                biased;
                 r = monoio::time::timeout(left, read) => Some(r),
                 _ = worker.shutdown.wait() => None,
             }

@@ -257,8 +257,11 @@ pub fn start(config: Config) -> Result<Server, StartError> {
 /// the ring fails (seccomp, `io_uring_disabled`, old kernels).
 fn choose_driver(choice: DriverChoice) -> Result<(Driver, Option<String>), StartError> {
     let probe = || -> Result<(), String> {
+        if std::env::var_os("MONOIO_FORCE_LEGACY_DRIVER").is_some() {
+            return Err("MONOIO_FORCE_LEGACY_DRIVER is set".to_string());
+        }
         if !monoio::utils::detect_uring() {
-            return Err("the kernel refuses io_uring".to_string());
+            return Err("the kernel refuses io_uring or lacks an operation it needs".to_string());
         }
         // In a thread of its own: a ring's teardown may leave task work that interrupts the
         // syscalls of the thread that built it.
