@@ -20,11 +20,14 @@ fn dlockd() -> Command {
 
 /// Starts the binary on an ephemeral port and returns it with the address from its start-up line.
 fn spawn(args: &[&str]) -> (Child, String, std::net::SocketAddr) {
-    let mut child = dlockd()
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .spawn()
-        .expect("spawn dlockd");
+    let mut cmd = dlockd();
+    cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+    launch(&mut cmd)
+}
+
+/// Spawns `cmd` and reads its start-up line and the address in it.
+fn launch(cmd: &mut Command) -> (Child, String, std::net::SocketAddr) {
+    let mut child = cmd.spawn().expect("spawn dlockd");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
     BufReader::new(stdout)
@@ -110,15 +113,7 @@ fn dapr_http_port() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("probe port");
         l.local_addr().expect("addr").port()
     };
-    let mut child = dlockd()
-        .env("DAPR_HTTP_PORT", port.to_string())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("start-up line");
+    let (mut child, line, _) = launch(dlockd().env("DAPR_HTTP_PORT", port.to_string()));
     assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
     signal(&child, "-TERM");
     assert_eq!(
@@ -221,23 +216,11 @@ fn without_io_uring(cmd: &mut Command) -> &mut Command {
 fn falls_back_to_epoll_without_io_uring() {
     let mut cmd = dlockd();
     without_io_uring(&mut cmd).args(["--listen", "127.0.0.1:0"]);
-    let mut child = cmd.spawn().expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("start-up line");
+    let (mut child, line, addr) = launch(&mut cmd);
     assert!(
         line.contains("legacy (epoll) driver (io_uring unavailable"),
         "{line}"
     );
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("address")
-        .parse()
-        .expect("socket address");
     let mut c = Client::connect(addr);
     assert_json(&c.lock("lockstore", "r", "o", 30), 200, LOCKED);
     signal(&child, "-TERM");

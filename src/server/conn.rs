@@ -1,6 +1,11 @@
 //! One client connection: read → frame every complete request → decide or forward each →
 //! write all the answers for that read in one write, in request order → read again.
 //!
+//! The seam for stores: a request decided by this worker's shard is answered at once; one
+//! whose answer comes later (another shard today, a remote store such as Redis tomorrow)
+//! takes a slot in the worker's `Pending` table and its answer is awaited in request order.
+//! The in-memory path never touches that machinery.
+//!
 //! Bounds: the read buffer never holds more than one request at its limits plus what one
 //! read brings; the answers of one read are written (and the write awaited) before the next
 //! read, so a client that sends and never reads stops being read from once the socket's send
@@ -21,6 +26,8 @@ use crate::shard::ShardId;
 
 /// Free space asked of the read buffer before each read.
 const READ_CHUNK: usize = 4096;
+/// Buffer capacity an idle connection keeps between requests.
+const KEPT_CAPACITY: usize = 4 * READ_CHUNK;
 /// After answering a request that closes the connection, unread input is drained this long
 /// (and at most `LINGER_BYTES`), so the kernel does not reset the connection and destroy the
 /// answer before the client reads it (what Go's net/http does too).
@@ -131,9 +138,15 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
                 Ok((Ok(_), written)) => {
                     out = written;
                     out.clear();
+                    out.shrink_to(KEPT_CAPACITY);
                 }
                 _ => return,
             }
+        }
+        // A large request grew the buffer; an idle connection keeps only a small one, so
+        // memory stays proportional to the work in flight, not to the largest request seen.
+        if buf.is_empty() {
+            buf.shrink_to(KEPT_CAPACITY);
         }
         if close {
             linger(&mut stream).await;
