@@ -40,6 +40,11 @@ pub struct Config {
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// Benchmarking only, set by the `dlockd-ceiling` binary and by no flag: answer every
+    /// framed request `{"success":true}` without routing, decoding or locking, to measure the
+    /// runtime and HTTP layer alone.
+    #[doc(hidden)]
+    pub fixed_answer: bool,
 }
 
 /// What the command line asks for.
@@ -347,6 +352,7 @@ impl Flags {
                 "DLOCKD_SHUTDOWN_TIMEOUT",
                 DEFAULT_SHUTDOWN_TIMEOUT,
             )?,
+            fixed_answer: false,
         };
         Ok(config)
     }

@@ -237,3 +237,23 @@ fn falls_back_to_epoll_without_io_uring() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("io_uring is not available"));
 }
+
+// The benchmarks' ceiling binary frames HTTP like dlockd and answers every request
+// `{"success":true}`, without locking: a second lock of one resource still "succeeds".
+#[test]
+fn ceiling_answers_everything_without_locking() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlockd-ceiling"));
+    cmd.args(["--listen", "127.0.0.1:0", "--workers", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (mut child, _, addr) = launch(&mut cmd);
+    let mut c = Client::connect(addr);
+    assert_json(&c.lock("lockstore", "r", "a", 30), 200, LOCKED);
+    assert_json(&c.lock("lockstore", "r", "b", 30), 200, LOCKED);
+    assert_json(&c.get("/anything"), 200, LOCKED);
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(5)).code(),
+        Some(0)
+    );
+}
