@@ -9,15 +9,18 @@
 //! Bounds: the read buffer never holds more than one request at its limits plus what one
 //! read brings; the answers of one read are written (and the write awaited) before the next
 //! read, so a client that sends and never reads stops being read from once the socket's send
-//! buffer is full. Every wait has a deadline: idle, head, body, and the write itself.
+//! buffer is full. Every wait has a deadline (idle, head, body, and the write itself), kept
+//! by the worker's reaper rather than a timer per read.
 
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use std::os::fd::AsRawFd;
 
 use super::pending::Reply;
+use super::reaper::Phase;
 use super::worker::{ConnGuard, Worker};
 use crate::api::{answer_response, Answer, OpKind, Outcome, Response};
 use crate::http::{self, Body, Connection, Frame, Framer, Limits, Request, Version};
@@ -55,10 +58,16 @@ enum Decision {
 pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
     let worker: &Worker = &guard.worker;
     let config = &worker.shared.config;
+    let clock = &worker.shared.clock;
     let limits = Limits {
         max_header_bytes: config.max_header_bytes,
         max_body_bytes: config.max_body_bytes,
     };
+    let idle_ms = millis(config.idle_timeout);
+    let header_ms = millis(config.header_timeout);
+    let body_ms = millis(config.body_timeout);
+    // Dropped before the stream (locals drop before parameters), as the reaper requires.
+    let watch = worker.reaper.watch(stream.as_raw_fd());
     // The framer never asks for more than one maximal request.
     let max_buf = limits.max_request_bytes() + READ_CHUNK;
     let mut framer = Framer::new(limits);
@@ -66,8 +75,8 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut items: Vec<Item<'_>> = Vec::new();
     // When the request at the front of `buf` began to arrive, and when its head completed.
-    let mut request_since: Option<Instant> = None;
-    let mut head_since: Option<Instant> = None;
+    let mut request_since_ms: Option<u64> = None;
+    let mut head_since_ms: Option<u64> = None;
     let mut continue_sent = false;
 
     loop {
@@ -87,8 +96,8 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
                     head_complete,
                     expect_continue,
                 }) => {
-                    if head_complete && head_since.is_none() {
-                        head_since = Some(Instant::now());
+                    if head_complete && head_since_ms.is_none() {
+                        head_since_ms = Some(clock.now_ms());
                     }
                     want_continue = head_complete && expect_continue && !continue_sent;
                     break;
@@ -97,8 +106,8 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
                     let decision = decide(worker, &req, view, &framer);
                     let closes = !req.keep_alive || worker.shutting_down();
                     offset += req.consumed;
-                    request_since = None;
-                    head_since = None;
+                    request_since_ms = None;
+                    head_since_ms = None;
                     continue_sent = false;
                     match decision {
                         Decision::Ready(resp) => {
@@ -133,39 +142,39 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
         }
         buf.drain(..offset);
         if !out.is_empty() {
-            let write = stream.write_all(out);
-            match monoio::time::timeout(config.idle_timeout, write).await {
-                Ok((Ok(_), written)) => {
-                    out = written;
-                    out.clear();
-                    out.shrink_to(KEPT_CAPACITY);
-                }
-                _ => return,
+            watch.arm(Phase::Writing, clock.now_ms().saturating_add(idle_ms));
+            let (written, back) = stream.write_all(out).await;
+            out = back;
+            if written.is_err() {
+                return;
             }
-        }
-        // A large request grew the buffer; an idle connection keeps only a small one, so
-        // memory stays proportional to the work in flight, not to the largest request seen.
-        if buf.is_empty() {
-            buf.shrink_to(KEPT_CAPACITY);
+            out.clear();
+            out.shrink_to(KEPT_CAPACITY);
         }
         if close {
             linger(&mut stream).await;
             return;
         }
-        if buf.is_empty() && worker.shutting_down() {
-            return;
+        // A large request grew the buffer; an idle connection keeps only a small one, so
+        // memory stays proportional to the work in flight, not to the largest request seen.
+        if buf.is_empty() {
+            if worker.shutting_down() {
+                return;
+            }
+            buf.shrink_to(KEPT_CAPACITY);
         }
 
         // Read more, within the deadline of where this connection stands.
-        let now = Instant::now();
-        let deadline = if buf.is_empty() {
-            now + config.idle_timeout
-        } else if let Some(t) = head_since {
-            t + config.body_timeout
+        let now_ms = clock.now_ms();
+        let (phase, deadline_ms) = if buf.is_empty() {
+            (Phase::Idle, now_ms.saturating_add(idle_ms))
+        } else if let Some(t) = head_since_ms {
+            (Phase::Reading, t.saturating_add(body_ms))
         } else {
-            *request_since.get_or_insert(now) + config.header_timeout
+            let since = *request_since_ms.get_or_insert(now_ms);
+            (Phase::Reading, since.saturating_add(header_ms))
         };
-        let left = deadline.saturating_duration_since(now);
+        watch.arm(phase, deadline_ms);
         if buf.capacity() - buf.len() < READ_CHUNK {
             if buf.len() >= max_buf {
                 // The framer bounds a request below this; a broken bound closes the connection.
@@ -174,23 +183,16 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
             buf.reserve(READ_CHUNK.max(buf.len()).min(max_buf - buf.len()));
         }
         let len = buf.len();
-        let read = if buf.is_empty() {
-            let read = stream.read(buf.slice_mut(len..));
-            // Biased: bytes that already arrived win over shutdown and are answered.
-            monoio::select! {
-                biased;
-                r = monoio::time::timeout(left, read) => Some(r),
-                _ = worker.shutdown.wait() => None,
-            }
-        } else {
-            Some(monoio::time::timeout(left, stream.read(buf.slice_mut(len..))).await)
-        };
-        match read {
-            Some(Ok((Ok(n), slice))) if n > 0 => buf = slice.into_inner(),
-            // End of stream, an error, a deadline passed, or shutdown while idle.
+        match stream.read(buf.slice_mut(len..)).await {
+            (Ok(n), slice) if n > 0 => buf = slice.into_inner(),
+            // End of stream, an error, or the reaper shut the socket (deadline or shutdown).
             _ => return,
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Routes and validates one framed request and, when its key lives here, decides it.

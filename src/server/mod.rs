@@ -7,6 +7,7 @@
 
 mod conn;
 mod pending;
+mod reaper;
 mod signal;
 mod worker;
 

@@ -19,14 +19,16 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 use super::pending::Pending;
+use super::reaper::Reaper;
 use super::signal::Signal;
 use super::{Driver, Forward, Reply, Shared, StartError};
 use crate::api::{Answer, Api, ApiConfig, OpKind};
 use crate::lease::{LeaseTable, StoreId};
 use crate::shard::{Router, ShardId};
 
-/// How often a worker reclaims the memory of expired leases. Expiry itself is decided by
-/// comparing deadlines with the clock, so this only bounds how long dead leases use memory.
+/// How often, at most, a worker reclaims the memory of expired leases. Expiry itself is
+/// decided by comparing deadlines with the clock, so this only bounds how long dead leases
+/// use memory.
 const RECLAIM_INTERVAL: Duration = Duration::from_millis(100);
 /// Forwarded requests answered before the mail task lets connections run.
 const MAIL_BATCH: usize = 1024;
@@ -92,6 +94,8 @@ pub(super) struct Worker {
     pub api: RefCell<Api>,
     pub pending: Pending,
     pub shutdown: Signal,
+    /// The deadlines of this worker's connections.
+    pub reaper: Reaper,
 }
 
 impl Worker {
@@ -179,6 +183,7 @@ async fn main(spec: Spec) {
         })),
         pending: Pending::new(super::MAX_IN_FLIGHT_PER_WORKER),
         shutdown: Signal::default(),
+        reaper: Reaper::default(),
         shared: shared.clone(),
     });
     if ready.send(Ok(bound)).is_err() {
@@ -187,7 +192,7 @@ async fn main(spec: Spec) {
     drop(ready);
 
     monoio::spawn(accept_loop(worker.clone(), listener));
-    monoio::spawn(reclaim_loop(worker.clone()));
+    monoio::spawn(housekeeping(worker.clone()));
     mail_loop(worker).await;
 }
 
@@ -263,11 +268,32 @@ async fn refuse(mut stream: TcpStream, _guard: ConnGuard) {
     let _ = monoio::time::timeout(Duration::from_secs(1), write).await;
 }
 
-async fn reclaim_loop(worker: Rc<Worker>) {
-    while !worker.shutting_down() {
-        monoio::time::sleep(RECLAIM_INTERVAL).await;
+/// Reclaims expired leases and closes connections past their deadlines, every tick; at
+/// shutdown, closes the idle connections at once.
+async fn housekeeping(worker: Rc<Worker>) {
+    let config = &worker.shared.config;
+    let shortest = config
+        .idle_timeout
+        .min(config.header_timeout)
+        .min(config.body_timeout);
+    // A connection is closed at most a quarter of its timeout late.
+    let tick = (shortest / 4).clamp(Duration::from_millis(5), RECLAIM_INTERVAL);
+    loop {
+        let closing = monoio::select! {
+            _ = monoio::time::sleep(tick) => false,
+            _ = worker.shutdown.wait() => true,
+        };
         let now_ms = worker.shared.clock.now_ms();
+        worker.reaper.sweep(now_ms, closing);
+        if closing {
+            break;
+        }
         worker.table.borrow_mut().advance(now_ms);
+    }
+    // Draining: keep enforcing deadlines on the connections still finishing their work.
+    loop {
+        monoio::time::sleep(tick).await;
+        worker.reaper.sweep(worker.shared.clock.now_ms(), true);
     }
 }
 
