@@ -32,6 +32,7 @@ use std::ops::Range;
 
 use simd_json::{fill_tape_padded, Buffers, ErrorType, Node, StaticNode, Tape, INPUT_PADDING};
 
+use super::fast_body;
 use super::number;
 use super::Operation;
 
@@ -159,8 +160,26 @@ enum Attempt {
 }
 
 impl BodyDecoder {
-    /// Decodes the body of a try-lock or unlock request.
+    /// Decodes the body of a try-lock or unlock request: the plain shape every client sends
+    /// on the fast path, anything else with the full decoder.
     pub(crate) fn decode(
+        &mut self,
+        op: Operation,
+        body: &[u8],
+    ) -> Result<LockFields<'_>, BodyError> {
+        if let Some((resource_len, expiry_s)) = fast_body::decode(op, body, &mut self.fields) {
+            let (resource, owner) = self.fields.split_at(resource_len);
+            return Ok(LockFields {
+                resource,
+                owner,
+                expiry_s,
+            });
+        }
+        self.decode_full(op, body)
+    }
+
+    /// Decodes with simd-json and the full protojson rules.
+    pub(crate) fn decode_full(
         &mut self,
         op: Operation,
         body: &[u8],

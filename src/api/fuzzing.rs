@@ -6,6 +6,7 @@
 use crate::http::Method;
 
 use super::body;
+use super::fast_body;
 use super::{Api, ApiConfig, OpKind, Operation, Outcome};
 
 /// The body decoder of one worker, for benchmarks and fuzzing.
@@ -32,8 +33,21 @@ impl BodyDecoder {
 }
 
 /// Decodes arbitrary bytes as both bodies; checks that a decoded body is valid JSON text
-/// whose strings are UTF-8.
+/// whose strings are UTF-8, and that whatever the fast path accepts, the full decoder
+/// accepts with the same fields.
 pub fn decode_body(data: &[u8]) {
+    for op in [Operation::TryLock, Operation::Unlock] {
+        let mut fast_fields = Vec::new();
+        if let Some((resource_len, expiry_s)) = fast_body::decode(op, data, &mut fast_fields) {
+            let mut full = body::BodyDecoder::default();
+            let fields = full
+                .decode_full(op, data)
+                .expect("the full decoder accepts what the fast path accepts");
+            let (resource, owner) = fast_fields.split_at(resource_len);
+            assert_eq!((fields.resource, fields.owner), (resource, owner));
+            assert_eq!(fields.expiry_s, expiry_s);
+        }
+    }
     let mut decoder = BodyDecoder::new();
     if let Some((resource, owner, _)) = decoder.decode_try_lock(data) {
         assert!(std::str::from_utf8(resource).is_ok() && std::str::from_utf8(owner).is_ok());

@@ -25,6 +25,7 @@
 
 mod body;
 mod error;
+mod fast_body;
 #[doc(hidden)]
 pub mod fuzzing;
 mod json;
