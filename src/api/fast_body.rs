@@ -81,39 +81,42 @@ pub(crate) fn decode(op: Operation, body: &[u8], fields: &mut Vec<u8>) -> Option
 /// rest of the decoder.
 #[inline]
 fn plain_string_len(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut chunks = bytes.chunks_exact(8);
     let mut at = 0;
     for chunk in chunks.by_ref() {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        // A high bit in `flags` marks each byte that is `"`, `\`, below 0x20, DEL or above 0x7f
-        // (exact at the first flagged byte, which is all that is read).
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let backslash = x ^ (ONES * u64::from(b'\\'));
-        let flags = (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (x.wrapping_sub(ONES * 0x20) & !x)
-            | (x.wrapping_add(ONES) & HIGH)
-            | x;
-        let flags = flags & HIGH;
-        if flags != 0 {
-            let i = (flags.trailing_zeros() / 8) as usize;
+        if let Some(i) = first_special(u64::from_le_bytes(word)) {
             return (chunk[i] == b'"').then_some(at + i);
         }
         at += 8;
     }
-    for (i, &b) in chunks.remainder().iter().enumerate() {
-        if b == b'"' {
-            return Some(at + i);
-        }
-        if !(0x20..0x7f).contains(&b) || b == b'\\' {
-            return None;
-        }
+    // The tail, padded with a plain byte so one more word check decides it.
+    let tail = chunks.remainder();
+    let mut word = [b'a'; 8];
+    word[..tail.len()].copy_from_slice(tail);
+    match first_special(u64::from_le_bytes(word)) {
+        Some(i) if i < tail.len() => (tail[i] == b'"').then_some(at + i),
+        _ => None,
     }
-    None
+}
+
+/// The index of the first byte of `x` (little-endian) that is `"`, `\\`, below 0x20, DEL or
+/// above 0x7f. The bit tricks may also flag bytes after the first such byte (a borrow or
+/// carry only starts at a flagged byte), never before it, so the first flag is exact.
+#[inline]
+fn first_special(x: u64) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = x ^ (ONES * u64::from(b'"'));
+    let backslash = x ^ (ONES * u64::from(b'\\'));
+    let flags = ((quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash)
+        | (x.wrapping_sub(ONES * 0x20) & !x)
+        | x.wrapping_add(ONES)
+        | x)
+        & HIGH;
+    (flags != 0).then(|| (flags.trailing_zeros() / 8) as usize)
 }
 
 struct Scan<'b> {

@@ -141,8 +141,11 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
             continue_sent = true;
         }
         buf.drain(..offset);
+        // One clock reading serves both deadlines below: a blocked write only makes the
+        // following read's deadline earlier, never later.
+        let now_ms = clock.now_ms();
         if !out.is_empty() {
-            watch.arm(Phase::Writing, clock.now_ms().saturating_add(idle_ms));
+            watch.arm(Phase::Writing, now_ms.saturating_add(idle_ms));
             let (written, back) = stream.write_all(out).await;
             out = back;
             if written.is_err() {
@@ -165,7 +168,6 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
         }
 
         // Read more, within the deadline of where this connection stands.
-        let now_ms = clock.now_ms();
         let (phase, deadline_ms) = if buf.is_empty() {
             (Phase::Idle, now_ms.saturating_add(idle_ms))
         } else if let Some(t) = head_since_ms {
