@@ -20,6 +20,46 @@ const MAX_INT_DIGITS: usize = 10;
 /// the owner, as the full decoder fills it, and the answer is the resource id's length and
 /// the expiry (0 when absent).
 pub(crate) fn decode(op: Operation, body: &[u8], fields: &mut Vec<u8>) -> Option<(usize, i32)> {
+    let (resource, owner, expiry) = match canonical(op, body) {
+        Some(found) => found,
+        None => any_order(op, body)?,
+    };
+    fields.clear();
+    fields.extend_from_slice(resource);
+    fields.extend_from_slice(owner);
+    Some((resource.len(), expiry))
+}
+
+/// The exact bytes the official SDKs send, in their order and without spaces:
+/// `{"resourceId":"…","lockOwner":"…","expiryInSeconds":N}` (or without the expiry for an
+/// unlock). Checked as three literals around two plain strings and an integer.
+#[inline]
+fn canonical(op: Operation, body: &[u8]) -> Option<(&[u8], &[u8], i32)> {
+    const RESOURCE: &[u8] = b"{\"resourceId\":\"";
+    const OWNER: &[u8] = b"\",\"lockOwner\":\"";
+    const EXPIRY: &[u8] = b"\",\"expiryInSeconds\":";
+    let rest = body.strip_prefix(RESOURCE)?;
+    let resource_len = plain_string_len(rest)?;
+    let (resource, rest) = rest.split_at(resource_len);
+    let rest = rest.strip_prefix(OWNER)?;
+    let owner_len = plain_string_len(rest)?;
+    let (owner, rest) = rest.split_at(owner_len);
+    match op {
+        Operation::Unlock => (rest == b"\"}").then_some((resource, owner, 0)),
+        Operation::TryLock => {
+            let number = rest.strip_prefix(EXPIRY)?.strip_suffix(b"}")?;
+            let mut p = Scan {
+                bytes: number,
+                at: 0,
+            };
+            let expiry = p.int32()?;
+            (p.at == number.len()).then_some((resource, owner, expiry))
+        }
+    }
+}
+
+/// One flat object of the request's own keys in any order, with optional whitespace.
+fn any_order(op: Operation, body: &[u8]) -> Option<(&[u8], &[u8], i32)> {
     let mut p = Scan { bytes: body, at: 0 };
     let mut resource: Option<&[u8]> = None;
     let mut owner: Option<&[u8]> = None;
@@ -67,12 +107,11 @@ pub(crate) fn decode(op: Operation, body: &[u8], fields: &mut Vec<u8>) -> Option
         return None;
     }
 
-    let resource = resource.unwrap_or_default();
-    let owner = owner.unwrap_or_default();
-    fields.clear();
-    fields.extend_from_slice(resource);
-    fields.extend_from_slice(owner);
-    Some((resource.len(), expiry.unwrap_or(0)))
+    Some((
+        resource.unwrap_or_default(),
+        owner.unwrap_or_default(),
+        expiry.unwrap_or(0),
+    ))
 }
 
 /// The length of the plain string at the start of `bytes` (up to its closing quote), or None
@@ -284,6 +323,51 @@ mod tests {
             fast(t, r#"{"expiryInSeconds":-2147483648}"#).map(|f| f.2),
             Some(i32::MIN)
         );
+    }
+
+    // The canonical matcher and the any-order scanner agree wherever the first accepts, and
+    // the canonical matcher refuses near misses it must not take.
+    #[test]
+    fn canonical_matches_the_general_scanner() {
+        for (op, body) in [
+            (
+                Operation::TryLock,
+                r#"{"resourceId":"r","lockOwner":"o","expiryInSeconds":7}"#,
+            ),
+            (
+                Operation::TryLock,
+                r#"{"resourceId":"","lockOwner":"","expiryInSeconds":-7}"#,
+            ),
+            (Operation::Unlock, r#"{"resourceId":"r","lockOwner":"o"}"#),
+        ] {
+            assert!(canonical(op, body.as_bytes()).is_some(), "{body}");
+            assert_eq!(
+                canonical(op, body.as_bytes()),
+                any_order(op, body.as_bytes())
+            );
+        }
+        for (op, body) in [
+            (
+                Operation::TryLock,
+                r#"{"resourceId":"r","lockOwner":"o","expiryInSeconds":7}x"#,
+            ),
+            (
+                Operation::TryLock,
+                r#"{"resourceId":"r","lockOwner":"o","expiryInSeconds":7.5}"#,
+            ),
+            (
+                Operation::TryLock,
+                r#"{"resourceId":"r","lockOwner":"o","expiryInSeconds":}"#,
+            ),
+            (Operation::TryLock, r#"{"resourceId":"r","lockOwner":"o"}"#),
+            (
+                Operation::Unlock,
+                r#"{"resourceId":"r","lockOwner":"o","expiryInSeconds":7}"#,
+            ),
+            (Operation::Unlock, r#"{"resourceId":"r\"","lockOwner":"o"}"#),
+        ] {
+            assert_eq!(canonical(op, body.as_bytes()), None, "{body}");
+        }
     }
 
     // Anything outside the plain shape is left to the full decoder.
