@@ -1,0 +1,601 @@
+//! The command line: every flag, its default and its bounds, validated once before anything
+//! connects. A [`Config`] that comes out of [`parse`] is internally consistent: the run can
+//! start without re-checking any of it.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::wire::Protocol;
+use crate::workload::Kind;
+use crate::zipf::MAX_HOT;
+
+pub const HELP: &str = "\
+dlockd-loadgen: drive a Dapr lock server (or Redis, nginx, a fixed-response server) with the
+same client, workload and connection count, and report throughput and latency.
+
+usage: dlockd-loadgen --target HOST:PORT [flags]
+
+  --target HOST:PORT      server address (required)
+  --protocol http|resp    http: the Dapr lock API (default); resp: Redis, as Dapr's lock.redis
+  --workload W            uncontended | contended | churn (default uncontended)
+                            uncontended: each connection locks and unlocks its own resources
+                            contended:   locks on a Zipf-hot set; a holder unlocks next
+                            churn:       lock-only with a short expiry; leases expire in the server
+  --connections N         total connections, spread over the threads (default 64)
+  --depth D               requests in flight per connection, pipelined (default 1)
+  --threads T             client threads (default 1)
+  --cpus LIST             pin thread i to LIST[i % len], e.g. 0,1 or 2-3 (default: no pinning)
+  --duration T            measured time, e.g. 10s, 500ms, 1m (default 10s)
+  --warmup T              unmeasured time before it (default 1s)
+  --rate R                open loop: R requests/s in total, spread evenly over connections,
+                          latency measured from each request's intended send time;
+                          0 = closed loop, as fast as answers come (default 0)
+  --requests N            instead of --duration: stop after exactly N measured requests
+                          (closed loop; for instruction counts), no warmup unless given
+  --resources N           distinct resources for uncontended/churn (default 100000)
+  --hot K                 hot resources for contended (default 16)
+  --zipf S                Zipf exponent over the hot set (default 1.0)
+  --expiry S              expiryInSeconds / EX for locks (default 10; churn default 1)
+  --store NAME            lock store in the URL (default lockstore)
+  --path-prefix P         default /v1.0-alpha1 (lets it target another Dapr API version)
+  --check                 verify every answer is what the workload expects (for dlockd;
+                          fixed-answer servers such as nginx answer the same bytes to all)
+  --json                  print one JSON object with the results instead of the table
+  -h, --help              this text
+
+exit status: 0 done (errors, if any, are in the report); 1 could not start (connect, pin,
+runtime); 2 bad command line; 3 --check was given and some answer was wrong or missing.
+";
+
+pub const MAX_CONNECTIONS: u32 = 100_000;
+pub const MAX_DEPTH: u32 = 4096;
+pub const MAX_THREADS: u32 = 1024;
+/// Long enough for any soak; short enough that a typo (`10h` for `10s`) is caught.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// daprd decodes expiryInSeconds as an int32.
+pub const MAX_EXPIRY_S: u32 = i32::MAX as u32;
+/// The churn check keeps 8 bytes a resource; this bounds it to 800 MB.
+pub const MAX_RESOURCES: u64 = 100_000_000;
+pub const MAX_NAME_BYTES: usize = 256;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// As given: also the `Host` header.
+    pub target: String,
+    pub protocol: Protocol,
+    pub workload: Kind,
+    pub connections: u32,
+    pub depth: u32,
+    pub threads: u32,
+    pub cpus: Vec<usize>,
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// Requests/s in total; 0 is closed loop.
+    pub rate: u64,
+    /// Stop after this many measured requests instead of after `duration`.
+    pub requests: Option<u64>,
+    pub resources: u64,
+    pub hot: u32,
+    pub zipf: f64,
+    pub expiry_s: u32,
+    pub store: String,
+    pub path_prefix: String,
+    pub check: bool,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    Unknown(String),
+    MissingValue(&'static str),
+    Invalid {
+        flag: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    MissingTarget,
+    Conflict(&'static str),
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Unknown(arg) => write!(f, "unknown argument {arg:?} (see --help)"),
+            CliError::MissingValue(flag) => write!(f, "{flag} needs a value"),
+            CliError::Invalid { flag, value, why } => write!(f, "{flag} {value:?}: {why}"),
+            CliError::MissingTarget => f.write_str("--target HOST:PORT is required"),
+            CliError::Conflict(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Parses the arguments after the program name. Flags take `--flag value` or `--flag=value`.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliError> {
+    let mut target = None;
+    let mut protocol = Protocol::Http;
+    let mut workload = Kind::Uncontended;
+    let mut connections = 64;
+    let mut depth = 1;
+    let mut threads = 1;
+    let mut cpus = Vec::new();
+    let mut duration = None;
+    let mut warmup = None;
+    let mut rate = 0;
+    let mut requests = None;
+    let mut resources = 100_000;
+    let mut hot = 16;
+    let mut zipf = 1.0;
+    let mut expiry_s = None;
+    let mut store = "lockstore".to_string();
+    let mut path_prefix = "/v1.0-alpha1".to_string();
+    let mut check = false;
+    let mut json = false;
+
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let flag: &'static str = match name.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--check" | "--json" if inline.is_none() => {
+                if name == "--check" {
+                    check = true;
+                } else {
+                    json = true;
+                }
+                continue;
+            }
+            "--target" => "--target",
+            "--protocol" => "--protocol",
+            "--workload" => "--workload",
+            "--connections" => "--connections",
+            "--depth" => "--depth",
+            "--threads" => "--threads",
+            "--cpus" => "--cpus",
+            "--duration" => "--duration",
+            "--warmup" => "--warmup",
+            "--rate" => "--rate",
+            "--requests" => "--requests",
+            "--resources" => "--resources",
+            "--hot" => "--hot",
+            "--zipf" => "--zipf",
+            "--expiry" => "--expiry",
+            "--store" => "--store",
+            "--path-prefix" => "--path-prefix",
+            _ => return Err(CliError::Unknown(arg)),
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => args.next().ok_or(CliError::MissingValue(flag))?,
+        };
+        match flag {
+            "--target" => target = Some(parse_target(&value)?),
+            "--protocol" => {
+                protocol = match value.as_str() {
+                    "http" => Protocol::Http,
+                    "resp" => Protocol::Resp,
+                    _ => return Err(invalid(flag, &value, "expected http or resp")),
+                }
+            }
+            "--workload" => {
+                workload = match value.as_str() {
+                    "uncontended" => Kind::Uncontended,
+                    "contended" => Kind::Contended,
+                    "churn" => Kind::Churn,
+                    _ => {
+                        return Err(invalid(
+                            flag,
+                            &value,
+                            "expected uncontended, contended or churn",
+                        ))
+                    }
+                }
+            }
+            "--connections" => connections = bounded(flag, &value, 1, MAX_CONNECTIONS)?,
+            "--depth" => depth = bounded(flag, &value, 1, MAX_DEPTH)?,
+            "--threads" => threads = bounded(flag, &value, 1, MAX_THREADS)?,
+            "--cpus" => {
+                cpus = parse_cpus(&value)
+                    .ok_or_else(|| invalid(flag, &value, "expected a list such as 0,1 or 2-5"))?
+            }
+            "--duration" => duration = Some(parse_duration(flag, &value)?),
+            "--warmup" => warmup = Some(parse_duration(flag, &value)?),
+            "--rate" => rate = number(flag, &value)?,
+            "--requests" => {
+                let n: u64 = number(flag, &value)?;
+                if n == 0 {
+                    return Err(invalid(flag, &value, "must be at least 1"));
+                }
+                requests = Some(n);
+            }
+            "--resources" => {
+                resources = number(flag, &value)?;
+                if !(1..=MAX_RESOURCES).contains(&resources) {
+                    return Err(invalid(flag, &value, "must be 1 to 100000000"));
+                }
+            }
+            "--hot" => hot = bounded(flag, &value, 1, MAX_HOT)?,
+            "--zipf" => {
+                zipf = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && (0.0..=100.0).contains(s))
+                    .ok_or_else(|| invalid(flag, &value, "expected a number from 0 to 100"))?;
+            }
+            "--expiry" => expiry_s = Some(bounded(flag, &value, 1, MAX_EXPIRY_S)?),
+            "--store" => store = parse_name(flag, &value, false)?,
+            "--path-prefix" => path_prefix = parse_name(flag, &value, true)?,
+            _ => unreachable!("every flag above is matched"),
+        }
+    }
+
+    let target = target.ok_or(CliError::MissingTarget)?;
+    if requests.is_some() && duration.is_some() {
+        return Err(CliError::Conflict(
+            "--requests replaces --duration: give one of them",
+        ));
+    }
+    if requests.is_some() && rate > 0 {
+        return Err(CliError::Conflict(
+            "--requests is closed loop: it cannot be combined with --rate",
+        ));
+    }
+    if threads > connections {
+        return Err(CliError::Conflict(
+            "--threads is larger than --connections: every thread needs a connection",
+        ));
+    }
+    if workload != Kind::Contended && resources < u64::from(connections) {
+        return Err(CliError::Conflict(
+            "--resources is smaller than --connections: each connection needs its own resources",
+        ));
+    }
+    let duration = duration.unwrap_or(Duration::from_secs(10));
+    if requests.is_none() && duration.is_zero() {
+        return Err(invalid("--duration", "0", "must be longer than zero"));
+    }
+    let warmup = warmup.unwrap_or(if requests.is_some() {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(1)
+    });
+    let expiry_s = expiry_s.unwrap_or(if workload == Kind::Churn { 1 } else { 10 });
+
+    Ok(Command::Run(Box::new(Config {
+        target,
+        protocol,
+        workload,
+        connections,
+        depth,
+        threads,
+        cpus,
+        duration,
+        warmup,
+        rate,
+        requests,
+        resources,
+        hot,
+        zipf,
+        expiry_s,
+        store,
+        path_prefix,
+        check,
+        json,
+    })))
+}
+
+fn invalid(flag: &'static str, value: &str, why: &'static str) -> CliError {
+    CliError::Invalid {
+        flag,
+        value: value.to_string(),
+        why,
+    }
+}
+
+fn number<T: std::str::FromStr>(flag: &'static str, value: &str) -> Result<T, CliError> {
+    value
+        .parse()
+        .map_err(|_| invalid(flag, value, "expected a whole number"))
+}
+
+fn bounded(flag: &'static str, value: &str, min: u32, max: u32) -> Result<u32, CliError> {
+    let n: u64 = number(flag, value)?;
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| invalid(flag, value, "out of range (see --help for the limits)"))
+}
+
+/// `HOST:PORT`: a port is required; the host goes into the Host header as given.
+fn parse_target(value: &str) -> Result<String, CliError> {
+    let ok = value
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+        && value.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(invalid("--target", value, "expected HOST:PORT"))
+    }
+}
+
+/// Store names and prefixes go into the request line verbatim, so they must be visible ASCII
+/// with no space; a prefix starts with `/` (or is empty).
+fn parse_name(flag: &'static str, value: &str, prefix: bool) -> Result<String, CliError> {
+    let visible = value.len() <= MAX_NAME_BYTES
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
+    let shaped = if prefix {
+        value.is_empty() || (value.starts_with('/') && !value.ends_with('/'))
+    } else {
+        !value.is_empty() && !value.contains('/')
+    };
+    if visible && shaped {
+        Ok(value.to_string())
+    } else if prefix {
+        Err(invalid(
+            flag,
+            value,
+            "expected a path such as /v1.0-alpha1 (visible ASCII, no trailing /)",
+        ))
+    } else {
+        Err(invalid(
+            flag,
+            value,
+            "expected a name of visible ASCII without / ? #",
+        ))
+    }
+}
+
+/// `0,1`, `2-5`, `0,2-3`: core numbers, each below 4096.
+fn parse_cpus(value: &str) -> Option<Vec<usize>> {
+    const MAX_CPU: usize = 4096;
+    let mut cpus = Vec::new();
+    for part in value.split(',') {
+        let part = part.trim();
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?);
+                if a > b || b >= MAX_CPU {
+                    return None;
+                }
+                cpus.extend(a..=b);
+            }
+            None => {
+                let cpu = part.parse::<usize>().ok()?;
+                if cpu >= MAX_CPU {
+                    return None;
+                }
+                cpus.push(cpu);
+            }
+        }
+        if cpus.len() > MAX_CPU {
+            return None;
+        }
+    }
+    Some(cpus)
+}
+
+/// `10s`, `500ms`, `250us`, `1m`, `1h`, `2.5s`, or a bare number of seconds.
+fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, CliError> {
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(invalid(
+                flag,
+                value,
+                "expected a duration such as 10s or 500ms",
+            ))
+        }
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .and_then(|n| Duration::try_from_secs_f64(n * scale).ok())
+        .filter(|d| *d <= MAX_DURATION)
+        .ok_or_else(|| {
+            invalid(
+                flag,
+                value,
+                "expected a duration from 0 to 24h, such as 10s",
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, CliError> {
+        match parse(args.iter().map(|s| s.to_string()))? {
+            Command::Run(c) => Ok(*c),
+            Command::Help => panic!("unexpected help"),
+        }
+    }
+
+    // Only --target is required; everything else has the documented default.
+    #[test]
+    fn defaults() {
+        let c = run(&["--target", "127.0.0.1:3511"]).unwrap();
+        assert_eq!(c.target, "127.0.0.1:3511");
+        assert_eq!(c.protocol, Protocol::Http);
+        assert_eq!(c.workload, Kind::Uncontended);
+        assert_eq!((c.connections, c.depth, c.threads), (64, 1, 1));
+        assert!(c.cpus.is_empty());
+        assert_eq!(c.duration, Duration::from_secs(10));
+        assert_eq!(c.warmup, Duration::from_secs(1));
+        assert_eq!((c.rate, c.requests), (0, None));
+        assert_eq!((c.resources, c.hot, c.zipf), (100_000, 16, 1.0));
+        assert_eq!(c.expiry_s, 10);
+        assert_eq!(c.store, "lockstore");
+        assert_eq!(c.path_prefix, "/v1.0-alpha1");
+        assert!(!c.check && !c.json);
+    }
+
+    // Every flag is read, in both spellings.
+    #[test]
+    fn every_flag_is_read() {
+        let c = run(&[
+            "--target=h:1",
+            "--protocol",
+            "resp",
+            "--workload=contended",
+            "--connections",
+            "8",
+            "--depth=16",
+            "--threads",
+            "2",
+            "--cpus",
+            "0,2-3",
+            "--duration",
+            "2.5s",
+            "--warmup=500ms",
+            "--rate",
+            "1000",
+            "--resources",
+            "64",
+            "--hot",
+            "4",
+            "--zipf",
+            "0.5",
+            "--expiry",
+            "30",
+            "--store",
+            "s1",
+            "--path-prefix",
+            "/v1.0-beta1",
+            "--check",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(c.target, "h:1");
+        assert_eq!(c.protocol, Protocol::Resp);
+        assert_eq!(c.workload, Kind::Contended);
+        assert_eq!((c.connections, c.depth, c.threads), (8, 16, 2));
+        assert_eq!(c.cpus, vec![0, 2, 3]);
+        assert_eq!(c.duration, Duration::from_millis(2500));
+        assert_eq!(c.warmup, Duration::from_millis(500));
+        assert_eq!(c.rate, 1000);
+        assert_eq!((c.resources, c.hot, c.zipf), (64, 4, 0.5));
+        assert_eq!(c.expiry_s, 30);
+        assert_eq!(
+            (c.store.as_str(), c.path_prefix.as_str()),
+            ("s1", "/v1.0-beta1")
+        );
+        assert!(c.check && c.json);
+    }
+
+    // Churn defaults to a 1 s expiry; --requests drops the default warmup.
+    #[test]
+    fn mode_dependent_defaults() {
+        let churn = run(&["--target", "h:1", "--workload", "churn"]).unwrap();
+        assert_eq!(churn.expiry_s, 1);
+        let counted = run(&["--target", "h:1", "--requests", "1000"]).unwrap();
+        assert_eq!(counted.requests, Some(1000));
+        assert_eq!(counted.warmup, Duration::ZERO);
+        let warmed = run(&["--target", "h:1", "--requests", "10", "--warmup", "1s"]).unwrap();
+        assert_eq!(warmed.warmup, Duration::from_secs(1));
+    }
+
+    // Help wins wherever it appears.
+    #[test]
+    fn help_is_recognised() {
+        assert_eq!(parse(["--help".to_string()]), Ok(Command::Help));
+        assert_eq!(
+            parse(["--target".into(), "h:1".into(), "-h".into()]),
+            Ok(Command::Help)
+        );
+        assert!(HELP.contains("--path-prefix"));
+    }
+
+    // Bad values and inconsistent combinations are refused with a message naming the flag.
+    #[test]
+    fn refuses_bad_input() {
+        let bad: &[&[&str]] = &[
+            &[],
+            &["--target"],
+            &["--target", "nohost"],
+            &["--target", "h:0"],
+            &["--target", "h:99999"],
+            &["--target", "h:1", "--bogus"],
+            &["--target", "h:1", "--protocol", "grpc"],
+            &["--target", "h:1", "--workload", "x"],
+            &["--target", "h:1", "--connections", "0"],
+            &["--target", "h:1", "--connections", "-1"],
+            &["--target", "h:1", "--depth", "5000"],
+            &["--target", "h:1", "--threads", "2", "--connections", "1"],
+            &["--target", "h:1", "--cpus", "1-0"],
+            &["--target", "h:1", "--cpus", "a"],
+            &["--target", "h:1", "--duration", "10x"],
+            &["--target", "h:1", "--duration", "0s"],
+            &["--target", "h:1", "--duration", "48h"],
+            &["--target", "h:1", "--rate", "1.5"],
+            &["--target", "h:1", "--requests", "0"],
+            &["--target", "h:1", "--requests", "5", "--duration", "1s"],
+            &["--target", "h:1", "--requests", "5", "--rate", "10"],
+            &["--target", "h:1", "--resources", "10"],
+            &["--target", "h:1", "--hot", "0"],
+            &["--target", "h:1", "--zipf", "-1"],
+            &["--target", "h:1", "--zipf", "NaN"],
+            &["--target", "h:1", "--expiry", "0"],
+            &["--target", "h:1", "--expiry", "2147483648"],
+            &["--target", "h:1", "--store", "a b"],
+            &["--target", "h:1", "--store", "a/b"],
+            &["--target", "h:1", "--store", ""],
+            &["--target", "h:1", "--path-prefix", "v1"],
+            &["--target", "h:1", "--path-prefix", "/v1/"],
+            &["--target", "h:1", "--check=yes"],
+        ];
+        for args in bad {
+            let got = parse(args.iter().map(|s| s.to_string()));
+            assert!(got.is_err(), "{args:?} gave {got:?}");
+            assert!(!got.unwrap_err().to_string().is_empty());
+        }
+    }
+
+    // A contended run needs no per-connection resources, so a small --resources is fine there.
+    #[test]
+    fn contended_ignores_resources() {
+        let c = run(&[
+            "--target",
+            "h:1",
+            "--workload",
+            "contended",
+            "--resources",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(c.resources, 1);
+    }
+
+    // Duration units.
+    #[test]
+    fn duration_units() {
+        let d = |s: &str| parse_duration("--duration", s).unwrap();
+        assert_eq!(d("10"), Duration::from_secs(10));
+        assert_eq!(d("1m"), Duration::from_secs(60));
+        assert_eq!(d("1h"), Duration::from_secs(3600));
+        assert_eq!(d("250us"), Duration::from_micros(250));
+        assert_eq!(d("0"), Duration::ZERO);
+        assert!(parse_duration("--duration", "").is_err());
+        assert!(parse_duration("--duration", "s").is_err());
+    }
+}
