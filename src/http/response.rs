@@ -75,12 +75,22 @@ pub fn write_response(
     // Fixed text is under 100 bytes; reserving once keeps this to at most one growth.
     out.reserve(100 + reason.len() + content_type.len() + body.len());
 
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_decimal(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    if !content_type.is_empty() {
+    // The status lines this server sends are written whole (one copy instead of four).
+    match status {
+        200 => out.extend_from_slice(b"HTTP/1.1 200 OK\r\n"),
+        204 => out.extend_from_slice(b"HTTP/1.1 204 No Content\r\n"),
+        400 => out.extend_from_slice(b"HTTP/1.1 400 Bad Request\r\n"),
+        _ => {
+            out.extend_from_slice(b"HTTP/1.1 ");
+            push_decimal(out, u64::from(status));
+            out.push(b' ');
+            out.extend_from_slice(reason.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if content_type == "application/json" {
+        out.extend_from_slice(b"Content-Type: application/json\r\n");
+    } else if !content_type.is_empty() {
         out.extend_from_slice(b"Content-Type: ");
         out.extend_from_slice(content_type.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -106,6 +116,16 @@ const U64_DIGITS: usize = 20;
 
 /// Appends `n` in decimal, formatted on the stack.
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    // The lengths of the common answers: two or three digits, without a division loop.
+    if (10..1000).contains(&n) {
+        let (h, t, u) = (n / 100, n / 10 % 10, n % 10);
+        if h == 0 {
+            out.extend_from_slice(&[b'0' + t as u8, b'0' + u as u8]);
+        } else {
+            out.extend_from_slice(&[b'0' + h as u8, b'0' + t as u8, b'0' + u as u8]);
+        }
+        return;
+    }
     let mut digits = [0u8; U64_DIGITS];
     let mut start = U64_DIGITS;
     loop {
@@ -246,5 +266,28 @@ mod tests {
         // Protects: the 100 Continue bytes have no headers, so no client mistakes them for
         // the final answer.
         assert_eq!(CONTINUE, b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    // The digit shortcut and the status-line table write what the general code writes.
+    #[test]
+    fn shortcuts_match_the_general_encoding() {
+        for n in (0..2000u64).chain([9_999, 10_000, 65_536, u64::MAX]) {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes(), "{n}");
+        }
+        for status in [200u16, 204, 400, 401, 404, 431, 500, 503, 299] {
+            let mut out = Vec::new();
+            let body: &[u8] = if status == 204 { b"" } else { b"x" };
+            write_response(
+                &mut out,
+                status,
+                "application/json",
+                body,
+                Connection::KeepAlive11,
+            );
+            let line = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+            assert!(out.starts_with(line.as_bytes()), "{status}");
+        }
     }
 }
