@@ -3,12 +3,9 @@
 //! What it serves per second (and the CPU and instructions it spends per request) is what
 //! dlockd would reach if locking were free: the ceiling the benchmarks compare dlockd to.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use dlockd::config::{Command, Config, HELP};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -29,30 +26,5 @@ fn main() -> ExitCode {
         }
     };
     config.fixed_answer = true;
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("dlockd-ceiling: cannot handle signals: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let shutdown_timeout = config.shutdown_timeout;
-    let server = match dlockd::server::start(config) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("dlockd-ceiling: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!(
-        "dlockd-ceiling {} listening on http://{} with {} worker(s), {} driver",
-        env!("CARGO_PKG_VERSION"),
-        server.local_addr(),
-        server.workers(),
-        server.driver(),
-    );
-    let _ = std::io::stdout().flush();
-    let _ = signals.forever().next();
-    server.shutdown(shutdown_timeout);
-    ExitCode::SUCCESS
+    dlockd::server::run_until_signal(config, "dlockd-ceiling")
 }

@@ -300,3 +300,62 @@ fn uring_runtime(
                 .build()
         })
 }
+
+/// What the binaries do once configured: start the workers, print the start-up line (name,
+/// version, address, workers, io driver, stores, token), wait for SIGINT or SIGTERM, then
+/// drain within `shutdown_timeout` and exit 0.
+pub fn run_until_signal(config: Config, name: &str) -> std::process::ExitCode {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use std::io::Write;
+
+    // Registered before the workers start, so a signal during start-up is not lost.
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{name}: cannot handle signals: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let shutdown_timeout = config.shutdown_timeout;
+    let stores = config.stores.join(", ");
+    let token = if config.api_token.is_some() {
+        "required"
+    } else {
+        "off"
+    };
+    let server = match start(config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let driver = match server.driver_fallback() {
+        Some(why) => format!("{} driver (io_uring unavailable: {why})", server.driver()),
+        None => format!("{} driver", server.driver()),
+    };
+    println!(
+        "{name} {} listening on http://{} with {} worker{}, {}, stores: {}, api token {}",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr(),
+        server.workers(),
+        if server.workers() == 1 { "" } else { "s" },
+        driver,
+        stores,
+        token,
+    );
+    let _ = std::io::stdout().flush();
+
+    if let Some(signal) = signals.forever().next() {
+        let signal = if signal == SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        eprintln!("{name}: {signal}: draining (up to {shutdown_timeout:?})");
+    }
+    if !server.shutdown(shutdown_timeout) {
+        eprintln!("{name}: shutdown timeout passed with work still in flight; exiting");
+    }
+    std::process::ExitCode::SUCCESS
+}
