@@ -30,6 +30,9 @@ use crate::shard::{Router, ShardId};
 /// decided by comparing deadlines with the clock, so this only bounds how long dead leases
 /// use memory.
 const RECLAIM_INTERVAL: Duration = Duration::from_millis(100);
+/// Expired leases reclaimed before the housekeeping task lets connections run (about 0.3 ms
+/// of work at the ~80 ns a reclaim costs).
+const RECLAIM_SLICE: usize = 4096;
 /// Forwarded requests answered before the mail task lets connections run.
 const MAIL_BATCH: usize = 1024;
 /// The answer to a connection over `--max-connections`.
@@ -288,7 +291,16 @@ async fn housekeeping(worker: Rc<Worker>) {
         if closing {
             break;
         }
-        worker.table.borrow_mut().advance(now_ms);
+        // In slices, letting connections run between them: a million leases that expire
+        // together would otherwise stall this worker for the whole sweep.
+        while worker
+            .table
+            .borrow_mut()
+            .advance_at_most(now_ms, RECLAIM_SLICE)
+            == RECLAIM_SLICE
+        {
+            yield_now().await;
+        }
     }
     // Draining: keep enforcing deadlines on the connections still finishing their work.
     loop {
