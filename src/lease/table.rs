@@ -4,11 +4,14 @@
 //!
 //! - `leases`, a slab of [`Lease`]: store, one boxed `[u8]` holding `resource ‖ owner`, the
 //!   last live tick, the key's hash, and the next lease with the same hash.
-//! - `by_hash`, a std `HashMap` from the 64-bit ahash of `(store, resource)` (random seeds per
+//! - `by_hash`, std `HashMap`s from the 64-bit ahash of `(store, resource)` (random seeds per
 //!   table) to the slab index of the first lease with that hash; leases whose hashes collide
-//!   are chained through `next_same_hash`. Keying the map by the hash rather than by owned
+//!   are chained through `next_same_hash`. Keying the maps by the hash rather than by owned
 //!   bytes means a lookup never builds a key, the bytes are stored once, and reclaiming a
-//!   lease needs no rehash (the hash is stored in it).
+//!   lease needs no rehash (the hash is stored in it). There are [`MAPS`] of them, picked by
+//!   six middle bits of the hash, because a map grows by rehashing all it holds in one call:
+//!   one map of 7 M entries stalled its worker for a second; each of 64 stalls it 1/64 as
+//!   long.
 //! - `wheel`, a [`Wheel`] holding each lease's slab index, due at its first dead tick
 //!   (`last_live_ms + 1`), so that expired leases nobody touches again are reclaimed.
 //!
@@ -84,8 +87,23 @@ impl Lease {
     }
 }
 
-/// The map's keys are already ahash outputs under random seeds: hashing them again would
-/// only cost time, so the map's hasher passes them through.
+/// How many maps `by_hash` is split into (a power of two).
+const MAPS: usize = 64;
+
+/// The map of `by_hash` a hash lives in: bits the maps themselves do not lean on (hashbrown
+/// takes its bucket from the low bits and its tag from the top seven).
+#[inline]
+fn map_of(hash: u64) -> usize {
+    (hash >> 32) as usize & (MAPS - 1)
+}
+
+#[inline]
+fn map_mut<V>(maps: &mut [V], hash: u64) -> &mut V {
+    &mut maps[map_of(hash)]
+}
+
+/// The maps' keys are already ahash outputs under random seeds: hashing them again would
+/// only cost time, so the maps' hasher passes them through.
 #[derive(Clone, Copy, Debug, Default)]
 struct PassThrough(u64);
 
@@ -109,7 +127,7 @@ impl Hasher for PassThrough {
 /// One shard's leases. See the module docs of [`crate::lease`] for the time semantics.
 pub struct LeaseTable {
     leases: Slab<Lease>,
-    by_hash: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
+    by_hash: Box<[HashMap<u64, u32, BuildHasherDefault<PassThrough>>]>,
     key_hasher: ahash::RandomState,
     wheel: Wheel,
     max_leases: usize,
@@ -135,7 +153,7 @@ impl LeaseTable {
     pub fn new(max_leases: usize) -> Self {
         LeaseTable {
             leases: Slab::new(),
-            by_hash: HashMap::default(),
+            by_hash: (0..MAPS).map(|_| HashMap::default()).collect(),
             key_hasher: ahash::RandomState::new(),
             wheel: Wheel::new(),
             max_leases: max_leases.min(MAX_LEASES_LIMIT),
@@ -188,7 +206,7 @@ impl LeaseTable {
             store,
         });
         let id = timer_id(index).0;
-        match self.by_hash.entry(hash) {
+        match map_mut(&mut self.by_hash, hash).entry(hash) {
             Entry::Occupied(mut head) => {
                 self.leases[index].next_same_hash = std::mem::replace(head.get_mut(), id);
             }
@@ -289,7 +307,7 @@ impl LeaseTable {
 
     /// The slab index of the lease for (store, resource), live or not.
     fn find(&self, hash: u64, store: StoreId, resource: &[u8]) -> Option<usize> {
-        let mut cursor = *self.by_hash.get(&hash)?;
+        let mut cursor = *self.by_hash[map_of(hash)].get(&hash)?;
         while cursor != NIL {
             let lease = &self.leases[cursor as usize];
             if lease.store == store && lease.resource() == resource {
@@ -312,13 +330,14 @@ impl LeaseTable {
         let lease = self.leases.remove(index);
         self.wheel.remove(timer_id(index));
         let id = timer_id(index).0;
-        let Some(head) = self.by_hash.get_mut(&lease.hash) else {
+        let map = map_mut(&mut self.by_hash, lease.hash);
+        let Some(head) = map.get_mut(&lease.hash) else {
             debug_assert!(false, "lease {index} is on no hash chain");
             return;
         };
         if *head == id {
             if lease.next_same_hash == NIL {
-                self.by_hash.remove(&lease.hash);
+                map.remove(&lease.hash);
             } else {
                 *head = lease.next_same_hash;
             }
@@ -340,7 +359,7 @@ impl LeaseTable {
     #[cfg(test)]
     fn assert_consistent(&self) {
         let mut chained = 0;
-        for (&hash, &head) in &self.by_hash {
+        for (&hash, &head) in self.by_hash.iter().flatten() {
             let mut cursor = head;
             while cursor != NIL {
                 let lease = &self.leases[cursor as usize];
@@ -599,7 +618,7 @@ mod tests {
             );
         }
         table.assert_consistent();
-        assert_eq!(table.by_hash.len(), 1);
+        assert_eq!(table.by_hash.iter().map(HashMap::len).sum::<usize>(), 1);
         assert_eq!(table.unlock(S0, b"b", b"o", 1), UnlockStatus::Success);
         assert_eq!(table.unlock(S0, b"d", b"o", 1), UnlockStatus::Success);
         table.assert_consistent();
@@ -608,7 +627,7 @@ mod tests {
         assert_eq!(table.advance(11), 1);
         assert_eq!(table.holder(S0, b"c", 11), Some((&b"o"[..], 19)));
         assert_eq!(table.unlock(S0, b"c", b"o", 11), UnlockStatus::Success);
-        assert!(table.by_hash.is_empty());
+        assert!(table.by_hash.iter().all(HashMap::is_empty));
         table.assert_consistent();
     }
 
