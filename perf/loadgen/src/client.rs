@@ -681,10 +681,12 @@ impl Unsent {
     }
 }
 
-/// This connection's share of `--requests`: as even as possible, summing to `n`.
+/// This connection's share of `--requests`: as even as possible, summing to `n`, and split
+/// the way `Slice::of` splits the resources, so that `--requests N --resources N` gives each
+/// connection exactly one request per resource of its slice.
 fn quota(n: u64, id: u32, connections: u32) -> u64 {
-    let c = u64::from(connections);
-    n / c + u64::from(u64::from(id) < n % c)
+    let bound = |c: u32| (u128::from(c) * u128::from(n) / u128::from(connections)) as u64;
+    bound(id + 1) - bound(id)
 }
 
 /// Why a connection's stream ended early.
@@ -1025,6 +1027,21 @@ mod tests {
         let mut unsent = None;
         let f = conn.fill(plan, now_ns, woke_ns, room, &mut out, inflight, &mut unsent);
         (f, unsent)
+    }
+
+    // With as many requests as resources, each connection's quota is its slice's length,
+    // whatever the remainder: no resource is locked twice and none is left out.
+    #[test]
+    fn quotas_follow_the_resource_slices() {
+        for (n, c) in [(10u64, 3u32), (1_000_003, 64), (7, 7), (100, 1), (65, 64)] {
+            for id in 0..c {
+                assert_eq!(
+                    quota(n, id, c),
+                    Slice::of(id, c, n).len,
+                    "n {n} c {c} id {id}"
+                );
+            }
+        }
     }
 
     // --requests is shared out exactly: the quotas sum to N and differ by at most one.
