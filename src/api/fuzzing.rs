@@ -75,13 +75,32 @@ pub fn handle(data: &[u8]) {
         1 => Method::Post,
         _ => Method::Other,
     };
-    let mut api = Api::new(ApiConfig {
-        stores: vec!["s".to_owned(), "lockstore".to_owned()],
-        app_id: "fuzz".to_owned(),
-        api_token: (selector & 4 != 0).then(|| b"secret".to_vec()),
-        max_id_bytes: FUZZ_MAX_ID_BYTES,
-    });
+    let with_token = selector & 4 != 0;
     let token = (selector & 8 != 0).then_some(token);
+    // One Api per token setting for the whole run, as a worker keeps one: `Api::new` keeps
+    // its metadata answer for the life of the process, so one per input would leak.
+    thread_local! {
+        static APIS: std::cell::RefCell<[Api; 2]> = std::cell::RefCell::new([false, true].map(|with_token| {
+            Api::new(ApiConfig {
+                stores: vec!["s".to_owned(), "lockstore".to_owned()],
+                app_id: "fuzz".to_owned(),
+                api_token: with_token.then(|| b"secret".to_vec()),
+                max_id_bytes: FUZZ_MAX_ID_BYTES,
+            })
+        }));
+    }
+    APIS.with_borrow_mut(|apis| {
+        check_outcome(
+            &mut apis[usize::from(with_token)],
+            method,
+            target,
+            token,
+            body,
+        )
+    });
+}
+
+fn check_outcome(api: &mut Api, method: Method, target: &[u8], token: Option<&[u8]>, body: &[u8]) {
     let store_count = api.stores().len();
     match api.handle(method, target, token, body) {
         Outcome::Respond(response) => {

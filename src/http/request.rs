@@ -309,7 +309,7 @@ impl HeadScan {
             // Whatever follows, a head that has not started its request line by `max - 1`
             // ends past `max`.
             if i + 1 >= max {
-                return Err(head_too_large(buf, max));
+                return too_large_once_seen(buf, max);
             }
             match buf.get(i) {
                 None => return Ok(None),
@@ -340,7 +340,7 @@ impl HeadScan {
             let lf = from + offset;
             // The shortest head ending here is LF LF: it ends at `lf + 2`.
             if lf + 2 > max {
-                return Err(head_too_large(buf, max));
+                return too_large_once_seen(buf, max);
             }
             if !self.line_checked {
                 check_request_line(buf, lf)?;
@@ -387,6 +387,16 @@ fn check_request_line(buf: &[u8], lf: usize) -> Result<(), HttpError> {
 
 /// The answer for a head that ends past `max` (or never ends within it). A syntax error in
 /// the first `max` bytes wins, as it would have been seen first reading line by line.
+/// The refusal of a head that cannot fit in `max`, decided only once the first `max` bytes
+/// are all in: which error it is (malformed or too large) depends on those bytes, and must
+/// not depend on how they were split across reads.
+fn too_large_once_seen(buf: &[u8], max: usize) -> Result<Option<usize>, HttpError> {
+    if buf.len() < max {
+        return Ok(None);
+    }
+    Err(head_too_large(buf, max))
+}
+
 fn head_too_large(buf: &[u8], max: usize) -> HttpError {
     let window = buf.get(..max).unwrap_or(buf);
     let mut slots = header_slots();
