@@ -307,6 +307,12 @@ impl LeaseTable {
         self.leases.is_empty()
     }
 
+    /// Number of leases waiting in the wheel to be reclaimed: every stored lease that can
+    /// expire. After `advance(now_ms)`, all of them are live at `now_ms`.
+    pub fn scheduled(&self) -> usize {
+        self.wheel.len()
+    }
+
     fn key_hash(&self, store: StoreId, resource: &[u8]) -> u64 {
         let hash = self.key_hasher.hash_one((store.0, resource));
         #[cfg(test)]
