@@ -7,7 +7,9 @@
 //!   which it becomes due. [`Wheel::poll`] hands back, one by one, every entry whose
 //!   `when_ms <= now_ms`, already unlinked; nothing is handed back before its tick.
 //! - [`Wheel::remove`] and [`Wheel::insert`] are O(1): every slot is an intrusive
-//!   doubly-linked list threaded through `nodes`, a vector indexed by the entry's id.
+//!   doubly-linked list threaded through `nodes`, a vector of 8-byte links indexed by the
+//!   entry's id. The due tick is the caller's to keep (a lease already stores its deadline),
+//!   and an entry's list follows from it, so the wheel stores neither.
 //! - [`NUM_LEVELS`] levels of [`SLOTS`] slots; a slot of level `L` spans `64^L` ticks, so the
 //!   wheel sees [`SPAN_MS`] = 2^42 ticks (139 years) ahead, more than the longest lease
 //!   (2^31 - 1 seconds, about 2^41 ms). An entry further away than that sits in the top level,
@@ -34,36 +36,32 @@ pub const NUM_LEVELS: usize = 7;
 /// How many ticks ahead the wheel can tell apart without turning its top level round.
 pub const SPAN_MS: u64 = 1 << (SLOT_BITS as usize * NUM_LEVELS);
 
-/// The end marker of an intrusive list, and the id no entry may use.
+/// The end marker of an intrusive list.
 const NIL: u32 = u32::MAX;
-/// Place of an entry that is in no list.
-const UNLINKED: u16 = u16::MAX;
+/// The `prev` of an entry that is in no list; no id may use it either.
+const UNLINKED: u32 = u32::MAX - 1;
 /// Place of the list of entries that are due (`when_ms <= elapsed_ms`).
-const PENDING: u16 = (NUM_LEVELS * SLOTS) as u16;
+const PENDING: usize = NUM_LEVELS * SLOTS;
 /// Number of list heads: every slot of every level, then the pending list.
 const LISTS: usize = NUM_LEVELS * SLOTS + 1;
 
 /// The caller's handle on one wheel entry: in the lease table, the lease's slab index.
-/// `u32::MAX` is reserved.
+/// `u32::MAX` and `u32::MAX - 1` are reserved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId(pub u32);
 
-/// One entry's links. Kept apart from the lease itself so the wheel stands alone.
+/// One entry's links: 8 bytes, because the entry's due tick lives with the caller (the
+/// lease's deadline) and its list follows from that tick and `elapsed_ms` (the invariant).
 #[derive(Clone, Copy, Debug)]
 struct Node {
-    when_ms: u64,
     prev: u32,
     next: u32,
-    /// `level * SLOTS + slot`, or [`PENDING`], or [`UNLINKED`].
-    place: u16,
 }
 
 impl Node {
     const VACANT: Node = Node {
-        when_ms: 0,
-        prev: NIL,
+        prev: UNLINKED,
         next: NIL,
-        place: UNLINKED,
     };
 }
 
@@ -76,6 +74,10 @@ struct Expiration {
 }
 
 /// A hierarchical timing wheel over caller-chosen ids. See the module docs.
+///
+/// The wheel does not store when an entry is due: the caller does (the lease table keeps it
+/// in the lease), and hands it in. [`Wheel::remove`] takes the tick the entry was inserted
+/// with; [`Wheel::poll`] takes a function from id to that tick, for the entries it re-files.
 #[derive(Debug)]
 pub struct Wheel {
     /// Links of entry `id` at index `id`; grows to the largest id ever inserted.
@@ -126,60 +128,58 @@ impl Wheel {
         self.elapsed_ms
     }
 
-    /// The tick at which `id` is due, if it is in the wheel.
-    pub fn when_ms(&self, id: TimerId) -> Option<u64> {
+    /// Whether `id` is in the wheel.
+    pub fn contains(&self, id: TimerId) -> bool {
         self.nodes
             .get(id.0 as usize)
-            .filter(|node| node.place != UNLINKED)
-            .map(|node| node.when_ms)
+            .is_some_and(|node| node.prev != UNLINKED)
     }
 
     /// Files `id` to be handed back by [`Wheel::poll`] once `now_ms >= when_ms`. An entry
-    /// already due (`when_ms <= elapsed`) goes straight to the pending list.
+    /// already due (`when_ms <= elapsed`) goes straight to the pending list. The caller keeps
+    /// `when_ms`: it must hand the same tick to `remove` and, through its function, to `poll`.
     ///
     /// # Panics
-    /// If `id` is `u32::MAX` or already in the wheel: both are bugs of the caller, which owns
+    /// If `id` is reserved or already in the wheel: both are bugs of the caller, which owns
     /// the ids (slab indices) and must remove an entry before reusing its id.
     pub fn insert(&mut self, id: TimerId, when_ms: u64) {
-        assert_ne!(id.0, NIL, "TimerId(u32::MAX) is reserved");
+        assert!(id.0 < UNLINKED, "{id:?} is reserved");
         let index = id.0 as usize;
         if index >= self.nodes.len() {
             self.nodes.resize(index + 1, Node::VACANT);
         }
         assert_eq!(
-            self.nodes[index].place, UNLINKED,
+            self.nodes[index].prev, UNLINKED,
             "{id:?} is already in the wheel"
         );
-        self.nodes[index].when_ms = when_ms;
-        self.file(id.0);
+        self.file(id.0, when_ms);
         self.len += 1;
     }
 
-    /// Takes `id` out of the wheel. Returns whether it was there.
-    pub fn remove(&mut self, id: TimerId) -> bool {
-        match self.nodes.get(id.0 as usize) {
-            Some(node) if node.place != UNLINKED => {
-                self.unlink(id.0);
-                self.len -= 1;
-                true
-            }
-            _ => false,
+    /// Takes `id`, inserted due at `when_ms`, out of the wheel. Returns whether it was there.
+    pub fn remove(&mut self, id: TimerId, when_ms: u64) -> bool {
+        if !self.contains(id) {
+            return false;
         }
+        self.unlink(id.0, self.place_of(when_ms));
+        self.len -= 1;
+        true
     }
 
     /// Hands back one entry with `when_ms <= now_ms`, unlinked, or `None` once there is none
-    /// left; the wheel has then processed everything up to `now_ms`.
+    /// left; the wheel has then processed everything up to `now_ms`. `when_of` gives the tick
+    /// each entry was inserted with.
     ///
     /// A `now_ms` below the wheel's elapsed tick (a clock that went back) hands back nothing
     /// and changes nothing.
-    pub fn poll(&mut self, now_ms: u64) -> Option<TimerId> {
+    pub fn poll(&mut self, now_ms: u64, when_of: impl Fn(TimerId) -> u64) -> Option<TimerId> {
         if now_ms < self.elapsed_ms {
             return None;
         }
         loop {
-            let head = self.heads[PENDING as usize];
+            let head = self.heads[PENDING];
             if head != NIL {
-                self.unlink(head);
+                self.unlink(head, PENDING);
                 self.len -= 1;
                 return Some(TimerId(head));
             }
@@ -187,12 +187,12 @@ impl Wheel {
                 // Every slot start within the gap would be visited, some of the top level
                 // many times over; re-filing each entry once is cheaper and lands each in
                 // the right place (or in `pending`) relative to `now_ms` directly.
-                self.refile_all(now_ms);
+                self.refile_all(now_ms, &when_of);
                 continue;
             }
             match self.next_expiration() {
                 Some(expiration) if expiration.deadline_ms <= now_ms => {
-                    self.process(expiration);
+                    self.process(expiration, &when_of);
                 }
                 _ => {
                     self.elapsed_ms = now_ms;
@@ -245,7 +245,7 @@ impl Wheel {
     /// Empties one slot: moves the clock to its start, then re-files each of its entries,
     /// which lands it in `pending` if due or in a lower level (or, for an entry of a later
     /// turn of the top level, back in the top level).
-    fn process(&mut self, expiration: Expiration) {
+    fn process(&mut self, expiration: Expiration, when_of: &impl Fn(TimerId) -> u64) {
         let place = expiration.level * SLOTS + expiration.slot;
         // Take the whole list first: a top-level entry may be re-filed into this very slot.
         let mut cursor = std::mem::replace(&mut self.heads[place], NIL);
@@ -254,13 +254,13 @@ impl Wheel {
         self.elapsed_ms = expiration.deadline_ms;
         while cursor != NIL {
             let next = self.nodes[cursor as usize].next;
-            self.file(cursor);
+            self.file(cursor, when_of(TimerId(cursor)));
             cursor = next;
         }
     }
 
     /// Re-files every entry of the levels relative to `now_ms`, which becomes the elapsed tick.
-    fn refile_all(&mut self, now_ms: u64) {
+    fn refile_all(&mut self, now_ms: u64, when_of: &impl Fn(TimerId) -> u64) {
         self.elapsed_ms = now_ms;
         for level in 0..NUM_LEVELS {
             let mut occupied = std::mem::take(&mut self.occupied[level]);
@@ -270,47 +270,51 @@ impl Wheel {
                 let mut cursor = std::mem::replace(&mut self.heads[level * SLOTS + slot], NIL);
                 while cursor != NIL {
                     let next = self.nodes[cursor as usize].next;
-                    self.file(cursor);
+                    self.file(cursor, when_of(TimerId(cursor)));
                     cursor = next;
                 }
             }
         }
     }
 
-    /// Pushes `id` (whose list links are stale) onto the list its `when_ms` belongs to.
-    fn file(&mut self, id: u32) {
-        let when_ms = self.nodes[id as usize].when_ms;
-        let place = if when_ms <= self.elapsed_ms {
+    /// The list an entry due at `when_ms` belongs to, seen from `elapsed_ms`.
+    fn place_of(&self, when_ms: u64) -> usize {
+        if when_ms <= self.elapsed_ms {
             PENDING
         } else {
             let level = level_for(self.elapsed_ms, when_ms);
-            let slot = slot_for(when_ms, level);
-            self.occupied[level] |= 1u64 << slot;
-            (level * SLOTS + slot) as u16
-        };
-        let head = self.heads[place as usize];
+            level * SLOTS + slot_for(when_ms, level)
+        }
+    }
+
+    /// Pushes `id` (whose list links are stale) onto the list `when_ms` belongs to.
+    fn file(&mut self, id: u32, when_ms: u64) {
+        let place = self.place_of(when_ms);
+        if place != PENDING {
+            self.occupied[place / SLOTS] |= 1u64 << (place % SLOTS);
+        }
+        let head = self.heads[place];
         if head != NIL {
             self.nodes[head as usize].prev = id;
         }
-        let node = &mut self.nodes[id as usize];
-        node.prev = NIL;
-        node.next = head;
-        node.place = place;
-        self.heads[place as usize] = id;
+        self.nodes[id as usize] = Node {
+            prev: NIL,
+            next: head,
+        };
+        self.heads[place] = id;
     }
 
-    /// Takes a linked `id` out of its list, clearing its slot's bit if the list empties.
-    fn unlink(&mut self, id: u32) {
-        let Node {
-            prev, next, place, ..
-        } = self.nodes[id as usize];
-        debug_assert_ne!(place, UNLINKED);
+    /// Takes a linked `id` out of its list, the one at `place`, clearing its slot's bit if
+    /// the list empties. Only the head of a list needs `place`; a wrong one there is a bug
+    /// of the caller (a `when_ms` other than the inserted one).
+    fn unlink(&mut self, id: u32, place: usize) {
+        let Node { prev, next } = self.nodes[id as usize];
+        debug_assert_ne!(prev, UNLINKED);
         if prev == NIL {
-            self.heads[place as usize] = next;
+            debug_assert_eq!(self.heads[place], id, "entry {id} is not at place {place}");
+            self.heads[place] = next;
             if next == NIL && place != PENDING {
-                let level = place as usize / SLOTS;
-                let slot = place as usize % SLOTS;
-                self.occupied[level] &= !(1u64 << slot);
+                self.occupied[place / SLOTS] &= !(1u64 << (place % SLOTS));
             }
         } else {
             self.nodes[prev as usize].next = next;
@@ -318,19 +322,17 @@ impl Wheel {
         if next != NIL {
             self.nodes[next as usize].prev = prev;
         }
-        self.nodes[id as usize] = Node {
-            when_ms: self.nodes[id as usize].when_ms,
-            ..Node::VACANT
-        };
+        self.nodes[id as usize] = Node::VACANT;
     }
 
-    /// Checks every invariant of the module docs; for tests.
+    /// Checks every invariant of the module docs, with `when_of` giving each linked entry's
+    /// tick; for tests.
     #[cfg(test)]
-    pub(crate) fn assert_consistent(&self) {
+    pub(crate) fn assert_consistent(&self, when_of: impl Fn(TimerId) -> u64) {
         let mut linked = 0;
         for place in 0..LISTS {
             let head = self.heads[place];
-            if place != PENDING as usize {
+            if place != PENDING {
                 let (level, slot) = (place / SLOTS, place % SLOTS);
                 assert_eq!(
                     self.occupied[level] & (1u64 << slot) != 0,
@@ -342,27 +344,21 @@ impl Wheel {
             let mut cursor = head;
             while cursor != NIL {
                 let node = self.nodes[cursor as usize];
-                assert_eq!(node.place as usize, place);
+                let when_ms = when_of(TimerId(cursor));
                 assert_eq!(node.prev, prev);
-                if place == PENDING as usize {
-                    assert!(node.when_ms <= self.elapsed_ms);
-                } else {
-                    assert!(node.when_ms > self.elapsed_ms);
-                    let level = level_for(self.elapsed_ms, node.when_ms);
-                    assert_eq!(
-                        place,
-                        level * SLOTS + slot_for(node.when_ms, level),
-                        "{cursor} due at {} seen from {}",
-                        node.when_ms,
-                        self.elapsed_ms
-                    );
-                }
+                assert_eq!(
+                    self.place_of(when_ms),
+                    place,
+                    "{cursor} due at {when_ms} seen from {}",
+                    self.elapsed_ms
+                );
                 linked += 1;
+                assert!(linked <= self.nodes.len(), "a list loops");
                 prev = cursor;
                 cursor = node.next;
             }
         }
-        let placed = self.nodes.iter().filter(|n| n.place != UNLINKED).count();
+        let placed = self.nodes.iter().filter(|n| n.prev != UNLINKED).count();
         assert_eq!(linked, placed, "entries reachable from the lists");
         assert_eq!(linked, self.len);
     }
@@ -387,8 +383,66 @@ fn slot_for(when_ms: u64, level: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// A wheel with its entries' ticks kept beside it, as the lease table keeps them in its
+    /// leases: the old self-contained interface, for the tests.
+    struct Timed {
+        wheel: Wheel,
+        whens: std::collections::HashMap<u32, u64>,
+    }
+
+    impl Timed {
+        fn new() -> Self {
+            Timed {
+                wheel: Wheel::new(),
+                whens: Default::default(),
+            }
+        }
+
+        fn insert(&mut self, id: TimerId, when_ms: u64) {
+            self.wheel.insert(id, when_ms);
+            self.whens.insert(id.0, when_ms);
+        }
+
+        fn remove(&mut self, id: TimerId) -> bool {
+            let Some(when_ms) = self.when_ms(id) else {
+                return false;
+            };
+            assert!(self.wheel.remove(id, when_ms));
+            self.whens.remove(&id.0);
+            true
+        }
+
+        fn when_ms(&self, id: TimerId) -> Option<u64> {
+            assert_eq!(self.wheel.contains(id), self.whens.contains_key(&id.0));
+            self.whens.get(&id.0).copied()
+        }
+
+        fn poll(&mut self, now_ms: u64) -> Option<TimerId> {
+            let whens = &self.whens;
+            let id = self.wheel.poll(now_ms, |id| whens[&id.0])?;
+            self.whens.remove(&id.0);
+            Some(id)
+        }
+
+        fn assert_consistent(&self) {
+            self.wheel.assert_consistent(|id| self.whens[&id.0]);
+        }
+
+        fn len(&self) -> usize {
+            self.wheel.len()
+        }
+
+        fn is_empty(&self) -> bool {
+            self.wheel.is_empty()
+        }
+
+        fn elapsed_ms(&self) -> u64 {
+            self.wheel.elapsed_ms()
+        }
+    }
+
     /// Polls everything due by `now_ms`, checking the invariants after each step.
-    fn drain(wheel: &mut Wheel, now_ms: u64) -> Vec<u32> {
+    fn drain(wheel: &mut Timed, now_ms: u64) -> Vec<u32> {
         let mut out = Vec::new();
         while let Some(id) = wheel.poll(now_ms) {
             wheel.assert_consistent();
@@ -425,7 +479,7 @@ mod tests {
         let whens = [
             1u64, 2, 63, 64, 65, 100, 4095, 4096, 4097, 262_144, 1_000_000,
         ];
-        let mut wheel = Wheel::new();
+        let mut wheel = Timed::new();
         for (id, &when) in whens.iter().enumerate() {
             wheel.insert(TimerId(id as u32), when);
         }
@@ -444,7 +498,7 @@ mod tests {
     #[test]
     fn insert_and_remove_keep_lists_and_bitmasks_exact() {
         // Protects O(1) cancellation from the head, middle and tail of a slot's list.
-        let mut wheel = Wheel::new();
+        let mut wheel = Timed::new();
         for id in 0..5 {
             wheel.insert(TimerId(id), 10);
         }
@@ -474,7 +528,7 @@ mod tests {
         for level in 1..=NUM_LEVELS as u32 {
             let boundary = 1u64 << (SLOT_BITS * level);
             let whens = [boundary - 1, boundary, boundary + 1];
-            let mut wheel = Wheel::new();
+            let mut wheel = Timed::new();
             for (id, &when) in whens.iter().enumerate() {
                 wheel.insert(TimerId(id as u32), when);
             }
@@ -494,7 +548,7 @@ mod tests {
         // entry is due just after it (where slot indices restart at 0).
         for level in 1..=NUM_LEVELS as u32 {
             let boundary = 3u64 << (SLOT_BITS * level);
-            let mut wheel = Wheel::new();
+            let mut wheel = Timed::new();
             assert_eq!(drain(&mut wheel, boundary - 3), Vec::<u32>::new());
             wheel.insert(TimerId(0), boundary + 2);
             wheel.insert(TimerId(1), boundary - 1);
@@ -512,7 +566,7 @@ mod tests {
         // Protects the top level's search order: an entry of a later turn in the slot of
         // `elapsed` itself must not be taken as the next slot, or the entries of the other
         // slots of this turn would be handed back a whole turn late.
-        let mut wheel = Wheel::new();
+        let mut wheel = Timed::new();
         wheel.insert(TimerId(0), SPAN_MS + 3);
         wheel.insert(TimerId(1), 1 << 41);
         // Both polls start in top-level slot 0, the one that holds the later turn.
@@ -526,7 +580,7 @@ mod tests {
     fn top_level_wraps_for_entries_beyond_the_span() {
         // Protects the top level as a ring: an entry more than SPAN_MS away (possible when
         // polls were far apart) is never handed back early, even when its slot comes round.
-        let mut wheel = Wheel::new();
+        let mut wheel = Timed::new();
         assert_eq!(drain(&mut wheel, SPAN_MS - 100), Vec::<u32>::new());
         let far = SPAN_MS - 100 + SPAN_MS + 50;
         wheel.insert(TimerId(7), far);
@@ -542,7 +596,7 @@ mod tests {
     #[test]
     fn big_jumps_hand_back_exactly_the_due_entries() {
         // Protects long gaps between polls, including one wider than the whole wheel.
-        let mut wheel = Wheel::new();
+        let mut wheel = Timed::new();
         let whens = [5u64, 70, 5000, 1 << 30, 1 << 41, (1 << 41) + 1, SPAN_MS + 3];
         for (id, &when) in whens.iter().enumerate() {
             wheel.insert(TimerId(id as u32), when);
@@ -563,7 +617,7 @@ mod tests {
     fn a_clock_that_goes_back_changes_nothing() {
         // Protects against a smaller `now_ms`: no panic, no entry handed back early, and an
         // entry filed in the past comes out at the next poll that does not go back.
-        let mut wheel = Wheel::new();
+        let mut wheel = Timed::new();
         wheel.insert(TimerId(0), 1000);
         assert_eq!(drain(&mut wheel, 500), Vec::<u32>::new());
         assert_eq!(drain(&mut wheel, 100), Vec::<u32>::new());
@@ -603,7 +657,7 @@ mod tests {
             ..ProptestConfig::default()
         };
         proptest!(config, |(ops in proptest::collection::vec(op, 1..80))| {
-            let mut wheel = Wheel::new();
+            let mut wheel = Timed::new();
             let mut model = std::collections::BTreeMap::<u32, u64>::new();
             let mut now = 0u64;
             for op in ops {
