@@ -124,6 +124,10 @@ impl Lease {
         now_ms <= self.last_live_ms
     }
 
+    fn is_key(&self, store: StoreId, resource: &[u8]) -> bool {
+        self.store == store && self.resource() == resource
+    }
+
     /// The first tick at which the lease is gone; `None` if that is past `u64::MAX`.
     fn due_ms(&self) -> Option<u64> {
         self.last_live_ms.checked_add(1)
@@ -223,27 +227,56 @@ impl LeaseTable {
         let hash = self.key_hash(store, resource);
         // Saturating: a lease is never shortened, so an end past `u64::MAX` means never.
         let last_live_ms = now_ms.saturating_add(ttl_ms);
-        if let Some(index) = self.find(hash, store, resource) {
-            let lease = &mut self.leases[index];
-            if lease.is_live(now_ms) {
-                return Ok(false);
-            }
-            if let Some(due_ms) = lease.due_ms() {
-                self.wheel.remove(timer_id(index), due_ms);
-            }
-            let lease = &mut self.leases[index];
-            lease.set_owner(owner);
-            lease.last_live_ms = last_live_ms;
-            self.schedule(index);
-            return Ok(true);
-        }
         if self.leases.len() >= self.max_leases {
-            self.advance(now_ms);
-            if self.leases.len() >= self.max_leases {
-                return Err(LeaseError::TableFull {
-                    max_leases: self.max_leases,
-                });
+            return self.try_lock_when_full(hash, store, resource, owner, last_live_ms, now_ms);
+        }
+        // One probe finds the lease or the slot a new one goes in.
+        let leases = &self.leases;
+        let entry = self.by_hash[map_of(hash)].entry(
+            spread(hash),
+            |&i| leases[i as usize].is_key(store, resource),
+            |&i| spread(leases[i as usize].hash),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(found) => {
+                let index = *found.get() as usize;
+                Ok(self.take_over(index, owner, last_live_ms, now_ms))
             }
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                let index = self.leases.vacant_key();
+                slot.insert(timer_id(index).0);
+                self.leases.insert(Lease {
+                    key: Key::new(resource, owner),
+                    last_live_ms,
+                    hash,
+                    store,
+                });
+                self.schedule(index);
+                Ok(true)
+            }
+        }
+    }
+
+    /// `try_lock` once the table holds `max_leases`: an expired lease of the key is taken
+    /// over in place; otherwise expired leases are reclaimed to make room, if there are any.
+    #[cold]
+    fn try_lock_when_full(
+        &mut self,
+        hash: u32,
+        store: StoreId,
+        resource: &[u8],
+        owner: &[u8],
+        last_live_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, LeaseError> {
+        if let Some(index) = self.find(hash, store, resource) {
+            return Ok(self.take_over(index, owner, last_live_ms, now_ms));
+        }
+        self.advance(now_ms);
+        if self.leases.len() >= self.max_leases {
+            return Err(LeaseError::TableFull {
+                max_leases: self.max_leases,
+            });
         }
         let index = self.leases.insert(Lease {
             key: Key::new(resource, owner),
@@ -259,6 +292,23 @@ impl LeaseTable {
         Ok(true)
     }
 
+    /// The stored lease at `index` asked for by a new owner: refused while live, else handed
+    /// over with its new deadline.
+    fn take_over(&mut self, index: usize, owner: &[u8], last_live_ms: u64, now_ms: u64) -> bool {
+        let lease = &mut self.leases[index];
+        if lease.is_live(now_ms) {
+            return false;
+        }
+        let old_due_ms = lease.due_ms();
+        lease.set_owner(owner);
+        lease.last_live_ms = last_live_ms;
+        if let Some(due_ms) = old_due_ms {
+            self.wheel.remove(timer_id(index), due_ms);
+        }
+        self.schedule(index);
+        true
+    }
+
     /// Success if `owner` holds the live lease (it is deleted); LockBelongsToOthers if a live
     /// lease of another owner exists (untouched); LockDoesNotExist if there is no live lease
     /// (an expired one found on the way is reclaimed).
@@ -270,19 +320,24 @@ impl LeaseTable {
         now_ms: u64,
     ) -> UnlockStatus {
         let hash = self.key_hash(store, resource);
-        let Some(index) = self.find(hash, store, resource) else {
+        let leases = &self.leases;
+        let Ok(found) = self.by_hash[map_of(hash)].find_entry(spread(hash), |&i| {
+            leases[i as usize].is_key(store, resource)
+        }) else {
             return UnlockStatus::LockDoesNotExist;
         };
-        let lease = &self.leases[index];
-        if !lease.is_live(now_ms) {
-            self.remove(index);
-            return UnlockStatus::LockDoesNotExist;
-        }
-        if lease.owner() != owner {
+        let index = *found.get() as usize;
+        let lease = &leases[index];
+        let status = if !lease.is_live(now_ms) {
+            UnlockStatus::LockDoesNotExist
+        } else if lease.owner() != owner {
             return UnlockStatus::LockBelongsToOthers;
-        }
-        self.remove(index);
-        UnlockStatus::Success
+        } else {
+            UnlockStatus::Success
+        };
+        found.remove();
+        self.remove_unmapped(index);
+        status
     }
 
     /// Reclaims the memory of leases that have expired by `now_ms`; returns how many it
@@ -358,8 +413,7 @@ impl LeaseTable {
         let leases = &self.leases;
         self.by_hash[map_of(hash)]
             .find(spread(hash), |&i| {
-                let lease = &leases[i as usize];
-                lease.store == store && lease.resource() == resource
+                leases[i as usize].is_key(store, resource)
             })
             .map(|&i| i as usize)
     }
@@ -373,16 +427,23 @@ impl LeaseTable {
 
     /// Deletes the lease at `index` from the slab, its map and the wheel (if still there).
     fn remove(&mut self, index: usize) {
-        let lease = self.leases.remove(index);
-        if let Some(due_ms) = lease.due_ms() {
-            self.wheel.remove(timer_id(index), due_ms);
-        }
+        let hash = self.leases[index].hash;
         let id = timer_id(index).0;
-        match self.by_hash[map_of(lease.hash)].find_entry(spread(lease.hash), |&i| i == id) {
+        match self.by_hash[map_of(hash)].find_entry(spread(hash), |&i| i == id) {
             Ok(entry) => {
                 entry.remove();
             }
             Err(_) => debug_assert!(false, "lease {index} is in no map"),
+        }
+        self.remove_unmapped(index);
+    }
+
+    /// Deletes the lease at `index`, already taken out of its map, from the slab and the
+    /// wheel (if still there).
+    fn remove_unmapped(&mut self, index: usize) {
+        let lease = self.leases.remove(index);
+        if let Some(due_ms) = lease.due_ms() {
+            self.wheel.remove(timer_id(index), due_ms);
         }
     }
 
