@@ -178,6 +178,23 @@ impl BodyDecoder {
         self.decode_full(op, body)
     }
 
+    /// Like [`decode`](Self::decode), but the fields of a plain body are borrowed from it
+    /// rather than copied.
+    pub(crate) fn decode_borrowed<'a>(
+        &'a mut self,
+        op: Operation,
+        body: &'a [u8],
+    ) -> Result<LockFields<'a>, BodyError> {
+        if let Some((resource, owner, expiry_s)) = fast_body::fields_of(op, body) {
+            return Ok(LockFields {
+                resource,
+                owner,
+                expiry_s,
+            });
+        }
+        self.decode_full(op, body)
+    }
+
     /// Decodes with simd-json and the full protojson rules.
     pub(crate) fn decode_full(
         &mut self,

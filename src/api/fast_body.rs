@@ -20,14 +20,21 @@ const MAX_INT_DIGITS: usize = 10;
 /// the owner, as the full decoder fills it, and the answer is the resource id's length and
 /// the expiry (0 when absent).
 pub(crate) fn decode(op: Operation, body: &[u8], fields: &mut Vec<u8>) -> Option<(usize, i32)> {
-    let (resource, owner, expiry) = match canonical(op, body) {
-        Some(found) => found,
-        None => any_order(op, body)?,
-    };
+    let (resource, owner, expiry) = fields_of(op, body)?;
     fields.clear();
     fields.extend_from_slice(resource);
     fields.extend_from_slice(owner);
     Some((resource.len(), expiry))
+}
+
+/// Decodes `body` if it has the plain shape, into `(resourceId, lockOwner, expiryInSeconds)`
+/// borrowed from the body: a plain string needs no unescaping, so nothing is copied.
+#[inline]
+pub(crate) fn fields_of(op: Operation, body: &[u8]) -> Option<(&[u8], &[u8], i32)> {
+    match canonical(op, body) {
+        Some(found) => Some(found),
+        None => any_order(op, body),
+    }
 }
 
 /// The exact bytes the official SDKs send, in their order and without spaces:
@@ -48,14 +55,28 @@ fn canonical(op: Operation, body: &[u8]) -> Option<(&[u8], &[u8], i32)> {
         Operation::Unlock => (rest == b"\"}").then_some((resource, owner, 0)),
         Operation::TryLock => {
             let number = rest.strip_prefix(EXPIRY)?.strip_suffix(b"}")?;
-            let mut p = Scan {
-                bytes: number,
-                at: 0,
-            };
-            let expiry = p.int32()?;
-            (p.at == number.len()).then_some((resource, owner, expiry))
+            Some((resource, owner, plain_positive_int32(number)?))
         }
     }
+}
+
+/// The whole of `digits` as a JSON integer from 1 to `i32::MAX` written without a sign or a
+/// leading zero: what clients send. Anything else (0, negative, too long) is `None`, and
+/// the other paths decide it.
+#[inline]
+fn plain_positive_int32(digits: &[u8]) -> Option<i32> {
+    if digits.is_empty() || digits.len() > MAX_INT_DIGITS || digits[0] == b'0' {
+        return None;
+    }
+    let mut value = 0u64;
+    for &byte in digits {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value * 10 + u64::from(digit);
+    }
+    i32::try_from(value).ok()
 }
 
 /// One flat object of the request's own keys in any order, with optional whitespace.
@@ -336,7 +357,7 @@ mod tests {
             ),
             (
                 Operation::TryLock,
-                r#"{"resourceId":"","lockOwner":"","expiryInSeconds":-7}"#,
+                r#"{"resourceId":"","lockOwner":"","expiryInSeconds":2147483647}"#,
             ),
             (Operation::Unlock, r#"{"resourceId":"r","lockOwner":"o"}"#),
         ] {
@@ -346,6 +367,29 @@ mod tests {
                 any_order(op, body.as_bytes())
             );
         }
+        // Expiries that are not a positive int32 in plain digits are left to the scanner,
+        // which decides them the same as the full decoder.
+        for expiry in ["0", "-7", "2147483648", "07"] {
+            let body =
+                format!(r#"{{"resourceId":"r","lockOwner":"o","expiryInSeconds":{expiry}}}"#);
+            assert_eq!(
+                canonical(Operation::TryLock, body.as_bytes()),
+                None,
+                "{body}"
+            );
+            assert_eq!(
+                fields_of(Operation::TryLock, body.as_bytes()),
+                any_order(Operation::TryLock, body.as_bytes()),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            fields_of(
+                Operation::TryLock,
+                br#"{"resourceId":"r","lockOwner":"o","expiryInSeconds":-7}"#
+            ),
+            Some((&b"r"[..], &b"o"[..], -7))
+        );
         for (op, body) in [
             (
                 Operation::TryLock,

@@ -194,7 +194,7 @@ impl Api {
         method: Method,
         target: &[u8],
         api_token: Option<&[u8]>,
-        body: &[u8],
+        body: &'a [u8],
     ) -> Outcome<'a> {
         let route = if let Some(route) = route::fast_lock_route(method, target) {
             // A lock route is never exempt from the token.
@@ -227,7 +227,7 @@ impl Api {
             Route::Unknown => return Outcome::Respond(ApiError::NoRoute.response()),
             Route::Lock { op, store } => (op, store),
         };
-        let fields = match self.body.decode(op, body) {
+        let fields = match self.body.decode_borrowed(op, body) {
             Ok(fields) => fields,
             Err(error) => return Outcome::Respond(ApiError::Malformed(error).response()),
         };
@@ -282,7 +282,7 @@ fn validate<'s>(
     let Some(id) = stores.find(store) else {
         return Err(ApiError::StoreNotFound { store });
     };
-    if fields.resource.windows(2).any(|pair| pair == b"||") {
+    if has_key_separator(fields.resource) {
         return Err(ApiError::KeySeparator {
             op,
             resource: fields.resource,
@@ -293,6 +293,39 @@ fn validate<'s>(
 
 /// Compares the configured token with the header without stopping at the first difference,
 /// so the time taken reveals at most whether the lengths match.
+/// Whether `bytes` holds `||`, which daprd refuses in a resource id. Eight bytes at a time:
+/// the pairwise scan cost more than the rest of the validation.
+fn has_key_separator(bytes: &[u8]) -> bool {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const PIPES: u64 = 0x7c7c_7c7c_7c7c_7c7c;
+    // Bit 7 of each byte of the answer is set iff that byte of `word` is `|`, exactly (no
+    // borrow crosses bytes, unlike the shorter zero-byte test).
+    let pipes = |word: u64| {
+        let x = word ^ PIPES;
+        !(((x & LOW7) + LOW7) | x | LOW7)
+    };
+    // Whether the last byte of the previous word was `|`.
+    let mut carry = 0u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let flags = pipes(u64::from_le_bytes(word));
+        if flags & ((flags << 8) | carry) != 0 {
+            return true;
+        }
+        carry = flags >> 56;
+    }
+    let mut previous_is_pipe = carry != 0;
+    for &byte in chunks.remainder() {
+        if byte == b'|' && previous_is_pipe {
+            return true;
+        }
+        previous_is_pipe = byte == b'|';
+    }
+    false
+}
+
 fn token_matches(expected: &[u8], given: Option<&[u8]>) -> bool {
     let Some(given) = given else {
         return false;

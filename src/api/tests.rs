@@ -1090,3 +1090,42 @@ mod no_panic {
         }
     }
 }
+
+// The word-at-a-time separator check answers as the pairwise scan does, including for pipes
+// that straddle two words, bytes one above `|`, and bytes with the top bit set.
+#[test]
+fn key_separator_check_matches_the_pairwise_scan() {
+    use proptest::prelude::*;
+    let reference = |bytes: &[u8]| bytes.windows(2).any(|pair| pair == b"||");
+    for len in 0..20 {
+        for first in 0..len {
+            let mut bytes = vec![b'a'; len];
+            bytes[first] = b'|';
+            assert!(!has_key_separator(&bytes), "one pipe at {first} of {len}");
+            if first + 1 < len {
+                bytes[first + 1] = b'|';
+                assert!(has_key_separator(&bytes), "pipes at {first} of {len}");
+                bytes[first + 1] = b'}';
+                assert!(
+                    !has_key_separator(&bytes),
+                    "pipe then 0x7d at {first} of {len}"
+                );
+            }
+        }
+    }
+    let byte = prop_oneof![
+        Just(b'|'),
+        Just(b'}'),
+        Just(0xfc_u8),
+        Just(0x7c_u8 ^ 0x80),
+        any::<u8>()
+    ];
+    let config = ProptestConfig {
+        cases: 2048,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(bytes in proptest::collection::vec(byte, 0..40))| {
+        prop_assert_eq!(has_key_separator(&bytes), reference(&bytes));
+    });
+}
