@@ -84,6 +84,9 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
         let mut offset = 0;
         let mut close = false;
         let mut want_continue = false;
+        // One clock reading decides every request of this read: all of them were sent before
+        // the read completed, so it is late enough for each (see `Worker::execute`).
+        let mut batch_now_ms: Option<u64> = None;
         while offset < buf.len() && !close {
             let view = &buf[offset..];
             match framer.frame(view) {
@@ -103,7 +106,8 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
                     break;
                 }
                 Ok(Frame::Complete(req)) => {
-                    let decision = decide(worker, &req, view, &framer);
+                    let now_ms = *batch_now_ms.get_or_insert_with(|| clock.now_ms());
+                    let decision = decide(worker, now_ms, &req, view, &framer);
                     let closes = !req.keep_alive || worker.shutting_down();
                     offset += req.consumed;
                     request_since_ms = None;
@@ -198,7 +202,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Routes and validates one framed request and, when its key lives here, decides it.
-fn decide(worker: &Worker, req: &Request, view: &[u8], framer: &Framer) -> Decision {
+fn decide(worker: &Worker, now_ms: u64, req: &Request, view: &[u8], framer: &Framer) -> Decision {
     if worker.shared.config.fixed_answer {
         return Decision::Ready(answer_response(Answer::TryLock(Ok(true))));
     }
@@ -214,7 +218,7 @@ fn decide(worker: &Worker, req: &Request, view: &[u8], framer: &Framer) -> Decis
         Outcome::Lock(op) => {
             let shard = worker.router.shard_of(op.store, op.resource);
             if shard == worker.id {
-                let answer = worker.execute(op.kind, op.store, op.resource, op.owner);
+                let answer = worker.execute(now_ms, op.kind, op.store, op.resource, op.owner);
                 Decision::Ready(answer_response(answer))
             } else {
                 let mut key = Vec::with_capacity(op.resource.len() + op.owner.len());

@@ -107,9 +107,17 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    /// Decides one lock operation on this worker's own shard.
-    pub fn execute(&self, kind: OpKind, store: StoreId, resource: &[u8], owner: &[u8]) -> Answer {
-        let now_ms = self.shared.clock.now_ms();
+    /// Decides one lock operation on this worker's own shard at `now_ms`, a clock reading
+    /// taken after the request was sent: a lease then never ends before its TTL has passed
+    /// since the client sent it.
+    pub fn execute(
+        &self,
+        now_ms: u64,
+        kind: OpKind,
+        store: StoreId,
+        resource: &[u8],
+        owner: &[u8],
+    ) -> Answer {
         let mut table = self.table.borrow_mut();
         match kind {
             OpKind::TryLock { expiry_s } => Answer::TryLock(table.try_lock(
@@ -214,7 +222,10 @@ async fn mail_loop(worker: Rc<Worker>) {
         let mut served = 0;
         while let Some(req) = inbox.try_recv_request() {
             let (resource, owner) = req.key.split_at(req.resource_len);
-            let answer = worker.execute(req.kind, req.store, resource, owner);
+            // Read for each request: one queued after an earlier reading may have been sent
+            // after it.
+            let now_ms = worker.shared.clock.now_ms();
+            let answer = worker.execute(now_ms, req.kind, req.store, resource, owner);
             let reply = Reply {
                 slot: req.slot,
                 answer,
