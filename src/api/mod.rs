@@ -101,6 +101,10 @@ impl Stores {
 
     /// The id of the store with exactly this name (bytes compared, case-sensitive).
     fn find(&self, name: &[u8]) -> Option<StoreId> {
+        // The usual deployment has one store: one comparison, no search.
+        if let [(only, id)] = self.by_name.as_slice() {
+            return (**only == *name).then_some(*id);
+        }
         let at = self
             .by_name
             .binary_search_by(|(candidate, _)| (**candidate).cmp(name))
@@ -316,14 +320,12 @@ fn has_key_separator(bytes: &[u8]) -> bool {
         }
         carry = flags >> 56;
     }
-    let mut previous_is_pipe = carry != 0;
-    for &byte in chunks.remainder() {
-        if byte == b'|' && previous_is_pipe {
-            return true;
-        }
-        previous_is_pipe = byte == b'|';
-    }
-    false
+    // The tail, padded with a byte that is not `|`, as one more word.
+    let tail = chunks.remainder();
+    let mut word = [0u8; 8];
+    word[..tail.len()].copy_from_slice(tail);
+    let flags = pipes(u64::from_le_bytes(word));
+    flags & ((flags << 8) | carry) != 0
 }
 
 fn token_matches(expected: &[u8], given: Option<&[u8]>) -> bool {
