@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use monoio::io::AsyncWriteRentExt;
@@ -104,6 +104,8 @@ pub(super) struct Worker {
     pub shutdown: Signal,
     /// The deadlines of this worker's connections.
     pub reaper: Reaper,
+    /// Tasks letting the others run; see [`Yields`].
+    pub yields: Yields,
 }
 
 impl Worker {
@@ -157,7 +159,7 @@ impl Worker {
                 Ok(()) => return slot,
                 Err(back) => {
                     msg = back;
-                    yield_now().await;
+                    self.yields.now().await;
                 }
             }
         }
@@ -200,6 +202,7 @@ async fn main(spec: Spec) {
         pending: Pending::new(super::MAX_IN_FLIGHT_PER_WORKER),
         shutdown: Signal::default(),
         reaper: Reaper::default(),
+        yields: Yields::default(),
         shared: shared.clone(),
     });
     if ready.send(Ok(bound)).is_err() {
@@ -207,6 +210,8 @@ async fn main(spec: Spec) {
     }
     drop(ready);
 
+    let yielder = worker.clone();
+    monoio::spawn(async move { yielder.yields.run().await });
     monoio::spawn(accept_loop(worker.clone(), listener));
     monoio::spawn(housekeeping(worker.clone()));
     mail_loop(worker).await;
@@ -236,7 +241,7 @@ async fn mail_loop(worker: Rc<Worker>) {
             assert!(sent.is_ok(), "reply queue overflow: in-flight bound broken");
             served += 1;
             if served % MAIL_BATCH == 0 {
-                yield_now().await;
+                worker.yields.now().await;
             }
         }
         while let Some(reply) = inbox.try_recv_reply() {
@@ -319,7 +324,7 @@ async fn housekeeping(worker: Rc<Worker>) {
             if n < RECLAIM_SLICE {
                 break;
             }
-            yield_now().await;
+            worker.yields.now().await;
         }
     }
     // Draining: keep enforcing deadlines on the connections still finishing their work.
@@ -351,24 +356,114 @@ impl Drop for ConnGuard {
     }
 }
 
-/// Lets the other tasks of this worker run once.
-pub(super) fn yield_now() -> YieldNow {
-    YieldNow { yielded: false }
+/// Lets the other tasks of a worker run before the caller goes on.
+///
+/// Waking oneself and returning `Pending` is no yield on monoio: a task woken while it runs is
+/// put back at the *front* of the run queue and runs again at once, ahead of every other task
+/// (its scheduler's `yield_now` is a `push_front`). So a yielding task parks its waker here and
+/// wakes the yielder task instead, which a wake puts at the back of the queue; when its turn
+/// comes it wakes the parked tasks, which go to the back in turn, behind everything that
+/// became runnable meanwhile (the io driver is polled between rounds).
+#[derive(Default)]
+pub(super) struct Yields {
+    /// Wakers of the tasks that yielded since the yielder last ran.
+    parked: RefCell<Vec<Waker>>,
+    /// The yielder's waker while it waits for a task to yield.
+    yielder: RefCell<Option<Waker>>,
 }
 
-pub(super) struct YieldNow {
-    yielded: bool,
+impl Yields {
+    /// Resolves once every task runnable now has had its turn.
+    pub fn now(&self) -> YieldNow<'_> {
+        YieldNow {
+            yields: self,
+            parked: false,
+        }
+    }
+
+    /// The yielder task: wakes the parked tasks each time it runs. Never returns; one per
+    /// worker, spawned before anything can yield. Reuses its buffers: no allocation once warm.
+    pub async fn run(&self) {
+        let mut batch: Vec<Waker> = Vec::new();
+        std::future::poll_fn(|cx| {
+            std::mem::swap(&mut *self.parked.borrow_mut(), &mut batch);
+            for waker in batch.drain(..) {
+                waker.wake();
+            }
+            *self.yielder.borrow_mut() = Some(cx.waker().clone());
+            Poll::<()>::Pending
+        })
+        .await
+    }
 }
 
-impl Future for YieldNow {
+pub(super) struct YieldNow<'y> {
+    yields: &'y Yields,
+    parked: bool,
+}
+
+impl Future for YieldNow<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.yielded {
+        if self.parked {
             return Poll::Ready(());
         }
-        self.yielded = true;
-        cx.waker().wake_by_ref();
+        self.parked = true;
+        self.yields.parked.borrow_mut().push(cx.waker().clone());
+        // Taken out before waking: waking never runs a task, but keep no borrow across it.
+        let yielder = self.yields.yielder.borrow_mut().take();
+        if let Some(waker) = yielder {
+            waker.wake();
+        }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A task that yields lets the tasks queued before it run first. (monoio runs a task that
+    // woke itself again at once, so the plain wake-and-pend yield never let them run: a
+    // connection whose socket never blocked held its worker, tests/hostile.rs
+    // client_that_never_reads_is_bounded on the legacy driver.) Two tasks that keep yielding
+    // take turns.
+    #[test]
+    fn yielding_lets_queued_tasks_run_first() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .expect("legacy runtime");
+        rt.block_on(async {
+            let yields = Rc::new(Yields::default());
+            let yielder = yields.clone();
+            monoio::spawn(async move { yielder.run().await });
+
+            let order = Rc::new(RefCell::new(Vec::new()));
+            let o = order.clone();
+            let other = monoio::spawn(async move { o.borrow_mut().push("other") });
+            order.borrow_mut().push("yielding");
+            yields.now().await;
+            order.borrow_mut().push("resumed");
+            other.await;
+            assert_eq!(*order.borrow(), ["yielding", "other", "resumed"]);
+
+            // Two tasks that keep yielding take turns.
+            order.borrow_mut().clear();
+            let o = order.clone();
+            let y = yields.clone();
+            let b = monoio::spawn(async move {
+                for _ in 0..3 {
+                    o.borrow_mut().push("b");
+                    y.now().await;
+                }
+            });
+            for _ in 0..3 {
+                order.borrow_mut().push("a");
+                yields.now().await;
+            }
+            b.await;
+            assert_eq!(*order.borrow(), ["a", "b", "a", "b", "a", "b"]);
+        });
     }
 }
