@@ -19,6 +19,7 @@
 
 mod chunked;
 mod error;
+mod fast_head;
 #[doc(hidden)]
 pub mod fuzzing;
 mod request;

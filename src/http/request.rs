@@ -20,6 +20,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::chunked::ChunkDecoder;
+use super::fast_head;
 use super::{HttpError, Method, Version};
 
 /// The most header lines a request may have; one more is a 431 (Go allows more, but a Dapr
@@ -132,8 +133,8 @@ struct HeadScan {
 }
 
 /// What the rest of the framing needs from a parsed head.
-#[derive(Clone, Debug)]
-struct Head {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Head {
     method: Method,
     version: Version,
     target: Range<usize>,
@@ -145,7 +146,8 @@ struct Head {
 }
 
 /// How the body of a parsed head is framed.
-enum BodyFraming {
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum BodyFraming {
     Length(usize),
     Chunked,
 }
@@ -441,6 +443,24 @@ fn header_slots<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
 /// the limit; `None` leaves the decision to the scan. When this answers, the scan would have
 /// found the same end (see the module invariants), so the answer is the same.
 fn parse_whole_head(buf: &[u8], limits: &Limits) -> Option<Result<(Head, BodyFraming), HttpError>> {
+    if let Some(fast) = fast_head::parse(buf, limits.max_header_bytes) {
+        return Some(fast.facts.finish(
+            buf,
+            fast.method,
+            fast.version,
+            fast.target,
+            fast.len,
+            limits,
+        ));
+    }
+    parse_whole_head_with_httparse(buf, limits)
+}
+
+/// [`parse_whole_head`] without the fast path.
+fn parse_whole_head_with_httparse(
+    buf: &[u8],
+    limits: &Limits,
+) -> Option<Result<(Head, BodyFraming), HttpError>> {
     let mut slots = header_slots();
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(buf, &mut slots) {
@@ -449,6 +469,26 @@ fn parse_whole_head(buf: &[u8], limits: &Limits) -> Option<Result<(Head, BodyFra
         }
         _ => None,
     }
+}
+
+/// Checks the fast path against httparse on `buf`: whenever the fast path takes a head,
+/// httparse decides it the same. Returns whether the fast path took it. For tests and fuzzing.
+#[cfg_attr(not(test), allow(dead_code))] // until the fuzz entry point calls it
+pub(super) fn check_fast_head(buf: &[u8], limits: &Limits) -> bool {
+    let Some(fast) = fast_head::parse(buf, limits.max_header_bytes) else {
+        return false;
+    };
+    let fast = fast.facts.finish(
+        buf,
+        fast.method,
+        fast.version,
+        fast.target,
+        fast.len,
+        limits,
+    );
+    let slow = parse_whole_head_with_httparse(buf, limits);
+    assert_eq!(Some(fast), slow, "fast path and httparse differ on {buf:?}");
+    true
 }
 
 /// Parses the complete head `buf[..len]` and decides how its body is framed.
@@ -465,8 +505,8 @@ fn parse_head(buf: &[u8], len: usize, limits: &Limits) -> Result<(Head, BodyFram
     }
 }
 
-/// Reads what the framing and the routes need from a parsed head of `len` bytes, and decides
-/// how its body is framed.
+/// Reads what the framing and the routes need from a head httparse parsed, `len` bytes, and
+/// decides how its body is framed.
 fn interpret_head(
     buf: &[u8],
     req: &httparse::Request<'_, '_>,
@@ -486,92 +526,154 @@ fn interpret_head(
         1 => Version::Http11,
         _ => return Err(HttpError::VersionNotSupported),
     };
-    let target = origin_of(range_in(buf, path.as_bytes()), path.as_bytes());
-
-    let mut content_length: Option<&[u8]> = None;
-    let mut transfer_encodings = 0usize;
-    let mut chunked = false;
-    let mut hosts = 0usize;
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut expect_continue = false;
-    let mut api_token = None;
+    let mut facts = HeadFacts::default();
     for header in req.headers.iter() {
-        let name = header.name.as_bytes();
-        let value = header.value;
+        facts.header(header.name.as_bytes(), header.value);
+    }
+    facts.finish(buf, method, version, path.as_bytes(), len, limits)
+}
+
+/// What the headers of one head say about framing, the connection and the token, gathered
+/// header by header; [`HeadFacts::finish`] decides. The httparse path and the fast path
+/// (`fast_head`) both feed it, so a head means the same whichever tokenized it.
+#[derive(Default)]
+pub(super) struct HeadFacts<'b> {
+    content_length: Option<&'b [u8]>,
+    /// Two `Content-Length`s that differ.
+    lengths_differ: bool,
+    transfer_encodings: usize,
+    chunked: bool,
+    hosts: usize,
+    close: bool,
+    keep_alive_token: bool,
+    expect_continue: bool,
+    api_token: Option<&'b [u8]>,
+}
+
+/// The header names the framing reads; every other name is `Other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum HeaderName {
+    Host,
+    Expect,
+    Connection,
+    ContentLength,
+    DaprApiToken,
+    TransferEncoding,
+    Other,
+}
+
+impl HeaderName {
+    /// The name `name` is, in any case.
+    pub(super) fn of(name: &[u8]) -> HeaderName {
         // Dispatch on length first: most headers match no name and cost one compare.
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
-            6 if name.eq_ignore_ascii_case(b"expect") => {
-                expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+            4 if name.eq_ignore_ascii_case(b"host") => HeaderName::Host,
+            6 if name.eq_ignore_ascii_case(b"expect") => HeaderName::Expect,
+            10 if name.eq_ignore_ascii_case(b"connection") => HeaderName::Connection,
+            14 if name.eq_ignore_ascii_case(b"content-length") => HeaderName::ContentLength,
+            14 if name.eq_ignore_ascii_case(b"dapr-api-token") => HeaderName::DaprApiToken,
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => HeaderName::TransferEncoding,
+            _ => HeaderName::Other,
+        }
+    }
+}
+
+impl<'b> HeadFacts<'b> {
+    /// Takes in one header, in the order of the head.
+    pub(super) fn header(&mut self, name: &[u8], value: &'b [u8]) {
+        self.named(HeaderName::of(name), value);
+    }
+
+    /// Takes in one header whose name is known.
+    pub(super) fn named(&mut self, name: HeaderName, value: &'b [u8]) {
+        match name {
+            HeaderName::Host => self.hosts += 1,
+            HeaderName::Expect => {
+                self.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            HeaderName::Connection => {
                 for token in value.split(|&b| b == b',') {
                     let token = trim_ows(token);
-                    close |= token.eq_ignore_ascii_case(b"close");
-                    keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                    self.close |= token.eq_ignore_ascii_case(b"close");
+                    self.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => match content_length {
-                None => content_length = Some(value),
+            HeaderName::ContentLength => match self.content_length {
+                None => self.content_length = Some(value),
                 // Repeats are tolerated only when identical (Go's rule, RFC 9110 §8.6).
-                Some(first) if first == value => {}
-                Some(_) => return Err(HttpError::BadContentLength),
+                Some(first) => self.lengths_differ |= first != value,
             },
             // The first token counts, as Go's Header.Get returns the first value.
-            14 if name.eq_ignore_ascii_case(b"dapr-api-token") && api_token.is_none() => {
-                api_token = Some(range_in(buf, value));
+            HeaderName::DaprApiToken => {
+                if self.api_token.is_none() {
+                    self.api_token = Some(value);
+                }
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                transfer_encodings += 1;
-                chunked = value.eq_ignore_ascii_case(b"chunked");
+            HeaderName::TransferEncoding => {
+                self.transfer_encodings += 1;
+                self.chunked = value.eq_ignore_ascii_case(b"chunked");
             }
-            _ => {}
+            HeaderName::Other => {}
         }
     }
 
-    if hosts > 1 || (hosts == 0 && version == Version::Http11) {
-        return Err(HttpError::BadHost);
-    }
-    let framing = if transfer_encodings > 0 {
-        if version == Version::Http10 {
-            return Err(HttpError::TransferEncodingOnHttp10);
+    /// Decides the head of `len` bytes at the front of `buf`, whose headers were all taken in.
+    /// `target` and the header values are parts of `buf`.
+    pub(super) fn finish(
+        self,
+        buf: &[u8],
+        method: Method,
+        version: Version,
+        target: &[u8],
+        len: usize,
+        limits: &Limits,
+    ) -> Result<(Head, BodyFraming), HttpError> {
+        if self.lengths_differ {
+            return Err(HttpError::BadContentLength);
         }
-        // Only one `chunked`, like Go and nginx: every other coding, list or repeat is a
-        // framing this server cannot read, and guessing is how smuggling starts.
-        if transfer_encodings > 1 || !chunked {
-            return Err(HttpError::UnsupportedTransferEncoding);
+        if self.hosts > 1 || (self.hosts == 0 && version == Version::Http11) {
+            return Err(HttpError::BadHost);
         }
-        if content_length.is_some() {
-            return Err(HttpError::LengthWithTransferEncoding);
-        }
-        BodyFraming::Chunked
-    } else if let Some(value) = content_length {
-        let n = parse_content_length(value)?;
-        if n > limits.max_body_bytes as u64 {
-            return Err(HttpError::BodyTooLarge);
-        }
-        BodyFraming::Length(usize::try_from(n).map_err(|_| HttpError::BodyTooLarge)?)
-    } else {
-        // A request with neither has no body (RFC 9112 §6.3, rule 7).
-        BodyFraming::Length(0)
-    };
-
-    let keep_alive = !close
-        && match version {
-            Version::Http11 => true,
-            Version::Http10 => keep_alive_token,
+        let framing = if self.transfer_encodings > 0 {
+            if version == Version::Http10 {
+                return Err(HttpError::TransferEncodingOnHttp10);
+            }
+            // Only one `chunked`, like Go and nginx: every other coding, list or repeat is a
+            // framing this server cannot read, and guessing is how smuggling starts.
+            if self.transfer_encodings > 1 || !self.chunked {
+                return Err(HttpError::UnsupportedTransferEncoding);
+            }
+            if self.content_length.is_some() {
+                return Err(HttpError::LengthWithTransferEncoding);
+            }
+            BodyFraming::Chunked
+        } else if let Some(value) = self.content_length {
+            let n = parse_content_length(value)?;
+            if n > limits.max_body_bytes as u64 {
+                return Err(HttpError::BodyTooLarge);
+            }
+            BodyFraming::Length(usize::try_from(n).map_err(|_| HttpError::BodyTooLarge)?)
+        } else {
+            // A request with neither has no body (RFC 9112 §6.3, rule 7).
+            BodyFraming::Length(0)
         };
-    let head = Head {
-        method,
-        version,
-        target,
-        keep_alive,
-        api_token,
-        expect_continue: expect_continue && version == Version::Http11,
-        len,
-    };
-    Ok((head, framing))
+
+        let keep_alive = !self.close
+            && match version {
+                Version::Http11 => true,
+                Version::Http10 => self.keep_alive_token,
+            };
+        let head = Head {
+            method,
+            version,
+            target: origin_of(range_in(buf, target), target),
+            keep_alive,
+            api_token: self.api_token.map(|token| range_in(buf, token)),
+            expect_continue: self.expect_continue && version == Version::Http11,
+            len,
+        };
+        Ok((head, framing))
+    }
 }
 
 /// A `Content-Length`: one or more ASCII digits and nothing else (no sign, no spaces, no
