@@ -122,6 +122,9 @@ pub(crate) struct LockFields<'a> {
     pub owner: &'a [u8],
     /// Always 0 for an unlock.
     pub expiry_s: i32,
+    /// The resource id is known to hold no `|` (so no `||`): the canonical fast path takes
+    /// only such ids. `false` says nothing.
+    pub no_pipe: bool,
 }
 
 /// One worker's body decoder: its buffers are reused from request to request.
@@ -173,6 +176,7 @@ impl BodyDecoder {
                 resource,
                 owner,
                 expiry_s,
+                no_pipe: false,
             });
         }
         self.decode_full(op, body)
@@ -185,11 +189,20 @@ impl BodyDecoder {
         op: Operation,
         body: &'a [u8],
     ) -> Result<LockFields<'a>, BodyError> {
-        if let Some((resource, owner, expiry_s)) = fast_body::fields_of(op, body) {
+        if let Some((resource, owner, expiry_s)) = fast_body::canonical(op, body) {
             return Ok(LockFields {
                 resource,
                 owner,
                 expiry_s,
+                no_pipe: true,
+            });
+        }
+        if let Some((resource, owner, expiry_s)) = fast_body::any_order(op, body) {
+            return Ok(LockFields {
+                resource,
+                owner,
+                expiry_s,
+                no_pipe: false,
             });
         }
         self.decode_full(op, body)
@@ -234,6 +247,7 @@ impl BodyDecoder {
             resource,
             owner,
             expiry_s: walked.expiry_s,
+            no_pipe: false,
         })
     }
 

@@ -39,14 +39,17 @@ pub(crate) fn fields_of(op: Operation, body: &[u8]) -> Option<(&[u8], &[u8], i32
 
 /// The exact bytes the official SDKs send, in their order and without spaces:
 /// `{"resourceId":"…","lockOwner":"…","expiryInSeconds":N}` (or without the expiry for an
-/// unlock). Checked as three literals around two plain strings and an integer.
+/// unlock). Checked as three literals around two plain strings and an integer. The resource
+/// id it returns has no `|`.
 #[inline]
-fn canonical(op: Operation, body: &[u8]) -> Option<(&[u8], &[u8], i32)> {
+pub(crate) fn canonical(op: Operation, body: &[u8]) -> Option<(&[u8], &[u8], i32)> {
     const RESOURCE: &[u8] = b"{\"resourceId\":\"";
     const OWNER: &[u8] = b"\",\"lockOwner\":\"";
     const EXPIRY: &[u8] = b"\",\"expiryInSeconds\":";
     let rest = body.strip_prefix(RESOURCE)?;
-    let resource_len = plain_string_len(rest)?;
+    // A resource id with a `|` is left to the other paths, so one taken here needs no
+    // check for daprd's `||` separator (see `LockFields::no_pipe`).
+    let resource_len = plain_string_len_with(rest, |x| first_special(x) | pipes(x))?;
     let (resource, rest) = rest.split_at(resource_len);
     let rest = rest.strip_prefix(OWNER)?;
     let owner_len = plain_string_len(rest)?;
@@ -80,7 +83,7 @@ fn plain_positive_int32(digits: &[u8]) -> Option<i32> {
 }
 
 /// One flat object of the request's own keys in any order, with optional whitespace.
-fn any_order(op: Operation, body: &[u8]) -> Option<(&[u8], &[u8], i32)> {
+pub(crate) fn any_order(op: Operation, body: &[u8]) -> Option<(&[u8], &[u8], i32)> {
     let mut p = Scan { bytes: body, at: 0 };
     let mut resource: Option<&[u8]> = None;
     let mut owner: Option<&[u8]> = None;
@@ -141,12 +144,23 @@ fn any_order(op: Operation, body: &[u8]) -> Option<(&[u8], &[u8], i32)> {
 /// rest of the decoder.
 #[inline]
 fn plain_string_len(bytes: &[u8]) -> Option<usize> {
+    plain_string_len_with(bytes, first_special)
+}
+
+/// [`plain_string_len`] with `special` flagging the bytes that end the run (bit 7 of each
+/// byte; exact at the lowest flag): the closing quote must be the first of them.
+#[inline]
+fn plain_string_len_with(bytes: &[u8], special: impl Fn(u64) -> u64) -> Option<usize> {
+    let first = |x: u64| {
+        let flags = special(x);
+        (flags != 0).then(|| (flags.trailing_zeros() / 8) as usize)
+    };
     let mut chunks = bytes.chunks_exact(8);
     let mut at = 0;
     for chunk in chunks.by_ref() {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        if let Some(i) = first_special(u64::from_le_bytes(word)) {
+        if let Some(i) = first(u64::from_le_bytes(word)) {
             return (chunk[i] == b'"').then_some(at + i);
         }
         at += 8;
@@ -155,29 +169,37 @@ fn plain_string_len(bytes: &[u8]) -> Option<usize> {
     let tail = chunks.remainder();
     let mut word = [b'a'; 8];
     word[..tail.len()].copy_from_slice(tail);
-    match first_special(u64::from_le_bytes(word)) {
+    match first(u64::from_le_bytes(word)) {
         Some(i) if i < tail.len() => (tail[i] == b'"').then_some(at + i),
         _ => None,
     }
 }
 
-/// The index of the first byte of `x` (little-endian) that is `"`, `\\`, below 0x20, DEL or
-/// above 0x7f. The bit tricks may also flag bytes after the first such byte (a borrow or
+/// Flags the `|` bytes of `x` in bit 7, exactly (no borrow crosses bytes).
+#[inline]
+fn pipes(x: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let y = x ^ (ONES * u64::from(b'|'));
+    !(((y & LOW7) + LOW7) | y | LOW7)
+}
+
+/// Flags (bit 7 of each byte) the bytes of `x` (little-endian) that are `"`, `\\`, below 0x20,
+/// DEL or above 0x7f. The bit tricks may also flag bytes after the first such byte (a borrow or
 /// carry only starts at a flagged byte), never before it, so the first flag is exact.
 #[inline]
-fn first_special(x: u64) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
+fn first_special(x: u64) -> u64 {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let quote = x ^ (ONES * u64::from(b'"'));
     let backslash = x ^ (ONES * u64::from(b'\\'));
-    let flags = ((quote.wrapping_sub(ONES) & !quote)
+    ((quote.wrapping_sub(ONES) & !quote)
         | (backslash.wrapping_sub(ONES) & !backslash)
         | (x.wrapping_sub(ONES * 0x20) & !x)
         | x.wrapping_add(ONES)
         | x)
-        & HIGH;
-    (flags != 0).then(|| (flags.trailing_zeros() / 8) as usize)
+        & HIGH
 }
+
+const ONES: u64 = 0x0101_0101_0101_0101;
 
 struct Scan<'b> {
     bytes: &'b [u8],
@@ -343,6 +365,34 @@ mod tests {
         assert_eq!(
             fast(t, r#"{"expiryInSeconds":-2147483648}"#).map(|f| f.2),
             Some(i32::MIN)
+        );
+    }
+
+    // A resource id with a `|` anywhere (the word boundaries included) is never taken by the
+    // canonical matcher, which is what lets validation skip the `||` check for its ids; the
+    // any-order scanner still takes it.
+    #[test]
+    fn canonical_takes_no_resource_with_a_pipe() {
+        for len in 1..20 {
+            for at in 0..len {
+                let mut resource = vec![b'r'; len];
+                resource[at] = b'|';
+                let resource = String::from_utf8(resource).expect("ASCII");
+                let body = format!(r#"{{"resourceId":"{resource}","lockOwner":"o|"}}"#);
+                assert_eq!(
+                    canonical(Operation::Unlock, body.as_bytes()),
+                    None,
+                    "{body}"
+                );
+                let (found, owner, _) =
+                    any_order(Operation::Unlock, body.as_bytes()).expect("plain body");
+                assert_eq!((found, owner), (resource.as_bytes(), &b"o|"[..]));
+            }
+        }
+        let owner_pipe = br#"{"resourceId":"r","lockOwner":"o|o"}"#;
+        assert!(
+            canonical(Operation::Unlock, owner_pipe).is_some(),
+            "owners may hold `|`"
         );
     }
 

@@ -286,7 +286,7 @@ fn validate<'s>(
     let Some(id) = stores.find(store) else {
         return Err(ApiError::StoreNotFound { store });
     };
-    if has_key_separator(fields.resource) {
+    if !fields.no_pipe && has_key_separator(fields.resource) {
         return Err(ApiError::KeySeparator {
             op,
             resource: fields.resource,
