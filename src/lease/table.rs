@@ -20,7 +20,11 @@
 //! - Every lease is in exactly one map entry, in the map and under the hash its stored hash
 //!   gives, and no two leases have the same (store, resource).
 //! - A lease is in the wheel, due at `last_live_ms + 1`, iff that tick exists
-//!   (`last_live_ms < u64::MAX`); one that would be due past `u64::MAX` never expires.
+//!   (`last_live_ms < u64::MAX`) and it is not young; one that would be due past `u64::MAX`
+//!   never expires. A young lease (granted since the table last settled, at most
+//!   `YOUNG_LIMIT` of them) has its index on the young list instead, and is filed when the
+//!   list fills or the table advances: most leases are unlocked before that, and never cost
+//!   the wheel anything.
 //! - `leases.len() <= max_leases <= MAX_LEASES_LIMIT`, so every slab index fits a `u32` below
 //!   the wheel's reserved ids.
 //! - After `advance(now)` with a `now` no smaller than any earlier one, every stored lease is
@@ -105,6 +109,9 @@ struct Lease {
     /// The key's hash under the table's seeds, kept to find its map entry without rehashing.
     hash: u32,
     store: StoreId,
+    /// Whether the lease is in the wheel; if not and it has a due tick, its index is in the
+    /// young list.
+    in_wheel: bool,
 }
 
 // A lease, and a slab entry holding one (its vacant form hides in the key's tag), fill one
@@ -151,6 +158,9 @@ impl Lease {
 /// doubling): about 1.2 GB of address space.
 const PRESIZE_LIMIT: usize = 1 << 24;
 
+/// Grants kept out of the wheel at most before they are filed in it (see `young`).
+const YOUNG_LIMIT: usize = 4096;
+
 /// How many maps `by_hash` is split into (a power of two).
 const MAPS: usize = 64;
 
@@ -174,6 +184,12 @@ pub struct LeaseTable {
     by_hash: Box<[HashTable<u32>]>,
     key_hasher: ahash::RandomState,
     wheel: Wheel,
+    /// Slab indices of leases granted since the last `settle`, not yet in the wheel. Most
+    /// leases are unlocked soon after their grant: filing them only when [`YOUNG_LIMIT`]
+    /// grants have piled up, or when the table advances, spares those the wheel's insert and
+    /// removal. An index may be stale (its lease gone, or a later one in its slot): `settle`
+    /// files only stored leases that are not in the wheel yet.
+    young: Vec<u32>,
     max_leases: usize,
     /// Tests narrow the hashes to force collisions.
     #[cfg(test)]
@@ -205,6 +221,7 @@ impl LeaseTable {
             by_hash: (0..MAPS).map(|_| HashTable::new()).collect(),
             key_hasher: ahash::RandomState::new(),
             wheel: Wheel::with_capacity(reserved),
+            young: Vec::with_capacity(YOUNG_LIMIT),
             max_leases: max_leases.min(MAX_LEASES_LIMIT),
             #[cfg(test)]
             hash_mask: u32::MAX,
@@ -250,6 +267,7 @@ impl LeaseTable {
                     last_live_ms,
                     hash,
                     store,
+                    in_wheel: false,
                 });
                 self.schedule(index);
                 Ok(true)
@@ -283,6 +301,7 @@ impl LeaseTable {
             last_live_ms,
             hash,
             store,
+            in_wheel: false,
         });
         let leases = &self.leases;
         self.by_hash[map_of(hash)].insert_unique(spread(hash), timer_id(index).0, |&i| {
@@ -299,12 +318,15 @@ impl LeaseTable {
         if lease.is_live(now_ms) {
             return false;
         }
-        let old_due_ms = lease.due_ms();
+        if lease.in_wheel {
+            lease.in_wheel = false;
+            if let Some(due_ms) = lease.due_ms() {
+                self.wheel.remove(timer_id(index), due_ms);
+            }
+        }
+        let lease = &mut self.leases[index];
         lease.set_owner(owner);
         lease.last_live_ms = last_live_ms;
-        if let Some(due_ms) = old_due_ms {
-            self.wheel.remove(timer_id(index), due_ms);
-        }
         self.schedule(index);
         true
     }
@@ -351,6 +373,7 @@ impl LeaseTable {
     /// go on. Lets the worker reclaim a million leases that expire together in slices,
     /// answering requests in between, instead of stalling for the whole sweep.
     pub fn advance_at_most(&mut self, now_ms: u64, budget: usize) -> usize {
+        self.settle();
         let mut removed = 0;
         while removed < budget {
             let leases = &self.leases;
@@ -358,15 +381,16 @@ impl LeaseTable {
                 break;
             };
             let index = id.0 as usize;
-            let Some(lease) = self.leases.get(index) else {
+            let Some(lease) = self.leases.get_mut(index) else {
                 debug_assert!(false, "the wheel handed back {id:?}, which holds no lease");
                 continue;
             };
+            lease.in_wheel = false;
             // The wheel hands back only leases due by `now_ms` (last live tick < now_ms), but
             // the answer is the deadline's: a live lease is never removed.
             debug_assert!(!lease.is_live(now_ms), "the wheel handed back a live lease");
             if lease.is_live(now_ms) {
-                self.schedule(index);
+                self.file(index);
                 continue;
             }
             self.remove(index);
@@ -395,8 +419,8 @@ impl LeaseTable {
         self.leases.is_empty()
     }
 
-    /// Number of leases waiting in the wheel to be reclaimed: every stored lease that can
-    /// expire. After `advance(now_ms)`, all of them are live at `now_ms`.
+    /// Number of leases filed in the wheel to be reclaimed. After `advance(now_ms)` that is
+    /// every stored lease that can expire, and all of them are live at `now_ms`.
     pub fn scheduled(&self) -> usize {
         self.wheel.len()
     }
@@ -418,9 +442,35 @@ impl LeaseTable {
             .map(|&i| i as usize)
     }
 
-    /// Files the lease at `index` in the wheel at its first dead tick, if it has one.
+    /// Puts the lease at `index`, just granted and not in the wheel, on the young list.
     fn schedule(&mut self, index: usize) {
-        if let Some(due_ms) = self.leases[index].due_ms() {
+        if self.young.len() >= YOUNG_LIMIT {
+            self.settle();
+        }
+        self.young.push(timer_id(index).0);
+    }
+
+    /// Files every lease of the young list that is still stored, and not yet in the wheel,
+    /// in the wheel.
+    fn settle(&mut self) {
+        let mut young = std::mem::take(&mut self.young);
+        for index in young.drain(..) {
+            self.file(index as usize);
+        }
+        self.young = young;
+    }
+
+    /// Files the lease at `index`, if there is one and it is not in the wheel, at its first
+    /// dead tick, if it has one.
+    fn file(&mut self, index: usize) {
+        let Some(lease) = self.leases.get_mut(index) else {
+            return;
+        };
+        if lease.in_wheel {
+            return;
+        }
+        if let Some(due_ms) = lease.due_ms() {
+            lease.in_wheel = true;
             self.wheel.insert(timer_id(index), due_ms);
         }
     }
@@ -442,8 +492,10 @@ impl LeaseTable {
     /// wheel (if still there).
     fn remove_unmapped(&mut self, index: usize) {
         let lease = self.leases.remove(index);
-        if let Some(due_ms) = lease.due_ms() {
-            self.wheel.remove(timer_id(index), due_ms);
+        if lease.in_wheel {
+            if let Some(due_ms) = lease.due_ms() {
+                self.wheel.remove(timer_id(index), due_ms);
+            }
         }
     }
 
@@ -466,16 +518,21 @@ impl LeaseTable {
         assert_eq!(mapped, self.leases.len(), "leases in the maps");
         let mut keys = std::collections::HashSet::new();
         let mut scheduled = 0;
+        assert!(self.young.len() <= YOUNG_LIMIT);
         for (index, lease) in &self.leases {
             assert!(
                 keys.insert((lease.store, lease.resource())),
                 "duplicate key"
             );
-            assert_eq!(
-                self.wheel.contains(timer_id(index)),
-                lease.due_ms().is_some()
-            );
-            scheduled += usize::from(lease.due_ms().is_some());
+            assert_eq!(self.wheel.contains(timer_id(index)), lease.in_wheel);
+            assert!(!lease.in_wheel || lease.due_ms().is_some());
+            if !lease.in_wheel && lease.due_ms().is_some() {
+                assert!(
+                    self.young.contains(&timer_id(index).0),
+                    "lease {index} is neither in the wheel nor young"
+                );
+            }
+            scheduled += usize::from(lease.in_wheel);
         }
         assert_eq!(self.wheel.len(), scheduled);
         assert!(self.leases.len() <= self.max_leases);
@@ -733,6 +790,36 @@ mod tests {
         assert_eq!(table.holder(S0, b"c", 11), Some((&b"o"[..], 19)));
         assert_eq!(table.unlock(S0, b"c", b"o", 11), UnlockStatus::Success);
         assert!(table.by_hash.iter().all(HashTable::is_empty));
+        table.assert_consistent();
+    }
+
+    #[test]
+    fn young_leases_are_filed_when_the_list_fills_or_the_table_advances() {
+        // Protects the young list: grants stay out of the wheel until YOUNG_LIMIT of them
+        // pile up, those unlocked meanwhile never enter it, and advancing files the rest.
+        let mut table = LeaseTable::new(4 * YOUNG_LIMIT);
+        let key = |n: usize| format!("r{n}").into_bytes();
+        for n in 0..YOUNG_LIMIT {
+            assert_eq!(table.try_lock(S0, &key(n), b"o", 10, 0), Ok(true));
+        }
+        assert_eq!(table.scheduled(), 0);
+        for n in (0..YOUNG_LIMIT).step_by(2) {
+            assert_eq!(table.unlock(S0, &key(n), b"o", 0), UnlockStatus::Success);
+        }
+        table.assert_consistent();
+        // The next grant finds the list full: the half still held is filed, and so is the
+        // new lease, which took the slot of the last unlocked one, still named on the list.
+        assert_eq!(table.try_lock(S0, &key(YOUNG_LIMIT), b"o", 10, 0), Ok(true));
+        assert_eq!(table.scheduled(), YOUNG_LIMIT / 2 + 1);
+        table.assert_consistent();
+        // Advancing files whatever is still young, and reclaims all of them once expired.
+        assert_eq!(table.try_lock(S0, &key(YOUNG_LIMIT + 1), b"o", 10, 0), Ok(true));
+        assert_eq!(table.scheduled(), YOUNG_LIMIT / 2 + 1);
+        assert_eq!(table.advance(5), 0);
+        assert_eq!(table.scheduled(), YOUNG_LIMIT / 2 + 2);
+        table.assert_consistent();
+        assert_eq!(table.advance(11), YOUNG_LIMIT / 2 + 2);
+        assert!(table.is_empty());
         table.assert_consistent();
     }
 
