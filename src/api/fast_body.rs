@@ -175,12 +175,13 @@ fn plain_string_len_with(bytes: &[u8], special: impl Fn(u64) -> u64) -> Option<u
     }
 }
 
-/// Flags the `|` bytes of `x` in bit 7, exactly (no borrow crosses bytes).
+/// Flags the `|` bytes of `x` in bit 7. Like [`first_special`], it may also flag bytes after
+/// the first `|`, never before it, which is all `plain_string_len_with` needs.
 #[inline]
 fn pipes(x: u64) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
     let y = x ^ (ONES * u64::from(b'|'));
-    !(((y & LOW7) + LOW7) | y | LOW7)
+    y.wrapping_sub(ONES) & !y & HIGH
 }
 
 /// Flags (bit 7 of each byte) the bytes of `x` (little-endian) that are `"`, `\\`, below 0x20,
