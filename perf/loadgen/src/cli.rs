@@ -30,6 +30,9 @@ usage: dlockd-loadgen --target HOST:PORT [flags]
   --rate R                open loop: R requests/s in total, spread evenly over connections,
                           latency measured from each request's intended send time;
                           0 = closed loop, as fast as answers come (default 0)
+  --pacer P               open loop: timer (default: sends go out at the runtime's 1 ms
+                          timer ticks, in bursts) or spin (each send at its own time; the
+                          client thread spins, so give it a CPU of its own)
   --requests N            instead of --duration: stop after exactly N measured requests
                           (closed loop; for instruction counts), no warmup unless given
   --resources N           distinct resources for uncontended/churn (default 100000)
@@ -72,6 +75,8 @@ pub struct Config {
     pub warmup: Duration,
     /// Requests/s in total; 0 is closed loop.
     pub rate: u64,
+    /// How an open loop waits for each request's send time.
+    pub pacer: Pacer,
     /// Stop after this many measured requests instead of after `duration`.
     pub requests: Option<u64>,
     pub resources: u64,
@@ -82,6 +87,15 @@ pub struct Config {
     pub path_prefix: String,
     pub check: bool,
     pub json: bool,
+}
+
+/// How an open loop waits for each request's send time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pacer {
+    /// monoio's timer: sends go out at its 1 ms ticks.
+    Timer,
+    /// A spinning task: each send at its own time; the thread never sleeps (see `pacer`).
+    Spin,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +141,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
     let mut duration = None;
     let mut warmup = None;
     let mut rate = 0;
+    let mut pacer = Pacer::Timer;
     let mut requests = None;
     let mut resources = 100_000;
     let mut hot = 16;
@@ -163,6 +178,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             "--duration" => "--duration",
             "--warmup" => "--warmup",
             "--rate" => "--rate",
+            "--pacer" => "--pacer",
             "--requests" => "--requests",
             "--resources" => "--resources",
             "--hot" => "--hot",
@@ -209,6 +225,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             "--duration" => duration = Some(parse_duration(flag, &value)?),
             "--warmup" => warmup = Some(parse_duration(flag, &value)?),
             "--rate" => rate = number(flag, &value)?,
+            "--pacer" => {
+                pacer = match value.as_str() {
+                    "timer" => Pacer::Timer,
+                    "spin" => Pacer::Spin,
+                    _ => return Err(invalid(flag, &value, "expected timer or spin")),
+                }
+            }
             "--requests" => {
                 let n: u64 = number(flag, &value)?;
                 if n == 0 {
@@ -248,6 +271,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             "--requests is closed loop: it cannot be combined with --rate",
         ));
     }
+    if pacer == Pacer::Spin && rate == 0 {
+        return Err(CliError::Conflict(
+            "--pacer spin paces an open loop: it needs --rate",
+        ));
+    }
     if threads > connections {
         return Err(CliError::Conflict(
             "--threads is larger than --connections: every thread needs a connection",
@@ -280,6 +308,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
         duration,
         warmup,
         rate,
+        pacer,
         requests,
         resources,
         hot,

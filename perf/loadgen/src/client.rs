@@ -16,7 +16,8 @@
 //! new connection.
 //!
 //! Timer granularity: monoio's timer wheel has a resolution of one millisecond, so open-loop
-//! sends go out at millisecond ticks. A request that falls due while the writer sleeps is timed
+//! sends go out at millisecond ticks, unless `--pacer spin` sends each at its own time (see
+//! [`crate::pacer`]). A request that falls due while the writer sleeps is timed
 //! from when the writer actually woke, so the client's own timer lateness is not charged to the
 //! server; a request held back by the server (all `depth` slots waiting for answers) is timed
 //! from its intended send time, so coordinated omission is not hidden.
@@ -38,7 +39,8 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
-use crate::cli::Config;
+use crate::cli::{Config, Pacer};
+use crate::pacer::Spinner;
 use crate::schedule::Schedule;
 use crate::tally::{ErrorKind, Tally};
 use crate::wire::{self, Protocol, Template};
@@ -338,6 +340,8 @@ struct Thread {
     setup: Arc<Setup>,
     plan: Plan,
     tally: RefCell<Tally>,
+    /// With `--pacer spin`: wakes the writers at their slots.
+    spinner: Option<Spinner>,
 }
 
 impl Thread {
@@ -374,11 +378,28 @@ async fn thread_work(
     let Ok(Some(plan)) = go.recv() else {
         return Tally::new();
     };
+    let spin = config.rate > 0 && config.pacer == Pacer::Spin;
     let thread = Rc::new(Thread {
         setup: setup.clone(),
+        spinner: spin.then(|| Spinner::new(plan.epoch)),
         plan,
         tally: RefCell::new(Tally::new()),
     });
+    if thread.spinner.is_some() {
+        // Both never return: they end with the runtime, when every connection is done.
+        let t = thread.clone();
+        monoio::spawn(async move {
+            if let Some(spinner) = &t.spinner {
+                spinner.run().await;
+            }
+        });
+        let t = thread.clone();
+        monoio::spawn(async move {
+            if let Some(spinner) = &t.spinner {
+                spinner.bounce().await;
+            }
+        });
+    }
     let tasks: Vec<_> = streams
         .into_iter()
         .map(|(id, stream)| monoio::spawn(connection(thread.clone(), id, stream)))
@@ -878,7 +899,10 @@ async fn writer(
                 }
             }
             Fill::WaitSlot(slot_ns) => {
-                monoio::time::sleep_until(thread.instant(slot_ns)).await;
+                match &thread.spinner {
+                    Some(spinner) => spinner.until(slot_ns).await,
+                    None => monoio::time::sleep_until(thread.instant(slot_ns)).await,
+                }
                 woke_ns = thread.now_ns();
             }
             Fill::WaitAnswer => {
@@ -1012,6 +1036,7 @@ mod tests {
                 measure_end_ns,
             },
             tally: RefCell::new(Tally::new()),
+            spinner: None,
         }
     }
 

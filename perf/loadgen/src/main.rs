@@ -10,6 +10,7 @@ mod cli;
 mod client;
 mod cpu;
 mod http;
+mod pacer;
 mod resp;
 mod schedule;
 mod tally;
