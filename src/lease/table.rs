@@ -813,7 +813,10 @@ mod tests {
         assert_eq!(table.scheduled(), YOUNG_LIMIT / 2 + 1);
         table.assert_consistent();
         // Advancing files whatever is still young, and reclaims all of them once expired.
-        assert_eq!(table.try_lock(S0, &key(YOUNG_LIMIT + 1), b"o", 10, 0), Ok(true));
+        assert_eq!(
+            table.try_lock(S0, &key(YOUNG_LIMIT + 1), b"o", 10, 0),
+            Ok(true)
+        );
         assert_eq!(table.scheduled(), YOUNG_LIMIT / 2 + 1);
         assert_eq!(table.advance(5), 0);
         assert_eq!(table.scheduled(), YOUNG_LIMIT / 2 + 2);
