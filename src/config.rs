@@ -40,6 +40,9 @@ pub struct Config {
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// Where the admin listener serves `/metrics` and `/debug/*`; `None` is `off`: no
+    /// listener, and the workers count nothing.
+    pub metrics_listen: Option<SocketAddr>,
     /// Benchmarking only, set by the `dlockd-ceiling` binary and by no flag: answer every
     /// framed request `{"success":true}` without routing, decoding or locking, to measure the
     /// runtime and HTTP layer alone.
@@ -88,6 +91,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3500";
+/// Dapr's metrics port, on loopback: `/debug/lease` shows lock owners.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_STORE: &str = "lockstore";
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -134,6 +139,9 @@ Each flag can also be set by the environment variable in brackets; a flag wins.
   --idle-timeout T         keep-alive idle time before closing [DLOCKD_IDLE_TIMEOUT] (120s)
   --shutdown-timeout T     time SIGTERM/SIGINT allow in-flight work to finish
                            [DLOCKD_SHUTDOWN_TIMEOUT] (10s)
+  --metrics-listen ADDR    admin address serving /metrics (Prometheus), /debug/lease and
+                           /debug/shards, or off [DLOCKD_METRICS_LISTEN] (default
+                           127.0.0.1:9090; 127.0.0.1:0 when --listen asks for port 0)
   -h, --help               this text
   -V, --version            the version
 
@@ -180,6 +188,7 @@ impl Config {
                 "--body-timeout" => flags.body_timeout = Some(value("--body-timeout")?),
                 "--idle-timeout" => flags.idle_timeout = Some(value("--idle-timeout")?),
                 "--shutdown-timeout" => flags.shutdown_timeout = Some(value("--shutdown-timeout")?),
+                "--metrics-listen" => flags.metrics_listen = Some(value("--metrics-listen")?),
                 _ => return Err(ConfigError::UnknownFlag(arg)),
             }
         }
@@ -210,6 +219,7 @@ struct Flags {
     body_timeout: Option<String>,
     idle_timeout: Option<String>,
     shutdown_timeout: Option<String>,
+    metrics_listen: Option<String>,
 }
 
 impl Flags {
@@ -229,6 +239,15 @@ impl Flags {
                 }
                 None => parse_addr("--listen", DEFAULT_LISTEN)?,
             },
+        };
+
+        // An ephemeral main port (tests running many servers at once) gets an ephemeral admin
+        // port too, unless one is asked for; the start-up output names the bound one.
+        let metrics_listen = match pick(self.metrics_listen, "DLOCKD_METRICS_LISTEN") {
+            Some(v) if v.trim() == "off" => None,
+            Some(v) => Some(parse_addr("--metrics-listen", &v)?),
+            None if listen.port() == 0 => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            None => Some(parse_addr("--metrics-listen", DEFAULT_METRICS_LISTEN)?),
         };
 
         let mut stores = self.stores;
@@ -352,6 +371,7 @@ impl Flags {
                 "DLOCKD_SHUTDOWN_TIMEOUT",
                 DEFAULT_SHUTDOWN_TIMEOUT,
             )?,
+            metrics_listen,
             fixed_answer: false,
         };
         Ok(config)
@@ -475,6 +495,31 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(120));
         assert_eq!(c.driver, DriverChoice::Auto);
         assert!(c.api_token.is_none());
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
+    }
+
+    // The admin listener: an address, `off`, its variable, and an ephemeral port by default
+    // when the main one is ephemeral.
+    #[test]
+    fn metrics_listen() {
+        let c = parse(&["--metrics-listen", "off"], &[]).unwrap();
+        assert_eq!(c.metrics_listen, None);
+        let c = parse(&[], &[("DLOCKD_METRICS_LISTEN", "127.0.0.1:9999")]).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9999".parse().unwrap()));
+        let c = parse(
+            &["--metrics-listen=127.0.0.1:1"],
+            &[("DLOCKD_METRICS_LISTEN", "off")],
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:1".parse().unwrap()));
+        let c = parse(&["--listen", "127.0.0.1:0"], &[]).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
+        let c = parse(&["--listen", "127.0.0.1:0", "--metrics-listen", "off"], &[]).unwrap();
+        assert_eq!(c.metrics_listen, None);
+        let msg = parse(&["--metrics-listen", "9090"], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("--metrics-listen"), "{msg}");
     }
 
     // A flag wins over its variable; DAPR_HTTP_PORT applies only without --listen.
@@ -573,6 +618,7 @@ mod tests {
             "--body-timeout",
             "--idle-timeout",
             "--shutdown-timeout",
+            "--metrics-listen",
         ] {
             assert!(HELP.contains(flag), "{flag} is missing from --help");
         }

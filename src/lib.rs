@@ -12,5 +12,6 @@ pub mod config;
 pub mod fuzzing;
 pub mod http;
 pub mod lease;
+pub mod metrics;
 pub mod server;
 pub mod shard;

@@ -13,6 +13,10 @@
 //! tasks run after `READS_PER_TURN` of them (or one that fills its buffer), so no client holds
 //! a worker to itself. Every wait has a deadline (idle, head, body, and the write itself),
 //! kept by the worker's reaper rather than a timer per read.
+//!
+//! Counting (`crate::metrics`) reuses the clock readings the loop takes anyway: the one that
+//! decides a read's requests and the one taken once their answers are ready to be written;
+//! their difference is each of those requests' latency, recorded once per read.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -28,6 +32,7 @@ use super::worker::{ConnGuard, Worker};
 use crate::api::{answer_response, Answer, OpKind, Outcome, Response};
 use crate::http::{self, Body, Connection, Frame, Framer, Limits, Request, Version};
 use crate::lease::StoreId;
+use crate::metrics::{RequestOutcome, Route, WorkerMetrics};
 use crate::shard::ShardId;
 
 /// Free space asked of the read buffer before each read.
@@ -70,6 +75,7 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
     let worker: &Worker = &guard.worker;
     let config = &worker.shared.config;
     let clock = &worker.shared.clock;
+    let metrics = worker.metrics();
     let limits = Limits {
         max_header_bytes: config.max_header_bytes,
         max_body_bytes: config.max_body_bytes,
@@ -97,13 +103,16 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
         let mut close = false;
         let mut want_continue = false;
         // One clock reading decides every request of this read: all of them were sent before
-        // the read completed, so it is late enough for each (see `Worker::execute`).
-        let mut batch_now_ms: Option<u64> = None;
+        // the read completed, so it is late enough for each (see `Worker::execute`). It is
+        // also where their latency starts.
+        let mut batch_now_us: Option<u64> = None;
+        let mut answered = 0u64;
         while offset < buf.len() && !close {
             let view = &buf[offset..];
             match framer.frame(view) {
                 Err(e) => {
-                    flush_items(&mut items, &mut out).await;
+                    metrics.parse_error(e);
+                    flush_items(metrics, &mut items, &mut out).await;
                     out.extend_from_slice(e.response());
                     close = true;
                 }
@@ -118,8 +127,10 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
                     break;
                 }
                 Ok(Frame::Complete(req)) => {
-                    let now_ms = *batch_now_ms.get_or_insert_with(|| clock.now_ms());
-                    let decision = decide(worker, now_ms, &req, view, &framer);
+                    let now_us = *batch_now_us.get_or_insert_with(|| clock.now_us());
+                    let now_ms = now_us / 1000;
+                    answered += 1;
+                    let decision = decide(worker, metrics, now_ms, &req, view, &framer);
                     let closes = !req.keep_alive || worker.shutting_down();
                     offset += req.consumed;
                     request_since_ms = None;
@@ -151,15 +162,19 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
                 }
             }
         }
-        flush_items(&mut items, &mut out).await;
+        flush_items(metrics, &mut items, &mut out).await;
         if want_continue {
             out.extend_from_slice(http::CONTINUE);
             continue_sent = true;
         }
         buf.drain(..offset);
         // One clock reading serves both deadlines below: a blocked write only makes the
-        // following read's deadline earlier, never later.
-        let now_ms = clock.now_ms();
+        // following read's deadline earlier, never later. It also ends this read's latency.
+        let now_us = clock.now_us();
+        let now_ms = now_us / 1000;
+        if let (Some(since_us), true) = (batch_now_us, answered > 0) {
+            metrics.latency(answered, now_us.saturating_sub(since_us));
+        }
         if !out.is_empty() {
             watch.arm(Phase::Writing, now_ms.saturating_add(idle_ms));
             let (written, back) = stream.write_all(out).await;
@@ -235,9 +250,18 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Routes and validates one framed request and, when its key lives here, decides it.
-fn decide(worker: &Worker, now_ms: u64, req: &Request, view: &[u8], framer: &Framer) -> Decision {
+/// Routes and validates one framed request and, when its key lives here, decides it. Counts
+/// its outcome, unless another shard decides it (counted when its answer comes back).
+fn decide(
+    worker: &Worker,
+    metrics: &WorkerMetrics,
+    now_ms: u64,
+    req: &Request,
+    view: &[u8],
+    framer: &Framer,
+) -> Decision {
     if worker.shared.config.fixed_answer {
+        metrics.request(RequestOutcome::Other2xx);
         return Decision::Ready(answer_response(Answer::TryLock(Ok(true))));
     }
     let body = match &req.body {
@@ -248,13 +272,23 @@ fn decide(worker: &Worker, now_ms: u64, req: &Request, view: &[u8], framer: &Fra
     let token = req.api_token.as_ref().map(|r| &view[r.clone()]);
     let mut api = worker.api.borrow_mut();
     match api.handle(req.method, target, token, body) {
-        Outcome::Respond(resp) => Decision::Ready(resp),
+        Outcome::Respond(resp) => {
+            if metrics.enabled() {
+                metrics.request(RequestOutcome::of_response(
+                    Route::of_target(target),
+                    resp.status,
+                ));
+            }
+            Decision::Ready(resp)
+        }
         Outcome::Lock(op) => {
             let shard = worker.router.shard_of(op.store, op.resource);
             if shard == worker.id {
                 let answer = worker.execute(now_ms, op.kind, op.store, op.resource, op.owner);
+                metrics.answer(answer);
                 Decision::Ready(answer_response(answer))
             } else {
+                metrics.forward();
                 let mut key = Vec::with_capacity(op.resource.len() + op.owner.len());
                 key.extend_from_slice(op.resource);
                 key.extend_from_slice(op.owner);
@@ -270,13 +304,15 @@ fn decide(worker: &Worker, now_ms: u64, req: &Request, view: &[u8], framer: &Fra
     }
 }
 
-/// Writes the queued answers in order, waiting for forwarded ones.
-async fn flush_items(items: &mut Vec<Item<'_>>, out: &mut Vec<u8>) {
+/// Writes the queued answers in order, waiting for forwarded ones (and counting them).
+async fn flush_items(metrics: &WorkerMetrics, items: &mut Vec<Item<'_>>, out: &mut Vec<u8>) {
     for item in items.drain(..) {
         match item {
             Item::Ready(resp, c) => write(out, &resp, c),
             Item::Remote(reply, c) => {
-                let resp = answer_response(reply.await);
+                let answer = reply.await;
+                metrics.answer(answer);
+                let resp = answer_response(answer);
                 write(out, &resp, c);
             }
         }

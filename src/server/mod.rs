@@ -3,8 +3,11 @@
 //!
 //! [`start`] binds and starts every worker and returns once all of them listen; the
 //! returned [`Server`] stops them. Worker 0 binds first (so port 0 picks one port for all)
-//! and decides the io driver; the others follow with the same port and driver.
+//! and decides the io driver; the others follow with the same port and driver. The admin
+//! listener (`/metrics`, `/debug/*`) is bound before the workers start and served by a thread
+//! of its own once they all listen (`admin.rs`).
 
+mod admin;
 mod conn;
 mod pending;
 mod reaper;
@@ -20,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::api::{Answer, OpKind};
 use crate::config::{Config, DriverChoice};
 use crate::lease::StoreId;
+use crate::metrics::WorkerMetrics;
 use crate::shard::Inbox;
 
 /// The io driver the workers run on.
@@ -49,6 +53,27 @@ pub(crate) struct Forward {
     resource_len: usize,
 }
 
+/// What one worker sends another: a request to decide, or an admin question.
+pub(crate) enum Mail {
+    Lock(Forward),
+    /// From the admin thread: who holds a lock in the receiver's shard.
+    Holder(HolderQuery),
+}
+
+/// `/debug/lease`: answered by the shard that owns the key, on its own thread.
+pub(crate) struct HolderQuery {
+    store: StoreId,
+    resource: Box<[u8]>,
+    /// Capacity 1, one answer: the worker never blocks on it.
+    answer: mpsc::SyncSender<Option<Holder>>,
+}
+
+/// A live lease's owner and the milliseconds it stays live.
+pub(crate) struct Holder {
+    owner: Vec<u8>,
+    remaining_ms: u64,
+}
+
 /// The owner's answer to a [`Forward`].
 pub(crate) struct Reply {
     slot: u32,
@@ -76,18 +101,27 @@ impl Clock {
     pub(crate) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
+
+    /// Microseconds since the server started, floored: one reading gives both the latency
+    /// measure and, divided by 1000, exactly what [`Clock::now_ms`] would have read.
+    #[inline]
+    pub(crate) fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
 }
 
 /// What all workers share: each other's inboxes, and process-wide counts.
 pub(crate) struct Shared {
     config: Config,
-    inboxes: Box<[Inbox<Forward, Reply>]>,
+    inboxes: Box<[Inbox<Mail, Reply>]>,
     clock: Clock,
     /// Open client connections, whole process (bounded by `max_connections`).
     connections: AtomicUsize,
     shutting_down: AtomicBool,
     /// Connections each worker accepted: written only on accept.
     accepted: Box<[AtomicU64]>,
+    /// Each worker's counters, written only by that worker.
+    metrics: Box<[WorkerMetrics]>,
 }
 
 impl Shared {
@@ -112,6 +146,7 @@ pub enum StartError {
     UringUnavailable,
     Thread(std::io::Error),
     WorkerDied(usize),
+    MetricsBind(SocketAddr, std::io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -124,6 +159,10 @@ impl fmt::Display for StartError {
             }
             StartError::Thread(e) => write!(f, "cannot start a worker thread: {e}"),
             StartError::WorkerDied(i) => write!(f, "worker {i} stopped during start-up"),
+            StartError::MetricsBind(addr, e) => write!(
+                f,
+                "cannot serve metrics on {addr} (--metrics-listen; `off` disables it): {e}"
+            ),
         }
     }
 }
@@ -139,6 +178,8 @@ pub struct Server {
     shared: Arc<Shared>,
     exited: mpsc::Receiver<usize>,
     running: usize,
+    /// The admin listener's thread, unless `--metrics-listen off`.
+    admin: Option<admin::Admin>,
 }
 
 impl Server {
@@ -154,6 +195,12 @@ impl Server {
     /// Why the legacy driver runs when io_uring was preferred.
     pub fn driver_fallback(&self) -> Option<&str> {
         self.fallback.as_deref()
+    }
+
+    /// Where `/metrics` and `/debug/*` are served (with the real port when 0 was asked), or
+    /// `None` with `--metrics-listen off`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr())
     }
 
     pub fn workers(&self) -> usize {
@@ -186,6 +233,9 @@ impl Server {
                 Err(_) => return false,
             }
         }
+        if let Some(admin) = self.admin.take() {
+            admin.stop();
+        }
         true
     }
 }
@@ -193,12 +243,23 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.shared.begin_shutdown();
+        if let Some(admin) = self.admin.take() {
+            admin.stop();
+        }
     }
 }
 
 /// Starts every worker and returns once all of them listen.
 pub fn start(config: Config) -> Result<Server, StartError> {
     let workers = config.workers;
+    // Bound first: a taken admin port fails the start before any worker runs.
+    let admin_listener = match config.metrics_listen {
+        Some(addr) => {
+            Some(std::net::TcpListener::bind(addr).map_err(|e| StartError::MetricsBind(addr, e))?)
+        }
+        None => None,
+    };
+    let counting = admin_listener.is_some();
     let shared = Arc::new(Shared {
         inboxes: (0..workers)
             .map(|_| Inbox::new(INBOX_REQUESTS, MAX_IN_FLIGHT_PER_WORKER))
@@ -207,6 +268,7 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         connections: AtomicUsize::new(0),
         shutting_down: AtomicBool::new(false),
         accepted: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        metrics: (0..workers).map(|_| WorkerMetrics::new(counting)).collect(),
         config,
     });
     let (exit_tx, exited) = mpsc::channel();
@@ -243,6 +305,16 @@ pub fn start(config: Config) -> Result<Server, StartError> {
             }
         }
     }
+    let admin = match admin_listener {
+        Some(listener) => match admin::start(listener, shared.clone()) {
+            Ok(admin) => Some(admin),
+            Err(e) => {
+                shared.begin_shutdown();
+                return Err(StartError::Thread(e));
+            }
+        },
+        None => None,
+    };
     Ok(Server {
         addr,
         driver,
@@ -250,6 +322,7 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         shared,
         exited,
         running,
+        admin,
     })
 }
 
@@ -334,8 +407,17 @@ pub fn run_until_signal(config: Config, name: &str) -> std::process::ExitCode {
         Some(why) => format!("{} driver (io_uring unavailable: {why})", server.driver()),
         None => format!("{} driver", server.driver()),
     };
-    println!(
-        "{name} {} listening on http://{} with {} worker{}, {}, stores: {}, api token {}",
+    // Both lines in one write, whose failure is ignored: a reader that takes the first line
+    // and closes the pipe (as tests do) must not make the second one fail the process.
+    let admin = match server.metrics_addr() {
+        Some(addr) => format!(
+            "{name} metrics on http://{addr}/metrics, lease introspection on \
+             http://{addr}/debug/lease and /debug/shards"
+        ),
+        None => format!("{name} metrics off (--metrics-listen off)"),
+    };
+    let lines = format!(
+        "{name} {} listening on http://{} with {} worker{}, {}, stores: {}, api token {}\n{admin}\n",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
         server.workers(),
@@ -344,7 +426,16 @@ pub fn run_until_signal(config: Config, name: &str) -> std::process::ExitCode {
         stores,
         token,
     );
-    let _ = std::io::stdout().flush();
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(lines.as_bytes());
+    let _ = stdout.flush();
+    drop(stdout);
+    if server.metrics_addr().is_some_and(|a| !a.ip().is_loopback()) {
+        eprintln!(
+            "{name}: warning: the admin listener is not on loopback, and /debug/lease shows \
+             lock owners to anyone who can reach it"
+        );
+    }
 
     if let Some(signal) = signals.forever().next() {
         let signal = if signal == SIGINT {

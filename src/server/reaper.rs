@@ -56,11 +56,12 @@ impl Reaper {
     }
 
     /// Shuts down every watched socket past its deadline at `now_ms`, and with `closing`
-    /// every idle one. Returns how many it shut.
-    pub(crate) fn sweep(&self, now_ms: u64, closing: bool) -> usize {
-        let mut shut = 0;
+    /// every idle one. Says how many it shut, and why.
+    pub(crate) fn sweep(&self, now_ms: u64, closing: bool) -> Swept {
+        let mut swept = Swept::default();
         for (_, e) in self.entries.borrow_mut().iter_mut() {
-            let expired = now_ms >= e.deadline_ms || (closing && e.phase == Phase::Idle);
+            let timed_out = now_ms >= e.deadline_ms;
+            let expired = timed_out || (closing && e.phase == Phase::Idle);
             if expired && !e.reaped {
                 e.reaped = true;
                 let how = match e.phase {
@@ -68,15 +69,41 @@ impl Reaper {
                     Phase::Idle | Phase::Reading => std::net::Shutdown::Read,
                 };
                 shutdown(e.fd, how);
-                shut += 1;
+                let count = match (timed_out, e.phase) {
+                    (false, _) => &mut swept.closed_idle,
+                    (true, Phase::Idle) => &mut swept.idle_timeouts,
+                    (true, Phase::Reading) => &mut swept.read_timeouts,
+                    (true, Phase::Writing) => &mut swept.write_timeouts,
+                };
+                *count += 1;
             }
         }
-        shut
+        swept
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.borrow().len()
+    }
+}
+
+/// What one sweep shut, by cause.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Swept {
+    /// Past the idle timeout between requests.
+    pub idle_timeouts: u64,
+    /// Past the head or body timeout while a request arrived.
+    pub read_timeouts: u64,
+    /// Past the write deadline: a client that does not read its answers.
+    pub write_timeouts: u64,
+    /// Idle at shutdown.
+    pub closed_idle: u64,
+}
+
+impl Swept {
+    #[cfg(test)]
+    pub(crate) fn total(&self) -> u64 {
+        self.idle_timeouts + self.read_timeouts + self.write_timeouts + self.closed_idle
     }
 }
 
@@ -143,18 +170,23 @@ mod tests {
         w1.arm(Phase::Reading, 100);
         w2.arm(Phase::Idle, 1000);
         w3.arm(Phase::Writing, 5000);
-        assert_eq!(reaper.sweep(99, false), 0);
-        assert_eq!(reaper.sweep(100, false), 1);
-        assert_eq!(reaper.sweep(100, false), 0, "shut once");
+        assert_eq!(reaper.sweep(99, false).total(), 0);
+        let swept = reaper.sweep(100, false);
+        assert_eq!(swept.total(), 1);
+        assert_eq!(swept.read_timeouts, 1, "counted as a read timeout");
+        assert_eq!(reaper.sweep(100, false).total(), 0, "shut once");
         let mut b = [0u8; 1];
         assert_eq!((&server1).read(&mut b).expect("eof"), 0);
         assert_eq!(
             reaper.sweep(200, true),
-            1,
-            "idle connections go at shutdown"
+            Swept {
+                closed_idle: 1,
+                ..Swept::default()
+            },
+            "idle connections go at shutdown, and that is no timeout"
         );
         assert_eq!((&server2).read(&mut b).expect("eof"), 0);
-        assert_eq!(reaper.sweep(5000, true), 1);
+        assert_eq!(reaper.sweep(5000, true).write_timeouts, 1);
         assert!(
             std::io::Write::write(&mut &server3, b"x").is_err(),
             "writer shut both ways"

@@ -21,9 +21,10 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use super::pending::Pending;
 use super::reaper::Reaper;
 use super::signal::Signal;
-use super::{Driver, Forward, Reply, Shared, StartError};
+use super::{Driver, Forward, Holder, HolderQuery, Mail, Reply, Shared, StartError};
 use crate::api::{Answer, Api, ApiConfig, OpKind};
 use crate::lease::{LeaseTable, StoreId};
+use crate::metrics::{Limit, WorkerMetrics};
 use crate::shard::{Router, ShardId};
 
 /// How often, at most, a worker reclaims the memory of expired leases. Expiry itself is
@@ -121,7 +122,7 @@ impl Worker {
         owner: &[u8],
     ) -> Answer {
         let mut table = self.table.borrow_mut();
-        match kind {
+        let answer = match kind {
             OpKind::TryLock { expiry_s } => Answer::TryLock(table.try_lock(
                 store,
                 resource,
@@ -130,7 +131,15 @@ impl Worker {
                 now_ms,
             )),
             OpKind::Unlock => Answer::Unlock(table.unlock(store, resource, owner, now_ms)),
-        }
+        };
+        self.metrics().set_leases(table.len());
+        answer
+    }
+
+    /// This worker's counters: only this thread writes them.
+    #[inline]
+    pub fn metrics(&self) -> &WorkerMetrics {
+        &self.shared.metrics[self.id.0]
     }
 
     /// Sends a request to the shard that owns it and returns its slot. Waits while this
@@ -145,14 +154,14 @@ impl Worker {
         resource_len: usize,
     ) -> u32 {
         let slot = self.pending.reserve().await;
-        let mut msg = Forward {
+        let mut msg = Mail::Lock(Forward {
             from: self.id.0,
             slot,
             kind,
             store,
             key,
             resource_len,
-        };
+        });
         let inbox = &self.shared.inboxes[to.0];
         loop {
             match inbox.send_request(msg) {
@@ -225,7 +234,14 @@ async fn mail_loop(worker: Rc<Worker>) {
     loop {
         inbox.wait().await;
         let mut served = 0;
-        while let Some(req) = inbox.try_recv_request() {
+        while let Some(mail) = inbox.try_recv_request() {
+            let req = match mail {
+                Mail::Lock(req) => req,
+                Mail::Holder(query) => {
+                    answer_holder(&worker, query);
+                    continue;
+                }
+            };
             let (resource, owner) = req.key.split_at(req.resource_len);
             // Read for each request: one queued after an earlier reading may have been sent
             // after it.
@@ -256,6 +272,22 @@ async fn mail_loop(worker: Rc<Worker>) {
     }
 }
 
+/// Tells the admin thread who holds a lock of this shard. Off the hot path: it allocates the
+/// owner's copy.
+fn answer_holder(worker: &Worker, query: HolderQuery) {
+    let now_ms = worker.shared.clock.now_ms();
+    let holder = worker
+        .table
+        .borrow()
+        .holder(query.store, &query.resource, now_ms)
+        .map(|(owner, remaining_ms)| Holder {
+            owner: owner.to_vec(),
+            remaining_ms,
+        });
+    // The admin thread may have given up waiting; then nobody wants the answer.
+    let _ = query.answer.try_send(holder);
+}
+
 async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
     let max = worker.shared.config.max_connections;
     loop {
@@ -270,6 +302,7 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
                 let open = worker.shared.connections.fetch_add(1, Ordering::SeqCst);
                 let guard = ConnGuard::new(worker.clone());
                 if open >= max {
+                    worker.metrics().limit(Limit::Connections, 1);
                     monoio::spawn(refuse(stream, guard));
                 } else {
                     let _ = stream.set_nodelay(true);
@@ -308,7 +341,8 @@ async fn housekeeping(worker: Rc<Worker>) {
             _ = worker.shutdown.wait() => true,
         };
         let now_ms = worker.shared.clock.now_ms();
-        worker.reaper.sweep(now_ms, closing);
+        let swept = worker.reaper.sweep(now_ms, closing);
+        count_timeouts(&worker, &swept);
         if closing {
             break;
         }
@@ -321,17 +355,29 @@ async fn housekeeping(worker: Rc<Worker>) {
                 .borrow_mut()
                 .advance_at_most(now_ms, RECLAIM_SLICE);
             reclaimed += n;
+            worker.metrics().expired(n);
             if n < RECLAIM_SLICE {
                 break;
             }
             worker.yields.now().await;
         }
+        if reclaimed > 0 {
+            worker.metrics().set_leases(worker.table.borrow().len());
+        }
     }
     // Draining: keep enforcing deadlines on the connections still finishing their work.
     loop {
         monoio::time::sleep(tick).await;
-        worker.reaper.sweep(worker.shared.clock.now_ms(), true);
+        let swept = worker.reaper.sweep(worker.shared.clock.now_ms(), true);
+        count_timeouts(&worker, &swept);
     }
+}
+
+fn count_timeouts(worker: &Worker, swept: &super::reaper::Swept) {
+    let m = worker.metrics();
+    m.limit(Limit::IdleTimeout, swept.idle_timeouts);
+    m.limit(Limit::ReadTimeout, swept.read_timeouts);
+    m.limit(Limit::WriteTimeout, swept.write_timeouts);
 }
 
 /// Counts a connection for its whole life against the process-wide `--max-connections`

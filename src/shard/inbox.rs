@@ -75,6 +75,11 @@ impl<Req, Rep> Inbox<Req, Rep> {
         self.requests.len()
     }
 
+    /// Replies waiting, for introspection.
+    pub fn reply_depth(&self) -> usize {
+        self.replies.len()
+    }
+
     /// Resolves once a message or a kick is waiting. Only the owning worker may wait.
     pub fn wait(&self) -> Wait<'_, Req, Rep> {
         Wait { inbox: self }

@@ -1,0 +1,644 @@
+//! What the server counts, and the Prometheus text (format 0.0.4) a scrape reads.
+//!
+//! Counting costs the hot path a plain load and store: each worker owns one [`WorkerMetrics`]
+//! (aligned to its own cache lines, so no two workers' counters share one) and is the only
+//! thread that ever writes it, so an increment needs no read-modify-write instruction. The
+//! admin thread only reads them, summing over the workers when scraped; a relaxed load of a
+//! value written by one other thread sees some recent value, never a torn one.
+//!
+//! With `--metrics-listen off` nothing can read the counters, so workers do not write them
+//! (one predictable branch per count): the difference is the whole cost of counting, which
+//! `perf/compare --instructions` shows side by side (`dlockd` against `dlockd-nometrics`).
+//!
+//! Nothing here does I/O or reads a clock: the connection loop passes the latency it measured
+//! with the clock readings it already takes (one per read batch, one before its write).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::api::Answer;
+use crate::http::HttpError;
+use crate::lease::{LeaseError, UnlockStatus};
+
+/// How one request ended, by route and outcome: the index of its counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum RequestOutcome {
+    LockGranted = 0,
+    LockRefused,
+    LockError,
+    UnlockSuccess,
+    UnlockDoesNotExist,
+    UnlockBelongsToOthers,
+    UnlockError,
+    Other1xx,
+    Other2xx,
+    Other3xx,
+    Other4xx,
+    Other5xx,
+}
+
+const OUTCOMES: usize = 12;
+/// (route, outcome) label values, indexed by [`RequestOutcome`].
+const OUTCOME_LABELS: [(&str, &str); OUTCOMES] = [
+    ("lock", "granted"),
+    ("lock", "refused"),
+    ("lock", "error"),
+    ("unlock", "success"),
+    ("unlock", "lock_does_not_exist"),
+    ("unlock", "lock_belongs_to_others"),
+    ("unlock", "error"),
+    ("other", "1xx"),
+    ("other", "2xx"),
+    ("other", "3xx"),
+    ("other", "4xx"),
+    ("other", "5xx"),
+];
+
+/// The route a request that the API answered itself took, told from its target: the API
+/// answers errors of the lock routes too (validation, token, body), and those count as the
+/// lock route's errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Lock,
+    Unlock,
+    Other,
+}
+
+impl Route {
+    /// The lock routes' prefixes, as daprd's router matches them (a target Go's path
+    /// clean-up would route there by another spelling counts as `Other`).
+    pub fn of_target(target: &[u8]) -> Route {
+        if target.starts_with(b"/v1.0-alpha1/lock/") {
+            Route::Lock
+        } else if target.starts_with(b"/v1.0-alpha1/unlock/") {
+            Route::Unlock
+        } else {
+            Route::Other
+        }
+    }
+}
+
+impl RequestOutcome {
+    /// The outcome of a lock operation a shard decided.
+    #[inline]
+    pub fn of_answer(answer: Answer) -> RequestOutcome {
+        match answer {
+            Answer::TryLock(Ok(true)) => RequestOutcome::LockGranted,
+            Answer::TryLock(Ok(false)) => RequestOutcome::LockRefused,
+            Answer::TryLock(Err(_)) => RequestOutcome::LockError,
+            Answer::Unlock(UnlockStatus::Success) => RequestOutcome::UnlockSuccess,
+            Answer::Unlock(UnlockStatus::LockDoesNotExist) => RequestOutcome::UnlockDoesNotExist,
+            Answer::Unlock(UnlockStatus::LockBelongsToOthers) => {
+                RequestOutcome::UnlockBelongsToOthers
+            }
+            Answer::Unlock(UnlockStatus::InternalError) => RequestOutcome::UnlockError,
+        }
+    }
+
+    /// The outcome of a request the API answered without a shard.
+    pub fn of_response(route: Route, status: u16) -> RequestOutcome {
+        match route {
+            Route::Lock => RequestOutcome::LockError,
+            Route::Unlock => RequestOutcome::UnlockError,
+            Route::Other => match status {
+                100..=199 => RequestOutcome::Other1xx,
+                200..=299 => RequestOutcome::Other2xx,
+                300..=399 => RequestOutcome::Other3xx,
+                400..=499 => RequestOutcome::Other4xx,
+                _ => RequestOutcome::Other5xx,
+            },
+        }
+    }
+}
+
+/// A bound that refused work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Limit {
+    /// `--max-connections`: a connection answered 503 and closed.
+    Connections = 0,
+    /// `--max-leases`: a shard's table was full.
+    Leases,
+    /// `--max-header-bytes` or the header count.
+    HeaderSize,
+    /// `--max-body-bytes` or the chunked framing allowance.
+    BodySize,
+    /// `--idle-timeout` between requests.
+    IdleTimeout,
+    /// `--header-timeout` or `--body-timeout` while a request arrived.
+    ReadTimeout,
+    /// `--idle-timeout` while a client did not read its answers.
+    WriteTimeout,
+}
+
+const LIMITS: usize = 7;
+const LIMIT_LABELS: [&str; LIMITS] = [
+    "connections",
+    "leases",
+    "header_size",
+    "body_size",
+    "idle_timeout",
+    "read_timeout",
+    "write_timeout",
+];
+
+const PARSE_ERRORS: usize = 12;
+
+/// The label of each framing error, and the index of its counter.
+fn parse_error_index(e: HttpError) -> (usize, &'static str) {
+    match e {
+        HttpError::Malformed => (0, "malformed"),
+        HttpError::VersionNotSupported => (1, "version_not_supported"),
+        HttpError::HeadTooLarge => (2, "head_too_large"),
+        HttpError::TooManyHeaders => (3, "too_many_headers"),
+        HttpError::BadHost => (4, "bad_host"),
+        HttpError::BadContentLength => (5, "bad_content_length"),
+        HttpError::LengthWithTransferEncoding => (6, "length_with_transfer_encoding"),
+        HttpError::TransferEncodingOnHttp10 => (7, "transfer_encoding_on_http10"),
+        HttpError::UnsupportedTransferEncoding => (8, "unsupported_transfer_encoding"),
+        HttpError::BadChunk => (9, "bad_chunk"),
+        HttpError::ChunkFramingTooLarge => (10, "chunk_framing_too_large"),
+        HttpError::BodyTooLarge => (11, "body_too_large"),
+    }
+}
+
+/// Every framing error, in counter order (for the scrape's labels).
+const ALL_PARSE_ERRORS: [HttpError; PARSE_ERRORS] = [
+    HttpError::Malformed,
+    HttpError::VersionNotSupported,
+    HttpError::HeadTooLarge,
+    HttpError::TooManyHeaders,
+    HttpError::BadHost,
+    HttpError::BadContentLength,
+    HttpError::LengthWithTransferEncoding,
+    HttpError::TransferEncodingOnHttp10,
+    HttpError::UnsupportedTransferEncoding,
+    HttpError::BadChunk,
+    HttpError::ChunkFramingTooLarge,
+    HttpError::BodyTooLarge,
+];
+
+/// Upper bounds of the latency buckets, in microseconds (the last bucket, `+Inf`, is
+/// implicit). Server-side latency of an in-memory lock is a few microseconds; a forwarded one
+/// tens; anything in the milliseconds means queueing.
+pub const LATENCY_BOUNDS_US: [u64; 19] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+    500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+const BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
+
+/// One worker's counters. Written only by that worker; read by the scrape.
+#[repr(align(128))]
+pub struct WorkerMetrics {
+    /// False with `--metrics-listen off`: nothing is counted.
+    enabled: bool,
+    requests: [AtomicU64; OUTCOMES],
+    /// Requests per latency bucket (not cumulative; the scrape accumulates).
+    latency: [AtomicU64; BUCKETS],
+    latency_sum_us: AtomicU64,
+    forwards: AtomicU64,
+    expirations: AtomicU64,
+    /// Leases this worker's shard stores (a gauge, set after every change).
+    leases: AtomicU64,
+    limits: [AtomicU64; LIMITS],
+    parse_errors: [AtomicU64; PARSE_ERRORS],
+}
+
+/// Adds `n` to a counter that only the calling thread writes: a load and a store, no locked
+/// instruction.
+#[inline(always)]
+fn add(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+impl WorkerMetrics {
+    pub fn new(enabled: bool) -> Self {
+        WorkerMetrics {
+            enabled,
+            requests: Default::default(),
+            latency: Default::default(),
+            latency_sum_us: AtomicU64::new(0),
+            forwards: AtomicU64::new(0),
+            expirations: AtomicU64::new(0),
+            leases: AtomicU64::new(0),
+            limits: Default::default(),
+            parse_errors: Default::default(),
+        }
+    }
+
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    #[inline]
+    pub fn request(&self, outcome: RequestOutcome) {
+        if self.enabled {
+            add(&self.requests[outcome as usize], 1);
+        }
+    }
+
+    /// A request decided by a shard: its outcome, and the table-full limit when hit.
+    #[inline]
+    pub fn answer(&self, answer: Answer) {
+        if self.enabled {
+            add(
+                &self.requests[RequestOutcome::of_answer(answer) as usize],
+                1,
+            );
+            if let Answer::TryLock(Err(LeaseError::TableFull { .. })) = answer {
+                add(&self.limits[Limit::Leases as usize], 1);
+            }
+        }
+    }
+
+    /// `requests` requests answered `latency_us` after the read that completed them.
+    #[inline]
+    pub fn latency(&self, requests: u64, latency_us: u64) {
+        if self.enabled {
+            let bucket = LATENCY_BOUNDS_US
+                .iter()
+                .position(|&bound| latency_us <= bound)
+                .unwrap_or(BUCKETS - 1);
+            add(&self.latency[bucket], requests);
+            add(&self.latency_sum_us, latency_us.saturating_mul(requests));
+        }
+    }
+
+    #[inline]
+    pub fn forward(&self) {
+        if self.enabled {
+            add(&self.forwards, 1);
+        }
+    }
+
+    pub fn expired(&self, reclaimed: usize) {
+        if self.enabled && reclaimed > 0 {
+            add(&self.expirations, reclaimed as u64);
+        }
+    }
+
+    #[inline]
+    pub fn set_leases(&self, stored: usize) {
+        if self.enabled {
+            self.leases.store(stored as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub fn limit(&self, limit: Limit, n: u64) {
+        if self.enabled && n > 0 {
+            add(&self.limits[limit as usize], n);
+        }
+    }
+
+    /// A request that could not be framed; an oversized one also counts as a limit hit.
+    pub fn parse_error(&self, e: HttpError) {
+        if self.enabled {
+            add(&self.parse_errors[parse_error_index(e).0], 1);
+            match e {
+                HttpError::HeadTooLarge | HttpError::TooManyHeaders => {
+                    add(&self.limits[Limit::HeaderSize as usize], 1)
+                }
+                HttpError::BodyTooLarge | HttpError::ChunkFramingTooLarge => {
+                    add(&self.limits[Limit::BodySize as usize], 1)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Leases this worker's shard stores, as last published by the worker.
+    pub fn leases(&self) -> u64 {
+        self.leases.load(Ordering::Relaxed)
+    }
+}
+
+/// What a scrape sees besides the workers' counters.
+pub struct Gauges<'a> {
+    pub workers: &'a [WorkerMetrics],
+    /// Open client connections, whole process.
+    pub connections: u64,
+    /// Connections accepted, per worker.
+    pub accepted: &'a [u64],
+    /// Forwarded requests waiting in each shard's inbox.
+    pub inbox_depths: &'a [usize],
+}
+
+fn sum(workers: &[WorkerMetrics], f: impl Fn(&WorkerMetrics) -> &AtomicU64) -> u64 {
+    workers
+        .iter()
+        .map(|w| f(w).load(Ordering::Relaxed))
+        .fold(0u64, u64::wrapping_add)
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Seconds from microseconds, as Prometheus writes them.
+fn seconds(us: u64) -> String {
+    let s = us as f64 / 1e6;
+    format!("{s}")
+}
+
+/// Renders every metric in the Prometheus text format 0.0.4.
+pub fn render(g: &Gauges<'_>, out: &mut String) {
+    let w = g.workers;
+
+    header(
+        out,
+        "dlockd_requests_total",
+        "counter",
+        "Requests answered, by route (lock, unlock, other) and outcome.",
+    );
+    for (i, (route, outcome)) in OUTCOME_LABELS.iter().enumerate() {
+        let n = sum(w, |m| &m.requests[i]);
+        let _ = writeln!(
+            out,
+            "dlockd_requests_total{{route=\"{route}\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+
+    header(
+        out,
+        "dlockd_request_duration_seconds",
+        "histogram",
+        "Server-side latency: from the read that completed a request to the write of its answer.",
+    );
+    let mut cumulative = 0u64;
+    for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+        cumulative = cumulative.wrapping_add(sum(w, |m| &m.latency[i]));
+        let _ = writeln!(
+            out,
+            "dlockd_request_duration_seconds_bucket{{le=\"{}\"}} {cumulative}",
+            seconds(*bound)
+        );
+    }
+    cumulative = cumulative.wrapping_add(sum(w, |m| &m.latency[BUCKETS - 1]));
+    let _ = writeln!(
+        out,
+        "dlockd_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+    );
+    let _ = writeln!(
+        out,
+        "dlockd_request_duration_seconds_sum {}",
+        seconds(sum(w, |m| &m.latency_sum_us))
+    );
+    let _ = writeln!(out, "dlockd_request_duration_seconds_count {cumulative}");
+
+    header(
+        out,
+        "dlockd_leases",
+        "gauge",
+        "Leases stored per shard: live ones, plus expired ones not yet reclaimed (at most one \
+         reclaim tick, 100 ms, old).",
+    );
+    for (shard, m) in w.iter().enumerate() {
+        let _ = writeln!(out, "dlockd_leases{{shard=\"{shard}\"}} {}", m.leases());
+    }
+
+    header(
+        out,
+        "dlockd_grants_total",
+        "counter",
+        "Leases granted (try-locks answered success).",
+    );
+    let _ = writeln!(
+        out,
+        "dlockd_grants_total {}",
+        sum(w, |m| &m.requests[RequestOutcome::LockGranted as usize])
+    );
+    header(
+        out,
+        "dlockd_releases_total",
+        "counter",
+        "Leases released by their holder (unlocks answered success).",
+    );
+    let _ = writeln!(
+        out,
+        "dlockd_releases_total {}",
+        sum(w, |m| &m.requests[RequestOutcome::UnlockSuccess as usize])
+    );
+    header(
+        out,
+        "dlockd_expirations_total",
+        "counter",
+        "Expired leases reclaimed by the timing wheel.",
+    );
+    let _ = writeln!(
+        out,
+        "dlockd_expirations_total {}",
+        sum(w, |m| &m.expirations)
+    );
+    header(
+        out,
+        "dlockd_forwards_total",
+        "counter",
+        "Requests forwarded to the worker that owns their shard.",
+    );
+    let _ = writeln!(out, "dlockd_forwards_total {}", sum(w, |m| &m.forwards));
+
+    header(
+        out,
+        "dlockd_inbox_depth",
+        "gauge",
+        "Forwarded requests waiting in each shard's inbox.",
+    );
+    for (shard, depth) in g.inbox_depths.iter().enumerate() {
+        let _ = writeln!(out, "dlockd_inbox_depth{{shard=\"{shard}\"}} {depth}");
+    }
+
+    header(
+        out,
+        "dlockd_open_connections",
+        "gauge",
+        "Open client connections (the admin listener's are not counted).",
+    );
+    let _ = writeln!(out, "dlockd_open_connections {}", g.connections);
+    header(
+        out,
+        "dlockd_connections_accepted_total",
+        "counter",
+        "Client connections accepted, per worker (including those refused at the limit).",
+    );
+    for (worker, n) in g.accepted.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "dlockd_connections_accepted_total{{worker=\"{worker}\"}} {n}"
+        );
+    }
+
+    header(
+        out,
+        "dlockd_limit_hits_total",
+        "counter",
+        "Work refused or connections closed by a configured bound, by limit.",
+    );
+    for (i, limit) in LIMIT_LABELS.iter().enumerate() {
+        let n = sum(w, |m| &m.limits[i]);
+        let _ = writeln!(out, "dlockd_limit_hits_total{{limit=\"{limit}\"}} {n}");
+    }
+
+    header(
+        out,
+        "dlockd_parse_errors_total",
+        "counter",
+        "Requests that could not be framed as HTTP/1.1, by kind (each closed its connection).",
+    );
+    for e in ALL_PARSE_ERRORS {
+        let (i, kind) = parse_error_index(e);
+        let n = sum(w, |m| &m.parse_errors[i]);
+        let _ = writeln!(out, "dlockd_parse_errors_total{{kind=\"{kind}\"}} {n}");
+    }
+
+    header(
+        out,
+        "dlockd_build_info",
+        "gauge",
+        "Always 1; the labels name the running version.",
+    );
+    let _ = writeln!(
+        out,
+        "dlockd_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(workers: &[WorkerMetrics]) -> String {
+        let mut out = String::new();
+        render(
+            &Gauges {
+                workers,
+                connections: 3,
+                accepted: &[5, 6],
+                inbox_depths: &[0, 1],
+            },
+            &mut out,
+        );
+        out
+    }
+
+    fn value(text: &str, series: &str) -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .expect("an integer")
+    }
+
+    // Counts from every worker are summed; buckets are cumulative and end in the count; the
+    // counter names end in _total and every family has HELP and TYPE.
+    #[test]
+    fn scrape_sums_workers_and_accumulates_buckets() {
+        let w = [WorkerMetrics::new(true), WorkerMetrics::new(true)];
+        w[0].answer(Answer::TryLock(Ok(true)));
+        w[1].answer(Answer::TryLock(Ok(true)));
+        w[1].answer(Answer::TryLock(Err(LeaseError::TableFull {
+            max_leases: 1,
+        })));
+        w[0].request(RequestOutcome::of_response(Route::Other, 404));
+        w[0].latency(2, 7);
+        w[1].latency(1, 30);
+        w[1].latency(1, 99_000_000);
+        w[0].parse_error(HttpError::BodyTooLarge);
+        w[1].set_leases(4);
+        let text = scrape(&w);
+        assert_eq!(
+            value(
+                &text,
+                "dlockd_requests_total{route=\"lock\",outcome=\"granted\"}"
+            ),
+            2
+        );
+        assert_eq!(
+            value(
+                &text,
+                "dlockd_requests_total{route=\"lock\",outcome=\"error\"}"
+            ),
+            1
+        );
+        assert_eq!(
+            value(
+                &text,
+                "dlockd_requests_total{route=\"other\",outcome=\"4xx\"}"
+            ),
+            1
+        );
+        assert_eq!(value(&text, "dlockd_limit_hits_total{limit=\"leases\"}"), 1);
+        assert_eq!(
+            value(&text, "dlockd_limit_hits_total{limit=\"body_size\"}"),
+            1
+        );
+        assert_eq!(
+            value(&text, "dlockd_parse_errors_total{kind=\"body_too_large\"}"),
+            1
+        );
+        assert_eq!(
+            value(
+                &text,
+                "dlockd_request_duration_seconds_bucket{le=\"0.00001\"}"
+            ),
+            2
+        );
+        assert_eq!(
+            value(
+                &text,
+                "dlockd_request_duration_seconds_bucket{le=\"0.00005\"}"
+            ),
+            3
+        );
+        assert_eq!(
+            value(&text, "dlockd_request_duration_seconds_bucket{le=\"10\"}"),
+            3
+        );
+        assert_eq!(
+            value(&text, "dlockd_request_duration_seconds_bucket{le=\"+Inf\"}"),
+            4
+        );
+        assert_eq!(value(&text, "dlockd_request_duration_seconds_count"), 4);
+        assert_eq!(value(&text, "dlockd_leases{shard=\"1\"}"), 4);
+        assert_eq!(value(&text, "dlockd_grants_total"), 2);
+        assert_eq!(value(&text, "dlockd_open_connections"), 3);
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let mut parts = line.split(' ').skip(2);
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
+        }
+    }
+
+    // With metrics off nothing is counted.
+    #[test]
+    fn disabled_counts_nothing() {
+        let w = [WorkerMetrics::new(false)];
+        w[0].answer(Answer::TryLock(Ok(true)));
+        w[0].latency(1, 5);
+        w[0].set_leases(9);
+        let text = scrape(&w);
+        assert_eq!(
+            value(
+                &text,
+                "dlockd_requests_total{route=\"lock\",outcome=\"granted\"}"
+            ),
+            0
+        );
+        assert_eq!(value(&text, "dlockd_request_duration_seconds_count"), 0);
+        assert_eq!(value(&text, "dlockd_leases{shard=\"0\"}"), 0);
+    }
+
+    // A worker's counters never share a cache line with its neighbour's.
+    #[test]
+    fn workers_own_their_cache_lines() {
+        assert_eq!(std::mem::align_of::<WorkerMetrics>(), 128);
+        assert_eq!(std::mem::size_of::<WorkerMetrics>() % 128, 0);
+    }
+}
