@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| dlockd::fuzzing::http_request(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dlockd_fuzz::http_request(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| dlockd::fuzzing::lock_body(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dlockd_fuzz::lock_body(data));

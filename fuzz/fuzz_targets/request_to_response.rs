@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| dlockd::fuzzing::request_to_response(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dlockd_fuzz::request_to_response(data));

@@ -3,11 +3,49 @@
 //! Each function checks the layer's promises on arbitrary input and panics only when one is
 //! broken, which is what a fuzzer looks for.
 
+use std::sync::{Mutex, OnceLock, PoisonError};
+
 use crate::http::Method;
 
 use super::body;
 use super::fast_body;
-use super::{Api, ApiConfig, OpKind, Operation, Outcome};
+use super::{Api, ApiConfig, LockOp, OpKind, Operation, Outcome, Response};
+
+/// Which request message a body is decoded as (the crate's own `Operation`, made public for
+/// the fuzz targets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    TryLock,
+    Unlock,
+}
+
+impl BodyKind {
+    fn operation(self) -> Operation {
+        match self {
+            BodyKind::TryLock => Operation::TryLock,
+            BodyKind::Unlock => Operation::Unlock,
+        }
+    }
+}
+
+/// The fields a decoder took from a body, copied out of its buffers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LockBody {
+    pub resource: Vec<u8>,
+    pub owner: Vec<u8>,
+    /// Always 0 for an unlock.
+    pub expiry_s: i32,
+}
+
+impl LockBody {
+    fn copied(fields: body::LockFields<'_>) -> Self {
+        LockBody {
+            resource: fields.resource.to_vec(),
+            owner: fields.owner.to_vec(),
+            expiry_s: fields.expiry_s,
+        }
+    }
+}
 
 /// The body decoder of one worker, for benchmarks and fuzzing.
 #[derive(Default)]
@@ -30,30 +68,61 @@ impl BodyDecoder {
         let fields = self.0.decode(Operation::Unlock, body).ok()?;
         Some((fields.resource, fields.owner))
     }
+
+    /// What the server decodes: the fast path, else the full decoder. `None`: malformed.
+    pub fn decode(&mut self, kind: BodyKind, body: &[u8]) -> Option<LockBody> {
+        let fields = self.0.decode(kind.operation(), body).ok()?;
+        Some(LockBody::copied(fields))
+    }
+
+    /// The full decoder alone (simd-json and the protojson rules). `None`: malformed.
+    pub fn decode_full(&mut self, kind: BodyKind, body: &[u8]) -> Option<LockBody> {
+        let fields = self.0.decode_full(kind.operation(), body).ok()?;
+        Some(LockBody::copied(fields))
+    }
 }
 
-/// Decodes arbitrary bytes as both bodies; checks that a decoded body is valid JSON text
-/// whose strings are UTF-8, and that whatever the fast path accepts, the full decoder
-/// accepts with the same fields.
+/// The fast path alone: `None` when it declines, which is not a verdict on the body.
+pub fn decode_fast(kind: BodyKind, body: &[u8]) -> Option<LockBody> {
+    let mut fields = Vec::new();
+    let (resource_len, expiry_s) = fast_body::decode(kind.operation(), body, &mut fields)?;
+    let (resource, owner) = fields.split_at_checked(resource_len)?;
+    Some(LockBody {
+        resource: resource.to_vec(),
+        owner: owner.to_vec(),
+        expiry_s,
+    })
+}
+
+/// Decodes arbitrary bytes as both bodies; see [`decode_body_as`].
 pub fn decode_body(data: &[u8]) {
-    for op in [Operation::TryLock, Operation::Unlock] {
-        let mut fast_fields = Vec::new();
-        if let Some((resource_len, expiry_s)) = fast_body::decode(op, data, &mut fast_fields) {
-            let mut full = body::BodyDecoder::default();
-            let fields = full
-                .decode_full(op, data)
-                .expect("the full decoder accepts what the fast path accepts");
-            let (resource, owner) = fast_fields.split_at(resource_len);
-            assert_eq!((fields.resource, fields.owner), (resource, owner));
-            assert_eq!(fields.expiry_s, expiry_s);
-        }
-    }
+    decode_body_as(BodyKind::TryLock, data);
+    decode_body_as(BodyKind::Unlock, data);
+}
+
+/// The library's half of the `lock_body` and `unlock_body` fuzz targets: whatever the fast
+/// path accepts, the full decoder accepts with the same fields; the server's decoder (fast
+/// path first) answers as the full decoder does; decoded strings are UTF-8. Whether the
+/// answer is the protojson one is checked against the fuzz crate's reference decoder.
+pub fn decode_body_as(kind: BodyKind, data: &[u8]) {
     let mut decoder = BodyDecoder::new();
-    if let Some((resource, owner, _)) = decoder.decode_try_lock(data) {
-        assert!(std::str::from_utf8(resource).is_ok() && std::str::from_utf8(owner).is_ok());
+    let full = decoder.decode_full(kind, data);
+    if let Some(fast) = decode_fast(kind, data) {
+        assert_eq!(
+            full.as_ref(),
+            Some(&fast),
+            "the full decoder accepts what the fast path accepts, with the same fields"
+        );
     }
-    if let Some((resource, owner)) = decoder.decode_unlock(data) {
-        assert!(std::str::from_utf8(resource).is_ok() && std::str::from_utf8(owner).is_ok());
+    assert_eq!(
+        decoder.decode(kind, data),
+        full,
+        "fast path then full decoder"
+    );
+    if let Some(fields) = &full {
+        assert!(std::str::from_utf8(&fields.resource).is_ok());
+        assert!(std::str::from_utf8(&fields.owner).is_ok());
+        assert!(kind == BodyKind::TryLock || fields.expiry_s == 0);
     }
 }
 
@@ -78,46 +147,62 @@ pub fn handle(data: &[u8]) {
     let with_token = selector & 4 != 0;
     let token = (selector & 8 != 0).then_some(token);
     // One Api per token setting for the whole run, as a worker keeps one: `Api::new` keeps
-    // its metadata answer for the life of the process, so one per input would leak.
-    thread_local! {
-        static APIS: std::cell::RefCell<[Api; 2]> = std::cell::RefCell::new([false, true].map(|with_token| {
+    // its metadata answer for the life of the process, so one per input would leak. A static
+    // rather than a thread-local: a thread-local's destructor would drop the Apis at exit and
+    // leave their metadata unreachable, which LeakSanitizer reports as a leak.
+    static APIS: OnceLock<Mutex<[Api; 2]>> = OnceLock::new();
+    let apis = APIS.get_or_init(|| {
+        Mutex::new([false, true].map(|with_token| {
             Api::new(ApiConfig {
                 stores: vec!["s".to_owned(), "lockstore".to_owned()],
                 app_id: "fuzz".to_owned(),
                 api_token: with_token.then(|| b"secret".to_vec()),
                 max_id_bytes: FUZZ_MAX_ID_BYTES,
             })
-        }));
-    }
-    APIS.with_borrow_mut(|apis| {
-        check_outcome(
-            &mut apis[usize::from(with_token)],
-            method,
-            target,
-            token,
-            body,
-        )
+        }))
     });
+    let mut apis = apis.lock().unwrap_or_else(PoisonError::into_inner);
+    check_outcome(
+        &mut apis[usize::from(with_token)],
+        method,
+        target,
+        token,
+        body,
+    );
 }
 
 fn check_outcome(api: &mut Api, method: Method, target: &[u8], token: Option<&[u8]>, body: &[u8]) {
     let store_count = api.stores().len();
     match api.handle(method, target, token, body) {
-        Outcome::Respond(response) => {
-            assert!((200..600).contains(&response.status));
-            assert!(
-                response.close
-                    == (response.status == 400 && response.content_type.starts_with("text/"))
-            );
-        }
-        Outcome::Lock(op) => {
-            assert!(usize::from(op.store.0) < store_count);
-            assert!(!op.resource.is_empty() && op.resource.len() <= FUZZ_MAX_ID_BYTES);
-            assert!(!op.owner.is_empty() && op.owner.len() <= FUZZ_MAX_ID_BYTES);
-            assert!(!op.resource.windows(2).any(|pair| pair == b"||"));
-            if let OpKind::TryLock { expiry_s } = op.kind {
-                assert!(expiry_s >= 1);
-            }
-        }
+        Outcome::Respond(response) => check_response(&response),
+        Outcome::Lock(op) => check_lock_op(&op, store_count, FUZZ_MAX_ID_BYTES),
+    }
+}
+
+/// The promises of every answer [`Api::handle`] gives: a real status, and the connection
+/// closed exactly after the plain-text `400` that Go's `net/http` closes on.
+pub fn check_response(response: &Response) {
+    assert!((200..600).contains(&response.status), "{response:?}");
+    assert!(
+        response.close == (response.status == 400 && response.content_type.starts_with("text/")),
+        "{response:?}"
+    );
+}
+
+/// The promises of every [`LockOp`]: a configured store, ids that are non-empty, within
+/// `max_id_bytes` and (the resource) without `||`, and a try-lock of at least one second.
+pub fn check_lock_op(op: &LockOp<'_>, store_count: usize, max_id_bytes: usize) {
+    assert!(usize::from(op.store.0) < store_count, "{op:?}");
+    assert!(
+        !op.resource.is_empty() && op.resource.len() <= max_id_bytes,
+        "{op:?}"
+    );
+    assert!(
+        !op.owner.is_empty() && op.owner.len() <= max_id_bytes,
+        "{op:?}"
+    );
+    assert!(!op.resource.windows(2).any(|pair| pair == b"||"), "{op:?}");
+    if let OpKind::TryLock { expiry_s } = op.kind {
+        assert!(expiry_s >= 1, "{op:?}");
     }
 }

@@ -5,6 +5,12 @@
 //! given size, framed requests removed from the front) and asserts the framer's promises:
 //! no panic, the same requests and the same ending whatever the read size, ranges inside the
 //! buffer, progress on every request, and never `Partial` at [`Limits::max_request_bytes`].
+//! [`check_reads`] does the same with read sizes chosen by the caller (the fuzz target takes
+//! them from its input), so the cuts land wherever the fuzzer finds something.
+//!
+//! What a framed request must contain (method, target, headers, body) is checked against a
+//! reference parse in the fuzz crate (`fuzz/src/http.rs`), which needs nothing but these
+//! transcripts.
 
 use super::{Body, Frame, Framer, HttpError, Limits, Method, Version};
 
@@ -48,10 +54,18 @@ pub struct Transcript {
 /// from the front of the buffer as the server does.
 pub fn transcript(limits: Limits, data: &[u8], step: usize) -> Transcript {
     let step = if step == 0 { data.len().max(1) } else { step };
+    transcript_reads(limits, data, &[step])
+}
+
+/// Frames `data` with reads of the given sizes, used in turn and over again (a size of 0
+/// counts as 1; no sizes at all means one read of everything), removing each framed request
+/// from the front of the buffer as the server does.
+pub fn transcript_reads(limits: Limits, data: &[u8], reads: &[usize]) -> Transcript {
     let mut framer = Framer::new(limits);
     let mut buf: Vec<u8> = Vec::new();
     let mut fed = 0;
     let mut requests = Vec::new();
+    let mut next_read = reads.iter().map(|&n| n.max(1)).cycle();
     loop {
         match framer.frame(&buf) {
             Err(e) => {
@@ -79,12 +93,18 @@ pub fn transcript(limits: Limits, data: &[u8], step: usize) -> Transcript {
                         },
                     };
                 }
-                let next = (fed + step).min(data.len());
+                let step = next_read.next().unwrap_or(data.len());
+                let next = fed.saturating_add(step).min(data.len());
                 buf.extend_from_slice(&data[fed..next]);
                 fed = next;
             }
             Ok(Frame::Complete(req)) => {
                 assert!(req.consumed > 0 && req.consumed <= buf.len());
+                assert!(
+                    req.consumed <= limits.max_request_bytes(),
+                    "a request of {} bytes framed",
+                    req.consumed
+                );
                 let inside = |r: &std::ops::Range<usize>| {
                     assert!(r.start <= r.end && r.end <= req.consumed, "{r:?}");
                     buf[r.clone()].to_vec()
@@ -112,6 +132,8 @@ pub fn transcript(limits: Limits, data: &[u8], step: usize) -> Transcript {
 /// Asserts that `data` frames the same with every read size tried: whole, one byte at a
 /// time, and a few sizes that cut lines and chunks in different places.
 pub fn check_splits(limits: Limits, data: &[u8]) -> Transcript {
+    // Wherever the fast head path answers, httparse answers the same.
+    super::request::check_fast_head(data, &limits);
     let whole = transcript(limits, data, 0);
     for step in [1, 2, 3, 7, 64] {
         assert_eq!(transcript(limits, data, step), whole, "read size {step}");
@@ -119,7 +141,37 @@ pub fn check_splits(limits: Limits, data: &[u8]) -> Transcript {
     whole
 }
 
-/// The cargo-fuzz entry point: any bytes, small limits.
+/// [`check_splits`], and the same transcript again with the caller's read sizes.
+pub fn check_reads(limits: Limits, data: &[u8], reads: &[usize]) -> Transcript {
+    let whole = check_splits(limits, data);
+    if !reads.is_empty() {
+        assert_eq!(
+            transcript_reads(limits, data, reads),
+            whole,
+            "read sizes {reads:?}"
+        );
+    }
+    whole
+}
+
+/// The library's half of the `http_request` fuzz target: any bytes, small limits.
 pub fn fuzz_framer(data: &[u8]) {
     check_splits(FUZZ_LIMITS, data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_read_sizes_cut_where_asked() {
+        // Protects the read schedule the fuzz target relies on: sizes are used in turn and
+        // over again, 0 counts as 1, and every schedule frames the same pipeline.
+        let data = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
+        let whole = check_reads(FUZZ_LIMITS, data, &[0, 5, 1, 40]);
+        assert_eq!(whole.requests.len(), 2);
+        assert_eq!(whole.requests[1].body, b"abc");
+        assert_eq!(transcript_reads(FUZZ_LIMITS, data, &[]), whole);
+        assert_eq!(transcript_reads(FUZZ_LIMITS, data, &[3, 1000]), whole);
+    }
 }

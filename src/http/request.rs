@@ -473,7 +473,6 @@ fn parse_whole_head_with_httparse(
 
 /// Checks the fast path against httparse on `buf`: whenever the fast path takes a head,
 /// httparse decides it the same. Returns whether the fast path took it. For tests and fuzzing.
-#[cfg_attr(not(test), allow(dead_code))] // until the fuzz entry point calls it
 pub(super) fn check_fast_head(buf: &[u8], limits: &Limits) -> bool {
     let Some(fast) = fast_head::parse(buf, limits.max_header_bytes) else {
         return false;
