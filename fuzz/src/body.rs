@@ -232,6 +232,11 @@ fn int32_of_number(token: &str) -> Option<i32> {
     };
     let mantissa_end = unsigned.find(['e', 'E']).unwrap_or(unsigned.len());
     let (mantissa, exponent) = unsigned.split_at(mantissa_end);
+    // parseNumberParts refuses a sign that ends the token (`0e-`, `1E+`), before it looks at
+    // the digits: even a zero mantissa is no number then.
+    if exponent.len() == 2 && exponent.ends_with(['+', '-']) {
+        return None;
+    }
     let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     // A leading `0` is not kept as a digit; zeros that end the fraction are dropped.
     let integer = if integer == "0" { "" } else { integer };

@@ -329,6 +329,11 @@ mod tests {
             ("1e", None),
             ("1e+", None),
             ("1E-,", None),
+            // A zero mantissa does not save a sign that ends the token (fuzzing found the
+            // reference decoder taking it as 0).
+            ("0e-@", None),
+            ("0E+,", None),
+            ("0e@", Some(0)),
             ("1.5e}", None),
             ("10x", None),
             ("0x10", None),
