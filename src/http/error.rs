@@ -147,13 +147,9 @@ impl fmt::Display for HttpError {
     }
 }
 
-impl std::error::Error for HttpError {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const ALL: [HttpError; 12] = [
+impl HttpError {
+    /// Every framing error, once each.
+    pub const ALL: [HttpError; 12] = [
         HttpError::Malformed,
         HttpError::VersionNotSupported,
         HttpError::HeadTooLarge,
@@ -167,6 +163,13 @@ mod tests {
         HttpError::ChunkFramingTooLarge,
         HttpError::BodyTooLarge,
     ];
+}
+
+impl std::error::Error for HttpError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     /// Header fields with lower-case names.
     type Fields = Vec<(String, Vec<u8>)>;
@@ -191,7 +194,7 @@ mod tests {
     fn every_answer_is_well_formed_closes_and_has_the_right_length() {
         // Protects: each static answer parses as HTTP/1.1, carries `Connection: close`, a
         // Content-Length equal to its body, and the status that `status()` reports.
-        for e in ALL {
+        for e in HttpError::ALL {
             let bytes = e.response();
             assert!(bytes.starts_with(b"HTTP/1.1 "), "{e:?}");
             let (status, headers, body) = parse(bytes);

@@ -30,6 +30,24 @@ pub(super) struct FastHead<'b> {
     pub len: usize,
 }
 
+impl FastHead<'_> {
+    /// Decides the head, as [`HeadFacts::finish`] does; `buf` is the one it was parsed from.
+    pub fn finish(
+        self,
+        buf: &[u8],
+        limits: &super::Limits,
+    ) -> Result<(super::request::Head, super::request::BodyFraming), super::HttpError> {
+        self.facts.finish(
+            buf,
+            self.method,
+            self.version,
+            self.target,
+            self.len,
+            limits,
+        )
+    }
+}
+
 /// Tokenizes the head at the front of `buf` if it is complete, within `max_header_bytes`,
 /// and of the plain shape; `None` otherwise.
 pub(super) fn parse(buf: &[u8], max_header_bytes: usize) -> Option<FastHead<'_>> {

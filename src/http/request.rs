@@ -444,14 +444,7 @@ fn header_slots<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
 /// found the same end (see the module invariants), so the answer is the same.
 fn parse_whole_head(buf: &[u8], limits: &Limits) -> Option<Result<(Head, BodyFraming), HttpError>> {
     if let Some(fast) = fast_head::parse(buf, limits.max_header_bytes) {
-        return Some(fast.facts.finish(
-            buf,
-            fast.method,
-            fast.version,
-            fast.target,
-            fast.len,
-            limits,
-        ));
+        return Some(fast.finish(buf, limits));
     }
     parse_whole_head_with_httparse(buf, limits)
 }
@@ -477,14 +470,7 @@ pub(super) fn check_fast_head(buf: &[u8], limits: &Limits) -> bool {
     let Some(fast) = fast_head::parse(buf, limits.max_header_bytes) else {
         return false;
     };
-    let fast = fast.facts.finish(
-        buf,
-        fast.method,
-        fast.version,
-        fast.target,
-        fast.len,
-        limits,
-    );
+    let fast = fast.finish(buf, limits);
     let slow = parse_whole_head_with_httparse(buf, limits);
     assert_eq!(Some(fast), slow, "fast path and httparse differ on {buf:?}");
     true

@@ -143,7 +143,7 @@ const LIMIT_LABELS: [&str; LIMITS] = [
     "write_timeout",
 ];
 
-const PARSE_ERRORS: usize = 12;
+const PARSE_ERRORS: usize = HttpError::ALL.len();
 
 /// The label of each framing error, and the index of its counter.
 fn parse_error_index(e: HttpError) -> (usize, &'static str) {
@@ -162,22 +162,6 @@ fn parse_error_index(e: HttpError) -> (usize, &'static str) {
         HttpError::BodyTooLarge => (11, "body_too_large"),
     }
 }
-
-/// Every framing error, in counter order (for the scrape's labels).
-const ALL_PARSE_ERRORS: [HttpError; PARSE_ERRORS] = [
-    HttpError::Malformed,
-    HttpError::VersionNotSupported,
-    HttpError::HeadTooLarge,
-    HttpError::TooManyHeaders,
-    HttpError::BadHost,
-    HttpError::BadContentLength,
-    HttpError::LengthWithTransferEncoding,
-    HttpError::TransferEncodingOnHttp10,
-    HttpError::UnsupportedTransferEncoding,
-    HttpError::BadChunk,
-    HttpError::ChunkFramingTooLarge,
-    HttpError::BodyTooLarge,
-];
 
 /// Upper bounds of the latency buckets, in microseconds (the last bucket, `+Inf`, is
 /// implicit). Server-side latency of an in-memory lock is a few microseconds; a forwarded one
@@ -490,7 +474,7 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
         "counter",
         "Requests that could not be framed as HTTP/1.1, by kind (each closed its connection).",
     );
-    for e in ALL_PARSE_ERRORS {
+    for e in HttpError::ALL {
         let (i, kind) = parse_error_index(e);
         let n = sum(w, |m| &m.parse_errors[i]);
         let _ = writeln!(out, "dlockd_parse_errors_total{{kind=\"{kind}\"}} {n}");
