@@ -43,6 +43,8 @@ pub struct Config {
     /// Where the admin listener serves `/metrics` and `/debug/*`; `None` is `off`: no
     /// listener, and the workers count nothing.
     pub metrics_listen: Option<SocketAddr>,
+    /// The most verbose operator log level written on stderr; `None` writes none.
+    pub log_level: Option<crate::log::Level>,
     /// Benchmarking only, set by the `dlockd-ceiling` binary and by no flag: answer every
     /// framed request `{"success":true}` without routing, decoding or locking, to measure the
     /// runtime and HTTP layer alone.
@@ -142,6 +144,9 @@ Each flag can also be set by the environment variable in brackets; a flag wins.
   --metrics-listen ADDR    admin address serving /metrics (Prometheus), /debug/lease and
                            /debug/shards, or off [DLOCKD_METRICS_LISTEN] (default
                            127.0.0.1:9090; 127.0.0.1:0 when --listen asks for port 0)
+  --log-level L            off | error | warn | info | debug | trace [RUST_LOG, which may
+                           also say dlockd=L] (default info); the API token and lock owners
+                           are never logged
   -h, --help               this text
   -V, --version            the version
 
@@ -189,6 +194,7 @@ impl Config {
                 "--idle-timeout" => flags.idle_timeout = Some(value("--idle-timeout")?),
                 "--shutdown-timeout" => flags.shutdown_timeout = Some(value("--shutdown-timeout")?),
                 "--metrics-listen" => flags.metrics_listen = Some(value("--metrics-listen")?),
+                "--log-level" => flags.log_level = Some(value("--log-level")?),
                 _ => return Err(ConfigError::UnknownFlag(arg)),
             }
         }
@@ -220,6 +226,7 @@ struct Flags {
     idle_timeout: Option<String>,
     shutdown_timeout: Option<String>,
     metrics_listen: Option<String>,
+    log_level: Option<String>,
 }
 
 impl Flags {
@@ -248,6 +255,19 @@ impl Flags {
             Some(v) => Some(parse_addr("--metrics-listen", &v)?),
             None if listen.port() == 0 => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             None => Some(parse_addr("--metrics-listen", DEFAULT_METRICS_LISTEN)?),
+        };
+
+        // RUST_LOG is shared with other programs: what does not name a level for dlockd is
+        // ignored there, where a bad --log-level is refused.
+        let log_level = match self.log_level {
+            Some(v) => crate::log::Level::parse(&v).map_err(|_| ConfigError::BadValue {
+                flag: "--log-level",
+                value: v,
+                why: "expected off, error, warn, info, debug or trace",
+            })?,
+            None => env("RUST_LOG")
+                .and_then(|v| crate::log::Level::parse(&v).ok())
+                .unwrap_or(Some(crate::log::Level::Info)),
         };
 
         let mut stores = self.stores;
@@ -372,6 +392,7 @@ impl Flags {
                 DEFAULT_SHUTDOWN_TIMEOUT,
             )?,
             metrics_listen,
+            log_level,
             fixed_answer: false,
         };
         Ok(config)
@@ -500,6 +521,23 @@ mod tests {
 
     // The admin listener: an address, `off`, its variable, and an ephemeral port by default
     // when the main one is ephemeral.
+    // The level comes from --log-level, else RUST_LOG (its dlockd= entry first), else info;
+    // a bad one is refused with the flag's name.
+    #[test]
+    fn log_level() {
+        use crate::log::Level;
+        assert_eq!(parse(&[], &[]).unwrap().log_level, Some(Level::Info));
+        let c = parse(&["--log-level", "debug"], &[("RUST_LOG", "error")]).unwrap();
+        assert_eq!(c.log_level, Some(Level::Debug));
+        let c = parse(&[], &[("RUST_LOG", "warn,dlockd=trace")]).unwrap();
+        assert_eq!(c.log_level, Some(Level::Trace));
+        assert_eq!(parse(&["--log-level", "off"], &[]).unwrap().log_level, None);
+        assert!(parse(&["--log-level", "chatty"], &[]).is_err());
+        // Another program's RUST_LOG leaves the default.
+        let c = parse(&[], &[("RUST_LOG", "hyper=trace")]).unwrap();
+        assert_eq!(c.log_level, Some(Level::Info));
+    }
+
     #[test]
     fn metrics_listen() {
         let c = parse(&["--metrics-listen", "off"], &[]).unwrap();

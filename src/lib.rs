@@ -12,6 +12,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod http;
 pub mod lease;
+pub mod log;
 pub mod metrics;
 pub mod server;
 pub mod shard;

@@ -257,3 +257,86 @@ fn ceiling_answers_everything_without_locking() {
         Some(0)
     );
 }
+
+/// Reads what is left of a finished child's stderr.
+fn stderr_of(child: &mut Child) -> String {
+    let mut text = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        use std::io::Read;
+        err.read_to_string(&mut text).expect("stderr");
+    }
+    text
+}
+
+// SIGHUP reloads nothing and says so, at info, instead of ending the process; the log level
+// filters what is written; and at the most verbose level, after locks, a SIGHUP and a SIGTERM,
+// neither the API token nor any lock owner appears in anything the process wrote.
+#[test]
+fn sighup_says_nothing_reloads_and_logs_hold_no_secrets() {
+    const TOKEN: &str = "tok-9f3a-secret";
+    const OWNER: &str = "owner-7c1e-private";
+    let mut cmd = dlockd();
+    cmd.env("DAPR_API_TOKEN", TOKEN)
+        .args(["--listen", "127.0.0.1:0", "--log-level", "trace"]);
+    let (mut child, line, addr) = launch(&mut cmd);
+    assert!(!line.contains(TOKEN), "{line}");
+    let mut c = Client::connect(addr);
+    let lock = |owner: &str| {
+        let body = lock_body("r", owner, 30);
+        format!(
+            "POST /v1.0-alpha1/lock/lockstore HTTP/1.1\r\nHost: x\r\ndapr-api-token: {TOKEN}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    c.send(lock(OWNER).as_bytes());
+    assert_json(&c.read_response(), 200, LOCKED);
+    signal(&child, "-HUP");
+    // Still serving after SIGHUP: another owner is refused, the lease held.
+    c.send(lock("other").as_bytes());
+    let refused = c.read_response();
+    assert_eq!(refused.status, 200);
+    assert_eq!(refused.body_str(), r#"{"success":false}"#);
+    // Its line is written before SIGTERM is sent, so the two cannot be taken in either order.
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("SIGHUP") {
+                let _ = tx.send(None);
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        let _ = tx.send(Some(all));
+    });
+    let said = rx.recv_timeout(Duration::from_secs(5));
+    assert_eq!(said, Ok(None), "no SIGHUP line");
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(5)).code(),
+        Some(0)
+    );
+    let err = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("stderr to its end")
+        .expect("the whole of stderr");
+    assert!(err.contains("info: SIGHUP: nothing is reloadable"), "{err}");
+    assert!(err.contains("info: SIGTERM: draining"), "{err}");
+    assert!(!err.contains(TOKEN) && !err.contains(OWNER), "{err}");
+
+    // At `error`, the same signals write nothing.
+    let (mut child, _, _) = spawn(&["--log-level", "error"]);
+    signal(&child, "-HUP");
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(5)).code(),
+        Some(0)
+    );
+    let err = stderr_of(&mut child);
+    assert!(
+        !err.contains("SIGHUP") && !err.contains("draining"),
+        "{err}"
+    );
+}

@@ -378,11 +378,12 @@ fn uring_runtime(
 /// version, address, workers, io driver, stores, token), wait for SIGINT or SIGTERM, then
 /// drain within `shutdown_timeout` and exit 0.
 pub fn run_until_signal(config: Config, name: &str) -> std::process::ExitCode {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use std::io::Write;
 
+    crate::log::set_level(config.log_level);
     // Registered before the workers start, so a signal during start-up is not lost.
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{name}: cannot handle signals: {e}");
@@ -431,22 +432,42 @@ pub fn run_until_signal(config: Config, name: &str) -> std::process::ExitCode {
     let _ = stdout.flush();
     drop(stdout);
     if server.metrics_addr().is_some_and(|a| !a.ip().is_loopback()) {
-        eprintln!(
-            "{name}: warning: the admin listener is not on loopback, and /debug/lease shows \
-             lock owners to anyone who can reach it"
+        crate::log::write(
+            crate::log::Level::Warn,
+            format_args!(
+                "the admin listener is not on loopback, and /debug/lease shows lock owners to \
+                 anyone who can reach it"
+            ),
         );
     }
 
-    if let Some(signal) = signals.forever().next() {
-        let signal = if signal == SIGINT {
-            "SIGINT"
-        } else {
-            "SIGTERM"
+    for signal in signals.forever() {
+        let signal = match signal {
+            SIGHUP => {
+                // Said rather than silently ignored, and not the default action (exit).
+                crate::log::write(
+                    crate::log::Level::Info,
+                    format_args!(
+                        "SIGHUP: nothing is reloadable; every setting is read once at start, \
+                         so a change needs a restart"
+                    ),
+                );
+                continue;
+            }
+            SIGINT => "SIGINT",
+            _ => "SIGTERM",
         };
-        eprintln!("{name}: {signal}: draining (up to {shutdown_timeout:?})");
+        crate::log::write(
+            crate::log::Level::Info,
+            format_args!("{signal}: draining (up to {shutdown_timeout:?})"),
+        );
+        break;
     }
     if !server.shutdown(shutdown_timeout) {
-        eprintln!("{name}: shutdown timeout passed with work still in flight; exiting");
+        crate::log::write(
+            crate::log::Level::Warn,
+            format_args!("shutdown timeout passed with work still in flight; exiting"),
+        );
     }
     std::process::ExitCode::SUCCESS
 }

@@ -312,7 +312,12 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
             Err(e) => {
                 // Out of file descriptors or a connection reset before accept: back off a
                 // little instead of spinning, and keep serving.
-                eprintln!("dlockd: accept failed on worker {}: {e}", worker.id.0);
+                // Rate-limited: with descriptors exhausted this repeats every 10 ms per worker.
+                static ACCEPT_ERRORS: crate::log::RateLimit = crate::log::RateLimit::new();
+                ACCEPT_ERRORS.error(
+                    worker.shared.clock.now_ms(),
+                    format_args!("accept failed on worker {}: {e}", worker.id.0),
+                );
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }
