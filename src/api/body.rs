@@ -164,48 +164,26 @@ enum Attempt {
 
 impl BodyDecoder {
     /// Decodes the body of a try-lock or unlock request: the plain shape every client sends
-    /// on the fast path, anything else with the full decoder.
-    pub(crate) fn decode(
-        &mut self,
-        op: Operation,
-        body: &[u8],
-    ) -> Result<LockFields<'_>, BodyError> {
-        if let Some((resource_len, expiry_s)) = fast_body::decode(op, body, &mut self.fields) {
-            let (resource, owner) = self.fields.split_at(resource_len);
-            return Ok(LockFields {
-                resource,
-                owner,
-                expiry_s,
-                no_pipe: false,
-            });
-        }
-        self.decode_full(op, body)
-    }
-
-    /// Like [`decode`](Self::decode), but the fields of a plain body are borrowed from it
-    /// rather than copied.
-    pub(crate) fn decode_borrowed<'a>(
+    /// on the fast path, its fields borrowed from the body; anything else with the full
+    /// decoder, which unescapes into this decoder's buffer.
+    pub(crate) fn decode<'a>(
         &'a mut self,
         op: Operation,
         body: &'a [u8],
     ) -> Result<LockFields<'a>, BodyError> {
-        if let Some((resource, owner, expiry_s)) = fast_body::canonical(op, body) {
-            return Ok(LockFields {
-                resource,
-                owner,
-                expiry_s,
-                no_pipe: true,
-            });
-        }
-        if let Some((resource, owner, expiry_s)) = fast_body::any_order(op, body) {
-            return Ok(LockFields {
-                resource,
-                owner,
-                expiry_s,
-                no_pipe: false,
-            });
-        }
-        self.decode_full(op, body)
+        let (resource, owner, expiry_s, no_pipe) = match fast_body::canonical(op, body) {
+            Some((resource, owner, expiry_s)) => (resource, owner, expiry_s, true),
+            None => match fast_body::any_order(op, body) {
+                Some((resource, owner, expiry_s)) => (resource, owner, expiry_s, false),
+                None => return self.decode_full(op, body),
+            },
+        };
+        Ok(LockFields {
+            resource,
+            owner,
+            expiry_s,
+            no_pipe,
+        })
     }
 
     /// Decodes with simd-json and the full protojson rules.

@@ -16,17 +16,6 @@ use super::Operation;
 /// Digits of the longest int32 (2147483648 has 10).
 const MAX_INT_DIGITS: usize = 10;
 
-/// Decodes `body` if it has the plain shape: `fields` receives the resource id followed by
-/// the owner, as the full decoder fills it, and the answer is the resource id's length and
-/// the expiry (0 when absent).
-pub(crate) fn decode(op: Operation, body: &[u8], fields: &mut Vec<u8>) -> Option<(usize, i32)> {
-    let (resource, owner, expiry) = fields_of(op, body)?;
-    fields.clear();
-    fields.extend_from_slice(resource);
-    fields.extend_from_slice(owner);
-    Some((resource.len(), expiry))
-}
-
 /// Decodes `body` if it has the plain shape, into `(resourceId, lockOwner, expiryInSeconds)`
 /// borrowed from the body: a plain string needs no unescaping, so nothing is copied.
 #[inline]
@@ -287,9 +276,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn fast(op: Operation, body: &str) -> Option<(String, String, i32)> {
-        let mut fields = Vec::new();
-        decode(op, body.as_bytes(), &mut fields).map(|(resource_len, expiry_s)| {
-            let (resource, owner) = fields.split_at(resource_len);
+        fields_of(op, body.as_bytes()).map(|(resource, owner, expiry_s)| {
             (
                 String::from_utf8_lossy(resource).into_owned(),
                 String::from_utf8_lossy(owner).into_owned(),

@@ -58,13 +58,13 @@ impl BodyDecoder {
 
     /// Decodes a try-lock body into `(resourceId, lockOwner, expiryInSeconds)`, or `None`
     /// when it is malformed.
-    pub fn decode_try_lock(&mut self, body: &[u8]) -> Option<(&[u8], &[u8], i32)> {
+    pub fn decode_try_lock<'a>(&'a mut self, body: &'a [u8]) -> Option<(&'a [u8], &'a [u8], i32)> {
         let fields = self.0.decode(Operation::TryLock, body).ok()?;
         Some((fields.resource, fields.owner, fields.expiry_s))
     }
 
     /// Decodes an unlock body into `(resourceId, lockOwner)`, or `None` when it is malformed.
-    pub fn decode_unlock(&mut self, body: &[u8]) -> Option<(&[u8], &[u8])> {
+    pub fn decode_unlock<'a>(&'a mut self, body: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
         let fields = self.0.decode(Operation::Unlock, body).ok()?;
         Some((fields.resource, fields.owner))
     }
@@ -84,9 +84,7 @@ impl BodyDecoder {
 
 /// The fast path alone: `None` when it declines, which is not a verdict on the body.
 pub fn decode_fast(kind: BodyKind, body: &[u8]) -> Option<LockBody> {
-    let mut fields = Vec::new();
-    let (resource_len, expiry_s) = fast_body::decode(kind.operation(), body, &mut fields)?;
-    let (resource, owner) = fields.split_at_checked(resource_len)?;
+    let (resource, owner, expiry_s) = fast_body::fields_of(kind.operation(), body)?;
     Some(LockBody {
         resource: resource.to_vec(),
         owner: owner.to_vec(),

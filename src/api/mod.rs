@@ -231,7 +231,7 @@ impl Api {
             Route::Unknown => return Outcome::Respond(ApiError::NoRoute.response()),
             Route::Lock { op, store } => (op, store),
         };
-        let fields = match self.body.decode_borrowed(op, body) {
+        let fields = match self.body.decode(op, body) {
             Ok(fields) => fields,
             Err(error) => return Outcome::Respond(ApiError::Malformed(error).response()),
         };
