@@ -11,8 +11,9 @@
 //! end, method, target, version and headers; the unit tests and the `http_request` fuzz target
 //! hold it to that.
 //!
-//! Measured with callgrind on the whole server: httparse's parse of a 120-byte lock request
-//! head cost about 1,300 instructions, more than half of a request at depth 16.
+//! Measured with callgrind on the whole server (200,000 uncontended requests at depth 16):
+//! with this path the fixed-answer ceiling went from 1,985 to 1,381 instructions per
+//! request, dlockd from 3,001 to 2,383.
 
 use super::request::{HeadFacts, HeaderName, MAX_HEADERS};
 use super::{Method, Version};
