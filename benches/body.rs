@@ -65,6 +65,7 @@ fn handle(c: &mut Criterion) {
         app_id: "bench".to_owned(),
         api_token: Some(b"0123456789abcdef0123456789abcdef".to_vec()),
         max_id_bytes: 1024,
+        max_expiry_s: None,
     });
     let target: &[u8] = b"/v1.0-alpha1/lock/lockstore";
     let token: &[u8] = b"0123456789abcdef0123456789abcdef";

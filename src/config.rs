@@ -45,6 +45,11 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The most verbose operator log level written on stderr; `None` writes none.
     pub log_level: Option<crate::log::Level>,
+    /// Where leases and fencing tokens survive restarts and crashes; `None`: restart safety
+    /// off.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// The longest `expiryInSeconds` a try-lock may ask for; `None`: any positive int32.
+    pub max_expiry_s: Option<u32>,
     /// Benchmarking only, set by the `dlockd-ceiling` binary and by no flag: answer every
     /// framed request `{"success":true}` without routing, decoding or locking, to measure the
     /// runtime and HTTP layer alone.
@@ -105,6 +110,9 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// `--max-expiry` with a data dir: an hour. After a crash, grants wait at most this (plus a
+/// second) for the leases of the last run.
+pub const DEFAULT_MAX_EXPIRY_S: u32 = 3600;
 /// Upper bound on `--workers`: each worker is a pinned thread with its own shard.
 pub const MAX_WORKERS: usize = 1024;
 /// Upper bound on the number of stores: a `StoreId` is a `u16`.
@@ -144,6 +152,11 @@ Each flag can also be set by the environment variable in brackets; a flag wins.
   --metrics-listen ADDR    admin address serving /metrics (Prometheus), /debug/lease and
                            /debug/shards, or off [DLOCKD_METRICS_LISTEN] (default
                            127.0.0.1:9090; 127.0.0.1:0 when --listen asks for port 0)
+  --data-dir DIR           keep leases and fencing tokens across restarts and crashes in DIR
+                           [DLOCKD_DATA_DIR] (default none: restart safety off, no tokens)
+  --max-expiry S           the longest expiryInSeconds a try-lock may ask for
+                           [DLOCKD_MAX_EXPIRY] (default 3600 with --data-dir, else no limit);
+                           after a crash, grants wait at most this plus 1s
   --log-level L            off | error | warn | info | debug | trace [RUST_LOG, which may
                            also say dlockd=L] (default info); the API token and lock owners
                            are never logged
@@ -195,6 +208,8 @@ impl Config {
                 "--shutdown-timeout" => flags.shutdown_timeout = Some(value("--shutdown-timeout")?),
                 "--metrics-listen" => flags.metrics_listen = Some(value("--metrics-listen")?),
                 "--log-level" => flags.log_level = Some(value("--log-level")?),
+                "--data-dir" => flags.data_dir = Some(value("--data-dir")?),
+                "--max-expiry" => flags.max_expiry = Some(value("--max-expiry")?),
                 _ => return Err(ConfigError::UnknownFlag(arg)),
             }
         }
@@ -227,6 +242,8 @@ struct Flags {
     shutdown_timeout: Option<String>,
     metrics_listen: Option<String>,
     log_level: Option<String>,
+    data_dir: Option<String>,
+    max_expiry: Option<String>,
 }
 
 impl Flags {
@@ -289,6 +306,19 @@ impl Flags {
         if stores.len() > MAX_STORES {
             return Err(bad("--store", "", "more than 1024 stores"));
         }
+
+        let data_dir = match pick(self.data_dir, "DLOCKD_DATA_DIR") {
+            Some(v) if v.trim().is_empty() => {
+                return Err(bad("--data-dir", &v, "a data dir cannot be empty"))
+            }
+            Some(v) => Some(std::path::PathBuf::from(v)),
+            None => None,
+        };
+        let max_expiry_s = match pick(self.max_expiry, "DLOCKD_MAX_EXPIRY") {
+            // At most i32::MAX: it fits a u32.
+            Some(v) => Some(parse_count("--max-expiry", &v, 1, i32::MAX as usize)? as u32),
+            None => data_dir.as_ref().map(|_| DEFAULT_MAX_EXPIRY_S),
+        };
 
         let available = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = match pick(self.workers, "DLOCKD_WORKERS") {
@@ -393,6 +423,8 @@ impl Flags {
             )?,
             metrics_listen,
             log_level,
+            data_dir,
+            max_expiry_s,
             fixed_answer: false,
         };
         Ok(config)

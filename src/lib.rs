@@ -14,5 +14,6 @@ pub mod http;
 pub mod lease;
 pub mod log;
 pub mod metrics;
+pub mod persist;
 pub mod server;
 pub mod shard;

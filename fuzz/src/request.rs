@@ -947,7 +947,7 @@ fn expect_lease_answer(answer_of_model: Answer) -> ExpectedAnswer {
         close: false,
     };
     match answer_of_model {
-        Answer::TryLock(Ok(true)) => exact(br#"{"success":true}"#),
+        Answer::TryLock(Ok(true)) | Answer::Granted { .. } => exact(br#"{"success":true}"#),
         Answer::TryLock(Ok(false)) => exact(br#"{"success":false}"#),
         Answer::TryLock(Err(_)) => ExpectedAnswer {
             status: 500,
@@ -994,6 +994,7 @@ fn with_api<R>(config: usize, f: impl FnOnce(&mut Api) -> R) -> R {
                 app_id: APP_ID.to_owned(),
                 api_token: (config == 1).then(|| TOKEN.to_vec()),
                 max_id_bytes: MAX_ID_BYTES,
+                max_expiry_s: None,
             })
         });
         Mutex::new(apis.collect())

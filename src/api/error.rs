@@ -25,6 +25,8 @@ pub(crate) enum ApiError<'a> {
     Malformed(BodyError),
     /// Try-lock step 1.
     ExpiryNotPositive { store: &'a [u8] },
+    /// Try-lock step 1, beside positivity: above `--max-expiry` (not daprd's; it has no cap).
+    ExpiryAboveMax { store: &'a [u8], max_s: u32 },
     /// Step 2: no lock store configured at all.
     StoreNotConfigured,
     /// Step 3.
@@ -52,6 +54,7 @@ impl ApiError<'_> {
             ApiError::NoRoute => return response::NO_ROUTE,
             ApiError::Malformed(_)
             | ApiError::ExpiryNotPositive { .. }
+            | ApiError::ExpiryAboveMax { .. }
             | ApiError::ResourceIdEmpty { .. }
             | ApiError::LockOwnerEmpty { .. }
             | ApiError::ResourceIdTooLong { .. }
@@ -89,6 +92,11 @@ impl ApiError<'_> {
             ApiError::ExpiryNotPositive { store } => {
                 in_store(out, "ExpiryInSeconds is not positive", store)
             }
+            ApiError::ExpiryAboveMax { store, max_s } => in_store(
+                out,
+                &format!("ExpiryInSeconds is above the maximum of {max_s} (--max-expiry)"),
+                store,
+            ),
             ApiError::StoreNotConfigured => out.extend_from_slice(b"lock store is not configured"),
             ApiError::ResourceIdEmpty { store } => in_store(out, "ResourceId is empty", store),
             ApiError::LockOwnerEmpty { store } => in_store(out, "LockOwner is empty", store),
@@ -157,6 +165,11 @@ mod tests {
                 ApiError::ExpiryNotPositive { store },
                 400,
                 r#"{"errorCode":"ERR_MALFORMED_REQUEST","message":"ExpiryInSeconds is not positive in lock store my\u003cstore\u003e"}"#,
+            ),
+            (
+                ApiError::ExpiryAboveMax { store, max_s: 10 },
+                400,
+                r#"{"errorCode":"ERR_MALFORMED_REQUEST","message":"ExpiryInSeconds is above the maximum of 10 (--max-expiry) in lock store my\u003cstore\u003e"}"#,
             ),
             (
                 ApiError::StoreNotConfigured,

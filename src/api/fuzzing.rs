@@ -156,6 +156,7 @@ pub fn handle(data: &[u8]) {
                 app_id: "fuzz".to_owned(),
                 api_token: with_token.then(|| b"secret".to_vec()),
                 max_id_bytes: FUZZ_MAX_ID_BYTES,
+                max_expiry_s: None,
             })
         }))
     });

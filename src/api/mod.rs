@@ -62,6 +62,8 @@ pub struct ApiConfig {
     pub api_token: Option<Vec<u8>>,
     /// The longest `resourceId` and `lockOwner` accepted, in bytes.
     pub max_id_bytes: usize,
+    /// The longest `expiryInSeconds` accepted (`--max-expiry`); `None`: any positive int32.
+    pub max_expiry_s: Option<u32>,
 }
 
 /// Which of the two lock routes a request took.
@@ -120,6 +122,7 @@ pub struct Api {
     /// Never empty when present.
     api_token: Option<Box<[u8]>>,
     max_id_bytes: usize,
+    max_expiry_s: u32,
     /// The metadata body, encoded once. Leaked: there is one `Api` per worker, made at start.
     metadata: &'static [u8],
     router: Router,
@@ -160,6 +163,12 @@ pub struct LockOp<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {
     TryLock(Result<bool, LeaseError>),
+    /// A try-lock granted with a fencing token (`--data-dir`), live through `last_live_ms`.
+    /// Its answer may be written only once both are durably promised (`crate::persist`).
+    Granted {
+        token: u64,
+        last_live_ms: u64,
+    },
     Unlock(UnlockStatus),
 }
 
@@ -178,6 +187,7 @@ impl Api {
                 .filter(|token| !token.is_empty())
                 .map(Vec::into_boxed_slice),
             max_id_bytes: config.max_id_bytes,
+            max_expiry_s: config.max_expiry_s.unwrap_or(u32::MAX),
             metadata: Box::leak(metadata.into_boxed_slice()),
             router: Router::default(),
             body: BodyDecoder::default(),
@@ -235,7 +245,14 @@ impl Api {
             Ok(fields) => fields,
             Err(error) => return Outcome::Respond(ApiError::Malformed(error).response()),
         };
-        match validate(op, store, fields, &self.stores, self.max_id_bytes) {
+        match validate(
+            op,
+            store,
+            fields,
+            &self.stores,
+            self.max_id_bytes,
+            self.max_expiry_s,
+        ) {
             Ok((kind, store)) => Outcome::Lock(LockOp {
                 kind,
                 store,
@@ -254,9 +271,16 @@ fn validate<'s>(
     fields: LockFields<'s>,
     stores: &Stores,
     max_id_bytes: usize,
+    max_expiry_s: u32,
 ) -> Result<(OpKind, StoreId), ApiError<'s>> {
     let kind = match op {
         Operation::TryLock => match u32::try_from(fields.expiry_s) {
+            Ok(expiry_s) if expiry_s > max_expiry_s => {
+                return Err(ApiError::ExpiryAboveMax {
+                    store,
+                    max_s: max_expiry_s,
+                })
+            }
             Ok(expiry_s) if expiry_s > 0 => OpKind::TryLock { expiry_s },
             _ => return Err(ApiError::ExpiryNotPositive { store }),
         },
@@ -371,6 +395,7 @@ fn encode_metadata(app_id: &str, stores: &[String]) -> Vec<u8> {
 pub fn answer_response(answer: Answer) -> Response {
     match answer {
         Answer::TryLock(Ok(true)) => response::SUCCESS_TRUE,
+        Answer::Granted { token, .. } => response::success_fenced(token),
         Answer::TryLock(Ok(false)) => response::SUCCESS_FALSE,
         Answer::TryLock(Err(cause)) => ApiError::Store {
             op: Operation::TryLock,

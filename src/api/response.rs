@@ -27,6 +27,9 @@ pub struct Response {
     pub body: ResponseBody,
     /// Whether the connection must be closed once this answer is written.
     pub close: bool,
+    /// The fencing token of a granted try-lock, sent as the `Dapr-Lock-Fence` header (with
+    /// `--data-dir` only).
+    pub fence: Option<u64>,
 }
 
 /// The bytes of a [`Response`]: pre-encoded for the common answers, built for the rest.
@@ -39,6 +42,9 @@ pub enum ResponseBody {
 }
 
 impl Response {
+    /// The header naming the fencing token, as Go's net/http would write it.
+    pub const FENCE_HEADER: &'static str = "Dapr-Lock-Fence";
+
     /// The body bytes.
     pub fn body(&self) -> &[u8] {
         match &self.body {
@@ -54,12 +60,20 @@ impl Response {
             content_type: JSON,
             body: ResponseBody::Static(body),
             close: false,
+            fence: None,
         }
     }
 }
 
 /// `{"success":true}`: the try-lock was granted.
 pub(crate) const SUCCESS_TRUE: Response = Response::json_static(br#"{"success":true}"#);
+/// `{"success":true}` with the grant's fencing token.
+pub(crate) fn success_fenced(token: u64) -> Response {
+    Response {
+        fence: Some(token),
+        ..SUCCESS_TRUE
+    }
+}
 /// `{"success":false}`: someone holds the lock. daprd always sends the field, never `{}`.
 pub(crate) const SUCCESS_FALSE: Response = Response::json_static(br#"{"success":false}"#);
 /// The unlock answers, one per Dapr `UnlockResponse.Status`. The status is a JSON number,
@@ -76,6 +90,7 @@ pub(crate) const NO_CONTENT: Response = Response {
     content_type: "",
     body: ResponseBody::Static(b""),
     close: false,
+    fence: None,
 };
 
 /// What Go's `net/http` writes, before any handler runs, for a request target it cannot parse
@@ -85,6 +100,7 @@ pub(crate) const BAD_TARGET: Response = Response {
     content_type: TEXT,
     body: ResponseBody::Static(b"400 Bad Request"),
     close: true,
+    fence: None,
 };
 
 /// daprd's answer to a missing or wrong `dapr-api-token` (`http.Error` adds the newline).
@@ -93,6 +109,7 @@ pub(crate) const INVALID_TOKEN: Response = Response {
     content_type: TEXT,
     body: ResponseBody::Static(b"invalid api token\n"),
     close: false,
+    fence: None,
 };
 
 /// daprd's answer to every other route: it falls through to service invocation, and this
@@ -104,6 +121,7 @@ pub(crate) const NO_ROUTE: Response = Response {
         br#"{"errorCode":"ERR_DIRECT_INVOKE","message":"failed getting app id either from the URL path or the header dapr-app-id"}"#,
     ),
     close: false,
+    fence: None,
 };
 
 /// Builds a `{"errorCode":…,"message":…}` answer; `message` may hold any bytes.
@@ -119,6 +137,7 @@ pub(crate) fn error_json(status: u16, code: &str, message: &[u8]) -> Response {
         content_type: JSON,
         body: ResponseBody::Owned(body),
         close: false,
+        fence: None,
     }
 }
 

@@ -17,6 +17,7 @@ fn api_with(stores: &[&str], token: Option<&str>, max_id_bytes: usize) -> Api {
         app_id: "app".to_owned(),
         api_token: token.map(|t| t.as_bytes().to_vec()),
         max_id_bytes,
+        max_expiry_s: None,
     })
 }
 

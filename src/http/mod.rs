@@ -27,7 +27,7 @@ mod response;
 
 pub use error::HttpError;
 pub use request::{Body, Frame, Framer, Limits, Request, CHUNK_FRAMING_SLACK_BYTES, MAX_HEADERS};
-pub use response::{reason, write_response, Connection, CONTINUE};
+pub use response::{reason, write_response, write_response_with, Connection, CONTINUE};
 
 /// The request methods the routes distinguish; everything else is `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -55,12 +55,26 @@ fn is_bodyless(status: u16) -> bool {
 /// Appends one complete response: `HTTP/1.1 <status> <reason>\r\n`, `Content-Type` (omitted
 /// if `content_type` is empty), `Content-Length` (always, even 0; but none for 204 and 1xx,
 /// whose body must be empty), the connection header, `\r\n`, body.
+#[inline]
 pub fn write_response(
     out: &mut Vec<u8>,
     status: u16,
     content_type: &str,
     body: &[u8],
     connection: Connection,
+) {
+    write_response_with(out, status, content_type, body, connection, None);
+}
+
+/// [`write_response`] with one more header whose value is a number (`name: value`), after
+/// `Content-Length`.
+pub fn write_response_with(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    connection: Connection,
+    numeric_header: Option<(&str, u64)>,
 ) {
     let bodyless = is_bodyless(status);
     debug_assert!(
@@ -98,6 +112,16 @@ pub fn write_response(
     if !bodyless {
         out.extend_from_slice(b"Content-Length: ");
         push_decimal(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some((name, value)) = numeric_header {
+        debug_assert!(
+            !name.bytes().any(|b| b == b'\r' || b == b'\n' || b == b':'),
+            "a header name is one token"
+        );
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        push_decimal(out, value);
         out.extend_from_slice(b"\r\n");
     }
     match connection {
@@ -147,6 +171,26 @@ mod tests {
         let mut out = Vec::new();
         write_response(&mut out, status, ct, body, c);
         out
+    }
+
+    #[test]
+    fn a_numeric_header_goes_after_the_length() {
+        // Protects the fencing token's wire form: one header line after Content-Length and
+        // before the connection header, any u64 in full.
+        let mut out = Vec::new();
+        write_response_with(
+            &mut out,
+            200,
+            "application/json",
+            b"{}",
+            Connection::Close,
+            Some(("Dapr-Lock-Fence", u64::MAX)),
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\
+Dapr-Lock-Fence: 18446744073709551615\r\nConnection: close\r\n\r\n{}"
+        );
     }
 
     #[test]

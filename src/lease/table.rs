@@ -100,6 +100,16 @@ impl Key {
     }
 }
 
+/// A live lease as [`LeaseTable::live`] lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveLease<'a> {
+    pub store: StoreId,
+    pub resource: &'a [u8],
+    pub owner: &'a [u8],
+    pub last_live_ms: u64,
+    pub token: u64,
+}
+
 /// One stored lease, live or expired-not-yet-reclaimed.
 #[derive(Debug)]
 struct Lease {
@@ -191,6 +201,10 @@ pub struct LeaseTable {
     /// files only stored leases that are not in the wheel yet.
     young: Vec<u32>,
     max_leases: usize,
+    /// Fencing tokens, when on (`enable_fencing`): the token of the lease at each slab index,
+    /// and the next one to hand out. Empty and unused when off.
+    tokens: Vec<u64>,
+    next_token: Option<u64>,
     /// Tests narrow the hashes to force collisions.
     #[cfg(test)]
     hash_mask: u32,
@@ -223,6 +237,8 @@ impl LeaseTable {
             wheel: Wheel::with_capacity(reserved),
             young: Vec::with_capacity(YOUNG_LIMIT),
             max_leases: max_leases.min(MAX_LEASES_LIMIT),
+            tokens: Vec::new(),
+            next_token: None,
             #[cfg(test)]
             hash_mask: u32::MAX,
         }
@@ -233,6 +249,7 @@ impl LeaseTable {
     /// NOT extended. An expired lease still stored for that key is replaced.
     /// `Err(TableFull)` only when a new entry would be needed and the table is full, after
     /// reclaiming the leases expired by `now_ms`.
+    #[inline]
     pub fn try_lock(
         &mut self,
         store: StoreId,
@@ -241,6 +258,91 @@ impl LeaseTable {
         ttl_ms: u64,
         now_ms: u64,
     ) -> Result<bool, LeaseError> {
+        self.grant(store, resource, owner, ttl_ms, now_ms)
+            .map(|granted| granted.is_some())
+    }
+
+    /// Stamps every grant from now on with a fencing token: `first`, then one more each.
+    /// Tokens only grow, so a resource's later holder always has the larger token.
+    pub fn enable_fencing(&mut self, first: u64) {
+        self.next_token = Some(self.next_token.map_or(first, |next| next.max(first)));
+    }
+
+    /// [`try_lock`](Self::try_lock), with the granted lease's fencing token (0 when fencing
+    /// is off).
+    pub fn try_lock_fenced(
+        &mut self,
+        store: StoreId,
+        resource: &[u8],
+        owner: &[u8],
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<u64>, LeaseError> {
+        let Some(index) = self.grant(store, resource, owner, ttl_ms, now_ms)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.stamp(index, None)))
+    }
+
+    /// Gives the lease at `index` the next token, or `token` (a restored lease's own).
+    fn stamp(&mut self, index: usize, token: Option<u64>) -> u64 {
+        let Some(next) = self.next_token else {
+            return 0;
+        };
+        let token = token.unwrap_or(next);
+        self.next_token = Some(next.max(token.saturating_add(1)));
+        if self.tokens.len() <= index {
+            self.tokens.resize(index + 1, 0);
+        }
+        self.tokens[index] = token;
+        token
+    }
+
+    /// Puts back a lease saved by an earlier run, live through `last_live_ms`, with its
+    /// token. `Ok(false)` if a live lease already holds the key (a saved file never has two).
+    pub fn restore(
+        &mut self,
+        store: StoreId,
+        resource: &[u8],
+        owner: &[u8],
+        last_live_ms: u64,
+        token: u64,
+        now_ms: u64,
+    ) -> Result<bool, LeaseError> {
+        let ttl_ms = last_live_ms.saturating_sub(now_ms);
+        let Some(index) = self.grant(store, resource, owner, ttl_ms, now_ms)? else {
+            return Ok(false);
+        };
+        self.leases[index].last_live_ms = last_live_ms.max(now_ms);
+        self.stamp(index, Some(token));
+        Ok(true)
+    }
+
+    /// Every lease live at `now_ms`: store, resource, owner, last live tick and token (0 when
+    /// fencing is off). For the snapshot at a clean stop.
+    pub fn live(&self, now_ms: u64) -> impl Iterator<Item = LiveLease<'_>> + '_ {
+        self.leases
+            .iter()
+            .filter(move |(_, lease)| lease.is_live(now_ms))
+            .map(|(index, lease)| LiveLease {
+                store: lease.store,
+                resource: lease.resource(),
+                owner: lease.owner(),
+                last_live_ms: lease.last_live_ms,
+                token: self.tokens.get(index).copied().unwrap_or(0),
+            })
+    }
+
+    /// The slab index of the lease granted, or `None` if a live one holds the key.
+    #[inline]
+    fn grant(
+        &mut self,
+        store: StoreId,
+        resource: &[u8],
+        owner: &[u8],
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<usize>, LeaseError> {
         let hash = self.key_hash(store, resource);
         // Saturating: a lease is never shortened, so an end past `u64::MAX` means never.
         let last_live_ms = now_ms.saturating_add(ttl_ms);
@@ -257,7 +359,9 @@ impl LeaseTable {
         match entry {
             hashbrown::hash_table::Entry::Occupied(found) => {
                 let index = *found.get() as usize;
-                Ok(self.take_over(index, owner, last_live_ms, now_ms))
+                Ok(self
+                    .take_over(index, owner, last_live_ms, now_ms)
+                    .then_some(index))
             }
             hashbrown::hash_table::Entry::Vacant(slot) => {
                 let index = self.leases.vacant_key();
@@ -270,7 +374,7 @@ impl LeaseTable {
                     in_wheel: false,
                 });
                 self.schedule(index);
-                Ok(true)
+                Ok(Some(index))
             }
         }
     }
@@ -286,9 +390,11 @@ impl LeaseTable {
         owner: &[u8],
         last_live_ms: u64,
         now_ms: u64,
-    ) -> Result<bool, LeaseError> {
+    ) -> Result<Option<usize>, LeaseError> {
         if let Some(index) = self.find(hash, store, resource) {
-            return Ok(self.take_over(index, owner, last_live_ms, now_ms));
+            return Ok(self
+                .take_over(index, owner, last_live_ms, now_ms)
+                .then_some(index));
         }
         self.advance(now_ms);
         if self.leases.len() >= self.max_leases {
@@ -308,7 +414,7 @@ impl LeaseTable {
             spread(leases[i as usize].hash)
         });
         self.schedule(index);
-        Ok(true)
+        Ok(Some(index))
     }
 
     /// The stored lease at `index` asked for by a new owner: refused while live, else handed
@@ -559,6 +665,46 @@ fn timer_id(index: usize) -> TimerId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fencing_tokens_grow_with_every_grant() {
+        // Protects the fencing promise within a table: each grant, a new lease or one taken
+        // over after expiry, gets a larger token than every grant before; refusals get none.
+        let s = StoreId(0);
+        let mut t = LeaseTable::new(100);
+        assert_eq!(t.try_lock_fenced(s, b"r", b"a", 10, 0), Ok(Some(0)));
+        t.enable_fencing(500);
+        assert_eq!(t.try_lock_fenced(s, b"q", b"a", 10, 0), Ok(Some(500)));
+        assert_eq!(t.try_lock_fenced(s, b"q", b"b", 10, 5), Ok(None));
+        assert_eq!(t.try_lock_fenced(s, b"q", b"b", 10, 11), Ok(Some(501)));
+        assert_eq!(t.unlock(s, b"q", b"b", 12), UnlockStatus::Success);
+        assert_eq!(t.try_lock_fenced(s, b"q", b"c", 10, 12), Ok(Some(502)));
+        // Raising the start never lowers it.
+        t.enable_fencing(10);
+        assert_eq!(t.try_lock_fenced(s, b"z", b"c", 10, 12), Ok(Some(503)));
+        t.assert_consistent();
+    }
+
+    #[test]
+    fn restored_leases_hold_with_their_tokens() {
+        // Protects a clean restart: a saved lease is held by its owner through its own last
+        // live tick with its own token, later grants get larger tokens, and `live` lists
+        // exactly the live leases.
+        let s = StoreId(1);
+        let mut t = LeaseTable::new(100);
+        t.enable_fencing(1000);
+        assert_eq!(t.restore(s, b"r", b"owner", 50, 7, 10), Ok(true));
+        assert_eq!(t.restore(s, b"r", b"other", 60, 8, 10), Ok(false));
+        assert_eq!(t.holder(s, b"r", 50), Some((&b"owner"[..], 0)));
+        assert_eq!(t.try_lock_fenced(s, b"r", b"x", 5, 50), Ok(None));
+        assert_eq!(t.try_lock_fenced(s, b"r", b"x", 5, 51), Ok(Some(1000)));
+        assert_eq!(t.restore(s, b"k", b"o", 2000, 4000, 51), Ok(true));
+        assert_eq!(t.try_lock_fenced(s, b"m", b"x", 10, 51), Ok(Some(4001)));
+        let mut live: Vec<_> = t.live(57).map(|l| (l.resource.to_vec(), l.token)).collect();
+        live.sort();
+        assert_eq!(live, vec![(b"k".to_vec(), 4000), (b"m".to_vec(), 4001)]);
+        t.assert_consistent();
+    }
 
     const S0: StoreId = StoreId(0);
     const S1: StoreId = StoreId(1);

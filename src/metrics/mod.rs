@@ -84,7 +84,7 @@ impl RequestOutcome {
     #[inline]
     pub fn of_answer(answer: Answer) -> RequestOutcome {
         match answer {
-            Answer::TryLock(Ok(true)) => RequestOutcome::LockGranted,
+            Answer::TryLock(Ok(true)) | Answer::Granted { .. } => RequestOutcome::LockGranted,
             Answer::TryLock(Ok(false)) => RequestOutcome::LockRefused,
             Answer::TryLock(Err(_)) => RequestOutcome::LockError,
             Answer::Unlock(UnlockStatus::Success) => RequestOutcome::UnlockSuccess,

@@ -33,6 +33,7 @@ use crate::api::{answer_response, Answer, OpKind, Outcome, Response};
 use crate::http::{self, Body, Connection, Frame, Framer, Limits, Request, Version};
 use crate::lease::StoreId;
 use crate::metrics::{RequestOutcome, Route, WorkerMetrics};
+use crate::persist::{Durable, Need};
 use crate::shard::ShardId;
 
 /// Free space asked of the read buffer before each read.
@@ -96,6 +97,10 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
     let mut head_since_ms: Option<u64> = None;
     let mut continue_sent = false;
     let mut reads_in_turn = 0u32;
+    // What the answers about to be written promise (grants with fencing tokens), and what
+    // promises are durable (`--data-dir` only).
+    let mut need = Need::default();
+    let durable = worker.shared.persist.as_ref().map(|p| p.durable().clone());
 
     loop {
         // Frame and decide every complete request in the buffer.
@@ -112,7 +117,7 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
             match framer.frame(view) {
                 Err(e) => {
                     metrics.parse_error(e);
-                    flush_items(metrics, &mut items, &mut out).await;
+                    flush_items(metrics, &mut items, &mut out, &mut need).await;
                     out.extend_from_slice(e.response());
                     close = true;
                 }
@@ -130,7 +135,7 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
                     let now_us = *batch_now_us.get_or_insert_with(|| clock.now_us());
                     let now_ms = now_us / 1000;
                     answered += 1;
-                    let decision = decide(worker, metrics, now_ms, &req, view, &framer);
+                    let decision = decide(worker, metrics, now_ms, &req, view, &framer, &mut need);
                     let closes = !req.keep_alive || worker.shutting_down();
                     offset += req.consumed;
                     request_since_ms = None;
@@ -162,7 +167,7 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
                 }
             }
         }
-        flush_items(metrics, &mut items, &mut out).await;
+        flush_items(metrics, &mut items, &mut out, &mut need).await;
         if want_continue {
             out.extend_from_slice(http::CONTINUE);
             continue_sent = true;
@@ -174,6 +179,15 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
         let now_ms = now_us / 1000;
         if let (Some(since_us), true) = (batch_now_us, answered > 0) {
             metrics.latency(answered, now_us.saturating_sub(since_us));
+        }
+        if !need.is_empty() {
+            // A grant is acknowledged only once the data dir durably covers it.
+            if let Some(durable) = &durable {
+                if !durable.covers(need) && !await_durable(durable, need).await {
+                    return;
+                }
+            }
+            need = Need::default();
         }
         if !out.is_empty() {
             watch.arm(Phase::Writing, now_ms.saturating_add(idle_ms));
@@ -246,6 +260,26 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
     }
 }
 
+/// How long an answer waits for the data dir to promise its grants before the connection is
+/// closed unanswered (the grants then simply expire): the disk has failed for that long.
+const DURABLE_WAIT_LIMIT: Duration = Duration::from_secs(10);
+/// How often a waiting answer looks again.
+const DURABLE_POLL: Duration = Duration::from_millis(1);
+
+/// Waits until `durable` covers `need`; false if it did not within [`DURABLE_WAIT_LIMIT`].
+/// Rare: the persister keeps the promise ahead of a steady load.
+#[cold]
+async fn await_durable(durable: &Durable, need: Need) -> bool {
+    let deadline = Instant::now() + DURABLE_WAIT_LIMIT;
+    while Instant::now() < deadline {
+        monoio::time::sleep(DURABLE_POLL).await;
+        if durable.covers(need) {
+            return true;
+        }
+    }
+    false
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -259,6 +293,7 @@ fn decide(
     req: &Request,
     view: &[u8],
     framer: &Framer,
+    need: &mut Need,
 ) -> Decision {
     if worker.shared.config.fixed_answer {
         metrics.request(RequestOutcome::Other2xx);
@@ -286,6 +321,7 @@ fn decide(
             if shard == worker.id {
                 let answer = worker.execute(now_ms, op.kind, op.store, op.resource, op.owner);
                 metrics.answer(answer);
+                note_grant(need, answer);
                 Decision::Ready(answer_response(answer))
             } else {
                 metrics.forward();
@@ -304,14 +340,32 @@ fn decide(
     }
 }
 
+/// Adds a fenced grant's promise to what the answers being written need.
+#[inline]
+fn note_grant(need: &mut Need, answer: Answer) {
+    if let Answer::Granted {
+        token,
+        last_live_ms,
+    } = answer
+    {
+        need.add(last_live_ms, token);
+    }
+}
+
 /// Writes the queued answers in order, waiting for forwarded ones (and counting them).
-async fn flush_items(metrics: &WorkerMetrics, items: &mut Vec<Item<'_>>, out: &mut Vec<u8>) {
+async fn flush_items(
+    metrics: &WorkerMetrics,
+    items: &mut Vec<Item<'_>>,
+    out: &mut Vec<u8>,
+    need: &mut Need,
+) {
     for item in items.drain(..) {
         match item {
             Item::Ready(resp, c) => write(out, &resp, c),
             Item::Remote(reply, c) => {
                 let answer = reply.await;
                 metrics.answer(answer);
+                note_grant(need, answer);
                 let resp = answer_response(answer);
                 write(out, &resp, c);
             }
@@ -321,7 +375,14 @@ async fn flush_items(metrics: &WorkerMetrics, items: &mut Vec<Item<'_>>, out: &m
 
 #[inline]
 fn write(out: &mut Vec<u8>, resp: &Response, c: Connection) {
-    http::write_response(out, resp.status, resp.content_type, resp.body(), c);
+    http::write_response_with(
+        out,
+        resp.status,
+        resp.content_type,
+        resp.body(),
+        c,
+        resp.fence.map(|token| (Response::FENCE_HEADER, token)),
+    );
 }
 
 fn connection(version: Version, close: bool) -> Connection {

@@ -20,11 +20,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use std::sync::Mutex;
+
 use crate::api::{Answer, OpKind};
 use crate::config::{Config, DriverChoice};
 use crate::lease::StoreId;
 use crate::metrics::WorkerMetrics;
-use crate::shard::Inbox;
+use crate::persist::{LastStop, Persist, PersistError, Restored};
+use crate::shard::{Inbox, Router};
 
 /// The io driver the workers run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +125,15 @@ pub(crate) struct Shared {
     accepted: Box<[AtomicU64]>,
     /// Each worker's counters, written only by that worker.
     metrics: Box<[WorkerMetrics]>,
+    /// Restart safety, with `--data-dir`.
+    persist: Option<Persist>,
+    /// The leases of a clean stop to put back, per shard; each worker takes its own at start.
+    restore: Mutex<Vec<Vec<(StoreId, Restored)>>>,
+    /// Leases saved for a store no longer configured: kept for the next snapshot until they
+    /// end, so that the store's return cannot grant them early.
+    orphans: Vec<Restored>,
+    /// The live leases each worker leaves behind when it stops, for the snapshot.
+    left: Mutex<Vec<Restored>>,
 }
 
 impl Shared {
@@ -147,6 +159,7 @@ pub enum StartError {
     Thread(std::io::Error),
     WorkerDied(usize),
     MetricsBind(SocketAddr, std::io::Error),
+    Persist(PersistError),
 }
 
 impl fmt::Display for StartError {
@@ -159,6 +172,7 @@ impl fmt::Display for StartError {
             }
             StartError::Thread(e) => write!(f, "cannot start a worker thread: {e}"),
             StartError::WorkerDied(i) => write!(f, "worker {i} stopped during start-up"),
+            StartError::Persist(e) => e.fmt(f),
             StartError::MetricsBind(addr, e) => write!(
                 f,
                 "cannot serve metrics on {addr} (--metrics-listen; `off` disables it): {e}"
@@ -221,6 +235,16 @@ impl Server {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
+    /// With `--data-dir`: the data dir and how the last run ended.
+    pub fn restart_safety(&self) -> Option<(&std::path::Path, LastStop)> {
+        self.shared.persist.as_ref().map(|p| (p.dir(), p.last_stop))
+    }
+
+    /// What restart safety found at start that the operator should know.
+    pub fn restart_notes(&self) -> &[String] {
+        self.shared.persist.as_ref().map_or(&[], |p| &p.notes)
+    }
+
     /// Stops accepting, lets in-flight requests finish and closes idle connections; waits up
     /// to `timeout` for every worker to stop. True if all stopped in time.
     pub fn shutdown(mut self, timeout: Duration) -> bool {
@@ -235,6 +259,34 @@ impl Server {
         }
         if let Some(admin) = self.admin.take() {
             admin.stop();
+        }
+        if let Some(persist) = &self.shared.persist {
+            let mut leases = std::mem::take(
+                &mut *self
+                    .shared
+                    .left
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            );
+            leases.extend(self.shared.orphans.iter().cloned());
+            match persist.finish(leases) {
+                Ok(saved) => crate::log::write(
+                    crate::log::Level::Info,
+                    format_args!(
+                        "clean stop: {saved} live lease{} saved in {}",
+                        if saved == 1 { "" } else { "s" },
+                        crate::persist::snapshot::path(persist.dir()).display()
+                    ),
+                ),
+                Err(e) => crate::log::write(
+                    crate::log::Level::Error,
+                    format_args!(
+                        "cannot write the snapshot in {}: {e}; the next start treats this \
+                         stop as a crash",
+                        persist.dir().display()
+                    ),
+                ),
+            }
         }
         true
     }
@@ -260,15 +312,42 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         None => None,
     };
     let counting = admin_listener.is_some();
+    let clock = Clock::new();
+    let (persist, restored) = match &config.data_dir {
+        Some(dir) => {
+            let (persist, restored) =
+                crate::persist::recover(dir, clock.epoch).map_err(StartError::Persist)?;
+            (Some(persist), restored)
+        }
+        None => (None, Vec::new()),
+    };
+    // Each saved lease goes to the shard that owns it under this run's worker count.
+    let router = Router::new(workers);
+    let mut restore: Vec<Vec<(StoreId, Restored)>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut orphans = Vec::new();
+    for lease in restored {
+        match config.stores.iter().position(|s| *s == lease.store) {
+            // The store count is bounded by MAX_STORES, which fits a u16.
+            Some(at) => {
+                let store = StoreId(at as u16);
+                restore[router.shard_of(store, &lease.resource).0].push((store, lease));
+            }
+            None => orphans.push(lease),
+        }
+    }
     let shared = Arc::new(Shared {
         inboxes: (0..workers)
             .map(|_| Inbox::new(INBOX_REQUESTS, MAX_IN_FLIGHT_PER_WORKER))
             .collect(),
-        clock: Clock::new(),
+        clock,
         connections: AtomicUsize::new(0),
         shutting_down: AtomicBool::new(false),
         accepted: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         metrics: (0..workers).map(|_| WorkerMetrics::new(counting)).collect(),
+        persist,
+        restore: Mutex::new(restore),
+        orphans,
+        left: Mutex::new(Vec::new()),
         config,
     });
     let (exit_tx, exited) = mpsc::channel();
@@ -417,8 +496,33 @@ pub fn run_until_signal(config: Config, name: &str) -> std::process::ExitCode {
         ),
         None => format!("{name} metrics off (--metrics-listen off)"),
     };
+    let safety = match server.restart_safety() {
+        None => format!(
+            "{name} restart safety off: no --data-dir, so leases and fencing tokens do not \
+             survive a restart"
+        ),
+        Some((dir, last)) => {
+            let how = match last {
+                LastStop::Fresh => "fresh data dir".to_string(),
+                LastStop::Clean { leases } => format!(
+                    "resumed {leases} lease{} from a clean snapshot",
+                    if leases == 1 { "" } else { "s" }
+                ),
+                LastStop::Unclean { refuse_ms } => {
+                    format!("the last run did not stop cleanly; refusing grants for {refuse_ms} ms")
+                }
+            };
+            format!(
+                "{name} restart safety on (data dir {}): {how}",
+                dir.display()
+            )
+        }
+    };
+    for note in server.restart_notes() {
+        crate::log::write(crate::log::Level::Error, format_args!("{note}"));
+    }
     let lines = format!(
-        "{name} {} listening on http://{} with {} worker{}, {}, stores: {}, api token {}\n{admin}\n",
+        "{name} {} listening on http://{} with {} worker{}, {}, stores: {}, api token {}\n{admin}\n{safety}\n",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
         server.workers(),

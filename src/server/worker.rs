@@ -25,6 +25,7 @@ use super::{Driver, Forward, Holder, HolderQuery, Mail, Reply, Shared, StartErro
 use crate::api::{Answer, Api, ApiConfig, OpKind};
 use crate::lease::{LeaseTable, StoreId};
 use crate::metrics::{Limit, WorkerMetrics};
+use crate::persist::Restored;
 use crate::shard::{Router, ShardId};
 
 /// How often, at most, a worker reclaims the memory of expired leases. Expiry itself is
@@ -107,6 +108,9 @@ pub(super) struct Worker {
     pub reaper: Reaper,
     /// Tasks letting the others run; see [`Yields`].
     pub yields: Yields,
+    /// With `--data-dir`: grants carry fencing tokens, and try-locks are refused before this
+    /// tick (after an unclean stop, until the last run's leases have surely ended).
+    pub refuse_until_ms: Option<u64>,
 }
 
 impl Worker {
@@ -123,13 +127,23 @@ impl Worker {
     ) -> Answer {
         let mut table = self.table.borrow_mut();
         let answer = match kind {
-            OpKind::TryLock { expiry_s } => Answer::TryLock(table.try_lock(
-                store,
-                resource,
-                owner,
-                u64::from(expiry_s) * 1000,
-                now_ms,
-            )),
+            OpKind::TryLock { expiry_s } => {
+                let ttl_ms = u64::from(expiry_s) * 1000;
+                match self.refuse_until_ms {
+                    None => Answer::TryLock(table.try_lock(store, resource, owner, ttl_ms, now_ms)),
+                    Some(until_ms) if now_ms < until_ms => Answer::TryLock(Ok(false)),
+                    Some(_) => {
+                        match table.try_lock_fenced(store, resource, owner, ttl_ms, now_ms) {
+                            Ok(Some(token)) => Answer::Granted {
+                                token,
+                                last_live_ms: now_ms.saturating_add(ttl_ms),
+                            },
+                            Ok(None) => Answer::TryLock(Ok(false)),
+                            Err(e) => Answer::TryLock(Err(e)),
+                        }
+                    }
+                }
+            }
             OpKind::Unlock => Answer::Unlock(table.unlock(store, resource, owner, now_ms)),
         };
         self.metrics().set_leases(table.len());
@@ -198,15 +212,44 @@ async fn main(spec: Spec) {
     };
     let bound = listener.local_addr().unwrap_or(addr);
     let config = &shared.config;
+    let mut table = LeaseTable::new(config.max_leases_per_shard());
+    if let Some(persist) = &shared.persist {
+        table.enable_fencing(persist.first_token);
+        let mine = std::mem::take(
+            &mut shared
+                .restore
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())[id],
+        );
+        let now_ms = shared.clock.now_ms();
+        for (store, lease) in mine {
+            // Only a smaller --max-leases than the last run's can refuse one.
+            if let Err(e) = table.restore(
+                store,
+                &lease.resource,
+                &lease.owner,
+                lease.last_live_ms,
+                lease.token,
+                now_ms,
+            ) {
+                crate::log::write(
+                    crate::log::Level::Error,
+                    format_args!("a saved lease could not be put back on worker {id}: {e}"),
+                );
+            }
+        }
+    }
     let worker = Rc::new(Worker {
         id: ShardId(id),
         router: Router::new(config.workers),
-        table: RefCell::new(LeaseTable::new(config.max_leases_per_shard())),
+        refuse_until_ms: shared.persist.as_ref().map(|p| p.refuse_until_ms),
+        table: RefCell::new(table),
         api: RefCell::new(Api::new(ApiConfig {
             stores: config.stores.clone(),
             app_id: config.app_id.clone(),
             api_token: config.api_token.clone(),
             max_id_bytes: config.max_id_bytes,
+            max_expiry_s: config.max_expiry_s,
         })),
         pending: Pending::new(super::MAX_IN_FLIGHT_PER_WORKER),
         shutdown: Signal::default(),
@@ -223,7 +266,30 @@ async fn main(spec: Spec) {
     monoio::spawn(async move { yielder.yields.run().await });
     monoio::spawn(accept_loop(worker.clone(), listener));
     monoio::spawn(housekeeping(worker.clone()));
-    mail_loop(worker).await;
+    mail_loop(worker.clone()).await;
+    leave_leases(&worker);
+}
+
+/// At a clean stop, once nothing more is granted here: hands this shard's live leases over
+/// for the snapshot.
+fn leave_leases(worker: &Worker) {
+    let shared = &worker.shared;
+    if shared.persist.is_none() {
+        return;
+    }
+    let now_ms = shared.clock.now_ms();
+    let table = worker.table.borrow();
+    let mut left = shared
+        .left
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    left.extend(table.live(now_ms).map(|lease| Restored {
+        store: shared.config.stores[usize::from(lease.store.0)].clone(),
+        resource: lease.resource.to_vec(),
+        owner: lease.owner.to_vec(),
+        last_live_ms: lease.last_live_ms,
+        token: lease.token,
+    }));
 }
 
 /// Answers requests forwarded by other workers and delivers replies to this worker's

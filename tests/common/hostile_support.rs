@@ -456,7 +456,7 @@ impl Good {
     /// One request (a lock, or the unlock of the lock just taken) and its checked answer.
     pub fn step(&mut self) -> Result<Duration, String> {
         let resource = format!("good-{}", (self.round / 2) % GOOD_RESOURCES);
-        let (request, want) = if self.round % 2 == 0 {
+        let (request, want) = if self.round.is_multiple_of(2) {
             (
                 post(
                     "/v1.0-alpha1/lock/lockstore",
