@@ -1,0 +1,1180 @@
+//! Restart safety of the real `dlockd` binary with `--data-dir`: through SIGTERM restarts every
+//! acknowledged lease is kept and its time keeps running while the server is down; through
+//! kill -9 the new process refuses grants until every lease the dead one acknowledged has
+//! ended; fencing tokens only grow, across both; damaged snapshots are refused whole; a data
+//! dir serves one process at a time.
+//!
+//! Each test starts its own processes (`--listen 127.0.0.1:0`, so its own ports) on its own
+//! temporary data dir, removed at the end. Both pipes of every child are drained for its whole
+//! life, and stderr is kept for assertions and for the failure message.
+//!
+//! Ground rules: every wait has a deadline and waits for a condition; the only sleeps are the
+//! deliberate downtime of `downtime_counts_against_leases` and the pacing of clients.
+
+mod common;
+#[path = "common/history.rs"]
+mod history;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{error_body, lock_body, post, unlock_body, Response, LOCKED, NOT_LOCKED};
+use history::{End, History, Kind, Op, Outcome};
+
+const LOCK: &str = "/v1.0-alpha1/lock/lockstore";
+const UNLOCK: &str = "/v1.0-alpha1/unlock/lockstore";
+/// The fencing token's header on a granted lock.
+const FENCE: &str = "Dapr-Lock-Fence";
+/// A start, until the three start-up lines are out (a debug build on a loaded 2-core VM).
+const START_WITHIN: Duration = Duration::from_secs(10);
+/// SIGTERM: drain, write the snapshot, exit 0.
+const STOP_WITHIN: Duration = Duration::from_secs(10);
+/// One request on a live server; past it the outcome counts as unknown.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How late a crash horizon may end beyond its documented bound (`E + 1.2 s`): the probe's
+/// pacing, a debug build, two cores shared with the load.
+const SLACK: Duration = Duration::from_secs(1);
+/// The documented margin of a crash horizon beyond the longest expiry granted.
+const CRASH_MARGIN: Duration = Duration::from_millis(1200);
+/// Keeps the collected stderr of a child bounded.
+const STDERR_LIMIT: usize = 1 << 20;
+
+// ---------------------------------------------------------------------------------------------
+// A temporary data dir and the server process.
+
+/// A data dir path under the system temp dir, unique to this test and process, not created
+/// (the server creates it), removed on drop.
+struct DataDir {
+    path: PathBuf,
+}
+
+impl DataDir {
+    fn new(test: &str) -> DataDir {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "dlockd-restart-{test}-{}-{nanos}",
+            std::process::id()
+        ));
+        assert!(
+            !path.exists(),
+            "temp data dir {} already exists",
+            path.display()
+        );
+        DataDir { path }
+    }
+
+    fn arg(&self) -> &str {
+        self.path
+            .to_str()
+            .expect("the temp dir path is UTF-8, so it can be passed as a flag")
+    }
+
+    fn snapshot(&self) -> PathBuf {
+        self.path.join("snapshot")
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A `dlockd` child process. Killed on drop; its stderr is printed if the test fails.
+struct Dlockd {
+    child: Child,
+    args: Vec<String>,
+    /// Just before the spawn: the server's own start (and its clock) comes later.
+    spawned_at: Instant,
+    stdout: Receiver<String>,
+    /// Stdout lines read so far (the three start-up lines once `start` returns).
+    lines: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
+    addr: Option<SocketAddr>,
+}
+
+impl Dlockd {
+    /// Spawns `dlockd --listen 127.0.0.1:0 --metrics-listen off <args>` without waiting for
+    /// anything; the environment's DLOCKD_* and DAPR_* settings are removed.
+    fn spawn(args: &[&str]) -> Dlockd {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlockd"));
+        for (name, _) in std::env::vars_os() {
+            let text = name.to_string_lossy();
+            if text.starts_with("DLOCKD_") || text.starts_with("DAPR_") || text == "RUST_LOG" {
+                cmd.env_remove(&name);
+            }
+        }
+        cmd.args(["--listen", "127.0.0.1:0", "--metrics-listen", "off"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawned_at = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .expect("spawn the dlockd binary that cargo built for this test");
+        let stdout = child.stdout.take().expect("dlockd's stdout is piped");
+        let stderr = child.stderr.take().expect("dlockd's stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        // Both pipes are read for the child's whole life: a full pipe would block the server
+        // on its next write and look like a wedged server.
+        std::thread::spawn(move || {
+            for_each_line(stdout, |line| {
+                let _ = tx.send(line);
+            })
+        });
+        let collected = Arc::new(Mutex::new(String::new()));
+        let sink = collected.clone();
+        let stderr_reader = std::thread::spawn(move || {
+            for_each_line(stderr, |line| {
+                let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
+                if all.len() < STDERR_LIMIT {
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            })
+        });
+        Dlockd {
+            child,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            spawned_at,
+            stdout: rx,
+            lines: Vec::new(),
+            stderr: collected,
+            stderr_reader: Some(stderr_reader),
+            addr: None,
+        }
+    }
+
+    /// Spawns the server and waits for its three start-up lines: the address, metrics, and
+    /// restart safety.
+    fn start(args: &[&str]) -> Dlockd {
+        let mut d = Dlockd::spawn(args);
+        let deadline = d.spawned_at + START_WITHIN;
+        while d.lines.len() < 3 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match d.stdout.recv_timeout(left) {
+                Ok(line) => d.lines.push(line),
+                Err(e) => d.fail(&format!(
+                    "did not print its three start-up lines within {START_WITHIN:?} ({e})"
+                )),
+            }
+        }
+        let addr = d.lines[0]
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok());
+        match addr {
+            Some(addr) => d.addr = Some(addr),
+            None => d.fail("printed no address in its first line"),
+        }
+        d
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr.expect("the server has started")
+    }
+
+    /// The third start-up line.
+    fn safety_line(&self) -> &str {
+        &self.lines[2]
+    }
+
+    /// M of `refusing grants for M ms` in the third line.
+    fn refusing_for(&self) -> Duration {
+        let ms = self
+            .safety_line()
+            .split("refusing grants for ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|m| m.parse::<u64>().ok());
+        match ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => panic!(
+                "no `refusing grants for M ms` in the start-up line {:?}",
+                self.safety_line()
+            ),
+        }
+    }
+
+    /// Until this instant every TryLock must be refused: the server computed its horizon
+    /// after `spawned_at`, so it ends no earlier than `spawned_at + M`.
+    fn surely_refusing_until(&self) -> Instant {
+        self.spawned_at + self.refusing_for()
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Kills the child, reads its stderr to the end and panics with it.
+    fn fail(&mut self, what: &str) -> ! {
+        let _ = self.child.kill();
+        let status = self.child.wait();
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        let stderr = self.stderr_text();
+        // Already said here; the drop need not say it again.
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        panic!(
+            "dlockd {:?} {what}; exit {status:?}; stdout so far {:?}; stderr:\n{stderr}",
+            self.args, self.lines
+        )
+    }
+
+    /// kill -9. Returns the instant just before the signal, once the process is gone.
+    fn kill9(&mut self) -> Instant {
+        let at = Instant::now();
+        self.child.kill().expect("SIGKILL the running dlockd");
+        self.child.wait().expect("reap the killed dlockd");
+        at
+    }
+
+    /// SIGTERM, then the exit status, which must come within `STOP_WITHIN`.
+    fn terminate(&mut self) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill(1) to send SIGTERM");
+        assert!(sent.success(), "kill -TERM {} failed", self.child.id());
+        self.wait_exit(STOP_WITHIN)
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() >= deadline => {
+                    self.fail(&format!("did not exit within {within:?}"))
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => self.fail(&format!("could not be waited for: {e}")),
+            }
+        }
+    }
+
+    /// Once the process has exited: all it wrote to stderr.
+    fn stderr_to_end(&mut self) -> String {
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        self.stderr_text()
+    }
+
+    /// Waits for a stderr line for which `wanted` holds, and returns it.
+    fn wait_stderr_line(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + START_WITHIN;
+        loop {
+            if let Some(line) = self.stderr_text().lines().find(|l| wanted(l)) {
+                return line.to_string();
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("wrote no stderr line {what}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Dlockd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let stderr = self.stderr_text();
+            if !stderr.is_empty() {
+                eprintln!("dlockd {:?} stderr:\n{stderr}", self.args);
+            }
+        }
+    }
+}
+
+fn for_each_line(from: impl Read, mut each: impl FnMut(String)) {
+    let mut reader = BufReader::new(from);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => each(String::from_utf8_lossy(&line).trim_end().to_string()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A client whose failures are values: a crash breaks its connection, and that is an outcome.
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn connect(addr: SocketAddr) -> io::Result<Conn> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+        stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Connects to a server that is up; failing is the test's failure.
+    fn open(addr: SocketAddr) -> Conn {
+        Conn::connect(addr)
+            .unwrap_or_else(|e| panic!("connect to the running dlockd at {addr}: {e}"))
+    }
+
+    fn post(&mut self, path: &str, body: &str) -> io::Result<Response> {
+        self.stream.write_all(post(path, body).as_bytes())?;
+        self.read_response()
+    }
+
+    fn lock(&mut self, resource: &str, owner: &str, expiry_s: i64) -> io::Result<Response> {
+        self.post(LOCK, &lock_body(resource, owner, expiry_s))
+    }
+
+    fn unlock(&mut self, resource: &str, owner: &str) -> io::Result<Response> {
+        self.post(UNLOCK, &unlock_body(resource, owner))
+    }
+
+    fn read_response(&mut self) -> io::Result<Response> {
+        let broken = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+        let head_end = loop {
+            if let Some(i) = common::find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill()?;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end])
+            .map_err(|_| broken("a head that is not ASCII"))?
+            .to_string();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.strip_prefix("HTTP/1.1 "))
+            .and_then(|l| l.get(..3))
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| broken("a bad status line"))?;
+        let mut headers = Vec::new();
+        for line in lines.filter(|l| !l.is_empty()) {
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| broken("a header line without a colon"))?;
+            headers.push((name.to_string(), value.trim().to_string()));
+        }
+        let len = match headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        {
+            Some((_, v)) => v.parse().map_err(|_| broken("a bad Content-Length"))?,
+            None => 0,
+        };
+        while self.buf.len() < head_end + len {
+            self.fill()?;
+        }
+        let body = self.buf[head_end..head_end + len].to_vec();
+        self.buf.drain(..head_end + len);
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The answer to a request that must be answered (the server is up and well).
+#[track_caller]
+fn answered(r: io::Result<Response>, what: &str) -> Response {
+    r.unwrap_or_else(|e| panic!("{what}: no answer from the running dlockd: {e}"))
+}
+
+/// The fencing token of an answer, if it carries one; a malformed one fails the test.
+#[track_caller]
+fn fence_of(r: &Response) -> Option<u64> {
+    r.header(FENCE).map(|v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{FENCE}: {v:?} is not a decimal u64"))
+    })
+}
+
+/// `200 {"success":true}`; returns its fence, which must be there.
+#[track_caller]
+fn assert_granted(r: &Response, what: &str) -> u64 {
+    assert_eq!(
+        (r.status, r.body_str()),
+        (200, LOCKED),
+        "{what}: not granted"
+    );
+    fence_of(r).unwrap_or_else(|| panic!("{what}: granted without a {FENCE} header: {r:?}"))
+}
+
+/// `200 {"success":false}`, without a fence.
+#[track_caller]
+fn assert_refused(r: &Response, what: &str) {
+    assert_eq!(
+        (r.status, r.body_str()),
+        (200, NOT_LOCKED),
+        "{what}: not refused"
+    );
+    assert_eq!(r.header(FENCE), None, "{what}: a refusal carries a fence");
+}
+
+/// `200 {"status":N}`, without a fence.
+#[track_caller]
+fn assert_unlock_status(r: &Response, status: u8, what: &str) {
+    let expected = format!(r#"{{"status":{status}}}"#);
+    assert_eq!(
+        (r.status, r.body_str()),
+        (200, expected.as_str()),
+        "{what}: wrong unlock answer"
+    );
+    assert_eq!(
+        r.header(FENCE),
+        None,
+        "{what}: an unlock answer carries a fence"
+    );
+}
+
+/// What a client learned from `r`. Answers outside the contract fail the test at once: only a
+/// broken connection is an unknown outcome.
+#[track_caller]
+fn outcome(kind: Kind, r: &io::Result<Response>) -> Outcome {
+    let Ok(r) = r else {
+        return Outcome::Unknown;
+    };
+    let granted = r.status == 200 && r.body_str() == LOCKED;
+    if !(granted && matches!(kind, Kind::Lock { .. })) {
+        assert_eq!(r.header(FENCE), None, "only a grant carries a fence: {r:?}");
+    }
+    if r.status != 200 {
+        return Outcome::Error(r.status);
+    }
+    match (kind, r.body_str()) {
+        (Kind::Lock { .. }, LOCKED) => Outcome::Granted { fence: fence_of(r) },
+        (Kind::Lock { .. }, NOT_LOCKED) => Outcome::Refused,
+        (Kind::Unlock, body) => {
+            let status = body
+                .strip_prefix(r#"{"status":"#)
+                .and_then(|b| b.strip_suffix('}'))
+                .and_then(|n| n.parse().ok());
+            match status {
+                Some(n) => Outcome::Unlocked(n),
+                None => panic!("an unlock answer outside the contract: {r:?}"),
+            }
+        }
+        (Kind::Lock { .. }, _) => panic!("a lock answer outside the contract: {r:?}"),
+    }
+}
+
+/// Performs one call on `conn` and records it.
+fn record(conn: &mut Conn, client: usize, resource: &str, owner: &str, kind: Kind) -> Op {
+    let invoke = Instant::now();
+    let r = match kind {
+        Kind::Lock { ttl } => conn.lock(resource, owner, ttl.as_secs() as i64),
+        Kind::Unlock => conn.unlock(resource, owner),
+    };
+    let ret = Instant::now();
+    Op {
+        client,
+        resource: resource.to_string(),
+        owner: owner.to_string(),
+        kind,
+        outcome: outcome(kind, &r),
+        invoke,
+        ret,
+    }
+}
+
+/// Polls `done` every few milliseconds until it holds, or panics naming `what`.
+#[track_caller]
+fn wait_until(what: &str, deadline: Instant, mut done: impl FnMut() -> bool) {
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// SplitMix64: the clients' choices, reproducible from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The crash under load.
+
+/// Where the load goes: the server's generation (0 before the crash, 1 after) and its
+/// address, `None` while it is down.
+struct Load {
+    target: Mutex<(usize, Option<SocketAddr>)>,
+    stop: AtomicBool,
+    /// Grants per generation.
+    grants: [AtomicUsize; 2],
+}
+
+impl Load {
+    fn target(&self) -> (usize, Option<SocketAddr>) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn aim(&self, generation: usize, addr: Option<SocketAddr>) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = (generation, addr);
+    }
+}
+
+const LOAD_CLIENTS: usize = 14;
+const LOAD_RESOURCES: u64 = 7;
+/// The longest ttl the clients use (they pick 1 or 2 s): E of the crash horizon.
+const LOAD_MAX_TTL: Duration = Duration::from_secs(2);
+const LOAD_MAX_HOLD_MS: u64 = 300;
+const PROBE_CLIENT: usize = 1000;
+
+/// One load client: lock a random resource with a fresh owner; when granted, hold it
+/// 0–300 ms and unlock it (one time in five it lets the lease expire instead). A failed
+/// request is recorded as unknown and the client reconnects to whatever server is current.
+/// Returns its operations, each with the generation of the server it went to.
+fn load_client(id: usize, seed: u64, load: &Load) -> Vec<(usize, Op)> {
+    let mut rng = Rng(seed);
+    let mut ops = Vec::new();
+    let mut conn: Option<(usize, Conn)> = None;
+    let mut n = 0;
+    while !load.stop.load(Ordering::Relaxed) {
+        let (generation, addr) = load.target();
+        if conn.as_ref().is_none_or(|(g, _)| *g != generation) {
+            conn = None;
+            let Some(addr) = addr else {
+                // Backoff until the new address is known.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            match Conn::connect(addr) {
+                Ok(c) => conn = Some((generation, c)),
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(10 + rng.below(10)));
+                    continue;
+                }
+            }
+        }
+        let Some((generation, c)) = conn.as_mut() else {
+            continue;
+        };
+        let generation = *generation;
+        n += 1;
+        let owner = format!("c{id}-{n}");
+        let resource = format!("res-{}", rng.below(LOAD_RESOURCES));
+        let ttl = Duration::from_secs(1 + rng.below(2));
+        let op = record(c, id, &resource, &owner, Kind::Lock { ttl });
+        let got = op.outcome;
+        ops.push((generation, op));
+        match got {
+            Outcome::Granted { .. } => {
+                load.grants[generation].fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(rng.below(LOAD_MAX_HOLD_MS + 1)));
+                if rng.below(5) != 0 {
+                    let op = record(c, id, &resource, &owner, Kind::Unlock);
+                    let got = op.outcome;
+                    ops.push((generation, op));
+                    if got == Outcome::Unknown {
+                        conn = None;
+                    }
+                }
+            }
+            Outcome::Unknown => conn = None,
+            _ => std::thread::sleep(Duration::from_millis(5 + rng.below(20))),
+        }
+    }
+    ops
+}
+
+// Mutual exclusion and growing fences hold across a kill -9 under load, and the crash costs
+// no more than documented: the new process grants nothing until every lease the dead one
+// acknowledged has ended, and grants again within E + 1.2 s of the crash (E the longest ttl
+// granted), plus slack.
+#[test]
+fn crash_under_load_keeps_mutual_exclusion() {
+    let dir = DataDir::new("crash");
+    let args = ["--data-dir", dir.arg(), "--workers", "2"];
+    let mut first = Dlockd::start(&args);
+    assert!(
+        first.safety_line().ends_with("): fresh data dir"),
+        "{:?}",
+        first.safety_line()
+    );
+    let origin = Instant::now();
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    println!("crash_under_load: seed {seed}");
+    let load = Arc::new(Load {
+        target: Mutex::new((0, Some(first.addr()))),
+        stop: AtomicBool::new(false),
+        grants: [AtomicUsize::new(0), AtomicUsize::new(0)],
+    });
+    let clients: Vec<JoinHandle<Vec<(usize, Op)>>> = (0..LOAD_CLIENTS)
+        .map(|id| {
+            let load = load.clone();
+            let seed = seed ^ (id as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
+            std::thread::spawn(move || load_client(id, seed, &load))
+        })
+        .collect();
+    // Stops the clients even if an assertion below fails first.
+    struct StopOnDrop(Arc<Load>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.stop.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop = StopOnDrop(load.clone());
+
+    wait_until(
+        "1.5 s of load with some grants before the crash",
+        origin + Duration::from_secs(10),
+        || {
+            origin.elapsed() >= Duration::from_millis(1500)
+                && load.grants[0].load(Ordering::Relaxed) > 0
+        },
+    );
+    let killed_at = first.kill9();
+    load.aim(1, None);
+    let second = Dlockd::start(&args);
+    load.aim(1, Some(second.addr()));
+    let restarted_at = Instant::now();
+    assert!(
+        second
+            .safety_line()
+            .contains("): the last run did not stop cleanly; refusing grants for "),
+        "{:?}",
+        second.safety_line()
+    );
+
+    // The probe: a resource nobody else uses, every 20 ms until granted.
+    let bound = LOAD_MAX_TTL + CRASH_MARGIN + SLACK;
+    let give_up = killed_at + bound + Duration::from_secs(5);
+    let mut probe = Conn::open(second.addr());
+    let mut probe_ops = Vec::new();
+    let probe_granted_at = loop {
+        let kind = Kind::Lock {
+            ttl: Duration::from_secs(1),
+        };
+        let op = record(&mut probe, PROBE_CLIENT, "probe", "prober", kind);
+        let (got, ret) = (op.outcome, op.ret);
+        probe_ops.push(op);
+        match got {
+            Outcome::Granted { .. } => break ret,
+            Outcome::Refused => {}
+            other => panic!("the probe got {other:?} from the restarted server"),
+        }
+        assert!(
+            Instant::now() < give_up,
+            "the probe was not granted within {:?} of the crash",
+            give_up - killed_at
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // More load after the restart: 3.5 s in all, and at least 0.8 s of it with grants.
+    let until = (restarted_at + Duration::from_millis(3500))
+        .max(probe_granted_at + Duration::from_millis(800));
+    wait_until(
+        "load after the restart with some client grants",
+        until + Duration::from_secs(5),
+        || Instant::now() >= until && load.grants[1].load(Ordering::Relaxed) > 0,
+    );
+    load.stop.store(true, Ordering::Relaxed);
+
+    let mut history = History::new(origin);
+    let mut generation = Vec::new();
+    for client in clients {
+        let ops = client
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        for (g, op) in ops {
+            generation.push(g);
+            history.push(op);
+        }
+    }
+    for op in probe_ops {
+        generation.push(1);
+        history.push(op);
+    }
+
+    let report = history.check();
+    println!(
+        "crash_under_load: kill at {}, restart at {} ({:?} refusing), probe granted at {} \
+         ({:?} after the kill)",
+        history.at(killed_at),
+        history.at(restarted_at),
+        second.refusing_for(),
+        history.at(probe_granted_at),
+        probe_granted_at - killed_at
+    );
+    report.assert_clean();
+    println!("{report}");
+    assert_eq!(
+        report.total().grants_without_fence,
+        0,
+        "with a data dir every grant carries a fence\n{report}"
+    );
+
+    let grants_in = |g: usize| -> Vec<usize> {
+        (0..history.ops.len())
+            .filter(|&i| generation[i] == g && history.ops[i].is_grant())
+            .collect()
+    };
+    let before = grants_in(0);
+    let after: Vec<usize> = grants_in(1)
+        .into_iter()
+        .filter(|&i| history.ops[i].client != PROBE_CLIENT)
+        .collect();
+    assert!(!before.is_empty(), "no grant before the crash\n{report}");
+    assert!(
+        !after.is_empty(),
+        "no client grant after the restart\n{report}"
+    );
+
+    // Every lease acknowledged before the crash and not released had ended before the first
+    // grant after it.
+    let released = |i: usize| match history.entitlement(i).map(|e| e.ended_by) {
+        Some(End::Unlock(u)) => history.ops[u].outcome == Outcome::Unlocked(0),
+        _ => false,
+    };
+    let last_lease = before
+        .iter()
+        .filter(|&&i| !released(i))
+        .max_by_key(|&&i| history.ops[i].invoke + history.ops[i].ttl().unwrap_or_default());
+    let first_after = grants_in(1)
+        .into_iter()
+        .min_by_key(|&i| history.ops[i].ret)
+        .expect("the probe's grant at least");
+    if let Some(&last) = last_lease {
+        let op = &history.ops[last];
+        let ends = op.invoke + op.ttl().unwrap_or_default();
+        assert!(
+            history.ops[first_after].ret >= ends,
+            "{} was granted before {} had ended (at {})",
+            history.describe(first_after),
+            history.describe(last),
+            history.at(ends)
+        );
+    }
+    // While the server said it refuses, it refused.
+    let refusing_until = second.surely_refusing_until();
+    for i in grants_in(1) {
+        assert!(
+            history.ops[i].ret >= refusing_until,
+            "{} was granted before the announced horizon {}",
+            history.describe(i),
+            history.at(refusing_until)
+        );
+    }
+    assert!(
+        probe_granted_at - killed_at <= bound,
+        "grants resumed {:?} after the crash; the bound is E {LOAD_MAX_TTL:?} + \
+         {CRASH_MARGIN:?} + slack {SLACK:?}",
+        probe_granted_at - killed_at
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clean restarts.
+
+// A SIGTERM restart keeps every acknowledged lease with its owner (another owner is refused,
+// the holder's unlock releases it) and fences keep growing: per resource and for a fresh one.
+#[test]
+fn clean_restart_keeps_every_lease() {
+    const LEASES: usize = 20;
+    let dir = DataDir::new("clean");
+    let args = ["--data-dir", dir.arg(), "--workers", "2"];
+    let mut first = Dlockd::start(&args);
+    assert_eq!(
+        first.safety_line(),
+        format!(
+            "dlockd restart safety on (data dir {}): fresh data dir",
+            dir.arg()
+        )
+    );
+    assert!(dir.path.is_dir(), "the data dir was not created");
+    let mut c = Conn::open(first.addr());
+    let mut fences = Vec::new();
+    for i in 0..LEASES {
+        let r = answered(
+            c.lock(&format!("lease-{i}"), &format!("holder-{i}"), 10),
+            "lock",
+        );
+        fences.push(assert_granted(&r, &format!("lease-{i}")));
+    }
+    drop(c);
+    let status = first.terminate();
+    assert_eq!(status.code(), Some(0), "SIGTERM must exit 0");
+    assert!(
+        dir.snapshot().is_file(),
+        "no snapshot at {}",
+        dir.snapshot().display()
+    );
+
+    let second = Dlockd::start(&args);
+    assert!(
+        second
+            .safety_line()
+            .ends_with(&format!("): resumed {LEASES} leases from a clean snapshot")),
+        "{:?}",
+        second.safety_line()
+    );
+    let mut c = Conn::open(second.addr());
+    // Fences are only ordered per resource within a run; across a restart every new one is
+    // above every one handed out before it.
+    let highest_before = fences.iter().copied().max().unwrap_or(0);
+    for (i, &before) in fences.iter().enumerate() {
+        let (resource, holder) = (format!("lease-{i}"), format!("holder-{i}"));
+        let r = answered(c.lock(&resource, "thief", 10), "lock");
+        assert_refused(
+            &r,
+            &format!("{resource} by another owner after the restart"),
+        );
+        let r = answered(c.unlock(&resource, &holder), "unlock");
+        assert_unlock_status(
+            &r,
+            0,
+            &format!("{resource} by its holder after the restart"),
+        );
+        let r = answered(c.lock(&resource, "next", 10), "lock");
+        let fence = assert_granted(&r, &format!("{resource} once released"));
+        assert!(
+            fence > before,
+            "{resource}: fence {fence} after the restart, {before} before"
+        );
+    }
+    let r = answered(c.lock("fresh", "newcomer", 10), "lock");
+    let fence = assert_granted(&r, "a fresh resource after a clean restart");
+    assert!(
+        fence > highest_before,
+        "a fresh resource's fence {fence} is not above every one before the restart \
+         ({highest_before}; all: {fences:?})"
+    );
+}
+
+// Fences of one resource grow across restarts that change the worker count (so a resource
+// moves to another shard), after a clean stop and after a crash alike.
+#[test]
+fn fences_grow_when_the_worker_count_changes() {
+    const RESOURCES: usize = 12;
+    let dir = DataDir::new("reshard");
+    let mut last = vec![0u64; RESOURCES];
+    // Resource k is taken k + 1 times, so the shards' counters drift apart.
+    let take_all = |server: &Dlockd, last: &mut [u64], rounds: fn(usize) -> usize| {
+        let mut c = Conn::open(server.addr());
+        for (k, last) in last.iter_mut().enumerate() {
+            for _ in 0..rounds(k) {
+                let resource = format!("moved-{k}");
+                let r = answered(c.lock(&resource, "o", 1), "lock");
+                let fence = assert_granted(&r, &resource);
+                assert!(fence > *last, "{resource}: fence {fence} after {last}");
+                *last = fence;
+                let r = answered(c.unlock(&resource, "o"), "unlock");
+                assert_unlock_status(&r, 0, &resource);
+            }
+        }
+    };
+    let mut server = Dlockd::start(&["--data-dir", dir.arg(), "--workers", "2"]);
+    take_all(&server, &mut last, |k| k + 1);
+    assert_eq!(server.terminate().code(), Some(0), "SIGTERM must exit 0");
+
+    let mut server = Dlockd::start(&["--data-dir", dir.arg(), "--workers", "1"]);
+    assert!(
+        server
+            .safety_line()
+            .ends_with("): resumed 0 leases from a clean snapshot"),
+        "{:?}",
+        server.safety_line()
+    );
+    take_all(&server, &mut last, |k| RESOURCES - k);
+    server.kill9();
+
+    let server = Dlockd::start(&["--data-dir", dir.arg(), "--workers", "2"]);
+    let mut c = Conn::open(server.addr());
+    let deadline = Instant::now() + Duration::from_secs(1) + CRASH_MARGIN + SLACK;
+    wait_until("grants after the crash", deadline, || {
+        let r = answered(c.lock("moved-0", "o", 1), "lock");
+        if r.body_str() != LOCKED {
+            return false;
+        }
+        let fence = assert_granted(&r, "moved-0");
+        assert!(fence > last[0], "moved-0: fence {fence} after {}", last[0]);
+        last[0] = fence;
+        assert_unlock_status(&answered(c.unlock("moved-0", "o"), "unlock"), 0, "moved-0");
+        true
+    });
+    take_all(&server, &mut last, |_| 1);
+}
+
+// Time spent down counts against a lease: a 3 s lease taken before a SIGTERM restart with
+// 1.5 s of downtime ends 3 s after it was granted (never earlier, at most ~1 s later).
+#[test]
+fn downtime_counts_against_leases() {
+    const TTL: Duration = Duration::from_secs(3);
+    let dir = DataDir::new("downtime");
+    let args = ["--data-dir", dir.arg(), "--workers", "2"];
+    let mut first = Dlockd::start(&args);
+    let mut c = Conn::open(first.addr());
+    let invoke = Instant::now();
+    let r = answered(c.lock("short", "holder", TTL.as_secs() as i64), "lock");
+    let ret = Instant::now();
+    assert_granted(&r, "the lease");
+    drop(c);
+    assert_eq!(first.terminate().code(), Some(0), "SIGTERM must exit 0");
+    // The deliberate downtime.
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = Dlockd::start(&args);
+    assert!(
+        second.safety_line().contains("): resumed 1 lease"),
+        "{:?}",
+        second.safety_line()
+    );
+    let mut c = Conn::open(second.addr());
+    let ends = invoke + TTL;
+    let due = ret + TTL + SLACK;
+    let mut refused_in_time = 0;
+    let granted_at = loop {
+        let poll_invoke = Instant::now();
+        let r = answered(c.lock("short", "poller", 1), "poll");
+        let poll_ret = Instant::now();
+        if r.body_str() == LOCKED {
+            assert_granted(&r, "the poll");
+            assert!(
+                poll_ret >= ends,
+                "granted to another owner {:?} after the lease was asked for, before its \
+                 {TTL:?} had run",
+                poll_ret - invoke
+            );
+            break poll_ret;
+        }
+        assert_refused(&r, "a poll while the lease is held");
+        if poll_ret < ends {
+            refused_in_time += 1;
+        }
+        assert!(
+            poll_invoke < due,
+            "no grant by {:?} after the lease was granted",
+            due - ret
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        granted_at <= due,
+        "the lease ended {:?} after it was granted; at most {:?}",
+        granted_at - ret,
+        TTL + SLACK
+    );
+    assert!(
+        refused_in_time > 0,
+        "the restart took so long that no poll came before the lease ended: the test proved \
+         nothing"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Damaged snapshots, limits, no data dir, a data dir in use.
+
+// A damaged snapshot (a byte flipped, cut to half, or not a snapshot at all) is refused whole
+// with its reason on stderr, and the start counts as after a crash: nothing of the file is
+// loaded (no holder's unlock finds its lease) and grants wait for the horizon.
+#[test]
+fn damaged_snapshots_are_refused() {
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, &str, Damage); 3] = [
+        ("corrupt", "checksum", |bytes| {
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0xff;
+        }),
+        ("truncated", "truncated", |bytes| {
+            bytes.truncate(bytes.len() / 2)
+        }),
+        ("foreign", "not a dlockd snapshot", |bytes| {
+            *bytes = b"hello world\n".to_vec()
+        }),
+    ];
+    const LEASES: usize = 8;
+    for (name, reason, damage) in damages {
+        let dir = DataDir::new(&format!("damaged-{name}"));
+        let args = ["--data-dir", dir.arg(), "--workers", "2"];
+        let mut first = Dlockd::start(&args);
+        let mut c = Conn::open(first.addr());
+        for i in 0..LEASES {
+            let r = answered(
+                c.lock(&format!("kept-{i}"), &format!("holder-{i}"), 30),
+                "lock",
+            );
+            assert_granted(&r, &format!("{name}: kept-{i}"));
+        }
+        drop(c);
+        assert_eq!(first.terminate().code(), Some(0), "{name}: SIGTERM exit");
+        let mut bytes = std::fs::read(dir.snapshot()).unwrap_or_else(|e| {
+            panic!(
+                "{name}: a clean stop must leave {}: {e}",
+                dir.snapshot().display()
+            )
+        });
+        assert!(
+            bytes.len() >= 2,
+            "{name}: a snapshot of {} bytes",
+            bytes.len()
+        );
+        damage(&mut bytes);
+        std::fs::write(dir.snapshot(), &bytes).expect("write the damaged snapshot back");
+
+        let mut second = Dlockd::start(&args);
+        assert!(
+            second
+                .safety_line()
+                .contains("): the last run did not stop cleanly; refusing grants for "),
+            "{name}: {:?}",
+            second.safety_line()
+        );
+        let said = second
+            .wait_stderr_line(&format!("saying the snapshot is refused ({reason})"), |l| {
+                l.contains("snapshot") && l.contains("refused") && l.contains(reason)
+            });
+        println!("{name}: {said}");
+        let refusing_until = second.surely_refusing_until();
+        let mut c = Conn::open(second.addr());
+        for i in 0..LEASES {
+            let r = answered(
+                c.unlock(&format!("kept-{i}"), &format!("holder-{i}")),
+                "unlock",
+            );
+            assert_unlock_status(&r, 1, &format!("{name}: kept-{i}, not loaded"));
+        }
+        let r = answered(c.lock("other", "someone", 1), "lock");
+        if Instant::now() < refusing_until {
+            assert_refused(&r, &format!("{name}: a lock inside the crash horizon"));
+        }
+    }
+}
+
+// Without a data dir, the start-up line says restart safety is off and no answer carries a
+// fencing token.
+#[test]
+fn no_data_dir_no_fence() {
+    let server = Dlockd::start(&["--workers", "2"]);
+    assert_eq!(
+        server.safety_line(),
+        "dlockd restart safety off: no --data-dir, so leases and fencing tokens do not survive \
+         a restart"
+    );
+    let mut c = Conn::open(server.addr());
+    let r = answered(c.lock("r", "a", 10), "lock");
+    assert_eq!((r.status, r.body_str()), (200, LOCKED));
+    assert_eq!(r.header(FENCE), None, "no data dir, yet a fence: {r:?}");
+    assert_refused(&answered(c.lock("r", "b", 10), "lock"), "another owner");
+    assert_unlock_status(&answered(c.unlock("r", "a"), "unlock"), 0, "the holder");
+}
+
+// `--max-expiry` caps expiryInSeconds: above it is daprd's malformed-request answer (without a
+// fence), at it is granted.
+#[test]
+fn max_expiry_is_enforced() {
+    let dir = DataDir::new("max-expiry");
+    let server = Dlockd::start(&["--data-dir", dir.arg(), "--max-expiry", "10"]);
+    let mut c = Conn::open(server.addr());
+    let r = answered(c.lock("r", "a", 11), "lock");
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(
+        r.body_str(),
+        error_body(
+            "ERR_MALFORMED_REQUEST",
+            "ExpiryInSeconds is above the maximum of 10 (--max-expiry) in lock store lockstore"
+        )
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header(FENCE), None, "an error carries a fence: {r:?}");
+    assert_granted(&answered(c.lock("r", "a", 10), "lock"), "at the maximum");
+}
+
+// One data dir serves one process: a second server on it while the first runs exits non-zero
+// saying it is in use, and leaves the first (and its data) untouched.
+#[test]
+fn data_dir_in_use_is_refused() {
+    let dir = DataDir::new("in-use");
+    let args = ["--data-dir", dir.arg(), "--workers", "2"];
+    let mut first = Dlockd::start(&args);
+    let mut c = Conn::open(first.addr());
+    let fence = assert_granted(&answered(c.lock("held", "a", 30), "lock"), "held");
+
+    let mut intruder = Dlockd::spawn(&args);
+    let status = intruder.wait_exit(START_WITHIN);
+    let stderr = intruder.stderr_to_end();
+    assert!(
+        !status.success(),
+        "a second server on a data dir in use started"
+    );
+    assert!(stderr.contains("in use"), "{status}; stderr:\n{stderr}");
+
+    assert_refused(
+        &answered(c.lock("held", "b", 30), "lock"),
+        "held, by another",
+    );
+    drop(c);
+    assert_eq!(first.terminate().code(), Some(0), "SIGTERM must exit 0");
+    let third = Dlockd::start(&args);
+    assert!(
+        third.safety_line().contains("): resumed 1 lease"),
+        "{:?}",
+        third.safety_line()
+    );
+    let mut c = Conn::open(third.addr());
+    assert_refused(
+        &answered(c.lock("held", "b", 30), "lock"),
+        "held, after the restart",
+    );
+    assert_unlock_status(&answered(c.unlock("held", "a"), "unlock"), 0, "the holder");
+    let next = assert_granted(&answered(c.lock("held", "b", 30), "lock"), "released");
+    assert!(next > fence, "fence {next} after {fence}");
+}
