@@ -10,9 +10,6 @@ impl Out {
     pub fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    pub fn u16(&mut self, v: u16) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
     pub fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
@@ -56,9 +53,6 @@ impl<'a> In<'a> {
     }
     pub fn u8(&mut self) -> Option<u8> {
         Some(self.array::<1>()?[0])
-    }
-    pub fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_le_bytes(self.array()?))
     }
     pub fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.array()?))

@@ -3,9 +3,9 @@
 //!
 //! Layout (little-endian): magic `dlockd-s`, format version (u32), the file's whole length
 //! (u64), the generation of the run that wrote it, the [`WallMark`] of the moment the leases'
-//! remaining times were read, the token ceiling, the lease count, the leases (store name with a
-//! u16 length, resource and owner with u32 lengths, remaining ms, token), and last the CRC-32
-//! of everything before it. A file is checked whole (length, then checksum, then every field)
+//! remaining times were read, the token ceiling, the lease count, the leases (store name,
+//! resource and owner, each with a u32 length, remaining ms, token), and last the CRC-32 of
+//! everything before it. A file is checked whole (length, then checksum, then every field)
 //! before any lease is used: a damaged file is refused, never half-read.
 //!
 //! Written under a temporary name, synced, renamed into place and the directory synced, so
@@ -24,7 +24,7 @@ const VERSION: u32 = 1;
 /// Magic, version, length.
 const HEADER: usize = 8 + 4 + 8;
 /// The smallest lease entry: empty names and ids, remaining ms, token.
-const MIN_ENTRY: usize = 2 + 4 + 4 + 8 + 8;
+const MIN_ENTRY: usize = 4 + 4 + 4 + 8 + 8;
 
 /// One live lease at the stop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,8 +97,9 @@ impl Snapshot {
         out.u64(self.token_ceiling);
         out.u64(self.leases.len() as u64);
         for lease in &self.leases {
-            // Store names are bounded by the config far below u16; ids by --max-id-bytes.
-            out.u16(lease.store.len() as u16);
+            // Names and ids are far below 4 GiB: ids by --max-id-bytes, names by the command
+            // line.
+            out.u32(lease.store.len() as u32);
             out.bytes(lease.store.as_bytes());
             out.u32(lease.resource.len() as u32);
             out.bytes(&lease.resource);
@@ -151,7 +152,7 @@ impl Snapshot {
         let mut leases = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let entry = (|| {
-                let store_len = usize::from(at.u16()?);
+                let store_len = at.u32()? as usize;
                 let store = at.take(store_len)?;
                 let resource_len = at.u32()? as usize;
                 let resource = at.take(resource_len)?;
