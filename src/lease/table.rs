@@ -516,6 +516,15 @@ impl LeaseTable {
             .then(|| (lease.owner(), lease.last_live_ms - now_ms))
     }
 
+    /// The fencing token of the live lease of (store, resource), if fencing is on and there is
+    /// one.
+    pub fn fence(&self, store: StoreId, resource: &[u8], now_ms: u64) -> Option<u64> {
+        self.next_token?;
+        let index = self.find(self.key_hash(store, resource), store, resource)?;
+        let live = self.leases[index].is_live(now_ms);
+        live.then(|| self.tokens.get(index).copied()).flatten()
+    }
+
     /// Number of stored entries (live + expired not yet reclaimed).
     pub fn len(&self) -> usize {
         self.leases.len()
@@ -700,6 +709,9 @@ mod tests {
         assert_eq!(t.try_lock_fenced(s, b"r", b"x", 5, 51), Ok(Some(1000)));
         assert_eq!(t.restore(s, b"k", b"o", 2000, 4000, 51), Ok(true));
         assert_eq!(t.try_lock_fenced(s, b"m", b"x", 10, 51), Ok(Some(4001)));
+        assert_eq!(t.fence(s, b"m", 61), Some(4001));
+        assert_eq!(t.fence(s, b"m", 62), None);
+        assert_eq!(t.fence(s, b"absent", 0), None);
         let mut live: Vec<_> = t.live(57).map(|l| (l.resource.to_vec(), l.token)).collect();
         live.sort();
         assert_eq!(live, vec![(b"k".to_vec(), 4000), (b"m".to_vec(), 4001)]);

@@ -4,8 +4,9 @@
 //! The file has two fixed slots of [`SLOT`] bytes. Each write goes to the slot the other one
 //! is not in, whole, then `fdatasync`: a write torn by a crash damages only the slot being
 //! written, and the other still holds the previous record. A record names its sequence
-//! number; the valid slot with the higher one is current. The file is first made whole (both
-//! slots) under a temporary name and renamed into place, so no torn file is ever the only one.
+//! number; the valid slot with the higher one is current. The file's first record is written
+//! under a temporary name and renamed into place, so the name `horizon` never holds a file
+//! without a valid record.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -66,8 +67,10 @@ impl std::error::Error for HorizonError {}
 /// The open horizon file.
 #[derive(Debug)]
 pub struct HorizonFile {
+    dir: PathBuf,
     path: PathBuf,
-    file: File,
+    /// `None` until the first record is written.
+    file: Option<File>,
     /// The sequence number of the last record written or read.
     seq: u64,
 }
@@ -92,24 +95,27 @@ impl HorizonFile {
                     (Err(a), Err(b)) => Err(HorizonError::Unreadable(path.clone(), a, b)),
                 };
                 let (seq, record) = best?;
-                Ok((HorizonFile { path, file, seq }, Some(record)))
+                let file = Some(file);
+                let dir = dir.to_path_buf();
+                Ok((
+                    HorizonFile {
+                        dir,
+                        path,
+                        file,
+                        seq,
+                    },
+                    Some(record),
+                ))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // Made whole under another name, then renamed: never a torn only copy.
-                let fresh = dir.join("horizon.new");
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&fresh)
-                    .map_err(io)?;
-                file.set_len(2 * SLOT as u64).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                std::fs::rename(&fresh, &path).map_err(io)?;
-                sync_dir(dir).map_err(io)?;
-                Ok((HorizonFile { path, file, seq: 0 }, None))
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((
+                HorizonFile {
+                    dir: dir.to_path_buf(),
+                    path,
+                    file: None,
+                    seq: 0,
+                },
+                None,
+            )),
             Err(e) => Err(io(e)),
         }
     }
@@ -119,8 +125,28 @@ impl HorizonFile {
         let seq = self.seq + 1;
         let bytes = encode(seq, record);
         let offset = (seq % 2) * SLOT as u64;
-        self.file.write_all_at(&bytes, offset)?;
-        self.file.sync_data()?;
+        match &self.file {
+            Some(file) => {
+                file.write_all_at(&bytes, offset)?;
+                file.sync_data()?;
+            }
+            None => {
+                // The first record: made whole under another name, then renamed into place.
+                let fresh = self.dir.join("horizon.new");
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&fresh)?;
+                file.set_len(2 * SLOT as u64)?;
+                file.write_all_at(&bytes, offset)?;
+                file.sync_all()?;
+                std::fs::rename(&fresh, &self.path)?;
+                sync_dir(&self.dir)?;
+                self.file = Some(file);
+            }
+        }
         self.seq = seq;
         Ok(())
     }
@@ -233,6 +259,29 @@ mod tests {
             let (_, read) = HorizonFile::open(&d).expect("reopen");
             assert_eq!(read, Some(record(g)));
         }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn nothing_is_left_before_the_first_record() {
+        // A start that stops before its first record leaves no horizon file, so the next start
+        // is a fresh one rather than a refusal to start; the first record lands whole.
+        let d = dir("first");
+        let (mut file, first) = HorizonFile::open(&d).expect("fresh");
+        assert_eq!(first, None);
+        assert!(!d.join("horizon").exists());
+        drop(file);
+        let (again, first) = HorizonFile::open(&d).expect("still fresh");
+        assert_eq!(first, None);
+        file = again;
+        file.store(&record(1)).expect("store");
+        assert_eq!(
+            std::fs::metadata(d.join("horizon")).expect("exists").len(),
+            2 * SLOT as u64
+        );
+        assert!(!d.join("horizon.new").exists());
+        let (_, read) = HorizonFile::open(&d).expect("reopen");
+        assert_eq!(read, Some(record(1)));
         let _ = std::fs::remove_dir_all(&d);
     }
 

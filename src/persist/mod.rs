@@ -186,8 +186,8 @@ pub struct Restored {
 /// Restart safety at work: the data dir, its lock, the persister.
 pub struct Persist {
     dir: PathBuf,
-    /// Held (locked) for the life of the process: a second server on the dir is refused.
-    _lock: File,
+    /// Held (locked) until the clean stop is recorded: a second server on the dir is refused.
+    lock: File,
     durable: Arc<Durable>,
     generation: u64,
     epoch: Instant,
@@ -353,7 +353,7 @@ pub fn recover(dir: &Path, epoch: Instant) -> Result<(Persist, Vec<Restored>), P
     Ok((
         Persist {
             dir: dir.to_path_buf(),
-            _lock: lock,
+            lock,
             durable,
             generation,
             epoch,
@@ -482,6 +482,8 @@ impl Persist {
             token_ceiling: ceiling,
             clean: true,
         })?;
+        // Nothing is granted any more: the next server may take the dir.
+        self.lock.unlock()?;
         Ok(count)
     }
 }

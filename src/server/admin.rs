@@ -326,7 +326,11 @@ fn lease(shared: &Shared, router: &Router, query: &[u8]) -> Reply {
         Some(h) => {
             body.push_str("\"held\":true,\"lockOwner\":");
             push_json_string(&mut body, &h.owner);
-            let _ = write!(body, ",\"remainingMs\":{}}}", h.remaining_ms);
+            let _ = write!(body, ",\"remainingMs\":{}", h.remaining_ms);
+            if let Some(fence) = h.fence {
+                let _ = write!(body, ",\"fence\":{fence}");
+            }
+            body.push('}');
         }
         None => body.push_str("\"held\":false}"),
     }

@@ -75,6 +75,8 @@ pub(crate) struct HolderQuery {
 pub(crate) struct Holder {
     owner: Vec<u8>,
     remaining_ms: u64,
+    /// Its fencing token, with `--data-dir`.
+    fence: Option<u64>,
 }
 
 /// The owner's answer to a [`Forward`].

@@ -342,14 +342,15 @@ async fn mail_loop(worker: Rc<Worker>) {
 /// owner's copy.
 fn answer_holder(worker: &Worker, query: HolderQuery) {
     let now_ms = worker.shared.clock.now_ms();
-    let holder = worker
-        .table
-        .borrow()
+    let table = worker.table.borrow();
+    let holder = table
         .holder(query.store, &query.resource, now_ms)
         .map(|(owner, remaining_ms)| Holder {
             owner: owner.to_vec(),
             remaining_ms,
+            fence: table.fence(query.store, &query.resource, now_ms),
         });
+    drop(table);
     // The admin thread may have given up waiting; then nobody wants the answer.
     let _ = query.answer.try_send(holder);
 }
