@@ -66,6 +66,7 @@ fn handle(c: &mut Criterion) {
         api_token: Some(b"0123456789abcdef0123456789abcdef".to_vec()),
         max_id_bytes: 1024,
         max_expiry_s: None,
+        store_types: Vec::new(),
     });
     let target: &[u8] = b"/v1.0-alpha1/lock/lockstore";
     let token: &[u8] = b"0123456789abcdef0123456789abcdef";

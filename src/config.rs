@@ -24,6 +24,10 @@ pub enum DriverChoice {
 pub struct Config {
     pub listen: SocketAddr,
     pub stores: Vec<String>,
+    /// Where each store's leases live, `backends[i]` for `stores[i]`.
+    pub backends: Vec<crate::components::Backend>,
+    /// What reading `--resources-path` passed over, for the start-up log.
+    pub component_notes: Vec<String>,
     pub workers: usize,
     pub app_id: String,
     /// `DAPR_API_TOKEN`; never printed.
@@ -76,6 +80,7 @@ pub enum ConfigError {
         why: &'static str,
     },
     InsecureBind(SocketAddr),
+    Components(crate::components::ComponentError),
 }
 
 impl fmt::Display for ConfigError {
@@ -86,6 +91,7 @@ impl fmt::Display for ConfigError {
             ConfigError::BadValue { flag, value, why } => {
                 write!(f, "invalid value {value:?} for {flag}: {why}")
             }
+            ConfigError::Components(e) => write!(f, "component file {e}"),
             ConfigError::InsecureBind(addr) => write!(
                 f,
                 "refusing to listen on non-loopback address {addr} without DAPR_API_TOKEN; \
@@ -152,6 +158,9 @@ Each flag can also be set by the environment variable in brackets; a flag wins.
   --metrics-listen ADDR    admin address serving /metrics (Prometheus), /debug/lease and
                            /debug/shards, or off [DLOCKD_METRICS_LISTEN] (default
                            127.0.0.1:9090; 127.0.0.1:0 when --listen asks for port 0)
+  --resources-path DIR     read lock stores from the Dapr component files (*.yaml) in DIR:
+                           lock.redis and lock.in-memory [DLOCKD_RESOURCES_PATH]; --store
+                           adds in-memory stores beside them
   --data-dir DIR           keep leases and fencing tokens across restarts and crashes in DIR
                            [DLOCKD_DATA_DIR] (default none: restart safety off, no tokens)
   --max-expiry S           the longest expiryInSeconds a try-lock may ask for
@@ -209,6 +218,7 @@ impl Config {
                 "--metrics-listen" => flags.metrics_listen = Some(value("--metrics-listen")?),
                 "--log-level" => flags.log_level = Some(value("--log-level")?),
                 "--data-dir" => flags.data_dir = Some(value("--data-dir")?),
+                "--resources-path" => flags.resources_path = Some(value("--resources-path")?),
                 "--max-expiry" => flags.max_expiry = Some(value("--max-expiry")?),
                 _ => return Err(ConfigError::UnknownFlag(arg)),
             }
@@ -244,6 +254,7 @@ struct Flags {
     log_level: Option<String>,
     data_dir: Option<String>,
     max_expiry: Option<String>,
+    resources_path: Option<String>,
 }
 
 impl Flags {
@@ -287,12 +298,34 @@ impl Flags {
                 .unwrap_or(Some(crate::log::Level::Info)),
         };
 
+        let app_id = pick(self.app_id, "APP_ID").unwrap_or_default();
+        let resources_path = pick(self.resources_path, "DLOCKD_RESOURCES_PATH");
         let mut stores = self.stores;
         if stores.is_empty() {
             if let Some(list) = env("DLOCKD_STORES") {
                 stores = list.split(',').map(|s| s.trim().to_string()).collect();
-            } else {
+            } else if resources_path.is_none() {
+                // With component files, the stores are theirs: daprd adds no default either.
                 stores.push(DEFAULT_STORE.to_string());
+            }
+        }
+        let mut backends = vec![crate::components::Backend::InMemory; stores.len()];
+        let mut component_notes = Vec::new();
+        if let Some(dir) = &resources_path {
+            let (components, notes) =
+                crate::components::load_dir(std::path::Path::new(dir), &app_id)
+                    .map_err(ConfigError::Components)?;
+            component_notes = notes;
+            for component in components {
+                if stores.contains(&component.name) {
+                    return Err(ConfigError::Components(crate::components::ComponentError {
+                        file: component.file,
+                        field: "metadata.name".into(),
+                        why: format!("lock store {:?} is also named by --store", component.name),
+                    }));
+                }
+                stores.push(component.name);
+                backends.push(component.backend);
             }
         }
         for (i, store) in stores.iter().enumerate() {
@@ -352,8 +385,10 @@ impl Flags {
         let config = Config {
             listen,
             stores,
+            backends,
+            component_notes,
             workers,
-            app_id: pick(self.app_id, "APP_ID").unwrap_or_default(),
+            app_id,
             api_token,
             insecure_bind,
             driver,

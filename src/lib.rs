@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod components;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -17,3 +18,4 @@ pub mod metrics;
 pub mod persist;
 pub mod server;
 pub mod shard;
+pub mod store;

@@ -1,13 +1,18 @@
-//! Every row of the wire contract, over real TCP against a real server, on both io drivers.
+//! Every row of the wire contract, over real TCP against a real server: on both io drivers
+//! with the in-memory store, and with both stores on a real Redis (`lock.redis`, from
+//! component files).
 
 mod common;
+#[path = "common/redis.rs"]
+mod redis;
 
 use common::*;
 
 const LOCK: &str = "/v1.0-alpha1/lock/lockstore";
 const UNLOCK: &str = "/v1.0-alpha1/unlock/lockstore";
 
-fn each_driver(f: impl Fn(&mut Client)) {
+/// Runs `f` against each configuration, with the component type its stores have.
+fn each_driver(f: impl Fn(&mut Client, &str)) {
     for driver in DRIVERS {
         let server = start(&[
             "--io-driver",
@@ -18,14 +23,23 @@ fn each_driver(f: impl Fn(&mut Client)) {
             "other",
         ]);
         let mut c = Client::connect(server.local_addr());
-        f(&mut c);
+        f(&mut c, "lock.in-memory");
     }
+    // The same stores on Redis, keyed by store name so that they stay two namespaces.
+    let redis = redis::TestRedis::start();
+    let host = format!("127.0.0.1:{}", redis.port);
+    let components = redis::Components::new()
+        .redis("lockstore", &host, &[("keyPrefix", "name")])
+        .redis("other", &host, &[("keyPrefix", "name")]);
+    let server = start(&["--resources-path", components.arg()]);
+    let mut c = Client::connect(server.local_addr());
+    f(&mut c, "lock.redis");
 }
 
 // Lock semantics: exclusive, not re-entrant, unlock only by the holder, statuses 0/1/2.
 #[test]
 fn lock_unlock_semantics() {
-    each_driver(|c| {
+    each_driver(|c, _| {
         assert_json(&c.lock("lockstore", "r1", "alice", 60), 200, LOCKED);
         assert_json(&c.lock("lockstore", "r1", "alice", 60), 200, NOT_LOCKED);
         assert_json(&c.lock("lockstore", "r1", "bob", 60), 200, NOT_LOCKED);
@@ -56,7 +70,7 @@ fn lock_unlock_semantics() {
 // Stores are independent namespaces; store names match exactly.
 #[test]
 fn stores_are_namespaces() {
-    each_driver(|c| {
+    each_driver(|c, _| {
         assert_json(&c.lock("lockstore", "shared", "a", 60), 200, LOCKED);
         assert_json(&c.lock("other", "shared", "b", 60), 200, LOCKED);
         assert_json(&c.unlock("other", "shared", "a"), 200, r#"{"status":2}"#);
@@ -76,7 +90,7 @@ fn stores_are_namespaces() {
 // Validation runs in daprd's order, with its messages.
 #[test]
 fn validation_order_and_messages() {
-    each_driver(|c| {
+    each_driver(|c, _| {
         let malformed = |m: &str| error_body("ERR_MALFORMED_REQUEST", m);
         // 1. expiry first, even when everything else is wrong too (and the store is unknown).
         assert_json(
@@ -145,7 +159,7 @@ fn validation_order_and_messages() {
 // Bodies follow protojson: aliases, null, string numbers; malformed ones get the prefix.
 #[test]
 fn body_rules() {
-    each_driver(|c| {
+    each_driver(|c, _| {
         assert_json(
             &c.post(
                 LOCK,
@@ -202,7 +216,7 @@ fn body_rules() {
 // Unknown routes fall through to daprd's service-invocation 404.
 #[test]
 fn unknown_routes_are_direct_invoke_404() {
-    each_driver(|c| {
+    each_driver(|c, _| {
         let not_found = error_body(
             "ERR_DIRECT_INVOKE",
             "failed getting app id either from the URL path or the header dapr-app-id",
@@ -220,7 +234,7 @@ fn unknown_routes_are_direct_invoke_404() {
 // Health and metadata answers.
 #[test]
 fn health_and_metadata() {
-    each_driver(|c| {
+    each_driver(|c, kind| {
         for path in [
             "/v1.0/healthz",
             "/v1.0/healthz/outbound",
@@ -237,7 +251,7 @@ fn health_and_metadata() {
         let components = v["components"].as_array().expect("components");
         assert_eq!(components.len(), 2);
         assert_eq!(components[0]["name"], "lockstore");
-        assert_eq!(components[0]["type"], "lock.in-memory");
+        assert_eq!(components[0]["type"], kind);
         assert_eq!(components[1]["name"], "other");
         assert!(v["runtimeVersion"].is_string());
     });

@@ -995,6 +995,7 @@ fn with_api<R>(config: usize, f: impl FnOnce(&mut Api) -> R) -> R {
                 api_token: (config == 1).then(|| TOKEN.to_vec()),
                 max_id_bytes: MAX_ID_BYTES,
                 max_expiry_s: None,
+                store_types: Vec::new(),
             })
         });
         Mutex::new(apis.collect())

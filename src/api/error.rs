@@ -43,6 +43,8 @@ pub(crate) enum ApiError<'a> {
     KeySeparator { op: Operation, resource: &'a [u8] },
     /// Step 7: the lease table could not answer.
     Store { op: Operation, cause: LeaseError },
+    /// Step 7: a remote store (Redis) could not answer, with its cause.
+    StoreFailed { op: Operation, cause: &'a str },
 }
 
 impl ApiError<'_> {
@@ -61,7 +63,9 @@ impl ApiError<'_> {
             | ApiError::LockOwnerTooLong { .. } => (400, "ERR_MALFORMED_REQUEST"),
             ApiError::StoreNotConfigured => (500, "ERR_LOCK_STORE_NOT_CONFIGURED"),
             ApiError::StoreNotFound { .. } => (400, "ERR_LOCK_STORE_NOT_FOUND"),
-            ApiError::KeySeparator { op, .. } | ApiError::Store { op, .. } => match op {
+            ApiError::KeySeparator { op, .. }
+            | ApiError::Store { op, .. }
+            | ApiError::StoreFailed { op, .. } => match op {
                 Operation::TryLock => (500, "ERR_TRY_LOCK"),
                 Operation::Unlock => (500, "ERR_UNLOCK"),
             },
@@ -122,6 +126,9 @@ impl ApiError<'_> {
                 out.extend_from_slice(b"' can't contain '||'");
             }
             ApiError::Store { op, cause } => {
+                let _ = write!(out, "{}{cause}", op.failure_prefix());
+            }
+            ApiError::StoreFailed { op, cause } => {
                 let _ = write!(out, "{}{cause}", op.failure_prefix());
             }
         }

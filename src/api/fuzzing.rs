@@ -157,6 +157,7 @@ pub fn handle(data: &[u8]) {
                 api_token: with_token.then(|| b"secret".to_vec()),
                 max_id_bytes: FUZZ_MAX_ID_BYTES,
                 max_expiry_s: None,
+                store_types: Vec::new(),
             })
         }))
     });

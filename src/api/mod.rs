@@ -45,7 +45,7 @@ use route::{Route, Router};
 /// The most lock stores there can be: a [`StoreId`] is a `u16`.
 pub const MAX_STORES: usize = u16::MAX as usize + 1;
 
-/// What metadata reports as each store's component type.
+/// What metadata reports as a store's component type when none is given.
 const STORE_TYPE: &str = "lock.in-memory";
 
 /// What the API needs to know, fixed at start.
@@ -64,6 +64,9 @@ pub struct ApiConfig {
     pub max_id_bytes: usize,
     /// The longest `expiryInSeconds` accepted (`--max-expiry`); `None`: any positive int32.
     pub max_expiry_s: Option<u32>,
+    /// Each store's component type for `/v1.0/metadata` (`lock.redis`, ...); a store past the
+    /// end of the list is `lock.in-memory`.
+    pub store_types: Vec<&'static str>,
 }
 
 /// Which of the two lock routes a request took.
@@ -179,7 +182,7 @@ impl Api {
     ///
     /// If more than [`MAX_STORES`] stores are configured.
     pub fn new(config: ApiConfig) -> Self {
-        let metadata = encode_metadata(&config.app_id, &config.stores);
+        let metadata = encode_metadata(&config.app_id, &config.stores, &config.store_types);
         Api {
             stores: Stores::new(config.stores),
             api_token: config
@@ -369,7 +372,7 @@ fn token_matches(expected: &[u8], given: Option<&[u8]>) -> bool {
 }
 
 /// The metadata answer: what the JS SDK polls for before it starts, shaped like daprd's.
-fn encode_metadata(app_id: &str, stores: &[String]) -> Vec<u8> {
+fn encode_metadata(app_id: &str, stores: &[String], types: &[&str]) -> Vec<u8> {
     let mut out = Vec::with_capacity(96 + stores.iter().map(|s| s.len() + 64).sum::<usize>());
     out.extend_from_slice(br#"{"id":"#);
     json::push_go_string(&mut out, app_id.as_bytes());
@@ -383,11 +386,23 @@ fn encode_metadata(app_id: &str, stores: &[String]) -> Vec<u8> {
         out.extend_from_slice(br#"{"name":"#);
         json::push_go_string(&mut out, name.as_bytes());
         out.extend_from_slice(br#","type":"#);
-        json::push_go_string(&mut out, STORE_TYPE.as_bytes());
+        let kind = types.get(at).copied().unwrap_or(STORE_TYPE);
+        json::push_go_string(&mut out, kind.as_bytes());
         out.extend_from_slice(br#","version":"v1"}"#);
     }
     out.extend_from_slice(b"]}");
     out
+}
+
+/// The `500` answer to a try-lock (`try_lock`) or an unlock that a remote store could not
+/// decide, naming the cause: daprd's `ERR_TRY_LOCK` / `ERR_UNLOCK`.
+pub fn store_failure_response(try_lock: bool, cause: &str) -> Response {
+    let op = if try_lock {
+        Operation::TryLock
+    } else {
+        Operation::Unlock
+    };
+    ApiError::StoreFailed { op, cause }.response()
 }
 
 /// The answer for a shard's decision: the exact success bytes, or for a lease table that could

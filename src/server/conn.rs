@@ -35,6 +35,8 @@ use crate::lease::StoreId;
 use crate::metrics::{RequestOutcome, Route, WorkerMetrics};
 use crate::persist::{Durable, Need};
 use crate::shard::ShardId;
+use crate::store::redis::{RedisClient, RedisOp};
+use std::rc::Rc;
 
 /// Free space asked of the read buffer before each read.
 const READ_CHUNK: usize = 4096;
@@ -67,6 +69,13 @@ enum Decision {
         to: ShardId,
         kind: OpKind,
         store: StoreId,
+        key: Box<[u8]>,
+        resource_len: usize,
+    },
+    /// For a store on Redis: the resource id followed by the owner.
+    Redis {
+        client: Rc<RedisClient>,
+        op: RedisOp,
         key: Box<[u8]>,
         resource_len: usize,
     },
@@ -160,6 +169,19 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
                         } => {
                             close = closes;
                             let slot = worker.forward(to, kind, store, key, resource_len).await;
+                            let c = connection(req.version, close);
+                            items.push(Item::Remote(worker.pending.reply(slot), c));
+                        }
+                        Decision::Redis {
+                            client,
+                            op,
+                            key,
+                            resource_len,
+                        } => {
+                            close = closes;
+                            let slot = worker.pending.reserve().await;
+                            let (resource, owner) = key.split_at(resource_len);
+                            client.submit(worker, slot, op, resource, owner);
                             let c = connection(req.version, close);
                             items.push(Item::Remote(worker.pending.reply(slot), c));
                         }
@@ -317,6 +339,19 @@ fn decide(
             Decision::Ready(resp)
         }
         Outcome::Lock(op) => {
+            if worker.has_redis {
+                if let Some(Some(client)) = worker.redis.get(usize::from(op.store.0)) {
+                    return Decision::Redis {
+                        client: client.clone(),
+                        op: match op.kind {
+                            OpKind::TryLock { expiry_s } => RedisOp::TryLock { expiry_s },
+                            OpKind::Unlock => RedisOp::Unlock,
+                        },
+                        key: [op.resource, op.owner].concat().into_boxed_slice(),
+                        resource_len: op.resource.len(),
+                    };
+                }
+            }
             let shard = worker.router.shard_of(op.store, op.resource);
             if shard == worker.id {
                 let answer = worker.execute(now_ms, op.kind, op.store, op.resource, op.owner);
@@ -362,13 +397,17 @@ async fn flush_items(
     for item in items.drain(..) {
         match item {
             Item::Ready(resp, c) => write(out, &resp, c),
-            Item::Remote(reply, c) => {
-                let answer = reply.await;
-                metrics.answer(answer);
-                note_grant(need, answer);
-                let resp = answer_response(answer);
-                write(out, &resp, c);
-            }
+            Item::Remote(reply, c) => match reply.await {
+                Ok(answer) => {
+                    metrics.answer(answer);
+                    note_grant(need, answer);
+                    write(out, &answer_response(answer), c);
+                }
+                Err(failure) => {
+                    metrics.request(failure.outcome);
+                    write(out, &failure.response, c);
+                }
+            },
         }
     }
 }

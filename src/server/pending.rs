@@ -1,4 +1,5 @@
-//! A worker's table of requests it forwarded to other shards and whose replies it awaits.
+//! A worker's table of requests whose answers come later: forwarded to other shards, or sent to
+//! a remote store such as Redis.
 //!
 //! Its capacity bounds the requests a worker has in flight, and so the replies that can ever
 //! sit in its inbox: that is what makes a reply push never fail (see `shard::Inbox`).
@@ -11,13 +12,25 @@ use std::task::{Poll, Waker};
 
 use slab::Slab;
 
-use crate::api::Answer;
+use crate::api::{Answer, Response};
+use crate::metrics::RequestOutcome;
+
+/// A slot's outcome: a decision, or a whole error answer (a remote store failed, with its
+/// cause).
+pub(crate) type Outcome = Result<Answer, Failure>;
+
+/// A remote store's failure: the answer to send, and how to count it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub outcome: RequestOutcome,
+    pub response: Response,
+}
 
 enum Slot {
     /// Sent; the connection may be parked on it.
     Waiting(Option<Waker>),
     /// The reply arrived before the connection looked.
-    Done(Answer),
+    Done(Outcome),
     /// The connection went away; drop the reply when it comes.
     Abandoned,
 }
@@ -56,6 +69,15 @@ impl Pending {
 
     /// Delivers the reply for `id`.
     pub(crate) fn complete(&self, id: u32, answer: Answer) {
+        self.finish(id, Ok(answer));
+    }
+
+    /// Answers `id` with an error response instead of a decision.
+    pub(crate) fn fail(&self, id: u32, failure: Failure) {
+        self.finish(id, Err(failure));
+    }
+
+    fn finish(&self, id: u32, answer: Outcome) {
         let mut slots = self.slots.borrow_mut();
         let id = id as usize;
         match slots.get_mut(id) {
@@ -105,21 +127,24 @@ pub(crate) struct Reply<'a> {
 }
 
 impl Future for Reply<'_> {
-    type Output = Answer;
+    type Output = Outcome;
 
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Answer> {
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Outcome> {
         let mut slots = self.pending.slots.borrow_mut();
-        match slots.get_mut(self.id) {
-            Some(Slot::Done(answer)) => {
-                let answer = *answer;
-                slots.remove(self.id);
+        match slots.get(self.id) {
+            Some(Slot::Done(_)) => {
+                let Slot::Done(answer) = slots.remove(self.id) else {
+                    unreachable!("the slot was just seen done")
+                };
                 drop(slots);
                 self.taken = true;
                 self.pending.free_one();
                 Poll::Ready(answer)
             }
-            Some(Slot::Waiting(waker)) => {
-                *waker = Some(cx.waker().clone());
+            Some(Slot::Waiting(_)) => {
+                if let Some(Slot::Waiting(waker)) = slots.get_mut(self.id) {
+                    *waker = Some(cx.waker().clone());
+                }
                 Poll::Pending
             }
             Some(Slot::Abandoned) | None => {
@@ -182,12 +207,24 @@ mod tests {
         p.complete(a, Answer::TryLock(Ok(true)));
         assert_eq!(
             poll_once(ra.as_mut()),
-            Poll::Ready(Answer::TryLock(Ok(true)))
+            Poll::Ready(Ok(Answer::TryLock(Ok(true))))
         );
         assert_eq!(
             poll_once(pin!(p.reply(b))),
-            Poll::Ready(Answer::Unlock(UnlockStatus::Success))
+            Poll::Ready(Ok(Answer::Unlock(UnlockStatus::Success)))
         );
+        assert_eq!(p.in_flight(), 0);
+
+        // A failure is delivered whole, and frees its slot the same way.
+        let Poll::Ready(c) = poll_once(pin!(p.reserve())) else {
+            panic!("a free slot must be granted")
+        };
+        let failure = Failure {
+            outcome: RequestOutcome::LockError,
+            response: crate::api::store_failure_response(true, "down"),
+        };
+        p.fail(c, failure.clone());
+        assert_eq!(poll_once(pin!(p.reply(c))), Poll::Ready(Err(failure)));
         assert_eq!(p.in_flight(), 0);
     }
 

@@ -18,15 +18,17 @@ use std::time::Duration;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
-use super::pending::Pending;
+use super::pending::{Failure, Pending};
 use super::reaper::Reaper;
 use super::signal::Signal;
 use super::{Driver, Forward, Holder, HolderQuery, Mail, Reply, Shared, StartError};
 use crate::api::{Answer, Api, ApiConfig, OpKind};
+use crate::components::Backend;
 use crate::lease::{LeaseTable, StoreId};
-use crate::metrics::{Limit, WorkerMetrics};
+use crate::metrics::{Limit, RequestOutcome, WorkerMetrics};
 use crate::persist::Restored;
 use crate::shard::{Router, ShardId};
+use crate::store::redis::{Deliver, RedisAnswer, RedisClient, RedisOp};
 
 /// How often, at most, a worker reclaims the memory of expired leases. Expiry itself is
 /// decided by comparing deadlines with the clock, so this only bounds how long dead leases
@@ -108,6 +110,10 @@ pub(super) struct Worker {
     pub reaper: Reaper,
     /// Tasks letting the others run; see [`Yields`].
     pub yields: Yields,
+    /// Each store's Redis connection, by `StoreId`; `None` for the stores this table holds.
+    pub redis: Vec<Option<Rc<RedisClient>>>,
+    /// Whether any store is on Redis: spares the in-memory path the lookup.
+    pub has_redis: bool,
     /// With `--data-dir`: grants carry fencing tokens, and try-locks are refused before this
     /// tick (after an unclean stop, until the last run's leases have surely ended).
     pub refuse_until_ms: Option<u64>,
@@ -193,6 +199,32 @@ impl Worker {
     }
 }
 
+/// A Redis store's answers reach the connections through the worker's pending slots.
+impl Deliver for Worker {
+    fn deliver(&self, slot: u32, op: RedisOp, answer: RedisAnswer) {
+        match answer {
+            RedisAnswer::Locked(granted) => {
+                self.pending.complete(slot, Answer::TryLock(Ok(granted)))
+            }
+            RedisAnswer::Unlocked(status) => self.pending.complete(slot, Answer::Unlock(status)),
+            RedisAnswer::Failed(cause) => {
+                let try_lock = matches!(op, RedisOp::TryLock { .. });
+                self.pending.fail(
+                    slot,
+                    Failure {
+                        outcome: if try_lock {
+                            RequestOutcome::LockError
+                        } else {
+                            RequestOutcome::UnlockError
+                        },
+                        response: crate::api::store_failure_response(try_lock, &cause),
+                    },
+                );
+            }
+        }
+    }
+}
+
 async fn main(spec: Spec) {
     let Spec {
         id,
@@ -239,8 +271,22 @@ async fn main(spec: Spec) {
             }
         }
     }
+    let redis: Vec<Option<Rc<RedisClient>>> = config
+        .backends
+        .iter()
+        .zip(&config.stores)
+        .map(|(backend, name)| match backend {
+            Backend::Redis(settings) => Some(RedisClient::new(
+                settings.clone(),
+                settings.key_prefix.key_head(&config.app_id, name),
+            )),
+            Backend::InMemory => None,
+        })
+        .collect();
     let worker = Rc::new(Worker {
         id: ShardId(id),
+        has_redis: redis.iter().any(Option::is_some),
+        redis,
         router: Router::new(config.workers),
         refuse_until_ms: shared.persist.as_ref().map(|p| p.refuse_until_ms),
         table: RefCell::new(table),
@@ -250,6 +296,7 @@ async fn main(spec: Spec) {
             api_token: config.api_token.clone(),
             max_id_bytes: config.max_id_bytes,
             max_expiry_s: config.max_expiry_s,
+            store_types: config.backends.iter().map(|b| b.type_name()).collect(),
         })),
         pending: Pending::new(super::MAX_IN_FLIGHT_PER_WORKER),
         shutdown: Signal::default(),
@@ -257,6 +304,12 @@ async fn main(spec: Spec) {
         yields: Yields::default(),
         shared: shared.clone(),
     });
+    // Each Redis store is tried once before this worker serves, so that its first requests
+    // find it connected (or the operator is told it is not).
+    let mut first = Vec::new();
+    for client in worker.redis.iter().flatten() {
+        first.push(client.first_connection().await);
+    }
     if ready.send(Ok(bound)).is_err() {
         return;
     }
@@ -264,6 +317,10 @@ async fn main(spec: Spec) {
 
     let yielder = worker.clone();
     monoio::spawn(async move { yielder.yields.run().await });
+    for (client, first) in worker.redis.iter().flatten().zip(first) {
+        let deliver: Rc<dyn Deliver> = worker.clone();
+        monoio::spawn(client.clone().run(deliver, first));
+    }
     monoio::spawn(accept_loop(worker.clone(), listener));
     monoio::spawn(housekeeping(worker.clone()));
     mail_loop(worker.clone()).await;

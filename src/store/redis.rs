@@ -1,0 +1,536 @@
+//! A `lock.redis` store, wire-compatible with daprd's: a try-lock is `SET key owner EX n NX`,
+//! an unlock is one Lua script run by `EVALSHA` (loaded once per connection), and keys are
+//! built by the contract's `keyPrefix` table, so daprd sidecars and dlockd share locks.
+//!
+//! Each worker has its own connection to each Redis store, driven by one task
+//! ([`RedisClient::run`]): commands of all the worker's connections are pipelined on it in
+//! the order they were submitted, and Redis answers in that order, so a FIFO of waiting slots
+//! pairs each reply with its request. Answers go back through the worker's `Pending` table,
+//! the same seam forwarded requests use, and each connection writes them in its own request
+//! order.
+//!
+//! Failures are answered, never waited out: while the connection is down every request gets
+//! `500` at once with the cause; a reply later than [`REPLY_TIMEOUT`] breaks the connection and
+//! fails everything in flight on it. The task reconnects with a doubling backoff (up to
+//! [`MAX_BACKOFF`]). A Redis store's trouble touches no other store: its requests never wait
+//! for anything but its own connection.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::net::TcpStream;
+use redis_protocol::resp2::decode::decode_range;
+use redis_protocol::resp2::encode::encode_borrowed;
+use redis_protocol::resp2::types::{BorrowedFrame, RangeFrame};
+
+use crate::components::RedisSettings;
+use crate::lease::UnlockStatus;
+
+/// daprd's unlock script: the key's value is the owner; -1 no such lock, -2 another owner,
+/// else the `DEL` count (1).
+pub const UNLOCK_SCRIPT: &str = "local v = redis.call(\"get\",KEYS[1]); if v==false then return -1 end; if v~=ARGV[1] then return -2 else return redis.call(\"del\",KEYS[1]) end";
+
+/// How long a connection attempt, with its handshake, may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the oldest request in flight may wait for its reply before the connection is
+/// taken as broken.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
+/// The first and the longest wait between connection attempts.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Bytes asked of each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// The most bytes one reply may take before the connection is dropped: replies to these
+/// commands are a few bytes; more is a broken or foreign server.
+const MAX_REPLY_BYTES: usize = 1024 * 1024;
+
+/// A connection ready to serve, with the unlock script's SHA1.
+pub type Connected = (TcpStream, Vec<u8>);
+
+/// The operation a request asks of Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedisOp {
+    TryLock { expiry_s: u32 },
+    Unlock,
+}
+
+/// What Redis said to one request: the answer, or why there is none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisAnswer {
+    Locked(bool),
+    Unlocked(UnlockStatus),
+    Failed(String),
+}
+
+/// Where answers go: the worker's pending slots.
+pub trait Deliver {
+    fn deliver(&self, slot: u32, op: RedisOp, answer: RedisAnswer);
+}
+
+/// An unlock's key and owner, kept to run it again by its text.
+struct Retry {
+    key: Box<[u8]>,
+    owner: Box<[u8]>,
+}
+
+struct InFlight {
+    slot: u32,
+    op: RedisOp,
+    /// For the `EVAL` retry after a `NOSCRIPT`.
+    retry: Option<Retry>,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    /// Encoded commands not yet written.
+    out: Vec<u8>,
+    /// Every request whose reply has not come, in the order its command was queued.
+    in_flight: VecDeque<InFlight>,
+    /// Connected, authenticated, database selected, script loaded.
+    up: bool,
+    /// Why the connection is down, for the answers given meanwhile.
+    down_because: String,
+    /// The unlock script's SHA1 as `SCRIPT LOAD` returned it.
+    script_sha: Vec<u8>,
+    /// The writer's waker while it waits for commands.
+    writer: Option<Waker>,
+    /// Reused for building keys.
+    key: Vec<u8>,
+}
+
+/// One worker's connection to one Redis store.
+pub struct RedisClient {
+    settings: RedisSettings,
+    /// The key bytes before the resource id.
+    key_head: Vec<u8>,
+    state: RefCell<State>,
+    /// Set to stop [`run`](Self::run).
+    stopped: Cell<bool>,
+}
+
+impl RedisClient {
+    pub fn new(settings: RedisSettings, key_head: Vec<u8>) -> Rc<Self> {
+        Rc::new(RedisClient {
+            settings,
+            key_head,
+            state: RefCell::new(State {
+                down_because: "not connected yet".into(),
+                ..State::default()
+            }),
+            stopped: Cell::new(false),
+        })
+    }
+
+    /// The key daprd uses for `resource`.
+    pub fn key_of(&self, resource: &[u8]) -> Vec<u8> {
+        [self.key_head.as_slice(), resource].concat()
+    }
+
+    /// Queues one request; its answer is delivered to `slot`, at once if Redis is down.
+    pub fn submit(
+        &self,
+        deliver: &dyn Deliver,
+        slot: u32,
+        op: RedisOp,
+        resource: &[u8],
+        owner: &[u8],
+    ) {
+        let mut state = self.state.borrow_mut();
+        if !state.up {
+            let why = format!(
+                "redis at {} is unavailable: {}",
+                self.settings.host, state.down_because
+            );
+            drop(state);
+            deliver.deliver(slot, op, RedisAnswer::Failed(why));
+            return;
+        }
+        let State {
+            out,
+            in_flight,
+            script_sha,
+            key,
+            writer,
+            ..
+        } = &mut *state;
+        key.clear();
+        key.extend_from_slice(&self.key_head);
+        key.extend_from_slice(resource);
+        let retry = match op {
+            RedisOp::TryLock { expiry_s } => {
+                let expiry = expiry_s.to_string();
+                push_command(out, &[b"SET", key, owner, b"EX", expiry.as_bytes(), b"NX"]);
+                None
+            }
+            RedisOp::Unlock => {
+                push_command(out, &[b"EVALSHA", script_sha, b"1", key, owner]);
+                Some(Retry {
+                    key: key.as_slice().into(),
+                    owner: owner.into(),
+                })
+            }
+        };
+        in_flight.push_back(InFlight {
+            slot,
+            op,
+            retry,
+            since: Instant::now(),
+        });
+        if let Some(waker) = writer.take() {
+            waker.wake();
+        }
+    }
+
+    /// Stops [`run`](Self::run) at its next wake-up.
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        if let Some(waker) = self.state.borrow_mut().writer.take() {
+            waker.wake();
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.state.borrow().up
+    }
+
+    /// The first connection attempt, made before the worker serves so that its first
+    /// requests find Redis connected; a failure is logged and left to [`run`](Self::run).
+    pub async fn first_connection(&self) -> Option<Connected> {
+        match monoio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
+            Ok(Ok(connected)) => Some(connected),
+            Ok(Err(why)) => {
+                self.state.borrow_mut().down_because = why.clone();
+                crate::log::write(
+                    crate::log::Level::Warn,
+                    format_args!(
+                        "redis at {}: {why}; lock requests to its store fail until it can be \
+                         reached",
+                        self.settings.host
+                    ),
+                );
+                None
+            }
+            Err(_) => {
+                let why = format!("no connection within {CONNECT_TIMEOUT:?}");
+                crate::log::write(
+                    crate::log::Level::Warn,
+                    format_args!("redis at {}: {why}", self.settings.host),
+                );
+                self.state.borrow_mut().down_because = why;
+                None
+            }
+        }
+    }
+
+    /// Serves `first` if given, then connects, serves, and reconnects after every failure,
+    /// until stopped.
+    pub async fn run(self: Rc<Self>, deliver: Rc<dyn Deliver>, mut first: Option<Connected>) {
+        let mut backoff = MIN_BACKOFF;
+        while !self.stopped.get() {
+            let attempt = match first.take() {
+                Some(connected) => Ok(Ok(connected)),
+                None => monoio::time::timeout(CONNECT_TIMEOUT, self.connect()).await,
+            };
+            match attempt {
+                Ok(Ok((stream, sha))) => {
+                    backoff = MIN_BACKOFF;
+                    {
+                        let mut state = self.state.borrow_mut();
+                        state.script_sha = sha;
+                        state.up = true;
+                    }
+                    crate::log::write(
+                        crate::log::Level::Info,
+                        format_args!("connected to redis at {}", self.settings.host),
+                    );
+                    let why = self.serve(stream, &*deliver).await;
+                    crate::log::write(
+                        crate::log::Level::Warn,
+                        format_args!("redis at {}: {why}; reconnecting", self.settings.host),
+                    );
+                    self.go_down(why, &*deliver);
+                }
+                Ok(Err(why)) => self.go_down(why, &*deliver),
+                Err(_) => self.go_down(
+                    format!("no connection within {CONNECT_TIMEOUT:?}"),
+                    &*deliver,
+                ),
+            }
+            monoio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Marks the connection down and fails everything in flight on it.
+    fn go_down(&self, why: String, deliver: &dyn Deliver) {
+        let failed: Vec<InFlight> = {
+            let mut state = self.state.borrow_mut();
+            state.up = false;
+            state.out.clear();
+            state.down_because = why.clone();
+            state.in_flight.drain(..).collect()
+        };
+        for request in failed {
+            deliver.deliver(
+                request.slot,
+                request.op,
+                RedisAnswer::Failed(format!("redis at {}: {why}", self.settings.host)),
+            );
+        }
+    }
+
+    /// A new connection, authenticated, on its database, with the unlock script loaded; and
+    /// the script's SHA1.
+    async fn connect(&self) -> Result<Connected, String> {
+        let mut stream = TcpStream::connect(self.settings.host.as_str())
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let mut hello = Vec::new();
+        let mut expected = 0;
+        if let Some(password) = &self.settings.password {
+            match &self.settings.username {
+                Some(user) => {
+                    push_command(&mut hello, &[b"AUTH", user.as_bytes(), password.as_bytes()])
+                }
+                None => push_command(&mut hello, &[b"AUTH", password.as_bytes()]),
+            }
+            expected += 1;
+        }
+        if self.settings.db != 0 {
+            let db = self.settings.db.to_string();
+            push_command(&mut hello, &[b"SELECT", db.as_bytes()]);
+            expected += 1;
+        }
+        push_command(&mut hello, &[b"SCRIPT", b"LOAD", UNLOCK_SCRIPT.as_bytes()]);
+        expected += 1;
+        let (written, _) = stream.write_all(hello).await;
+        written.map_err(|e| format!("cannot write: {e}"))?;
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        let mut replies = Vec::new();
+        while replies.len() < expected {
+            match decode_range(&buf) {
+                Ok(Some((frame, used))) => {
+                    replies.push(owned_reply(&buf, &frame));
+                    buf.drain(..used);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("not a Redis reply: {e:?}")),
+            }
+            if buf.len() > MAX_REPLY_BYTES {
+                return Err("a reply too long for a Redis handshake".into());
+            }
+            let len = buf.len();
+            buf.reserve(READ_CHUNK);
+            let (read, back) = stream
+                .read(monoio::buf::IoBufMut::slice_mut(buf, len..))
+                .await;
+            buf = back.into_inner();
+            match read {
+                Ok(0) => return Err("the connection closed during the handshake".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("cannot read: {e}")),
+            }
+        }
+        let mut replies = replies.into_iter();
+        let steps = [
+            self.settings.password.as_ref().map(|_| "AUTH"),
+            (self.settings.db != 0).then_some("SELECT"),
+        ];
+        for step in steps.into_iter().flatten() {
+            match replies.next() {
+                Some(Reply::Simple(_)) => {}
+                Some(Reply::Error(e)) => return Err(format!("{step} refused: {e}")),
+                other => return Err(format!("{step}: unexpected reply {other:?}")),
+            }
+        }
+        match replies.next() {
+            Some(Reply::Bulk(sha)) | Some(Reply::Simple(sha)) => Ok((stream, sha)),
+            Some(Reply::Error(e)) => Err(format!("SCRIPT LOAD refused: {e}")),
+            other => Err(format!("SCRIPT LOAD: unexpected reply {other:?}")),
+        }
+    }
+
+    /// Writes queued commands and reads replies until the connection fails; returns why.
+    async fn serve(&self, stream: TcpStream, deliver: &dyn Deliver) -> String {
+        let (mut reader, mut writer) = stream.into_split();
+        let write = async {
+            let mut spare: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+            loop {
+                let ready = std::future::poll_fn(|cx| {
+                    if self.stopped.get() {
+                        return Poll::Ready(false);
+                    }
+                    let mut state = self.state.borrow_mut();
+                    if state.out.is_empty() {
+                        state.writer = Some(cx.waker().clone());
+                        Poll::Pending
+                    } else {
+                        std::mem::swap(&mut state.out, &mut spare);
+                        Poll::Ready(true)
+                    }
+                })
+                .await;
+                if !ready {
+                    return "stopped".to_string();
+                }
+                let (written, back) = writer.write_all(spare).await;
+                spare = back;
+                spare.clear();
+                if let Err(e) = written {
+                    return format!("cannot write: {e}");
+                }
+            }
+        };
+        let read = async {
+            let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+            loop {
+                let mut used = 0;
+                loop {
+                    match decode_range(&buf[used..]) {
+                        Ok(Some((frame, n))) => {
+                            let reply = owned_reply(&buf[used..], &frame);
+                            used += n;
+                            if let Err(why) = self.dispatch(reply, deliver) {
+                                return why;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => return format!("not a Redis reply: {e:?}"),
+                    }
+                }
+                buf.drain(..used);
+                if buf.len() > MAX_REPLY_BYTES {
+                    return "a reply of more than 1 MiB".to_string();
+                }
+                let len = buf.len();
+                buf.reserve(READ_CHUNK);
+                let (result, back) = reader
+                    .read(monoio::buf::IoBufMut::slice_mut(buf, len..))
+                    .await;
+                buf = back.into_inner();
+                match result {
+                    Ok(0) => return "the connection was closed".to_string(),
+                    Ok(_) => {}
+                    Err(e) => return format!("cannot read: {e}"),
+                }
+            }
+        };
+        let watchdog = async {
+            loop {
+                monoio::time::sleep(REPLY_TIMEOUT / 4).await;
+                let state = self.state.borrow();
+                if let Some(oldest) = state.in_flight.front() {
+                    if oldest.since.elapsed() > REPLY_TIMEOUT {
+                        return format!("no reply within {REPLY_TIMEOUT:?}");
+                    }
+                }
+            }
+        };
+        monoio::select! {
+            why = write => why,
+            why = read => why,
+            why = watchdog => why,
+        }
+    }
+
+    /// Pairs one reply with the oldest request in flight and delivers its answer.
+    fn dispatch(&self, reply: Reply, deliver: &dyn Deliver) -> Result<(), String> {
+        let mut state = self.state.borrow_mut();
+        let Some(request) = state.in_flight.pop_front() else {
+            return Err(format!("a reply nobody asked for: {reply:?}"));
+        };
+        let answer = match (request.op, reply) {
+            (RedisOp::TryLock { .. }, Reply::Simple(ok)) if ok == b"OK" => {
+                RedisAnswer::Locked(true)
+            }
+            (RedisOp::TryLock { .. }, Reply::Null) => RedisAnswer::Locked(false),
+            (RedisOp::Unlock, Reply::Integer(n)) => RedisAnswer::Unlocked(match n {
+                n if n >= 0 => UnlockStatus::Success,
+                -1 => UnlockStatus::LockDoesNotExist,
+                -2 => UnlockStatus::LockBelongsToOthers,
+                _ => UnlockStatus::InternalError,
+            }),
+            (RedisOp::Unlock, Reply::Error(e)) if e.starts_with("NOSCRIPT") => {
+                // The script cache was flushed: run this one by its text (the script did not
+                // run, so this is no second unlock) and load it again for the next ones.
+                if let Some(Retry { key, owner }) = request.retry {
+                    push_command(
+                        &mut state.out,
+                        &[b"EVAL", UNLOCK_SCRIPT.as_bytes(), b"1", &key, &owner],
+                    );
+                    push_command(
+                        &mut state.out,
+                        &[b"SCRIPT", b"LOAD", UNLOCK_SCRIPT.as_bytes()],
+                    );
+                    state.in_flight.push_back(InFlight {
+                        slot: request.slot,
+                        op: request.op,
+                        retry: None,
+                        since: Instant::now(),
+                    });
+                    state.in_flight.push_back(InFlight {
+                        slot: u32::MAX,
+                        op: RedisOp::Unlock,
+                        retry: None,
+                        since: Instant::now(),
+                    });
+                    if let Some(waker) = state.writer.take() {
+                        waker.wake();
+                    }
+                    return Ok(());
+                }
+                RedisAnswer::Failed(e)
+            }
+            (_, Reply::Error(e)) => RedisAnswer::Failed(e),
+            (op, other) => RedisAnswer::Failed(format!("unexpected reply to {op:?}: {other:?}")),
+        };
+        drop(state);
+        // The reload after a NOSCRIPT answers nobody.
+        if request.slot != u32::MAX {
+            deliver.deliver(request.slot, request.op, answer);
+        }
+        Ok(())
+    }
+}
+
+/// A reply, copied out of the read buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Reply {
+    Simple(Vec<u8>),
+    Error(String),
+    Integer(i64),
+    Bulk(Vec<u8>),
+    Null,
+    Array,
+}
+
+fn owned_reply(buf: &[u8], frame: &RangeFrame) -> Reply {
+    let text = |r: &(usize, usize)| buf.get(r.0..r.1).unwrap_or_default().to_vec();
+    match frame {
+        RangeFrame::SimpleString(r) => Reply::Simple(text(r)),
+        RangeFrame::Error(r) => Reply::Error(String::from_utf8_lossy(&text(r)).into_owned()),
+        RangeFrame::Integer(n) => Reply::Integer(*n),
+        RangeFrame::BulkString(r) => Reply::Bulk(text(r)),
+        RangeFrame::Null => Reply::Null,
+        RangeFrame::Array(_) => Reply::Array,
+    }
+}
+
+/// Appends one command (an array of bulk strings) to `out`.
+fn push_command(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    let frames: Vec<BorrowedFrame<'_>> =
+        parts.iter().map(|p| BorrowedFrame::BulkString(p)).collect();
+    let frame = BorrowedFrame::Array(&frames);
+    let at = out.len();
+    out.resize(at + frame.encode_len(false), 0);
+    // The buffer was sized by the frame's own length: encoding cannot run out of room.
+    let written = encode_borrowed(&mut out[at..], &frame, false).unwrap_or(0);
+    out.truncate(at + written);
+}

@@ -1,0 +1,202 @@
+//! A real `redis-server` for a test, on a free loopback port, stopped when dropped; and the
+//! Dapr component files that point dlockd at it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A running `redis-server` (installed from the distribution; `.ci/run` installs it).
+pub struct TestRedis {
+    pub port: u16,
+    child: Option<Child>,
+    /// Extra `redis-server` arguments, and the password they set, if any.
+    extra: Vec<String>,
+    password: Option<String>,
+}
+
+impl TestRedis {
+    /// Starts one on a free port and waits until it answers.
+    pub fn start() -> TestRedis {
+        TestRedis::start_with(&[], None)
+    }
+
+    /// Starts one with extra server arguments; `password` is what `--requirepass` asks for.
+    pub fn start_with(extra: &[&str], password: Option<&str>) -> TestRedis {
+        let port = free_port();
+        let mut redis = TestRedis {
+            port,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            password: password.map(str::to_string),
+        };
+        redis.launch();
+        redis
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(&self.extra)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (apt-get install redis-server; .ci/run installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.try_cmd(&["PING"]).as_deref() != Some("+PONG") {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Stops the server (SIGKILL: as abrupt as a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Sends a signal (`-STOP`, `-CONT`) to the server process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(ok.success(), "kill {sig} {pid}");
+    }
+
+    /// One command; its reply's first line (`+OK`, `$-1`, `:1`, or a bulk string's text).
+    pub fn cmd(&self, args: &[&str]) -> String {
+        self.try_cmd(args)
+            .unwrap_or_else(|| panic!("redis did not answer {args:?}"))
+    }
+
+    fn try_cmd(&self, args: &[&str]) -> Option<String> {
+        let mut s = TcpStream::connect(self.addr()).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let encode = |args: &[&str]| {
+            let mut req = format!("*{}\r\n", args.len());
+            for a in args {
+                req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+            }
+            req
+        };
+        if let Some(password) = &self.password {
+            s.write_all(encode(&["AUTH", password]).as_bytes()).ok()?;
+        }
+        s.write_all(encode(args).as_bytes()).ok()?;
+        let mut reader = BufReader::new(s);
+        let mut line = String::new();
+        if self.password.is_some() {
+            reader.read_line(&mut line).ok()?; // +OK to AUTH
+            line.clear();
+        }
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end().to_string();
+        if let Some(len) = line.strip_prefix('$') {
+            let Ok(len) = len.parse::<usize>() else {
+                return Some(line); // $-1: nil
+            };
+            let mut body = vec![0u8; len + 2];
+            reader.read_exact(&mut body).ok()?;
+            body.truncate(len);
+            return Some(String::from_utf8_lossy(&body).into_owned());
+        }
+        Some(line)
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // A stopped server cannot die of SIGKILL until it runs again.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+        }
+        self.kill();
+    }
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A directory of component files, removed when dropped.
+pub struct Components {
+    pub dir: PathBuf,
+}
+
+impl Components {
+    pub fn new() -> Components {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "dlockd-components-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        Components { dir }
+    }
+
+    /// Adds a `lock.redis` component `name` on `host` with extra metadata pairs.
+    pub fn redis(self, name: &str, host: &str, extra: &[(&str, &str)]) -> Components {
+        let mut text = format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  \
+             type: lock.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: \
+             \"{host}\"\n"
+        );
+        for (k, v) in extra {
+            text.push_str(&format!("  - name: {k}\n    value: \"{v}\"\n"));
+        }
+        self.file(&format!("{name}.yaml"), &text)
+    }
+
+    pub fn file(self, file: &str, text: &str) -> Components {
+        std::fs::write(self.dir.join(file), text).expect("write a component file");
+        self
+    }
+
+    pub fn arg(&self) -> &str {
+        self.dir.to_str().expect("a UTF-8 temp path")
+    }
+}
+
+impl Drop for Components {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,344 @@
+//! The `lock.redis` store against a real `redis-server`: daprd's key layout both ways, its
+//! commands' effects, credentials and databases, and failures: a Redis killed and restarted
+//! under load, a Redis that stops answering, an unreachable one, and component files that
+//! cannot be used. (Every contract case also runs through Redis in tests/contract.rs.)
+
+mod common;
+#[path = "common/redis.rs"]
+mod redis;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis::{Components, TestRedis};
+
+/// dlockd with one Redis store `redislock` on `redis` (plus `extra` metadata) and an in-memory
+/// store `mem`, under app id `checkout`.
+fn dlockd_on(redis: &TestRedis, extra: &[(&str, &str)]) -> (dlockd::server::Server, Components) {
+    let host = format!("127.0.0.1:{}", redis.port);
+    let components = Components::new().redis("redislock", &host, extra);
+    let server = start(&[
+        "--resources-path",
+        components.arg(),
+        "--store",
+        "mem",
+        "--app-id",
+        "checkout",
+    ]);
+    (server, components)
+}
+
+/// daprd's unlock script, as a daprd sidecar would run it.
+const DAPRD_UNLOCK: &str = "local v = redis.call(\"get\",KEYS[1]); if v==false then return -1 end; if v~=ARGV[1] then return -2 else return redis.call(\"del\",KEYS[1]) end";
+
+#[test]
+fn locks_are_shared_with_daprd_sidecars() {
+    // Protects interoperability: a lock a daprd sidecar took (its key layout written straight
+    // into Redis) is held for dlockd's clients, and one dlockd took is held for daprd: the
+    // same key, value and expiry.
+    let redis = TestRedis::start();
+    let (server, _components) = dlockd_on(&redis, &[]);
+    let mut c = Client::connect(server.local_addr());
+
+    // daprd → dlockd: keyPrefix appid (the default) with app id "checkout".
+    assert_eq!(
+        redis.cmd(&[
+            "SET",
+            "lock||checkout||order-1",
+            "sidecar-a",
+            "EX",
+            "30",
+            "NX"
+        ]),
+        "+OK"
+    );
+    assert_json(
+        &c.lock("redislock", "order-1", "dlockd-b", 30),
+        200,
+        NOT_LOCKED,
+    );
+    assert_json(
+        &c.unlock("redislock", "order-1", "dlockd-b"),
+        200,
+        r#"{"status":2}"#,
+    );
+    assert_json(
+        &c.unlock("redislock", "order-1", "sidecar-a"),
+        200,
+        r#"{"status":0}"#,
+    );
+    assert_eq!(redis.cmd(&["EXISTS", "lock||checkout||order-1"]), ":0");
+
+    // dlockd → daprd.
+    assert_json(&c.lock("redislock", "order-2", "dlockd-a", 7), 200, LOCKED);
+    assert_eq!(redis.cmd(&["GET", "lock||checkout||order-2"]), "dlockd-a");
+    let ttl: i64 = redis.cmd(&["TTL", "lock||checkout||order-2"])[1..]
+        .parse()
+        .expect("a TTL");
+    assert!(
+        (6..=7).contains(&ttl),
+        "SET ... EX 7 gives a TTL of 7, not {ttl}"
+    );
+    // A sidecar's SET NX is refused, and its unlock script releases only for the owner.
+    assert_eq!(
+        redis.cmd(&[
+            "SET",
+            "lock||checkout||order-2",
+            "sidecar-a",
+            "EX",
+            "30",
+            "NX"
+        ]),
+        "$-1"
+    );
+    let unlock =
+        |owner: &str| redis.cmd(&["EVAL", DAPRD_UNLOCK, "1", "lock||checkout||order-2", owner]);
+    assert_eq!(unlock("sidecar-a"), ":-2");
+    assert_eq!(unlock("dlockd-a"), ":1");
+    assert_json(&c.lock("redislock", "order-2", "dlockd-c", 30), 200, LOCKED);
+    assert!(server.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
+fn key_prefixes_follow_daprd() {
+    // Protects the contract's key table on a real Redis: each keyPrefix strategy writes the
+    // key a daprd sidecar with the same component would.
+    let redis = TestRedis::start();
+    for (prefix, key) in [
+        ("name", "lock||redislock||r"),
+        ("none", "lock||r"),
+        ("Orders", "lock||orders||r"),
+        ("appid", "lock||checkout||r"),
+    ] {
+        let (server, _components) = dlockd_on(&redis, &[("keyPrefix", prefix)]);
+        let mut c = Client::connect(server.local_addr());
+        assert_json(&c.lock("redislock", "r", "owner", 30), 200, LOCKED);
+        assert_eq!(redis.cmd(&["GET", key]), "owner", "keyPrefix {prefix}");
+        assert_json(&c.unlock("redislock", "r", "owner"), 200, r#"{"status":0}"#);
+        assert!(server.shutdown(Duration::from_secs(5)));
+    }
+}
+
+#[test]
+fn credentials_and_database_are_used() {
+    // Protects redisPassword and redisDB: dlockd authenticates and writes into the database
+    // the component names; a wrong password is a clear 500 naming AUTH.
+    let redis = TestRedis::start_with(&["--requirepass", "s3cret"], Some("s3cret"));
+    let (server, _components) = dlockd_on(&redis, &[("redisPassword", "s3cret"), ("redisDB", "2")]);
+    let mut c = Client::connect(server.local_addr());
+    assert_json(&c.lock("redislock", "r", "owner", 30), 200, LOCKED);
+    let in_db2 = "redis.call('SELECT', 2); return redis.call('GET', KEYS[1])";
+    assert_eq!(
+        redis.cmd(&["EVAL", in_db2, "1", "lock||checkout||r"]),
+        "owner"
+    );
+    assert_eq!(
+        redis.cmd(&["GET", "lock||checkout||r"]),
+        "$-1",
+        "not in db 0"
+    );
+    assert!(server.shutdown(Duration::from_secs(5)));
+
+    let (server, _components) = dlockd_on(&redis, &[("redisPassword", "wrong")]);
+    let mut c = Client::connect(server.local_addr());
+    let r = c.lock("redislock", "r", "owner", 30);
+    assert_eq!(r.status, 500, "{}", r.body_str());
+    assert!(
+        r.body_str().contains("ERR_TRY_LOCK") && r.body_str().contains("AUTH refused"),
+        "{}",
+        r.body_str()
+    );
+    // The in-memory store beside it is unaffected.
+    assert_json(&c.lock("mem", "r", "owner", 30), 200, LOCKED);
+}
+
+/// One client's loop: lock and unlock its own resource until `until`; returns (ok, 500s,
+/// slowest answer, the 500 bodies seen).
+fn churn(
+    addr: std::net::SocketAddr,
+    resource: String,
+    until: Instant,
+) -> (u32, u32, Duration, Vec<String>) {
+    let mut c = Client::connect(addr);
+    let (mut ok, mut failed, mut slowest) = (0, 0, Duration::ZERO);
+    let mut bodies = Vec::new();
+    while Instant::now() < until {
+        for unlock in [false, true] {
+            let sent = Instant::now();
+            let r = if unlock {
+                c.unlock("redislock", &resource, "me")
+            } else {
+                c.lock("redislock", &resource, "me", 30)
+            };
+            slowest = slowest.max(sent.elapsed());
+            match r.status {
+                200 => ok += 1,
+                500 => {
+                    failed += 1;
+                    if bodies.len() < 4 {
+                        bodies.push(r.body_str().to_string());
+                    }
+                }
+                other => panic!("unexpected {other}: {}", r.body_str()),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    (ok, failed, slowest, bodies)
+}
+
+/// Waits, until `deadline`, for the Redis store to grant `resource` again.
+fn granted_again(c: &mut Client, resource: &str, deadline: Instant) {
+    loop {
+        let r = c.lock("redislock", resource, "me", 30);
+        if r.status == 200 {
+            assert_json(&r, 200, LOCKED);
+            return;
+        }
+        assert!(Instant::now() < deadline, "not recovered: {}", r.body_str());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_redis_restart_under_load_gives_clear_500s_then_recovers() {
+    // Protects the failure path: while Redis is down every request is answered at once with a
+    // 500 naming the cause (never a hang), and once it is back dlockd serves again by itself.
+    let mut redis = TestRedis::start();
+    let (server, _components) = dlockd_on(&redis, &[]);
+    let addr = server.local_addr();
+    let start = Instant::now();
+    let until = start + Duration::from_millis(2500);
+    let clients: Vec<_> = (0..4)
+        .map(|i| std::thread::spawn(move || churn(addr, format!("load-{i}"), until)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    redis.kill();
+    std::thread::sleep(Duration::from_millis(700));
+    redis.restart();
+    let back = Instant::now();
+    let mut results = Vec::new();
+    for client in clients {
+        results.push(client.join().expect("a client thread"));
+    }
+    let failed: u32 = results.iter().map(|r| r.1).sum();
+    let slowest = results.iter().map(|r| r.2).max().unwrap_or_default();
+    let bodies: Vec<&String> = results.iter().flat_map(|r| &r.3).collect();
+    assert!(failed > 0, "the outage was noticed");
+    for body in &bodies {
+        assert!(
+            (body.contains("ERR_TRY_LOCK") || body.contains("ERR_UNLOCK"))
+                && body.contains("redis at 127.0.0.1"),
+            "{body}"
+        );
+    }
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "an answer took {slowest:?} during the outage"
+    );
+    // Served again without a restart of dlockd: the backoff is at most a second.
+    granted_again(
+        &mut Client::connect(addr),
+        "after",
+        back + Duration::from_secs(5),
+    );
+    assert!(server.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
+fn a_stalled_redis_fails_its_requests_and_spares_other_stores() {
+    // Protects bounded waits: a Redis that stops answering (SIGSTOP) fails its in-flight
+    // requests after the reply timeout, while the in-memory store on the same worker keeps
+    // answering at once; after SIGCONT the Redis store serves again.
+    let redis = TestRedis::start();
+    let (server, _components) = dlockd_on(&redis, &[]);
+    let addr = server.local_addr();
+    let mut c = Client::connect(addr);
+    assert_json(&c.lock("redislock", "r", "me", 30), 200, LOCKED);
+    redis.signal("-STOP");
+    let stalled = std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        let sent = Instant::now();
+        let r = c.lock("redislock", "s", "me", 30);
+        (r, sent.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let mut other = Client::connect(addr);
+    for i in 0..20 {
+        let sent = Instant::now();
+        assert_json(&other.lock("mem", &format!("m{i}"), "me", 30), 200, LOCKED);
+        assert!(
+            sent.elapsed() < Duration::from_millis(500),
+            "the in-memory store waited on Redis: {:?}",
+            sent.elapsed()
+        );
+    }
+    let (r, took) = stalled.join().expect("the stalled client");
+    assert_eq!(r.status, 500, "{}", r.body_str());
+    assert!(r.body_str().contains("no reply within"), "{}", r.body_str());
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "failed after {took:?}"
+    );
+    redis.signal("-CONT");
+    granted_again(&mut c, "t", Instant::now() + Duration::from_secs(5));
+    assert!(server.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
+fn an_unreachable_redis_is_a_clear_500_at_once() {
+    // Protects start-up without Redis: dlockd starts, says why, and answers the store's
+    // requests with a 500 naming the refused connection, quickly.
+    let port = redis::free_port();
+    let components = Components::new().redis("redislock", &format!("127.0.0.1:{port}"), &[]);
+    let server = start(&["--resources-path", components.arg()]);
+    let mut c = Client::connect(server.local_addr());
+    let sent = Instant::now();
+    let r = c.unlock("redislock", "r", "me");
+    assert!(sent.elapsed() < Duration::from_millis(500));
+    assert_eq!(r.status, 500);
+    assert!(
+        r.body_str().starts_with(
+            r#"{"errorCode":"ERR_UNLOCK","message":"failed to release lock: redis at 127.0.0.1:"#
+        ) && r.body_str().contains("unavailable"),
+        "{}",
+        r.body_str()
+    );
+}
+
+fn dlockd_binary(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dlockd"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "off"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("dlockd runs")
+}
+
+#[test]
+fn unusable_component_files_stop_the_start() {
+    // Protects the operator: a component file dlockd cannot use stops it, naming the file and
+    // the field; Redis Cluster is refused as daprd refuses it.
+    let broken = Components::new().file(
+        "lock.yaml",
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: x\nspec:\n  type: \
+         lock.redis\n  metadata:\n  - name: redisHost\n    value: h:1\n  - name: redisDB\n    \
+         value: two\n",
+    );
+    let out = dlockd_binary(&["--resources-path", broken.arg()]);
+    assert_eq!(out.status.code(), Some(2), "a configuration error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("lock.yaml")
+            && err.contains("spec.metadata[1].value")
+            && err.contains("redisDB"),
+        "{err}"
+    );
+
+    let cluster = Components::new().redis("x", "h:1", &[("redisType", "cluster")]);
+    let out = dlockd_binary(&["--resources-path", cluster.arg()]);
+    assert_eq!(out.status.code(), Some(2), "a configuration error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Redis Cluster is not supported"), "{err}");
+}
