@@ -91,13 +91,27 @@ impl KeyPrefix {
 /// The `lock.redis` metadata dlockd acts on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// `redisHost`: `host:port`.
+    /// `redisHost`: `host:port`; with `failover`, the sentinels' addresses, comma-separated.
     pub host: String,
+    /// `failover: true`: the master is asked of the sentinels at `host`.
+    pub sentinel: Option<Sentinel>,
     pub username: Option<String>,
     pub password: Option<String>,
     /// `redisDB`.
     pub db: u32,
     pub key_prefix: KeyPrefix,
+}
+
+/// Redis Sentinel (`failover: true`): which master to ask the sentinels for, and how to log in
+/// to them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sentinel {
+    /// `sentinelMasterName`.
+    pub master: String,
+    /// `sentinelUsername`.
+    pub username: Option<String>,
+    /// `sentinelPassword`.
+    pub password: Option<String>,
 }
 
 /// What was found besides the stores: components passed over, with why.
@@ -364,7 +378,8 @@ fn redis_settings(metadata: &[Entry]) -> Result<RedisSettings, FieldError> {
             return Err((path(i), format!("redisType {kind:?}: expected node")));
         }
     }
-    if host.contains(',') {
+    let failover = flag("failover")?;
+    if host.contains(',') && !failover {
         let i = get("redisHost").map_or(0, |(_, i)| i);
         return Err((
             path(i),
@@ -380,13 +395,29 @@ fn redis_settings(metadata: &[Entry]) -> Result<RedisSettings, FieldError> {
             "enableTLS: TLS to Redis is not supported yet".into(),
         ));
     }
-    if flag("failover")? {
-        let i = get("failover").map_or(0, |(_, i)| i);
-        return Err((
-            path(i),
-            "failover: Redis Sentinel is not supported yet".into(),
-        ));
-    }
+    let nonempty = |key: &str| {
+        get(key)
+            .map(|(v, _)| v.to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let sentinel = if failover {
+        let Some(master) = nonempty("sentinelMasterName") else {
+            let i = get("failover").map_or(0, |(_, i)| i);
+            return Err((
+                path(i),
+                "failover: true needs sentinelMasterName, the name the sentinels monitor the \
+                 master by"
+                    .into(),
+            ));
+        };
+        Some(Sentinel {
+            master,
+            username: nonempty("sentinelUsername"),
+            password: nonempty("sentinelPassword"),
+        })
+    } else {
+        None
+    };
     let db = match get("redisDB") {
         None => 0,
         Some(("", _)) => 0,
@@ -394,13 +425,9 @@ fn redis_settings(metadata: &[Entry]) -> Result<RedisSettings, FieldError> {
             .parse()
             .map_err(|_| (path(i), format!("redisDB: {v:?} is not a database number")))?,
     };
-    let nonempty = |key: &str| {
-        get(key)
-            .map(|(v, _)| v.to_string())
-            .filter(|v| !v.is_empty())
-    };
     Ok(RedisSettings {
         host,
+        sentinel,
         username: nonempty("redisUsername"),
         password: nonempty("redisPassword"),
         db,
@@ -452,6 +479,7 @@ spec:
                 "redislock".to_string(),
                 Backend::Redis(RedisSettings {
                     host: "localhost:6379".into(),
+                    sentinel: None,
                     username: None,
                     password: Some("s3cret".into()),
                     db: 3,
@@ -459,6 +487,33 @@ spec:
                 })
             )]
         );
+    }
+
+    #[test]
+    fn sentinel_settings_are_read_as_daprd_reads_them() {
+        // Protects failover: the sentinels' addresses, the master's name and the sentinels'
+        // credentials; a failover without a master name is refused, naming the field.
+        let text = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec:\n  \
+type: lock.redis\n  metadata:\n  - {name: redisHost, value: \"a:26379,b:26379\"}\n  \
+- {name: failover, value: \"true\"}\n  - {name: sentinelMasterName, value: mymaster}\n  \
+- {name: sentinelPassword, value: pw}\n";
+        let (stores, _) = parse_file(text, "app").expect("parses");
+        let Backend::Redis(settings) = &stores[0].1 else {
+            panic!("a redis store")
+        };
+        assert_eq!(settings.host, "a:26379,b:26379");
+        assert_eq!(
+            settings.sentinel,
+            Some(Sentinel {
+                master: "mymaster".into(),
+                username: None,
+                password: Some("pw".into()),
+            })
+        );
+        let missing = text.replace("  - {name: sentinelMasterName, value: mymaster}\n", "");
+        let (field, why) = parse_file(&missing, "app").expect_err("no master name");
+        assert_eq!(field, "spec.metadata[1].value");
+        assert!(why.contains("sentinelMasterName"), "{why}");
     }
 
     #[test]

@@ -342,3 +342,120 @@ fn unusable_component_files_stop_the_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Redis Cluster is not supported"), "{err}");
 }
+
+/// A `redis-server --sentinel` watching one master, stopped when dropped.
+struct TestSentinel {
+    port: u16,
+    child: std::process::Child,
+    _dir: Components,
+}
+
+impl TestSentinel {
+    fn start(master_port: u16) -> TestSentinel {
+        let port = redis::free_port();
+        let dir = Components::new();
+        let conf = dir.dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds mymaster 500\n\
+                 sentinel failover-timeout mymaster 3000\n"
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel runs");
+        let sentinel = TestSentinel {
+            port,
+            child,
+            _dir: dir,
+        };
+        // Ready once it names the master.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sentinel
+            .master()
+            .is_some_and(|m| m.ends_with(&master_port.to_string()))
+        {
+            assert!(Instant::now() < deadline, "the sentinel did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sentinel
+    }
+
+    /// The master it names now, as `ip:port`.
+    fn master(&self) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"SENTINEL get-master-addr-by-name mymaster\r\n")
+            .ok()?;
+        let mut reply = [0u8; 256];
+        let n = s.read(&mut reply).ok()?;
+        let text = String::from_utf8_lossy(&reply[..n]).into_owned();
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        // *2 / $len / ip / $len / port
+        (lines.len() >= 5).then(|| format!("{}:{}", lines[2], lines[4]))
+    }
+}
+
+impl Drop for TestSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sentinel_failover_moves_to_the_new_master() {
+    // Protects failover: with `failover: true` dlockd asks the sentinels for the master, takes
+    // locks there, and when the master dies and a replica is promoted, it answers 500s for the
+    // while and then serves from the new master, which holds the locks replicated to it.
+    let mut master = TestRedis::start();
+    let replica = TestRedis::start_with(
+        &["--replicaof", "127.0.0.1", &master.port.to_string()],
+        None,
+    );
+    let sentinel = TestSentinel::start(master.port);
+    let (server, _components) = {
+        let components = Components::new().redis(
+            "redislock",
+            &format!("127.0.0.1:{}", sentinel.port),
+            &[("failover", "true"), ("sentinelMasterName", "mymaster")],
+        );
+        let server = start(&["--resources-path", components.arg(), "--app-id", "checkout"]);
+        (server, components)
+    };
+    let mut c = Client::connect(server.local_addr());
+    assert_json(&c.lock("redislock", "held", "a", 60), 200, LOCKED);
+    assert_eq!(
+        master.cmd(&["GET", "lock||checkout||held"]),
+        "a",
+        "written on the master"
+    );
+    // Replicated before the master dies.
+    assert_eq!(master.cmd(&["WAIT", "1", "5000"]), ":1");
+
+    master.kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sentinel.master() != Some(format!("127.0.0.1:{}", replica.port)) {
+        assert!(
+            Instant::now() < deadline,
+            "the sentinel did not promote the replica"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    granted_again(&mut c, "after", Instant::now() + Duration::from_secs(10));
+    assert_eq!(
+        replica.cmd(&["GET", "lock||checkout||after"]),
+        "me",
+        "on the new master"
+    );
+    assert_json(&c.lock("redislock", "held", "b", 60), 200, NOT_LOCKED);
+    assert!(server.shutdown(Duration::from_secs(5)));
+}

@@ -9,6 +9,10 @@
 //! the same seam forwarded requests use, and each connection writes them in its own request
 //! order.
 //!
+//! With Sentinel (`failover: true`), each connection first asks the sentinels for the master
+//! and checks its `ROLE`; a `READONLY` answer (the master was demoted) ends the connection, and
+//! the next one asks the sentinels again.
+//!
 //! Failures are answered, never waited out: while the connection is down every request gets
 //! `500` at once with the cause; a reply later than [`REPLY_TIMEOUT`] breaks the connection and
 //! fails everything in flight on it. The task reconnects with a doubling backoff (up to
@@ -21,13 +25,14 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use redis_protocol::resp2::decode::decode_range;
 use redis_protocol::resp2::encode::encode_borrowed;
 use redis_protocol::resp2::types::{BorrowedFrame, RangeFrame};
 
-use crate::components::RedisSettings;
+use crate::components::{RedisSettings, Sentinel};
 use crate::lease::UnlockStatus;
 
 /// daprd's unlock script: the key's value is the owner; -1 no such lock, -2 another owner,
@@ -284,15 +289,20 @@ impl RedisClient {
         }
     }
 
-    /// A new connection, authenticated, on its database, with the unlock script loaded; and
-    /// the script's SHA1.
+    /// A new connection to the master, authenticated, on its database, with the unlock script
+    /// loaded; and the script's SHA1. With Sentinel, the master is asked of the sentinels
+    /// first, and must say it is a master.
     async fn connect(&self) -> Result<Connected, String> {
-        let mut stream = TcpStream::connect(self.settings.host.as_str())
+        let master = match &self.settings.sentinel {
+            None => self.settings.host.clone(),
+            Some(sentinel) => self.ask_sentinels(sentinel).await?,
+        };
+        let mut stream = TcpStream::connect(master.as_str())
             .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
+            .map_err(|e| format!("cannot connect to {master}: {e}"))?;
         let _ = stream.set_nodelay(true);
         let mut hello = Vec::new();
-        let mut expected = 0;
+        let mut steps = Vec::new();
         if let Some(password) = &self.settings.password {
             match &self.settings.username {
                 Some(user) => {
@@ -300,60 +310,99 @@ impl RedisClient {
                 }
                 None => push_command(&mut hello, &[b"AUTH", password.as_bytes()]),
             }
-            expected += 1;
+            steps.push("AUTH");
         }
         if self.settings.db != 0 {
             let db = self.settings.db.to_string();
             push_command(&mut hello, &[b"SELECT", db.as_bytes()]);
-            expected += 1;
+            steps.push("SELECT");
+        }
+        if self.settings.sentinel.is_some() {
+            push_command(&mut hello, &[b"ROLE"]);
+            steps.push("ROLE");
         }
         push_command(&mut hello, &[b"SCRIPT", b"LOAD", UNLOCK_SCRIPT.as_bytes()]);
-        expected += 1;
-        let (written, _) = stream.write_all(hello).await;
-        written.map_err(|e| format!("cannot write: {e}"))?;
-        let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-        let mut replies = Vec::new();
-        while replies.len() < expected {
-            match decode_range(&buf) {
-                Ok(Some((frame, used))) => {
-                    replies.push(owned_reply(&buf, &frame));
-                    buf.drain(..used);
-                    continue;
+        steps.push("SCRIPT LOAD");
+        let replies = exchange(&mut stream, hello, steps.len()).await?;
+        let mut sha = Vec::new();
+        for (step, reply) in steps.into_iter().zip(replies) {
+            match (step, reply) {
+                (_, Reply::Error(e)) => return Err(format!("{step} refused: {e}")),
+                ("ROLE", Reply::Array(role)) => {
+                    if role.first() != Some(&Reply::Bulk(b"master".to_vec())) {
+                        return Err(format!(
+                            "the sentinels named {master} as the master, but it is not one (yet)"
+                        ));
+                    }
                 }
-                Ok(None) => {}
-                Err(e) => return Err(format!("not a Redis reply: {e:?}")),
-            }
-            if buf.len() > MAX_REPLY_BYTES {
-                return Err("a reply too long for a Redis handshake".into());
-            }
-            let len = buf.len();
-            buf.reserve(READ_CHUNK);
-            let (read, back) = stream
-                .read(monoio::buf::IoBufMut::slice_mut(buf, len..))
-                .await;
-            buf = back.into_inner();
-            match read {
-                Ok(0) => return Err("the connection closed during the handshake".into()),
-                Ok(_) => {}
-                Err(e) => return Err(format!("cannot read: {e}")),
+                ("SCRIPT LOAD", Reply::Bulk(digest) | Reply::Simple(digest)) => sha = digest,
+                ("AUTH" | "SELECT", Reply::Simple(_)) => {}
+                (step, other) => return Err(format!("{step}: unexpected reply {other:?}")),
             }
         }
-        let mut replies = replies.into_iter();
-        let steps = [
-            self.settings.password.as_ref().map(|_| "AUTH"),
-            (self.settings.db != 0).then_some("SELECT"),
-        ];
-        for step in steps.into_iter().flatten() {
-            match replies.next() {
-                Some(Reply::Simple(_)) => {}
-                Some(Reply::Error(e)) => return Err(format!("{step} refused: {e}")),
-                other => return Err(format!("{step}: unexpected reply {other:?}")),
+        Ok((stream, sha))
+    }
+
+    /// The master's address, from the first sentinel that knows it.
+    async fn ask_sentinels(&self, sentinel: &Sentinel) -> Result<String, String> {
+        let mut failures = Vec::new();
+        for addr in self.settings.host.split(',').map(str::trim) {
+            match self.ask_sentinel(addr, sentinel).await {
+                Ok(master) => return Ok(master),
+                Err(why) => failures.push(format!("{addr}: {why}")),
             }
         }
-        match replies.next() {
-            Some(Reply::Bulk(sha)) | Some(Reply::Simple(sha)) => Ok((stream, sha)),
-            Some(Reply::Error(e)) => Err(format!("SCRIPT LOAD refused: {e}")),
-            other => Err(format!("SCRIPT LOAD: unexpected reply {other:?}")),
+        Err(format!(
+            "no sentinel named the master {:?}: {}",
+            sentinel.master,
+            failures.join("; ")
+        ))
+    }
+
+    async fn ask_sentinel(&self, addr: &str, sentinel: &Sentinel) -> Result<String, String> {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let mut ask = Vec::new();
+        let mut expected = 1;
+        if let Some(password) = &sentinel.password {
+            match &sentinel.username {
+                Some(user) => {
+                    push_command(&mut ask, &[b"AUTH", user.as_bytes(), password.as_bytes()])
+                }
+                None => push_command(&mut ask, &[b"AUTH", password.as_bytes()]),
+            }
+            expected += 1;
+        }
+        push_command(
+            &mut ask,
+            &[
+                b"SENTINEL",
+                b"get-master-addr-by-name",
+                sentinel.master.as_bytes(),
+            ],
+        );
+        let mut replies = exchange(&mut stream, ask, expected).await?;
+        let answer = replies.pop();
+        if let Some(Reply::Error(e)) = replies.pop() {
+            return Err(format!("AUTH refused: {e}"));
+        }
+        match answer {
+            Some(Reply::Array(addr)) => match addr.as_slice() {
+                [Reply::Bulk(ip), Reply::Bulk(port)] => {
+                    let ip = String::from_utf8_lossy(ip);
+                    let port = String::from_utf8_lossy(port);
+                    Ok(if ip.contains(':') {
+                        format!("[{ip}]:{port}")
+                    } else {
+                        format!("{ip}:{port}")
+                    })
+                }
+                other => Err(format!("unexpected reply {other:?}")),
+            },
+            Some(Reply::Null) => Err(format!("it does not know a master {:?}", sentinel.master)),
+            Some(Reply::Error(e)) => Err(e),
+            other => Err(format!("unexpected reply {other:?}")),
         }
     }
 
@@ -411,9 +460,7 @@ impl RedisClient {
                 }
                 let len = buf.len();
                 buf.reserve(READ_CHUNK);
-                let (result, back) = reader
-                    .read(monoio::buf::IoBufMut::slice_mut(buf, len..))
-                    .await;
+                let (result, back) = reader.read(buf.slice_mut(len..)).await;
                 buf = back.into_inner();
                 match result {
                     Ok(0) => return "the connection was closed".to_string(),
@@ -488,6 +535,15 @@ impl RedisClient {
                 }
                 RedisAnswer::Failed(e)
             }
+            (_, Reply::Error(e)) if e.starts_with("READONLY") => {
+                // The master became a replica (a failover): this connection is done; the next
+                // one asks the sentinels again.
+                drop(state);
+                if request.slot != u32::MAX {
+                    deliver.deliver(request.slot, request.op, RedisAnswer::Failed(e.clone()));
+                }
+                return Err(format!("{e}: the server is no longer the master"));
+            }
             (_, Reply::Error(e)) => RedisAnswer::Failed(e),
             (op, other) => RedisAnswer::Failed(format!("unexpected reply to {op:?}: {other:?}")),
         };
@@ -500,6 +556,42 @@ impl RedisClient {
     }
 }
 
+/// Writes `commands` and reads `expected` replies (before the connection serves).
+async fn exchange(
+    stream: &mut TcpStream,
+    commands: Vec<u8>,
+    expected: usize,
+) -> Result<Vec<Reply>, String> {
+    let (written, _) = stream.write_all(commands).await;
+    written.map_err(|e| format!("cannot write: {e}"))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut replies = Vec::new();
+    while replies.len() < expected {
+        match decode_range(&buf) {
+            Ok(Some((frame, used))) => {
+                replies.push(owned_reply(&buf, &frame));
+                buf.drain(..used);
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("not a Redis reply: {e:?}")),
+        }
+        if buf.len() > MAX_REPLY_BYTES {
+            return Err("a reply too long for a handshake".into());
+        }
+        let len = buf.len();
+        buf.reserve(READ_CHUNK);
+        let (read, back) = stream.read(buf.slice_mut(len..)).await;
+        buf = back.into_inner();
+        match read {
+            Ok(0) => return Err("the connection closed during the handshake".into()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("cannot read: {e}")),
+        }
+    }
+    Ok(replies)
+}
+
 /// A reply, copied out of the read buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Reply {
@@ -508,7 +600,7 @@ enum Reply {
     Integer(i64),
     Bulk(Vec<u8>),
     Null,
-    Array,
+    Array(Vec<Reply>),
 }
 
 fn owned_reply(buf: &[u8], frame: &RangeFrame) -> Reply {
@@ -519,7 +611,9 @@ fn owned_reply(buf: &[u8], frame: &RangeFrame) -> Reply {
         RangeFrame::Integer(n) => Reply::Integer(*n),
         RangeFrame::BulkString(r) => Reply::Bulk(text(r)),
         RangeFrame::Null => Reply::Null,
-        RangeFrame::Array(_) => Reply::Array,
+        RangeFrame::Array(items) => {
+            Reply::Array(items.iter().map(|i| owned_reply(buf, i)).collect())
+        }
     }
 }
 

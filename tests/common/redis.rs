@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 pub struct TestRedis {
     pub port: u16,
     child: Option<Child>,
+    /// Its working directory: a replica's full sync writes an RDB file there, which must not
+    /// land in (and be loaded from) the test's own directory.
+    dir: Components,
     /// Extra `redis-server` arguments, and the password they set, if any.
     extra: Vec<String>,
     password: Option<String>,
@@ -30,6 +33,7 @@ impl TestRedis {
         let mut redis = TestRedis {
             port,
             child: None,
+            dir: Components::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             password: password.map(str::to_string),
         };
@@ -40,6 +44,8 @@ impl TestRedis {
     fn launch(&mut self) {
         let child = Command::new("redis-server")
             .args(&self.extra)
+            .arg("--dir")
+            .arg(&self.dir.dir)
             .args([
                 "--port",
                 &self.port.to_string(),
