@@ -47,6 +47,8 @@ pub struct Config {
     /// Where the admin listener serves `/metrics` and `/debug/*`; `None` is `off`: no
     /// listener, and the workers count nothing.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where the gRPC API is served; `None` is `off`.
+    pub grpc_listen: Option<SocketAddr>,
     /// The most verbose operator log level written on stderr; `None` writes none.
     pub log_level: Option<crate::log::Level>,
     /// Where leases and fencing tokens survive restarts and crashes; `None`: restart safety
@@ -106,6 +108,8 @@ impl std::error::Error for ConfigError {}
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3500";
 /// Dapr's metrics port, on loopback: `/debug/lease` shows lock owners.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9090";
+/// Dapr's gRPC port, on loopback.
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50001";
 pub const DEFAULT_STORE: &str = "lockstore";
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -155,6 +159,10 @@ Each flag can also be set by the environment variable in brackets; a flag wins.
   --idle-timeout T         keep-alive idle time before closing [DLOCKD_IDLE_TIMEOUT] (120s)
   --shutdown-timeout T     time SIGTERM/SIGINT allow in-flight work to finish
                            [DLOCKD_SHUTDOWN_TIMEOUT] (10s)
+  --grpc-listen ADDR       the gRPC API (dapr.proto.runtime.v1.Dapr TryLockAlpha1 and
+                           UnlockAlpha1), or off [DLOCKD_GRPC_LISTEN] (default
+                           127.0.0.1:50001; 127.0.0.1:$DAPR_GRPC_PORT when it is set;
+                           127.0.0.1:0 when --listen asks for port 0)
   --metrics-listen ADDR    admin address serving /metrics (Prometheus), /debug/lease and
                            /debug/shards, or off [DLOCKD_METRICS_LISTEN] (default
                            127.0.0.1:9090; 127.0.0.1:0 when --listen asks for port 0)
@@ -216,6 +224,7 @@ impl Config {
                 "--idle-timeout" => flags.idle_timeout = Some(value("--idle-timeout")?),
                 "--shutdown-timeout" => flags.shutdown_timeout = Some(value("--shutdown-timeout")?),
                 "--metrics-listen" => flags.metrics_listen = Some(value("--metrics-listen")?),
+                "--grpc-listen" => flags.grpc_listen = Some(value("--grpc-listen")?),
                 "--log-level" => flags.log_level = Some(value("--log-level")?),
                 "--data-dir" => flags.data_dir = Some(value("--data-dir")?),
                 "--resources-path" => flags.resources_path = Some(value("--resources-path")?),
@@ -251,6 +260,7 @@ struct Flags {
     idle_timeout: Option<String>,
     shutdown_timeout: Option<String>,
     metrics_listen: Option<String>,
+    grpc_listen: Option<String>,
     log_level: Option<String>,
     data_dir: Option<String>,
     max_expiry: Option<String>,
@@ -283,6 +293,23 @@ impl Flags {
             Some(v) => Some(parse_addr("--metrics-listen", &v)?),
             None if listen.port() == 0 => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             None => Some(parse_addr("--metrics-listen", DEFAULT_METRICS_LISTEN)?),
+        };
+
+        let grpc_listen = match pick(self.grpc_listen, "DLOCKD_GRPC_LISTEN") {
+            Some(v) if v.trim() == "off" => None,
+            Some(v) => Some(parse_addr("--grpc-listen", &v)?),
+            None => match env("DAPR_GRPC_PORT") {
+                Some(port) => {
+                    let port: u16 = port.trim().parse().map_err(|_| ConfigError::BadValue {
+                        flag: "DAPR_GRPC_PORT",
+                        value: port.clone(),
+                        why: "not a port number",
+                    })?;
+                    Some(SocketAddr::from(([127, 0, 0, 1], port)))
+                }
+                None if listen.port() == 0 => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                None => Some(parse_addr("--grpc-listen", DEFAULT_GRPC_LISTEN)?),
+            },
         };
 
         // RUST_LOG is shared with other programs: what does not name a level for dlockd is
@@ -457,6 +484,7 @@ impl Flags {
                 DEFAULT_SHUTDOWN_TIMEOUT,
             )?,
             metrics_listen,
+            grpc_listen,
             log_level,
             data_dir,
             max_expiry_s,

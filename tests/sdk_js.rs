@@ -7,13 +7,15 @@
 //! tests/js/package.json or package-lock.json changed, runs `npm ci` in tests/js (it reaches the
 //! npm registry); later runs reuse tests/js/node_modules.
 
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
+#[path = "common/sdk.rs"]
+mod sdk;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use sdk::{run_bounded, InstallLock, Server};
 
 /// Oldest Node.js the SDK supports (its `engines` field says >= 18).
 const NODE_MAJOR_MIN: u32 = 18;
@@ -21,8 +23,6 @@ const NODE_MAJOR_MIN: u32 = 18;
 const NPM_CI_LIMIT: Duration = Duration::from_secs(300);
 /// Bound on one `node --test` run; each suite takes about 4 s.
 const SUITE_LIMIT: Duration = Duration::from_secs(60);
-/// Bound on the server's start-up line.
-const START_LIMIT: Duration = Duration::from_secs(10);
 /// The token the token suite's server and client share.
 const API_TOKEN: &str = "secret";
 /// Written into node_modules after a successful `npm ci`: the manifest and lock file it
@@ -81,7 +81,7 @@ fn prepare_node_modules() -> Result<(), String> {
     }
     // Several `cargo test` runs may share this checkout: one installs, the others wait for it
     // and then find node_modules fresh.
-    let _lock = InstallLock::acquire(dir.join(INSTALL_LOCK))?;
+    let _lock = InstallLock::acquire(dir.join(INSTALL_LOCK), NPM_CI_LIMIT)?;
     if fresh() {
         return Ok(());
     }
@@ -91,8 +91,8 @@ fn prepare_node_modules() -> Result<(), String> {
     let mut npm = Command::new("npm");
     npm.args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
         .current_dir(&dir);
-    let (status, output) =
-        run_bounded(&mut npm, NPM_CI_LIMIT).map_err(|e| format!("npm ci in tests/js: {e}"))?;
+    let (status, output) = run_bounded(&mut npm, NPM_CI_LIMIT)
+        .map_err(|e| format!("npm ci in tests/js: {e}{}", install_node_hint()))?;
     if !status.success() {
         return Err(format!(
             "npm ci in tests/js failed ({status}); it needs the npm registry:\n{output}"
@@ -100,41 +100,6 @@ fn prepare_node_modules() -> Result<(), String> {
     }
     std::fs::write(dir.join(STAMP), &wanted).map_err(|e| format!("writing {STAMP}: {e}"))?;
     Ok(())
-}
-
-/// A directory whose creation is the lock around `npm ci`, removed when dropped. One older
-/// than [`NPM_CI_LIMIT`] was left by a killed run and is taken over.
-struct InstallLock(PathBuf);
-
-impl InstallLock {
-    fn acquire(path: PathBuf) -> Result<InstallLock, String> {
-        let deadline = Instant::now() + NPM_CI_LIMIT + Duration::from_secs(10);
-        loop {
-            match std::fs::create_dir(&path) {
-                Ok(()) => return Ok(InstallLock(path)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let age = std::fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .map(|t| t.elapsed().unwrap_or_default());
-                    if matches!(age, Ok(age) if age > NPM_CI_LIMIT) {
-                        let _ = std::fs::remove_dir(&path);
-                        continue;
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(format!("{} is still held", path.display()));
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => return Err(format!("creating {}: {e}", path.display())),
-            }
-        }
-    }
-}
-
-impl Drop for InstallLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
 }
 
 fn install_node_hint() -> String {
@@ -170,75 +135,6 @@ fn check_node() -> Result<(), String> {
     }
 }
 
-/// The real binary on a free loopback port, killed when dropped so that a failing test
-/// leaves nothing behind. Its output is kept for the failure message.
-struct Server {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<String>>,
-    drains: Vec<JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(args: &[&str], api_token: Option<&str>) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlockd"));
-        cmd.args(["--listen", "127.0.0.1:0", "--workers", "2"])
-            .args(args)
-            .env_remove("DAPR_API_TOKEN")
-            .env_remove("DAPR_HTTP_PORT")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(token) = api_token {
-            cmd.env("DAPR_API_TOKEN", token);
-        }
-        let mut child = cmd.spawn().expect("spawn dlockd");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (line_tx, line_rx) = std::sync::mpsc::channel();
-        // Both pipes are drained for the server's whole life: a full pipe would block it.
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let stdout_log = Arc::clone(&log);
-        let mut drains = vec![std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let _ = line_tx.send(line.clone());
-                stdout_log.lock().unwrap().push_str(&(line + "\n"));
-            }
-        })];
-        drains.push(drain(
-            child.stderr.take().expect("stderr"),
-            Arc::clone(&log),
-        ));
-        let line = match line_rx.recv_timeout(START_LIMIT) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("dlockd printed no start-up line: {}", log.lock().unwrap());
-            }
-        };
-        let port = line
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in the start-up line: {line}"));
-        Server {
-            child,
-            port,
-            log,
-            drains,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for handle in self.drains.drain(..) {
-            let _ = handle.join();
-        }
-    }
-}
-
 /// Runs one suite file against `server`; fails with its output if any case fails.
 fn run_suite(file: &str, server: &Server, api_token: Option<&str>) {
     let mut node = Command::new("node");
@@ -260,59 +156,4 @@ fn run_suite(file: &str, server: &Server, api_token: Option<&str>) {
         server.log.lock().unwrap()
     );
     println!("{output}\n{file}: {:.1} s", started.elapsed().as_secs_f64());
-}
-
-/// Runs `cmd` to completion with its stdout and stderr captured together, killing it if it
-/// outlives `limit`. It runs in its own process group, so that the kill also reaches what it
-/// started (`node --test` runs each file in a child process, npm runs node), which would
-/// otherwise hold the pipes open. (So a Ctrl-C does not reach it either; it ends by itself
-/// within its own bounds.)
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<(ExitStatus, String), String> {
-    let mut child = cmd
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("could not start: {e}{}", install_node_hint()))?;
-    let output = Arc::new(Mutex::new(String::new()));
-    let drains = [
-        drain(child.stdout.take().expect("stdout"), Arc::clone(&output)),
-        drain(child.stderr.take().expect("stderr"), Arc::clone(&output)),
-    ];
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-            let output = output.lock().unwrap();
-            return Err(format!("killed after {limit:?}; its output:\n{output}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    for handle in drains {
-        let _ = handle.join();
-    }
-    let output = output.lock().unwrap().clone();
-    Ok((status, output))
-}
-
-/// Copies `pipe` into `sink` until it closes.
-fn drain(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<String>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    })
 }

@@ -75,6 +75,24 @@ impl ApiError<'_> {
         response::error_json(status, code, &message)
     }
 
+    /// The gRPC status daprd gives this error (not configured → FailedPrecondition; malformed
+    /// or unknown → InvalidArgument; a store's failure → Internal) and its message, the same
+    /// text as over HTTP.
+    pub(crate) fn rejection(&self) -> super::Rejection {
+        let status = self.response().status;
+        let code = match self {
+            ApiError::StoreNotConfigured => super::RejectCode::FailedPrecondition,
+            _ if status == 400 => super::RejectCode::InvalidArgument,
+            _ => super::RejectCode::Internal,
+        };
+        let mut message = Vec::with_capacity(96);
+        self.write_message(&mut message);
+        super::Rejection {
+            code,
+            message: String::from_utf8_lossy(&message).into_owned(),
+        }
+    }
+
     /// Appends daprd's message for this error.
     fn write_message(&self, out: &mut Vec<u8>) {
         // `format!`-style writes into a Vec<u8> cannot fail.

@@ -394,14 +394,140 @@ fn encode_metadata(app_id: &str, stores: &[String], types: &[&str]) -> Vec<u8> {
     out
 }
 
+/// The gRPC status of a lock request refused before or by a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectCode {
+    FailedPrecondition,
+    InvalidArgument,
+    Internal,
+}
+
+/// A lock request refused: the gRPC code daprd gives and its message (the HTTP text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: RejectCode,
+    pub message: String,
+}
+
+/// The lock API's checks for a caller that is not HTTP (the gRPC face): the same stores, API
+/// token and validation, in daprd's order and with its messages.
+pub struct LockValidator {
+    stores: Stores,
+    /// Never empty when present.
+    api_token: Option<Box<[u8]>>,
+    max_id_bytes: usize,
+    max_expiry_s: u32,
+}
+
+impl LockValidator {
+    pub fn new(config: ApiConfig) -> Self {
+        LockValidator {
+            stores: Stores::new(config.stores),
+            api_token: config
+                .api_token
+                .filter(|token| !token.is_empty())
+                .map(Vec::into_boxed_slice),
+            max_id_bytes: config.max_id_bytes,
+            max_expiry_s: config.max_expiry_s.unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Whether a token is configured, and so required.
+    pub fn wants_token(&self) -> bool {
+        self.api_token.is_some()
+    }
+
+    /// Compares the configured token with `given` in constant time for a given length; true
+    /// when none is configured.
+    pub fn token_ok(&self, given: Option<&[u8]>) -> bool {
+        self.api_token
+            .as_deref()
+            .is_none_or(|expected| token_matches(expected, given))
+    }
+
+    /// A try-lock, validated as the HTTP route validates it.
+    pub fn try_lock<'a>(
+        &self,
+        store: &'a [u8],
+        resource: &'a [u8],
+        owner: &'a [u8],
+        expiry_s: i32,
+    ) -> Result<LockOp<'a>, Rejection> {
+        self.check(Operation::TryLock, store, resource, owner, expiry_s)
+    }
+
+    /// An unlock, validated as the HTTP route validates it.
+    pub fn unlock<'a>(
+        &self,
+        store: &'a [u8],
+        resource: &'a [u8],
+        owner: &'a [u8],
+    ) -> Result<LockOp<'a>, Rejection> {
+        self.check(Operation::Unlock, store, resource, owner, 0)
+    }
+
+    fn check<'a>(
+        &self,
+        op: Operation,
+        store: &'a [u8],
+        resource: &'a [u8],
+        owner: &'a [u8],
+        expiry_s: i32,
+    ) -> Result<LockOp<'a>, Rejection> {
+        let fields = LockFields {
+            resource,
+            owner,
+            expiry_s,
+            no_pipe: false,
+        };
+        match validate(
+            op,
+            store,
+            fields,
+            &self.stores,
+            self.max_id_bytes,
+            self.max_expiry_s,
+        ) {
+            Ok((kind, store)) => Ok(LockOp {
+                kind,
+                store,
+                resource,
+                owner,
+            }),
+            Err(error) => Err(error.rejection()),
+        }
+    }
+}
+
+impl Operation {
+    fn of(try_lock: bool) -> Operation {
+        if try_lock {
+            Operation::TryLock
+        } else {
+            Operation::Unlock
+        }
+    }
+}
+
+/// How a store's failure to decide is refused over gRPC: `Internal`, daprd's message.
+pub fn store_failure_rejection(try_lock: bool, cause: &str) -> Rejection {
+    let op = Operation::of(try_lock);
+    ApiError::StoreFailed { op, cause }.rejection()
+}
+
+/// How a lease table's failure to decide a try-lock is refused over gRPC.
+pub fn lease_error_rejection(cause: LeaseError) -> Rejection {
+    ApiError::Store {
+        op: Operation::TryLock,
+        cause,
+    }
+    .rejection()
+}
+
 /// The `500` answer to a try-lock (`try_lock`) or an unlock that a remote store could not
 /// decide, naming the cause: daprd's `ERR_TRY_LOCK` / `ERR_UNLOCK`.
 pub fn store_failure_response(try_lock: bool, cause: &str) -> Response {
-    let op = if try_lock {
-        Operation::TryLock
-    } else {
-        Operation::Unlock
-    };
+    let op = Operation::of(try_lock);
     ApiError::StoreFailed { op, cause }.response()
 }
 

@@ -291,7 +291,7 @@ const DURABLE_POLL: Duration = Duration::from_millis(1);
 /// Waits until `durable` covers `need`; false if it did not within [`DURABLE_WAIT_LIMIT`].
 /// Rare: the persister keeps the promise ahead of a steady load.
 #[cold]
-async fn await_durable(durable: &Durable, need: Need) -> bool {
+pub(super) async fn await_durable(durable: &Durable, need: Need) -> bool {
     let deadline = Instant::now() + DURABLE_WAIT_LIMIT;
     while Instant::now() < deadline {
         monoio::time::sleep(DURABLE_POLL).await;
@@ -404,8 +404,8 @@ async fn flush_items(
                     write(out, &answer_response(answer), c);
                 }
                 Err(failure) => {
-                    metrics.request(failure.outcome);
-                    write(out, &failure.response, c);
+                    metrics.request(failure.outcome());
+                    write(out, &failure.response(), c);
                 }
             },
         }

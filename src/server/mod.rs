@@ -9,6 +9,7 @@
 
 mod admin;
 mod conn;
+mod grpc;
 mod pending;
 mod reaper;
 mod signal;
@@ -61,6 +62,19 @@ pub(crate) enum Mail {
     Lock(Forward),
     /// From the admin thread: who holds a lock in the receiver's shard.
     Holder(HolderQuery),
+    /// From the gRPC thread: a lock request to decide, answered on its own channel.
+    Remote(RemoteLock),
+}
+
+/// A lock request from the gRPC thread, for the shard that owns its key.
+pub(crate) struct RemoteLock {
+    kind: OpKind,
+    store: StoreId,
+    /// The resource id followed by the lock owner.
+    key: Box<[u8]>,
+    resource_len: usize,
+    /// The decision, or a remote store's failure.
+    answer: tokio::sync::oneshot::Sender<Result<Answer, pending::Failure>>,
 }
 
 /// `/debug/lease`: answered by the shard that owns the key, on its own thread.
@@ -139,6 +153,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
     fn begin_shutdown(&self) {
         if !self.shutting_down.swap(true, Ordering::SeqCst) {
             self.kick_all();
@@ -161,6 +179,7 @@ pub enum StartError {
     Thread(std::io::Error),
     WorkerDied(usize),
     MetricsBind(SocketAddr, std::io::Error),
+    GrpcBind(SocketAddr, std::io::Error),
     Persist(PersistError),
 }
 
@@ -175,6 +194,10 @@ impl fmt::Display for StartError {
             StartError::Thread(e) => write!(f, "cannot start a worker thread: {e}"),
             StartError::WorkerDied(i) => write!(f, "worker {i} stopped during start-up"),
             StartError::Persist(e) => e.fmt(f),
+            StartError::GrpcBind(addr, e) => write!(
+                f,
+                "cannot serve gRPC on {addr} (--grpc-listen; `off` disables it): {e}"
+            ),
             StartError::MetricsBind(addr, e) => write!(
                 f,
                 "cannot serve metrics on {addr} (--metrics-listen; `off` disables it): {e}"
@@ -196,6 +219,8 @@ pub struct Server {
     running: usize,
     /// The admin listener's thread, unless `--metrics-listen off`.
     admin: Option<admin::Admin>,
+    /// The gRPC listener's thread, unless `--grpc-listen off`.
+    grpc: Option<grpc::Grpc>,
 }
 
 impl Server {
@@ -217,6 +242,12 @@ impl Server {
     /// `None` with `--metrics-listen off`.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(|a| a.local_addr())
+    }
+
+    /// Where the gRPC API is served (with the real port when 0 was asked), or `None` with
+    /// `--grpc-listen off`.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(|g| g.local_addr())
     }
 
     pub fn workers(&self) -> usize {
@@ -250,6 +281,10 @@ impl Server {
     /// Stops accepting, lets in-flight requests finish and closes idle connections; waits up
     /// to `timeout` for every worker to stop. True if all stopped in time.
     pub fn shutdown(mut self, timeout: Duration) -> bool {
+        // gRPC first: its calls in flight are answered by the workers, still running.
+        if let Some(grpc) = self.grpc.take() {
+            grpc.stop();
+        }
         self.shared.begin_shutdown();
         let deadline = Instant::now() + timeout;
         while self.running > 0 {
@@ -310,6 +345,12 @@ pub fn start(config: Config) -> Result<Server, StartError> {
     let admin_listener = match config.metrics_listen {
         Some(addr) => {
             Some(std::net::TcpListener::bind(addr).map_err(|e| StartError::MetricsBind(addr, e))?)
+        }
+        None => None,
+    };
+    let grpc_listener = match config.grpc_listen {
+        Some(addr) => {
+            Some(std::net::TcpListener::bind(addr).map_err(|e| StartError::GrpcBind(addr, e))?)
         }
         None => None,
     };
@@ -396,6 +437,16 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         },
         None => None,
     };
+    let grpc = match grpc_listener {
+        Some(listener) => match grpc::start(listener, shared.clone()) {
+            Ok(grpc) => Some(grpc),
+            Err(e) => {
+                shared.begin_shutdown();
+                return Err(StartError::Thread(e));
+            }
+        },
+        None => None,
+    };
     Ok(Server {
         addr,
         driver,
@@ -404,6 +455,7 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         exited,
         running,
         admin,
+        grpc,
     })
 }
 
@@ -523,8 +575,15 @@ pub fn run_until_signal(config: Config, name: &str) -> std::process::ExitCode {
     for note in server.restart_notes() {
         crate::log::write(crate::log::Level::Error, format_args!("{note}"));
     }
+    let grpc = match server.grpc_addr() {
+        Some(addr) => format!(
+            "{name} gRPC on {addr} ({}: TryLockAlpha1, UnlockAlpha1)",
+            grpc::SERVICE
+        ),
+        None => format!("{name} gRPC off (--grpc-listen off)"),
+    };
     let lines = format!(
-        "{name} {} listening on http://{} with {} worker{}, {}, stores: {}, api token {}\n{admin}\n{safety}\n",
+        "{name} {} listening on http://{} with {} worker{}, {}, stores: {}, api token {}\n{admin}\n{safety}\n{grpc}\n",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
         server.workers(),

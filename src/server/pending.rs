@@ -19,11 +19,27 @@ use crate::metrics::RequestOutcome;
 /// cause).
 pub(crate) type Outcome = Result<Answer, Failure>;
 
-/// A remote store's failure: the answer to send, and how to count it.
+/// A remote store's failure to decide: which operation, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Failure {
-    pub outcome: RequestOutcome,
-    pub response: Response,
+    pub try_lock: bool,
+    pub cause: String,
+}
+
+impl Failure {
+    /// How it is counted.
+    pub(crate) fn outcome(&self) -> RequestOutcome {
+        if self.try_lock {
+            RequestOutcome::LockError
+        } else {
+            RequestOutcome::UnlockError
+        }
+    }
+
+    /// daprd's HTTP answer to it: `500 ERR_TRY_LOCK` / `ERR_UNLOCK` with the cause.
+    pub(crate) fn response(&self) -> Response {
+        crate::api::store_failure_response(self.try_lock, &self.cause)
+    }
 }
 
 enum Slot {
@@ -220,8 +236,8 @@ mod tests {
             panic!("a free slot must be granted")
         };
         let failure = Failure {
-            outcome: RequestOutcome::LockError,
-            response: crate::api::store_failure_response(true, "down"),
+            try_lock: true,
+            cause: "down".into(),
         };
         p.fail(c, failure.clone());
         assert_eq!(poll_once(pin!(p.reply(c))), Poll::Ready(Err(failure)));

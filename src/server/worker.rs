@@ -21,12 +21,12 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use super::pending::{Failure, Pending};
 use super::reaper::Reaper;
 use super::signal::Signal;
-use super::{Driver, Forward, Holder, HolderQuery, Mail, Reply, Shared, StartError};
+use super::{Driver, Forward, Holder, HolderQuery, Mail, RemoteLock, Reply, Shared, StartError};
 use crate::api::{Answer, Api, ApiConfig, OpKind};
 use crate::components::Backend;
 use crate::lease::{LeaseTable, StoreId};
-use crate::metrics::{Limit, RequestOutcome, WorkerMetrics};
-use crate::persist::Restored;
+use crate::metrics::{Limit, WorkerMetrics};
+use crate::persist::{Need, Restored};
 use crate::shard::{Router, ShardId};
 use crate::store::redis::{Deliver, RedisAnswer, RedisClient, RedisOp};
 
@@ -207,20 +207,13 @@ impl Deliver for Worker {
                 self.pending.complete(slot, Answer::TryLock(Ok(granted)))
             }
             RedisAnswer::Unlocked(status) => self.pending.complete(slot, Answer::Unlock(status)),
-            RedisAnswer::Failed(cause) => {
-                let try_lock = matches!(op, RedisOp::TryLock { .. });
-                self.pending.fail(
-                    slot,
-                    Failure {
-                        outcome: if try_lock {
-                            RequestOutcome::LockError
-                        } else {
-                            RequestOutcome::UnlockError
-                        },
-                        response: crate::api::store_failure_response(try_lock, &cause),
-                    },
-                );
-            }
+            RedisAnswer::Failed(cause) => self.pending.fail(
+                slot,
+                Failure {
+                    try_lock: matches!(op, RedisOp::TryLock { .. }),
+                    cause,
+                },
+            ),
         }
     }
 }
@@ -364,6 +357,10 @@ async fn mail_loop(worker: Rc<Worker>) {
                     answer_holder(&worker, query);
                     continue;
                 }
+                Mail::Remote(req) => {
+                    serve_remote(&worker, req);
+                    continue;
+                }
             };
             let (resource, owner) = req.key.split_at(req.resource_len);
             // Read for each request: one queued after an earlier reading may have been sent
@@ -393,6 +390,66 @@ async fn mail_loop(worker: Rc<Worker>) {
             }
         }
     }
+}
+
+/// Decides a request from the gRPC thread and answers it on its channel: at once from this
+/// shard's table (once the data dir covers a grant), or when its Redis store replies.
+fn serve_remote(worker: &Rc<Worker>, req: RemoteLock) {
+    let RemoteLock {
+        kind,
+        store,
+        key,
+        resource_len,
+        answer,
+    } = req;
+    if let Some(Some(client)) = worker.redis.get(usize::from(store.0)) {
+        let worker = worker.clone();
+        let client = client.clone();
+        monoio::spawn(async move {
+            let slot = worker.pending.reserve().await;
+            let (resource, owner) = key.split_at(resource_len);
+            let op = match kind {
+                OpKind::TryLock { expiry_s } => RedisOp::TryLock { expiry_s },
+                OpKind::Unlock => RedisOp::Unlock,
+            };
+            client.submit(&*worker, slot, op, resource, owner);
+            let outcome = worker.pending.reply(slot).await;
+            match &outcome {
+                Ok(decided) => worker.metrics().answer(*decided),
+                Err(failure) => worker.metrics().request(failure.outcome()),
+            }
+            // The caller may have gone (a cancelled call): nobody to tell.
+            let _ = answer.send(outcome);
+        });
+        return;
+    }
+    let (resource, owner) = key.split_at(resource_len);
+    let now_ms = worker.shared.clock.now_ms();
+    let decided = worker.execute(now_ms, kind, store, resource, owner);
+    worker.metrics().answer(decided);
+    if let (
+        Answer::Granted {
+            token,
+            last_live_ms,
+        },
+        Some(persist),
+    ) = (decided, &worker.shared.persist)
+    {
+        let mut need = Need::default();
+        need.add(last_live_ms, token);
+        let durable = persist.durable().clone();
+        if !durable.covers(need) {
+            // Acknowledged only once the data dir covers it, as over HTTP; a disk that stays
+            // failed closes the call unanswered.
+            monoio::spawn(async move {
+                if super::conn::await_durable(&durable, need).await {
+                    let _ = answer.send(Ok(decided));
+                }
+            });
+            return;
+        }
+    }
+    let _ = answer.send(Ok(decided));
 }
 
 /// Tells the admin thread who holds a lock of this shard. Off the hot path: it allocates the

@@ -1,0 +1,188 @@
+//! What the official-SDK suites share (tests/sdk_js.rs, tests/sdk_python.rs): the real binary
+//! on free loopback ports, a bounded run of a suite with its output, and a lock around a
+//! one-time install of the SDK.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Bound on the server's start-up lines.
+const START_LIMIT: Duration = Duration::from_secs(10);
+
+/// A directory whose creation is the lock around an install, removed when dropped. One older
+/// than `limit` was left by a killed run and is taken over.
+pub struct InstallLock(PathBuf);
+
+impl InstallLock {
+    pub fn acquire(path: PathBuf, limit: Duration) -> Result<InstallLock, String> {
+        let deadline = Instant::now() + limit + Duration::from_secs(10);
+        loop {
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(InstallLock(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let age = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .map(|t| t.elapsed().unwrap_or_default());
+                    if matches!(age, Ok(age) if age > limit) {
+                        let _ = std::fs::remove_dir(&path);
+                        continue;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(format!("{} is still held", path.display()));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(format!("creating {}: {e}", path.display())),
+            }
+        }
+    }
+}
+
+impl Drop for InstallLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The real binary on a free loopback port, killed when dropped so that a failing test
+/// leaves nothing behind. Its output is kept for the failure message.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    /// The gRPC port from the start-up lines, unless gRPC is off.
+    pub grpc_port: Option<u16>,
+    pub log: Arc<Mutex<String>>,
+    drains: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn start(args: &[&str], api_token: Option<&str>) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlockd"));
+        cmd.args(["--listen", "127.0.0.1:0", "--workers", "2"])
+            .args(args)
+            .env_remove("DAPR_API_TOKEN")
+            .env_remove("DAPR_HTTP_PORT")
+            .env_remove("DAPR_GRPC_PORT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(token) = api_token {
+            cmd.env("DAPR_API_TOKEN", token);
+        }
+        let mut child = cmd.spawn().expect("spawn dlockd");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (line_tx, line_rx) = std::sync::mpsc::channel();
+        // Both pipes are drained for the server's whole life: a full pipe would block it.
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let stdout_log = Arc::clone(&log);
+        let mut drains = vec![std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = line_tx.send(line.clone());
+                stdout_log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        })];
+        drains.push(drain(
+            child.stderr.take().expect("stderr"),
+            Arc::clone(&log),
+        ));
+        // Four lines: the address, metrics, restart safety, gRPC.
+        let mut lines = Vec::new();
+        while lines.len() < 4 {
+            match line_rx.recv_timeout(START_LIMIT) {
+                Ok(line) => lines.push(line),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("dlockd printed no start-up lines: {}", log.lock().unwrap());
+                }
+            }
+        }
+        let grpc_port = lines[3]
+            .split("gRPC on 127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok());
+        let line = &lines[0];
+        let port = line
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in the start-up line: {line}"));
+        Server {
+            child,
+            port,
+            grpc_port,
+            log,
+            drains,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for handle in self.drains.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Runs `cmd` to completion with its stdout and stderr captured together, killing it if it
+/// outlives `limit`. It runs in its own process group, so that the kill also reaches what it
+/// started (`node --test` runs each file in a child process, npm runs node), which would
+/// otherwise hold the pipes open. (So a Ctrl-C does not reach it either; it ends by itself
+/// within its own bounds.)
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<(ExitStatus, String), String> {
+    let mut child = cmd
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start: {e}"))?;
+    let output = Arc::new(Mutex::new(String::new()));
+    let drains = [
+        drain(child.stdout.take().expect("stdout"), Arc::clone(&output)),
+        drain(child.stderr.take().expect("stderr"), Arc::clone(&output)),
+    ];
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+            let output = output.lock().unwrap();
+            return Err(format!("killed after {limit:?}; its output:\n{output}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for handle in drains {
+        let _ = handle.join();
+    }
+    let output = output.lock().unwrap().clone();
+    Ok((status, output))
+}
+
+/// Copies `pipe` into `sink` until it closes.
+pub fn drain(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<String>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+}
