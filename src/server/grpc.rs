@@ -305,12 +305,25 @@ impl Grpc {
     }
 
     /// Stops accepting, lets the calls in flight finish (they need the workers, which are
-    /// still running), and waits for the thread.
-    pub(super) fn stop(mut self) {
+    /// still running), and waits for the thread, at most `timeout`: a peer that keeps a call
+    /// open does not hold the shutdown.
+    pub(super) fn stop(mut self, timeout: Duration) {
         self.stop.notify_one();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        while !thread.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                crate::log::write(
+                    crate::log::Level::Warn,
+                    format_args!("gRPC calls still open after {timeout:?}; not waiting for them"),
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
+        let _ = thread.join();
     }
 }
 

@@ -281,12 +281,13 @@ impl Server {
     /// Stops accepting, lets in-flight requests finish and closes idle connections; waits up
     /// to `timeout` for every worker to stop. True if all stopped in time.
     pub fn shutdown(mut self, timeout: Duration) -> bool {
-        // gRPC first: its calls in flight are answered by the workers, still running.
+        // gRPC first: its calls in flight are answered by the workers, still running. It gets
+        // half of the time; the workers the rest.
+        let deadline = Instant::now() + timeout;
         if let Some(grpc) = self.grpc.take() {
-            grpc.stop();
+            grpc.stop(timeout / 2);
         }
         self.shared.begin_shutdown();
-        let deadline = Instant::now() + timeout;
         while self.running > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.exited.recv_timeout(left) {
