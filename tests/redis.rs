@@ -317,6 +317,43 @@ fn dlockd_binary(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
+fn components_of_other_types_are_noted_and_skipped() {
+    // Protects a resources directory shared with daprd: components dlockd does not serve are
+    // named in the log and skipped, and the lock stores beside them are served.
+    let dir = Components::new().file(
+        "all.yaml",
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  \
+         type: state.redis\n---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  \
+         name: mem\nspec:\n  type: lock.in-memory\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dlockd"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "off"])
+        .args(["--resources-path", dir.arg()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dlockd runs");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut first,
+    )
+    .expect("a start-up line");
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("dlockd exits");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        first.contains("stores: mem,") || first.contains("stores: mem "),
+        "{first}"
+    );
+    assert!(
+        err.contains("all.yaml") && err.contains("statestore") && err.contains("skipped"),
+        "{err}"
+    );
+}
+
+#[test]
 fn unusable_component_files_stop_the_start() {
     // Protects the operator: a component file dlockd cannot use stops it, naming the file and
     // the field; Redis Cluster is refused as daprd refuses it.

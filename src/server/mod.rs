@@ -516,6 +516,9 @@ pub fn run_until_signal(config: Config, name: &str) -> std::process::ExitCode {
     use std::io::Write;
 
     crate::log::set_level(config.log_level);
+    for note in &config.component_notes {
+        crate::log::write(crate::log::Level::Info, format_args!("{note}"));
+    }
     // Registered before the workers start, so a signal during start-up is not lost.
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
