@@ -16,13 +16,16 @@ same client, workload and connection count, and report throughput and latency.
 usage: dlockd-loadgen --target HOST:PORT [flags]
 
   --target HOST:PORT      server address (required)
-  --protocol http|resp    http: the Dapr lock API (default); resp: Redis, as Dapr's lock.redis
+  --protocol P            http: the Dapr lock API over HTTP/1.1 (default); resp: Redis, as
+                          Dapr's lock.redis; grpc: the Dapr lock API over gRPC (HTTP/2,
+                          dapr.proto.runtime.v1.Dapr TryLockAlpha1 / UnlockAlpha1)
   --workload W            uncontended | contended | churn (default uncontended)
                             uncontended: each connection locks and unlocks its own resources
                             contended:   locks on a Zipf-hot set; a holder unlocks next
                             churn:       lock-only with a short expiry; leases expire in the server
   --connections N         total connections, spread over the threads (default 64)
-  --depth D               requests in flight per connection, pipelined (default 1)
+  --depth D               requests in flight per connection (default 1): pipelined over
+                          HTTP/1.1 and RESP, concurrent streams over gRPC
   --threads T             client threads (default 1)
   --cpus LIST             pin thread i to LIST[i % len], e.g. 0,1 or 2-3 (default: no pinning)
   --duration T            measured time, e.g. 10s, 500ms, 1m (default 10s)
@@ -32,15 +35,16 @@ usage: dlockd-loadgen --target HOST:PORT [flags]
                           0 = closed loop, as fast as answers come (default 0)
   --pacer P               open loop: timer (default: sends go out at the runtime's 1 ms
                           timer ticks, in bursts) or spin (each send at its own time; the
-                          client thread spins, so give it a CPU of its own)
+                          client thread spins, so give it a CPU of its own; not with grpc)
   --requests N            instead of --duration: stop after exactly N measured requests
                           (closed loop; for instruction counts), no warmup unless given
   --resources N           distinct resources for uncontended/churn (default 100000)
   --hot K                 hot resources for contended (default 16)
   --zipf S                Zipf exponent over the hot set (default 1.0)
   --expiry S              expiryInSeconds / EX for locks (default 10; churn default 1)
-  --store NAME            lock store in the URL (default lockstore)
-  --path-prefix P         default /v1.0-alpha1 (lets it target another Dapr API version)
+  --store NAME            lock store in the URL or the gRPC store_name (default lockstore)
+  --path-prefix P         default /v1.0-alpha1 (lets it target another Dapr API version;
+                          HTTP only)
   --check                 verify every answer is what the workload expects (for dlockd;
                           fixed-answer servers such as nginx answer the same bytes to all)
   --json                  print one JSON object with the results instead of the table
@@ -198,7 +202,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                 protocol = match value.as_str() {
                     "http" => Protocol::Http,
                     "resp" => Protocol::Resp,
-                    _ => return Err(invalid(flag, &value, "expected http or resp")),
+                    "grpc" => Protocol::Grpc,
+                    _ => return Err(invalid(flag, &value, "expected http, resp or grpc")),
                 }
             }
             "--workload" => {
@@ -274,6 +279,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
     if pacer == Pacer::Spin && rate == 0 {
         return Err(CliError::Conflict(
             "--pacer spin paces an open loop: it needs --rate",
+        ));
+    }
+    if pacer == Pacer::Spin && protocol == Protocol::Grpc {
+        return Err(CliError::Conflict(
+            "--pacer spin runs on the monoio client: it cannot be combined with --protocol grpc",
         ));
     }
     if threads > connections {
@@ -532,6 +542,25 @@ mod tests {
         assert!(c.check && c.json);
     }
 
+    // --protocol grpc is read, with the other flags as for http.
+    #[test]
+    fn grpc_is_a_protocol() {
+        let c = run(&[
+            "--target",
+            "h:1",
+            "--protocol",
+            "grpc",
+            "--depth",
+            "16",
+            "--rate",
+            "100",
+        ])
+        .unwrap();
+        assert_eq!(c.protocol, Protocol::Grpc);
+        assert_eq!((c.depth, c.rate, c.pacer), (16, 100, Pacer::Timer));
+        assert!(HELP.contains("grpc"));
+    }
+
     // Churn defaults to a 1 s expiry; --requests drops the default warmup.
     #[test]
     fn mode_dependent_defaults() {
@@ -565,7 +594,18 @@ mod tests {
             &["--target", "h:0"],
             &["--target", "h:99999"],
             &["--target", "h:1", "--bogus"],
-            &["--target", "h:1", "--protocol", "grpc"],
+            &["--target", "h:1", "--protocol", "grpc2"],
+            &["--target", "h:1", "--protocol", "GRPC"],
+            &[
+                "--target",
+                "h:1",
+                "--protocol",
+                "grpc",
+                "--rate",
+                "10",
+                "--pacer",
+                "spin",
+            ],
             &["--target", "h:1", "--workload", "x"],
             &["--target", "h:1", "--connections", "0"],
             &["--target", "h:1", "--connections", "-1"],

@@ -1,4 +1,6 @@
-//! The I/O side: client threads, their monoio runtimes, and the connections.
+//! The I/O side: client threads, their monoio runtimes, and the connections. `--protocol
+//! grpc` runs its threads on tokio instead, with tonic's HTTP/2 client: see [`grpc`]; it shares
+//! the start-up, the phases, the workloads and the pacing ([`Conn::fill`]) with this module.
 //!
 //! Start-up: every thread connects all its connections, then reports to the main thread;
 //! only when every connection of every thread is up does the main thread fix the run's start
@@ -47,6 +49,8 @@ use crate::wire::{self, Protocol, Template};
 use crate::workload::{Kind, Op, Slice, Verdict, Workload};
 use crate::zipf::{Rng, Zipf};
 use crate::{cpu, http, resp};
+
+mod grpc;
 
 /// Per connection. Answers are framed as they arrive, so this only has to hold one answer
 /// plus what follows it in the same read; lock answers are about 100 bytes.
@@ -173,7 +177,10 @@ pub fn run(setup: Arc<Setup>) -> Result<RunResult, StartError> {
         let (setup, ready) = (setup.clone(), ready_tx.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("loadgen-{t}"))
-            .spawn(move || client_thread(setup, t, ready, go_rx));
+            .spawn(move || match setup.config.protocol {
+                Protocol::Grpc => grpc::client_thread(setup, t, ready, go_rx),
+                Protocol::Http | Protocol::Resp => client_thread(setup, t, ready, go_rx),
+            });
         match spawned {
             Ok(handle) => {
                 threads.push(handle);
@@ -282,12 +289,9 @@ fn client_thread(
     ready: Sender<Result<&'static str, StartError>>,
     go: Receiver<Option<Plan>>,
 ) -> Tally {
-    let cpus = &setup.config.cpus;
-    if let Some(&cpu) = cpus.get(t as usize % cpus.len().max(1)) {
-        if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
-            let _ = ready.send(Err(StartError::Pin(cpu, e.to_string())));
-            return Tally::new();
-        }
+    if let Err(e) = pin(&setup.config.cpus, t) {
+        let _ = ready.send(Err(e));
+        return Tally::new();
     }
     match uring_runtime() {
         Ok(mut rt) => rt.block_on(thread_work(setup, t, DRIVER_URING, ready, go)),
@@ -312,6 +316,16 @@ fn client_thread(
                 }
             }
         }
+    }
+}
+
+/// Pins the calling thread, client thread `t`, to its core of `--cpus` (if any).
+fn pin(cpus: &[usize], t: u32) -> Result<(), StartError> {
+    match cpus.get(t as usize % cpus.len().max(1)) {
+        Some(&cpu) => {
+            monoio::utils::bind_to_cpu_set([cpu]).map_err(|e| StartError::Pin(cpu, e.to_string()))
+        }
+        None => Ok(()),
     }
 }
 
@@ -516,6 +530,8 @@ impl Conn {
                 resp::set_request(&owner, config.expiry_s),
                 resp::evalsha_request(&thread.setup.sha, &owner),
             ),
+            // tonic encodes the messages (see `grpc`): the templates carry only the id.
+            Protocol::Grpc => (Template::new(b"", b""), Template::new(b"", b"")),
         };
         let mut rng = Rng::new(SEED ^ u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let slice = || Slice::of(id, config.connections, config.resources);
@@ -555,6 +571,12 @@ impl Conn {
             Op::Lock(r) => self.lock.encode(self.namespace | u128::from(r), out),
             Op::Unlock(r) => self.unlock.encode(self.namespace | u128::from(r), out),
         }
+    }
+
+    /// The resource id `op` names, in this connection's namespace.
+    fn resource_id(&self, op: Op) -> [u8; wire::RESOURCE_ID_BYTES] {
+        let (Op::Lock(r) | Op::Unlock(r)) = op;
+        wire::resource_id(self.namespace | u128::from(r))
     }
 
     fn request_len(&self) -> usize {

@@ -9,6 +9,7 @@
 mod cli;
 mod client;
 mod cpu;
+mod grpc;
 mod http;
 mod pacer;
 mod resp;
@@ -61,7 +62,7 @@ fn run(config: cli::Config) -> Result<ExitCode, StartError> {
     let addr = client::resolve(&config.target)?;
     let sha = match config.protocol {
         Protocol::Resp => client::load_script(addr)?,
-        Protocol::Http => String::new(),
+        Protocol::Http | Protocol::Grpc => String::new(),
     };
     let zipf = Arc::new(Zipf::new(config.hot, config.zipf));
     let base = ReportBase {

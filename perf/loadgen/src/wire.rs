@@ -1,5 +1,5 @@
-//! What both protocols share: resource ids, pre-encoded request templates, and the
-//! protocol-neutral reading of an answer ([`Outcome`]).
+//! What the protocols share: resource ids, pre-encoded request templates (HTTP/1.1 and RESP),
+//! and the protocol-neutral reading of an answer ([`Outcome`], which gRPC answers map to too).
 //!
 //! Invariants: every request a connection sends is its template with a 36-byte resource id
 //! spliced in, so encoding is two copies and a few digit writes, never an allocation once the
@@ -70,6 +70,9 @@ pub enum Protocol {
     Http,
     /// Redis, driven the way Dapr's `lock.redis` component drives it.
     Resp,
+    /// The Dapr lock API over gRPC (`dapr.proto.runtime.v1.Dapr`), framed by tonic: never
+    /// through [`parse`].
+    Grpc,
 }
 
 impl Protocol {
@@ -77,6 +80,7 @@ impl Protocol {
         match self {
             Protocol::Http => "http",
             Protocol::Resp => "resp",
+            Protocol::Grpc => "grpc",
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct Frame {
 pub enum WireError {
     Http(http::Error),
     Resp(resp::Error),
+    /// gRPC answers are framed by tonic, not here.
+    Grpc,
 }
 
 impl fmt::Display for WireError {
@@ -127,6 +133,7 @@ impl fmt::Display for WireError {
         match self {
             WireError::Http(e) => write!(f, "http: {e}"),
             WireError::Resp(e) => write!(f, "resp: {e}"),
+            WireError::Grpc => f.write_str("grpc: answers are framed by tonic"),
         }
     }
 }
@@ -152,6 +159,7 @@ pub fn parse(protocol: Protocol, buf: &[u8]) -> Result<Option<Frame>, WireError>
             Ok(None) => Ok(None),
             Err(e) => Err(WireError::Resp(e)),
         },
+        Protocol::Grpc => Err(WireError::Grpc),
     }
 }
 
