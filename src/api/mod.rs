@@ -121,11 +121,8 @@ impl Stores {
 /// The API of one worker thread: the configuration plus reusable buffers for routing and body
 /// decoding, so that the lock path allocates nothing.
 pub struct Api {
-    stores: Stores,
-    /// Never empty when present.
-    api_token: Option<Box<[u8]>>,
-    max_id_bytes: usize,
-    max_expiry_s: u32,
+    /// The stores, the API token and the validation, shared with the gRPC face.
+    checks: LockValidator,
     /// The metadata body, encoded once. Leaked: there is one `Api` per worker, made at start.
     metadata: &'static [u8],
     router: Router,
@@ -184,13 +181,7 @@ impl Api {
     pub fn new(config: ApiConfig) -> Self {
         let metadata = encode_metadata(&config.app_id, &config.stores, &config.store_types);
         Api {
-            stores: Stores::new(config.stores),
-            api_token: config
-                .api_token
-                .filter(|token| !token.is_empty())
-                .map(Vec::into_boxed_slice),
-            max_id_bytes: config.max_id_bytes,
-            max_expiry_s: config.max_expiry_s.unwrap_or(u32::MAX),
+            checks: LockValidator::new(config),
             metadata: Box::leak(metadata.into_boxed_slice()),
             router: Router::default(),
             body: BodyDecoder::default(),
@@ -199,7 +190,7 @@ impl Api {
 
     /// The configured store names; `StoreId(i)` names `stores()[i]`.
     pub fn stores(&self) -> &[String] {
-        &self.stores.names
+        &self.checks.stores.names
     }
 
     /// Answers a request or turns it into a lock operation.
@@ -215,11 +206,7 @@ impl Api {
     ) -> Outcome<'a> {
         let route = if let Some(route) = route::fast_lock_route(method, target) {
             // A lock route is never exempt from the token.
-            if self
-                .api_token
-                .as_deref()
-                .is_some_and(|expected| !token_matches(expected, api_token))
-            {
+            if !self.checks.token_ok(api_token) {
                 return Outcome::Respond(ApiError::InvalidToken.response());
             }
             route
@@ -227,12 +214,8 @@ impl Api {
             let Ok(raw_path) = route::parse_target(target) else {
                 return Outcome::Respond(ApiError::BadTarget.response());
             };
-            if let Some(expected) = &self.api_token {
-                if !token_matches(expected, api_token)
-                    && !self.router.is_token_exempt(method, raw_path)
-                {
-                    return Outcome::Respond(ApiError::InvalidToken.response());
-                }
+            if !self.checks.token_ok(api_token) && !self.router.is_token_exempt(method, raw_path) {
+                return Outcome::Respond(ApiError::InvalidToken.response());
             }
             self.router.route(method, raw_path)
         };
@@ -248,14 +231,7 @@ impl Api {
             Ok(fields) => fields,
             Err(error) => return Outcome::Respond(ApiError::Malformed(error).response()),
         };
-        match validate(
-            op,
-            store,
-            fields,
-            &self.stores,
-            self.max_id_bytes,
-            self.max_expiry_s,
-        ) {
+        match self.checks.validate(op, store, fields) {
             Ok((kind, store)) => Outcome::Lock(LockOp {
                 kind,
                 store,
@@ -480,22 +456,33 @@ impl LockValidator {
             expiry_s,
             no_pipe: false,
         };
-        match validate(
+        let (kind, store) = self
+            .validate(op, store, fields)
+            .map_err(|error| error.rejection())?;
+        Ok(LockOp {
+            kind,
+            store,
+            resource,
+            owner,
+        })
+    }
+
+    /// daprd's validation of decoded fields, in its order: the operation and the store's id.
+    #[inline]
+    fn validate<'s>(
+        &self,
+        op: Operation,
+        store: &'s [u8],
+        fields: LockFields<'s>,
+    ) -> Result<(OpKind, StoreId), ApiError<'s>> {
+        validate(
             op,
             store,
             fields,
             &self.stores,
             self.max_id_bytes,
             self.max_expiry_s,
-        ) {
-            Ok((kind, store)) => Ok(LockOp {
-                kind,
-                store,
-                resource,
-                owner,
-            }),
-            Err(error) => Err(error.rejection()),
-        }
+        )
     }
 }
 
