@@ -121,6 +121,32 @@ fn key_prefixes_follow_daprd() {
 }
 
 #[test]
+fn a_host_name_is_resolved_off_the_worker() {
+    // Protects redisHost given as a name: it is resolved (on a thread of its own) and each of
+    // its addresses is tried, so `localhost` reaches a Redis bound to 127.0.0.1 even where it
+    // resolves to ::1 first.
+    let redis = TestRedis::start();
+    let components =
+        Components::new().redis("redislock", &format!("localhost:{}", redis.port), &[]);
+    let server = start(&["--resources-path", components.arg()]);
+    let mut c = Client::connect(server.local_addr());
+    assert_json(&c.lock("redislock", "named", "o", 30), 200, LOCKED);
+    assert_eq!(redis.cmd(&["GET", "lock||named"]), "o");
+    let unknown = Components::new().redis("redislock", "no-such-host.invalid:6379", &[]);
+    let server = start(&["--resources-path", unknown.arg()]);
+    let mut c = Client::connect(server.local_addr());
+    let r = c.lock("redislock", "r", "o", 30);
+    assert_eq!(r.status, 500);
+    // A resolver that cannot answer at all is cut short by the connect timeout instead.
+    assert!(
+        r.body_str().contains("cannot resolve no-such-host.invalid")
+            || r.body_str().contains("no connection within"),
+        "{}",
+        r.body_str()
+    );
+}
+
+#[test]
 fn credentials_and_database_are_used() {
     // Protects redisPassword and redisDB: dlockd authenticates and writes into the database
     // the component names; a wrong password is a clear 500 naming AUTH.

@@ -21,6 +21,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -297,9 +298,7 @@ impl RedisClient {
             None => self.settings.host.clone(),
             Some(sentinel) => self.ask_sentinels(sentinel).await?,
         };
-        let mut stream = TcpStream::connect(master.as_str())
-            .await
-            .map_err(|e| format!("cannot connect to {master}: {e}"))?;
+        let mut stream = connect_to(&master).await?;
         let _ = stream.set_nodelay(true);
         let mut hello = Vec::new();
         let mut steps = Vec::new();
@@ -360,9 +359,7 @@ impl RedisClient {
     }
 
     async fn ask_sentinel(&self, addr: &str, sentinel: &Sentinel) -> Result<String, String> {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
+        let mut stream = connect_to(addr).await?;
         let mut ask = Vec::new();
         let mut expected = 1;
         if let Some(password) = &sentinel.password {
@@ -554,6 +551,39 @@ impl RedisClient {
         }
         Ok(())
     }
+}
+
+/// A connection to `host` (`name:port` or `ip:port`), trying each address it resolves to.
+/// A name is resolved on a thread of its own: the system resolver blocks, and the worker must
+/// not (the caller's connect timeout bounds the wait).
+async fn connect_to(host: &str) -> Result<TcpStream, String> {
+    let addrs = match host.parse::<SocketAddr>() {
+        Ok(addr) => vec![addr],
+        Err(_) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let name = host.to_string();
+            std::thread::Builder::new()
+                .name("dlockd-resolve".into())
+                .spawn(move || {
+                    let _ = tx.send(name.to_socket_addrs().map(Iterator::collect::<Vec<_>>));
+                })
+                .map_err(|e| format!("cannot resolve {host}: no thread for it: {e}"))?;
+            match rx.await {
+                Ok(Ok(addrs)) if !addrs.is_empty() => addrs,
+                Ok(Ok(_)) => return Err(format!("{host} resolves to no address")),
+                Ok(Err(e)) => return Err(format!("cannot resolve {host}: {e}")),
+                Err(_) => return Err(format!("cannot resolve {host}: the resolver stopped")),
+            }
+        }
+    };
+    let mut failures = Vec::new();
+    for addr in addrs {
+        match TcpStream::connect_addr(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => failures.push(format!("{addr}: {e}")),
+        }
+    }
+    Err(format!("cannot connect to {host}: {}", failures.join("; ")))
 }
 
 /// Writes `commands` and reads `expected` replies (before the connection serves).
