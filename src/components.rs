@@ -93,6 +93,9 @@ impl KeyPrefix {
 pub struct RedisSettings {
     /// `redisHost`: `host:port`; with `failover`, the sentinels' addresses, comma-separated.
     pub host: String,
+    /// `enableTLS`: connections to Redis use TLS, verified against the platform's roots
+    /// (`SSL_CERT_FILE` / `SSL_CERT_DIR` when set).
+    pub tls: bool,
     /// `failover: true`: the master is asked of the sentinels at `host`.
     pub sentinel: Option<Sentinel>,
     pub username: Option<String>,
@@ -388,13 +391,7 @@ fn redis_settings(metadata: &[Entry]) -> Result<RedisSettings, FieldError> {
                 .into(),
         ));
     }
-    if flag("enableTLS")? {
-        let i = get("enableTLS").map_or(0, |(_, i)| i);
-        return Err((
-            path(i),
-            "enableTLS: TLS to Redis is not supported yet".into(),
-        ));
-    }
+    let tls = flag("enableTLS")?;
     let nonempty = |key: &str| {
         get(key)
             .map(|(v, _)| v.to_string())
@@ -427,6 +424,7 @@ fn redis_settings(metadata: &[Entry]) -> Result<RedisSettings, FieldError> {
     };
     Ok(RedisSettings {
         host,
+        tls,
         sentinel,
         username: nonempty("redisUsername"),
         password: nonempty("redisPassword"),
@@ -479,6 +477,7 @@ spec:
                 "redislock".to_string(),
                 Backend::Redis(RedisSettings {
                     host: "localhost:6379".into(),
+                    tls: false,
                     sentinel: None,
                     username: None,
                     password: Some("s3cret".into()),

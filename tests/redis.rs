@@ -147,6 +147,70 @@ fn a_host_name_is_resolved_off_the_worker() {
 }
 
 #[test]
+fn enable_tls_speaks_tls_and_verifies_the_server() {
+    // Protects enableTLS: dlockd connects over TLS, verifies the server's certificate against
+    // the roots it is given (SSL_CERT_FILE), and locks as over plain TCP; without the CA it
+    // refuses the server, with a clear 500.
+    let redis = TestRedis::start_tls();
+    let ca = redis.tls_ca().expect("a TLS server").to_path_buf();
+    let components = Components::new().redis(
+        "redislock",
+        &format!("localhost:{}", redis.port),
+        &[("enableTLS", "true")],
+    );
+    let spawn = |cert_file: &std::path::Path| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dlockd"))
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "off"])
+            .args(["--grpc-listen", "off", "--resources-path", components.arg()])
+            .env("SSL_CERT_FILE", cert_file)
+            .env_remove("SSL_CERT_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dlockd runs");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("a start-up line");
+        let addr: std::net::SocketAddr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .expect("an address in the start-up line");
+        (child, addr)
+    };
+    let (mut child, addr) = spawn(&ca);
+    let mut c = Client::connect(addr);
+    assert_json(&c.lock("redislock", "secure", "o", 30), 200, LOCKED);
+    assert_eq!(redis.cmd(&["GET", "lock||secure"]), "o");
+    assert_json(
+        &c.unlock("redislock", "secure", "o"),
+        200,
+        r#"{"status":0}"#,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A CA that did not sign the server's certificate: refused.
+    let other = TestRedis::start_tls();
+    let (mut child, addr) = spawn(other.tls_ca().expect("a TLS server"));
+    let mut c = Client::connect(addr);
+    let r = c.lock("redislock", "secure", "o", 30);
+    assert_eq!(r.status, 500, "{}", r.body_str());
+    assert!(
+        r.body_str().contains("TLS with localhost"),
+        "{}",
+        r.body_str()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
 fn credentials_and_database_are_used() {
     // Protects redisPassword and redisDB: dlockd authenticates and writes into the database
     // the component names; a wrong password is a clear 500 naming AUTH.

@@ -27,7 +27,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split, Splitable};
 use monoio::net::TcpStream;
 use redis_protocol::resp2::decode::decode_range;
 use redis_protocol::resp2::encode::encode_borrowed;
@@ -54,8 +54,14 @@ const READ_CHUNK: usize = 16 * 1024;
 /// commands are a few bytes; more is a broken or foreign server.
 const MAX_REPLY_BYTES: usize = 1024 * 1024;
 
+/// A connection to Redis, plain or TLS.
+pub enum Link {
+    Plain(TcpStream),
+    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
+}
+
 /// A connection ready to serve, with the unlock script's SHA1.
-pub type Connected = (TcpStream, Vec<u8>);
+pub type Connected = (Link, Vec<u8>);
 
 /// The operation a request asks of Redis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +118,8 @@ struct State {
 /// One worker's connection to one Redis store.
 pub struct RedisClient {
     settings: RedisSettings,
+    /// With `enableTLS`: how connections are wrapped, or why they cannot be.
+    tls: Option<Result<monoio_rustls::TlsConnector, String>>,
     /// The key bytes before the resource id.
     key_head: Vec<u8>,
     state: RefCell<State>,
@@ -121,8 +129,10 @@ pub struct RedisClient {
 
 impl RedisClient {
     pub fn new(settings: RedisSettings, key_head: Vec<u8>) -> Rc<Self> {
+        let tls = settings.tls.then(tls_connector);
         Rc::new(RedisClient {
             settings,
+            tls,
             key_head,
             state: RefCell::new(State {
                 down_because: "not connected yet".into(),
@@ -243,7 +253,7 @@ impl RedisClient {
                 None => monoio::time::timeout(CONNECT_TIMEOUT, self.connect()).await,
             };
             match attempt {
-                Ok(Ok((stream, sha))) => {
+                Ok(Ok((link, sha))) => {
                     backoff = MIN_BACKOFF;
                     {
                         let mut state = self.state.borrow_mut();
@@ -254,7 +264,10 @@ impl RedisClient {
                         crate::log::Level::Info,
                         format_args!("connected to redis at {}", self.settings.host),
                     );
-                    let why = self.serve(stream, &*deliver).await;
+                    let why = match link {
+                        Link::Plain(stream) => self.serve(stream, &*deliver).await,
+                        Link::Tls(stream) => self.serve(*stream, &*deliver).await,
+                    };
                     crate::log::write(
                         crate::log::Level::Warn,
                         format_args!("redis at {}: {why}; reconnecting", self.settings.host),
@@ -298,8 +311,27 @@ impl RedisClient {
             None => self.settings.host.clone(),
             Some(sentinel) => self.ask_sentinels(sentinel).await?,
         };
-        let mut stream = connect_to(&master).await?;
-        let _ = stream.set_nodelay(true);
+        let tcp = connect_to(&master).await?;
+        let _ = tcp.set_nodelay(true);
+        let mut link = match &self.tls {
+            None => Link::Plain(tcp),
+            Some(Err(why)) => return Err(why.clone()),
+            Some(Ok(connector)) => {
+                let host = master
+                    .rsplit_once(':')
+                    .map_or(master.as_str(), |(h, _)| h)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
+                let name = rustls::pki_types::ServerName::try_from(host)
+                    .map_err(|e| format!("{master}: not a name TLS can verify: {e}"))?;
+                let stream = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS with {master}: {e}"))?;
+                Link::Tls(Box::new(stream))
+            }
+        };
         let mut hello = Vec::new();
         let mut steps = Vec::new();
         if let Some(password) = &self.settings.password {
@@ -322,7 +354,10 @@ impl RedisClient {
         }
         push_command(&mut hello, &[b"SCRIPT", b"LOAD", UNLOCK_SCRIPT.as_bytes()]);
         steps.push("SCRIPT LOAD");
-        let replies = exchange(&mut stream, hello, steps.len()).await?;
+        let replies = match &mut link {
+            Link::Plain(stream) => exchange(stream, hello, steps.len()).await?,
+            Link::Tls(stream) => exchange(&mut **stream, hello, steps.len()).await?,
+        };
         let mut sha = Vec::new();
         for (step, reply) in steps.into_iter().zip(replies) {
             match (step, reply) {
@@ -339,7 +374,7 @@ impl RedisClient {
                 (step, other) => return Err(format!("{step}: unexpected reply {other:?}")),
             }
         }
-        Ok((stream, sha))
+        Ok((link, sha))
     }
 
     /// The master's address, from the first sentinel that knows it.
@@ -404,7 +439,10 @@ impl RedisClient {
     }
 
     /// Writes queued commands and reads replies until the connection fails; returns why.
-    async fn serve(&self, stream: TcpStream, deliver: &dyn Deliver) -> String {
+    async fn serve<S>(&self, stream: S, deliver: &dyn Deliver) -> String
+    where
+        S: Split + AsyncReadRent + AsyncWriteRent,
+    {
         let (mut reader, mut writer) = stream.into_split();
         let write = async {
             let mut spare: Vec<u8> = Vec::with_capacity(READ_CHUNK);
@@ -553,6 +591,34 @@ impl RedisClient {
     }
 }
 
+/// The TLS client settings: the platform's roots (and `SSL_CERT_FILE` / `SSL_CERT_DIR` when
+/// set), no client certificate. Roots that cannot be read are left out (and said).
+fn tls_connector() -> Result<monoio_rustls::TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        crate::log::write(
+            crate::log::Level::Warn,
+            format_args!("TLS to Redis: a root certificate could not be read: {error}"),
+        );
+    }
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    if ignored > 0 || added == 0 {
+        crate::log::write(
+            crate::log::Level::Warn,
+            format_args!("TLS to Redis: {added} root certificates usable, {ignored} not"),
+        );
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|builder| builder.with_root_certificates(roots).with_no_client_auth());
+    config
+        .map(|config| monoio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
+        .map_err(|e| format!("TLS to Redis cannot be set up: {e}"))
+}
+
 /// A connection to `host` (`name:port` or `ip:port`), trying each address it resolves to.
 /// A name is resolved on a thread of its own: the system resolver blocks, and the worker must
 /// not (the caller's connect timeout bounds the wait).
@@ -587,8 +653,8 @@ async fn connect_to(host: &str) -> Result<TcpStream, String> {
 }
 
 /// Writes `commands` and reads `expected` replies (before the connection serves).
-async fn exchange(
-    stream: &mut TcpStream,
+async fn exchange<S: AsyncReadRent + AsyncWriteRent>(
+    stream: &mut S,
     commands: Vec<u8>,
     expected: usize,
 ) -> Result<Vec<Reply>, String> {

@@ -19,6 +19,8 @@ pub struct TestRedis {
     /// Extra `redis-server` arguments, and the password they set, if any.
     extra: Vec<String>,
     password: Option<String>,
+    /// With TLS on `port` (and no plain port): the CA that signed its certificate.
+    tls_ca: Option<PathBuf>,
 }
 
 impl TestRedis {
@@ -36,9 +38,98 @@ impl TestRedis {
             dir: Components::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             password: password.map(str::to_string),
+            tls_ca: None,
         };
         redis.launch();
         redis
+    }
+
+    /// Starts one serving TLS only, with a certificate for `localhost` signed by a CA made
+    /// here (with the `openssl` command); the CA's file is [`TestRedis::tls_ca`].
+    pub fn start_tls() -> TestRedis {
+        let port = free_port();
+        let dir = Components::new();
+        let d = dir.dir.clone();
+        let openssl = |args: &[&str]| {
+            let ok = Command::new("openssl")
+                .args(args)
+                .current_dir(&d)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl runs (apt-get install openssl)");
+            assert!(ok.success(), "openssl {args:?}");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=dlockd test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(d.join("ext.cnf"), "subjectAltName=DNS:localhost\n").expect("ext.cnf");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.crt",
+        ]);
+        let path = |f: &str| d.join(f).to_string_lossy().into_owned();
+        let mut redis = TestRedis {
+            port,
+            child: None,
+            extra: vec![
+                "--tls-cert-file".into(),
+                path("server.crt"),
+                "--tls-key-file".into(),
+                path("server.key"),
+                "--tls-ca-cert-file".into(),
+                path("ca.crt"),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+            dir,
+            password: None,
+            tls_ca: Some(d.join("ca.crt")),
+        };
+        redis.launch();
+        redis
+    }
+
+    /// The CA file of a TLS server.
+    pub fn tls_ca(&self) -> Option<&std::path::Path> {
+        self.tls_ca.as_deref()
     }
 
     fn launch(&mut self) {
@@ -46,8 +137,12 @@ impl TestRedis {
             .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir.dir)
+            .args(if self.tls_ca.is_some() {
+                vec!["--port".to_string(), "0".into(), "--tls-port".into()]
+            } else {
+                vec!["--port".to_string()]
+            })
             .args([
-                "--port",
                 &self.port.to_string(),
                 "--bind",
                 "127.0.0.1",
@@ -106,6 +201,22 @@ impl TestRedis {
     }
 
     fn try_cmd(&self, args: &[&str]) -> Option<String> {
+        if let Some(ca) = &self.tls_ca {
+            // Through redis-cli, which speaks TLS; it prints PONG, a value, or (nil).
+            let out = Command::new("redis-cli")
+                .args(["--tls", "--cacert"])
+                .arg(ca)
+                .args(["-h", "localhost", "-p", &self.port.to_string()])
+                .args(args)
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            return match text.as_str() {
+                "PONG" => Some("+PONG".into()),
+                "" => None,
+                _ => Some(text),
+            };
+        }
         let mut s = TcpStream::connect(self.addr()).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         let encode = |args: &[&str]| {
