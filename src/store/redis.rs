@@ -19,7 +19,7 @@
 //! [`MAX_BACKOFF`]). A Redis store's trouble touches no other store: its requests never wait
 //! for anything but its own connection.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
@@ -123,8 +123,6 @@ pub struct RedisClient {
     /// The key bytes before the resource id.
     key_head: Vec<u8>,
     state: RefCell<State>,
-    /// Set to stop [`run`](Self::run).
-    stopped: Cell<bool>,
 }
 
 impl RedisClient {
@@ -138,7 +136,6 @@ impl RedisClient {
                 down_because: "not connected yet".into(),
                 ..State::default()
             }),
-            stopped: Cell::new(false),
         })
     }
 
@@ -179,8 +176,9 @@ impl RedisClient {
         key.extend_from_slice(resource);
         let retry = match op {
             RedisOp::TryLock { expiry_s } => {
-                let expiry = expiry_s.to_string();
-                push_command(out, &[b"SET", key, owner, b"EX", expiry.as_bytes(), b"NX"]);
+                let mut digits = [0u8; 10];
+                let expiry = decimal(expiry_s, &mut digits);
+                push_command(out, &[b"SET", key, owner, b"EX", expiry, b"NX"]);
                 None
             }
             RedisOp::Unlock => {
@@ -200,18 +198,6 @@ impl RedisClient {
         if let Some(waker) = writer.take() {
             waker.wake();
         }
-    }
-
-    /// Stops [`run`](Self::run) at its next wake-up.
-    pub fn stop(&self) {
-        self.stopped.set(true);
-        if let Some(waker) = self.state.borrow_mut().writer.take() {
-            waker.wake();
-        }
-    }
-
-    pub fn is_up(&self) -> bool {
-        self.state.borrow().up
     }
 
     /// The first connection attempt, made before the worker serves so that its first
@@ -244,10 +230,10 @@ impl RedisClient {
     }
 
     /// Serves `first` if given, then connects, serves, and reconnects after every failure,
-    /// until stopped.
+    /// for as long as the worker's runtime runs it.
     pub async fn run(self: Rc<Self>, deliver: Rc<dyn Deliver>, mut first: Option<Connected>) {
         let mut backoff = MIN_BACKOFF;
-        while !self.stopped.get() {
+        loop {
             let attempt = match first.take() {
                 Some(connected) => Ok(Ok(connected)),
                 None => monoio::time::timeout(CONNECT_TIMEOUT, self.connect()).await,
@@ -447,23 +433,17 @@ impl RedisClient {
         let write = async {
             let mut spare: Vec<u8> = Vec::with_capacity(READ_CHUNK);
             loop {
-                let ready = std::future::poll_fn(|cx| {
-                    if self.stopped.get() {
-                        return Poll::Ready(false);
-                    }
+                std::future::poll_fn(|cx| {
                     let mut state = self.state.borrow_mut();
                     if state.out.is_empty() {
                         state.writer = Some(cx.waker().clone());
                         Poll::Pending
                     } else {
                         std::mem::swap(&mut state.out, &mut spare);
-                        Poll::Ready(true)
+                        Poll::Ready(())
                     }
                 })
                 .await;
-                if !ready {
-                    return "stopped".to_string();
-                }
                 let (written, back) = writer.write_all(spare).await;
                 spare = back;
                 spare.clear();
@@ -688,6 +668,19 @@ async fn exchange<S: AsyncReadRent + AsyncWriteRent>(
     Ok(replies)
 }
 
+/// `n` in decimal, written into `buf` (a u32 has at most 10 digits).
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
 /// A reply, copied out of the read buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Reply {
@@ -713,14 +706,43 @@ fn owned_reply(buf: &[u8], frame: &RangeFrame) -> Reply {
     }
 }
 
-/// Appends one command (an array of bulk strings) to `out`.
+/// Commands have at most this many parts (`SET key owner EX n NX`).
+const MAX_PARTS: usize = 6;
+
+/// Appends one command (an array of bulk strings) to `out`, with no allocation besides `out`.
 fn push_command(out: &mut Vec<u8>, parts: &[&[u8]]) {
-    let frames: Vec<BorrowedFrame<'_>> =
-        parts.iter().map(|p| BorrowedFrame::BulkString(p)).collect();
-    let frame = BorrowedFrame::Array(&frames);
+    debug_assert!(parts.len() <= MAX_PARTS);
+    let frames: [BorrowedFrame<'_>; MAX_PARTS] = std::array::from_fn(|i| {
+        parts
+            .get(i)
+            .map_or(BorrowedFrame::Null, |p| BorrowedFrame::BulkString(p))
+    });
+    let frame = BorrowedFrame::Array(&frames[..parts.len().min(MAX_PARTS)]);
     let at = out.len();
     out.resize(at + frame.encode_len(false), 0);
     // The buffer was sized by the frame's own length: encoding cannot run out of room.
     let written = encode_borrowed(&mut out[at..], &frame, false).unwrap_or(0);
     out.truncate(at + written);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_resp_arrays_of_bulk_strings() {
+        // Protects the wire form of what is sent to Redis, expiry digits included.
+        let mut digits = [0u8; 10];
+        assert_eq!(decimal(0, &mut digits), b"0");
+        assert_eq!(decimal(u32::MAX, &mut digits), b"4294967295");
+        let mut out = Vec::new();
+        let expiry = decimal(30, &mut digits);
+        push_command(&mut out, &[b"SET", b"k", b"o", b"EX", expiry, b"NX"]);
+        push_command(&mut out, &[b"ROLE"]);
+        assert_eq!(
+            out,
+            b"*6\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\no\r\n$2\r\nEX\r\n$2\r\n30\r\n$2\r\nNX\r\n\
+*1\r\n$4\r\nROLE\r\n"
+        );
+    }
 }
