@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use dlockd::api::fuzzing::{BodyDecoder, BodyKind};
 use dlockd::http::fuzzing::{transcript, FUZZ_LIMITS};
-use dlockd::lease::{LeaseError, LeaseTable, StoreId, UnlockStatus};
+use dlockd::lease::{Advanced, LeaseError, LeaseTable, StoreId, UnlockStatus};
 use fuzz::lease::{LeaseOp, LeaseRun, Table, MAX_TTL_MS};
 use fuzz::request::{
     BodyChoice, Decor, Framing, MethodChoice, Req, RouteChoice, Session, Step, StoreChoice,
@@ -193,7 +193,7 @@ impl Table for OneTickLate {
     fn advance(&mut self, now_ms: u64) -> usize {
         self.0.advance(now_ms)
     }
-    fn advance_at_most(&mut self, now_ms: u64, budget: usize) -> usize {
+    fn advance_at_most(&mut self, now_ms: u64, budget: usize) -> Advanced {
         self.0.advance_at_most(now_ms, budget)
     }
     fn holder(&self, store: StoreId, resource: &[u8], now_ms: u64) -> Option<(&[u8], u64)> {

@@ -10,7 +10,8 @@
 //! Besides the answers: `len()` never drops below the live leases nor passes `max_leases`;
 //! `advance` returns what it removed; after `advance(now)` the wheel holds no more leases
 //! than are live at `now` (`scheduled()`), and the table no more than those plus the ones
-//! whose first dead tick is `now`; `advance_at_most` removes at most its budget.
+//! whose first dead tick is `now`; `advance_at_most` removes at most its budget, and once it
+//! says it has finished, the same holds as after `advance`.
 //!
 //! Time only moves forward, by a few ticks, by about a second, by jumps up to 2^42 ms, or
 //! exactly onto the last live tick of a lease (or the tick after). It starts at 0, anywhere
@@ -18,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use dlockd::lease::{LeaseError, LeaseTable, StoreId, UnlockStatus};
+use dlockd::lease::{Advanced, LeaseError, LeaseTable, StoreId, UnlockStatus};
 
 use super::wire::{Reader, Writer};
 
@@ -347,7 +348,7 @@ pub trait Table {
         now_ms: u64,
     ) -> UnlockStatus;
     fn advance(&mut self, now_ms: u64) -> usize;
-    fn advance_at_most(&mut self, now_ms: u64, budget: usize) -> usize;
+    fn advance_at_most(&mut self, now_ms: u64, budget: usize) -> Advanced;
     fn holder(&self, store: StoreId, resource: &[u8], now_ms: u64) -> Option<(&[u8], u64)>;
     fn len(&self) -> usize;
     fn scheduled(&self) -> usize;
@@ -376,7 +377,7 @@ impl Table for LeaseTable {
     fn advance(&mut self, now_ms: u64) -> usize {
         LeaseTable::advance(self, now_ms)
     }
-    fn advance_at_most(&mut self, now_ms: u64, budget: usize) -> usize {
+    fn advance_at_most(&mut self, now_ms: u64, budget: usize) -> Advanced {
         LeaseTable::advance_at_most(self, now_ms, budget)
     }
     fn holder(&self, store: StoreId, resource: &[u8], now_ms: u64) -> Option<(&[u8], u64)> {
@@ -449,7 +450,8 @@ pub fn run_against(run: &LeaseRun, table: &mut dyn Table) {
             }
             LeaseOp::AdvanceAtMost { budget } => {
                 let before = table.len();
-                let removed = table.advance_at_most(now, budget);
+                let step = table.advance_at_most(now, budget);
+                let removed = step.reclaimed;
                 assert!(removed <= budget, "{}", at("over budget", now));
                 assert_eq!(
                     before - removed,
@@ -457,7 +459,7 @@ pub fn run_against(run: &LeaseRun, table: &mut dyn Table) {
                     "{}",
                     at("advance_at_most's count", now)
                 );
-                if removed < budget {
+                if step.finished {
                     check_reclaimed(&*table, &model, now, &at("after advance_at_most", now));
                 }
             }

@@ -32,7 +32,7 @@ use std::fmt;
 mod table;
 pub mod wheel;
 
-pub use table::{LeaseTable, LiveLease, MAX_LEASES_LIMIT};
+pub use table::{Advanced, LeaseTable, LiveLease, MAX_LEASES_LIMIT};
 
 /// Index of a configured lock store (the order of `--store` flags).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -35,7 +35,7 @@ use std::fmt;
 use hashbrown::HashTable;
 use slab::Slab;
 
-use super::wheel::{TimerId, Wheel};
+use super::wheel::{Polled, TimerId, Wheel};
 use super::{LeaseError, StoreId, UnlockStatus};
 
 /// The largest `max_leases` a table honours: slab indices travel as `u32`, and the wheel
@@ -98,6 +98,15 @@ impl Key {
             } => bytes.split_at(*resource_len as usize),
         }
     }
+}
+
+/// What one [`LeaseTable::advance_at_most`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Advanced {
+    /// Expired leases it removed.
+    pub reclaimed: usize,
+    /// Whether it got through everything due: false when the budget ran out first.
+    pub finished: bool,
 }
 
 /// A live lease as [`LeaseTable::live`] lists it.
@@ -512,19 +521,30 @@ impl LeaseTable {
     /// removed. Cost: the expired leases plus the wheel slots passed. A `now_ms` smaller than
     /// an earlier one reclaims nothing.
     pub fn advance(&mut self, now_ms: u64) -> usize {
-        self.advance_at_most(now_ms, usize::MAX)
+        self.advance_at_most(now_ms, usize::MAX).reclaimed
     }
 
-    /// Like [`advance`](Self::advance), but reclaims at most `budget` leases; call again to
-    /// go on. Lets the worker reclaim a million leases that expire together in slices,
-    /// answering requests in between, instead of stalling for the whole sweep.
-    pub fn advance_at_most(&mut self, now_ms: u64, budget: usize) -> usize {
+    /// Like [`advance`](Self::advance), but does at most `budget` steps of work: each lease
+    /// reclaimed, and each lease the wheel moves down a level, is one. Call again, while it
+    /// says it has not finished, to go on. Lets the worker reclaim a million leases that
+    /// expire together in slices, answering requests in between, instead of stalling for the
+    /// whole sweep.
+    pub fn advance_at_most(&mut self, now_ms: u64, budget: usize) -> Advanced {
         self.settle();
-        let mut removed = 0;
-        while removed < budget {
+        let mut left = budget;
+        let mut reclaimed = 0;
+        let finished = loop {
+            if left == 0 {
+                break false;
+            }
             let leases = &self.leases;
-            let Some(id) = self.wheel.poll(now_ms, |id| due_in_wheel(leases, id)) else {
-                break;
+            let id = match self
+                .wheel
+                .poll_within(now_ms, |id| due_in_wheel(leases, id), &mut left)
+            {
+                Polled::Due(id) => id,
+                Polled::Done => break true,
+                Polled::Busy => break false,
             };
             let index = id.0 as usize;
             let Some(lease) = self.leases.get_mut(index) else {
@@ -540,9 +560,13 @@ impl LeaseTable {
                 continue;
             }
             self.remove(index);
-            removed += 1;
+            reclaimed += 1;
+            left -= 1;
+        };
+        Advanced {
+            reclaimed,
+            finished,
         }
-        removed
     }
 
     /// The live holder of (store, resource) and its remaining milliseconds (the ticks after
@@ -775,13 +799,75 @@ mod tests {
             );
         }
         assert_eq!(table.try_lock(StoreId(0), b"live", b"o", 1000, 0), Ok(true));
-        assert_eq!(table.advance_at_most(100, 4), 4);
-        assert_eq!(table.len(), 7);
-        assert_eq!(table.advance_at_most(100, 4), 4);
-        assert_eq!(table.advance_at_most(100, 4), 2);
-        assert_eq!(table.advance_at_most(100, 4), 0);
+        let mut slices = Vec::new();
+        loop {
+            let step = table.advance_at_most(100, 4);
+            table.assert_consistent();
+            assert!(step.reclaimed <= 4);
+            slices.push(step.reclaimed);
+            if step.finished {
+                break;
+            }
+            assert!(slices.len() < 20, "never finishes: {slices:?}");
+        }
+        assert_eq!(slices.iter().sum::<usize>(), 10, "{slices:?}");
+        assert!(slices.len() >= 3, "sliced: {slices:?}");
         assert_eq!(table.len(), 1);
         assert!(table.holder(StoreId(0), b"live", 100).is_some());
+        assert_eq!(
+            table.advance_at_most(100, 4),
+            Advanced {
+                reclaimed: 0,
+                finished: true
+            }
+        );
+    }
+
+    // Leases granted together sit in one slot of a high level of the wheel; when its turn
+    // comes, moving them down is sliced by the same budget as reclaiming them, so no call
+    // does more than its budget of work however many share the slot.
+    #[test]
+    fn a_crowded_wheel_slot_cascades_in_slices() {
+        const N: usize = 5000;
+        let mut table = LeaseTable::new(2 * N);
+        for i in 0..N {
+            let resource = format!("r{i}");
+            // Due at 5001: level 2 of the wheel (slots of 4096 ticks) seen from 0.
+            assert_eq!(
+                table.try_lock(S0, resource.as_bytes(), b"o", 5000, 0),
+                Ok(true)
+            );
+        }
+        assert_eq!(table.advance(0), 0);
+        // At 4096 their slot's turn comes: nothing is due, but they all move down a level,
+        // 64 at a time.
+        let mut calls = 0;
+        loop {
+            let step = table.advance_at_most(4100, 64);
+            table.assert_consistent();
+            assert_eq!(step.reclaimed, 0);
+            calls += 1;
+            if step.finished {
+                break;
+            }
+        }
+        assert!(
+            calls > N / 64,
+            "{calls} calls moved {N} leases 64 at a time"
+        );
+        // At 5001 they are all due: moved down once more and reclaimed, 64 steps a call.
+        let mut reclaimed = 0;
+        loop {
+            let step = table.advance_at_most(5001, 64);
+            assert!(step.reclaimed <= 64);
+            reclaimed += step.reclaimed;
+            if step.finished {
+                break;
+            }
+        }
+        assert_eq!(reclaimed, N);
+        assert_eq!(table.len(), 0);
+        table.assert_consistent();
     }
 
     #[test]

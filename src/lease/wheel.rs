@@ -19,11 +19,18 @@
 //!   entries, never one step per tick. A gap wider than the whole wheel re-files every entry
 //!   once (O(entries)) instead of turning the top level round many times.
 //!
+//! - A slot is emptied in steps: when its turn comes, its whole list moves to the `cascading`
+//!   list at once, and its entries are re-filed from there one by one, as many at a time as
+//!   [`Wheel::poll_within`] is allowed. A million leases granted together sit in one slot
+//!   of a high level; re-filing them in one call stalled the worker for tens of milliseconds.
+//!
 //! Invariants (checked by `assert_consistent` in the tests):
 //!
 //! - `elapsed_ms` only grows. Every entry due at or before `elapsed_ms` is in the `pending`
-//!   list; every other entry sits in level `level_for(elapsed_ms, when_ms)`, slot
-//!   `slot_for(when_ms, level)`.
+//!   list or the `cascading` list; every other entry sits in the `cascading` list or in level
+//!   `level_for(elapsed_ms, when_ms)`, slot `slot_for(when_ms, level)`. An entry of the
+//!   `cascading` list is due at or after `elapsed_ms`, and the list is empty whenever a slot
+//!   is taken up (`process`).
 //! - A slot's bit in `occupied` is set iff its list is non-empty.
 //! - `len` is the number of linked entries.
 
@@ -42,8 +49,21 @@ const NIL: u32 = u32::MAX;
 const UNLINKED: u32 = u32::MAX - 1;
 /// Place of the list of entries that are due (`when_ms <= elapsed_ms`).
 const PENDING: usize = NUM_LEVELS * SLOTS;
-/// Number of list heads: every slot of every level, then the pending list.
-const LISTS: usize = NUM_LEVELS * SLOTS + 1;
+/// Place of the list of the slot being emptied, whose entries wait to be re-filed.
+const CASCADING: usize = PENDING + 1;
+/// Number of list heads: every slot of every level, the pending list, the cascading list.
+const LISTS: usize = NUM_LEVELS * SLOTS + 2;
+
+/// What [`Wheel::poll_within`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Polled {
+    /// An entry due by `now_ms`, unlinked.
+    Due(TimerId),
+    /// Nothing more is due by `now_ms`: the wheel has processed everything up to it.
+    Done,
+    /// The budget ran out before either: call again to go on.
+    Busy,
+}
 
 /// The caller's handle on one wheel entry: in the lease table, the lease's slab index.
 /// `u32::MAX` and `u32::MAX - 1` are reserved.
@@ -173,15 +193,44 @@ impl Wheel {
     /// A `now_ms` below the wheel's elapsed tick (a clock that went back) hands back nothing
     /// and changes nothing.
     pub fn poll(&mut self, now_ms: u64, when_of: impl Fn(TimerId) -> u64) -> Option<TimerId> {
+        let mut unbounded = usize::MAX;
+        match self.poll_within(now_ms, when_of, &mut unbounded) {
+            Polled::Due(id) => Some(id),
+            Polled::Done => None,
+            Polled::Busy => unreachable!("an unbounded budget never runs out"),
+        }
+    }
+
+    /// [`poll`](Self::poll), re-filing at most `budget` entries of a slot being emptied
+    /// before it answers; each re-filed entry takes one from `budget`. Lets the caller bound
+    /// the work of one call, however many entries one slot holds. (A gap between two polls
+    /// wider than the whole wheel re-files every entry at once, unbounded: that takes 139
+    /// years of ticks.)
+    pub fn poll_within(
+        &mut self,
+        now_ms: u64,
+        when_of: impl Fn(TimerId) -> u64,
+        budget: &mut usize,
+    ) -> Polled {
         if now_ms < self.elapsed_ms {
-            return None;
+            return Polled::Done;
         }
         loop {
             let head = self.heads[PENDING];
             if head != NIL {
                 self.unlink(head, PENDING);
                 self.len -= 1;
-                return Some(TimerId(head));
+                return Polled::Due(TimerId(head));
+            }
+            let head = self.heads[CASCADING];
+            if head != NIL {
+                if *budget == 0 {
+                    return Polled::Busy;
+                }
+                *budget -= 1;
+                self.unlink(head, CASCADING);
+                self.file(head, when_of(TimerId(head)));
+                continue;
             }
             if now_ms - self.elapsed_ms >= SPAN_MS {
                 // Every slot start within the gap would be visited, some of the top level
@@ -192,11 +241,11 @@ impl Wheel {
             }
             match self.next_expiration() {
                 Some(expiration) if expiration.deadline_ms <= now_ms => {
-                    self.process(expiration, &when_of);
+                    self.process(expiration);
                 }
                 _ => {
                     self.elapsed_ms = now_ms;
-                    return None;
+                    return Polled::Done;
                 }
             }
         }
@@ -242,25 +291,25 @@ impl Wheel {
         })
     }
 
-    /// Empties one slot: moves the clock to its start, then re-files each of its entries,
-    /// which lands it in `pending` if due or in a lower level (or, for an entry of a later
-    /// turn of the top level, back in the top level).
-    fn process(&mut self, expiration: Expiration, when_of: &impl Fn(TimerId) -> u64) {
+    /// Takes up one slot: moves the clock to its start, and its whole list to the cascading
+    /// list, from which `poll_within` re-files each entry: into `pending` if due, or a lower
+    /// level (or, for an entry of a later turn of the top level, back into the top level).
+    fn process(&mut self, expiration: Expiration) {
         let place = expiration.level * SLOTS + expiration.slot;
-        // Take the whole list first: a top-level entry may be re-filed into this very slot.
-        let mut cursor = std::mem::replace(&mut self.heads[place], NIL);
+        debug_assert_eq!(self.heads[CASCADING], NIL, "a slot is taken up mid-cascade");
+        // The list moves whole: its links stay valid, and its head's `prev` is already NIL.
+        self.heads[CASCADING] = std::mem::replace(&mut self.heads[place], NIL);
         self.occupied[expiration.level] &= !(1u64 << expiration.slot);
         debug_assert!(expiration.deadline_ms >= self.elapsed_ms);
         self.elapsed_ms = expiration.deadline_ms;
-        while cursor != NIL {
-            let next = self.nodes[cursor as usize].next;
-            self.file(cursor, when_of(TimerId(cursor)));
-            cursor = next;
-        }
     }
 
     /// Re-files every entry of the levels relative to `now_ms`, which becomes the elapsed tick.
     fn refile_all(&mut self, now_ms: u64, when_of: &impl Fn(TimerId) -> u64) {
+        debug_assert_eq!(
+            self.heads[CASCADING], NIL,
+            "re-filing everything mid-cascade"
+        );
         self.elapsed_ms = now_ms;
         for level in 0..NUM_LEVELS {
             let mut occupied = std::mem::take(&mut self.occupied[level]);
@@ -290,7 +339,7 @@ impl Wheel {
     /// Pushes `id` (whose list links are stale) onto the list `when_ms` belongs to.
     fn file(&mut self, id: u32, when_ms: u64) {
         let place = self.place_of(when_ms);
-        if place != PENDING {
+        if place < PENDING {
             self.occupied[place / SLOTS] |= 1u64 << (place % SLOTS);
         }
         let head = self.heads[place];
@@ -304,16 +353,22 @@ impl Wheel {
         self.heads[place] = id;
     }
 
-    /// Takes a linked `id` out of its list, the one at `place`, clearing its slot's bit if
-    /// the list empties. Only the head of a list needs `place`; a wrong one there is a bug
-    /// of the caller (a `when_ms` other than the inserted one).
+    /// Takes a linked `id` out of its list, the one at `place` or the cascading list,
+    /// clearing its slot's bit if the list empties. Only the head of a list needs `place`; a
+    /// wrong one there is a bug of the caller (a `when_ms` other than the inserted one).
     fn unlink(&mut self, id: u32, place: usize) {
         let Node { prev, next } = self.nodes[id as usize];
         debug_assert_ne!(prev, UNLINKED);
         if prev == NIL {
+            // An entry waiting in the cascading list is not where its tick says.
+            let place = if self.heads[place] == id {
+                place
+            } else {
+                CASCADING
+            };
             debug_assert_eq!(self.heads[place], id, "entry {id} is not at place {place}");
             self.heads[place] = next;
-            if next == NIL && place != PENDING {
+            if next == NIL && place < PENDING {
                 self.occupied[place / SLOTS] &= !(1u64 << (place % SLOTS));
             }
         } else {
@@ -332,7 +387,7 @@ impl Wheel {
         let mut linked = 0;
         for place in 0..LISTS {
             let head = self.heads[place];
-            if place != PENDING {
+            if place < PENDING {
                 let (level, slot) = (place / SLOTS, place % SLOTS);
                 assert_eq!(
                     self.occupied[level] & (1u64 << slot) != 0,
@@ -346,12 +401,20 @@ impl Wheel {
                 let node = self.nodes[cursor as usize];
                 let when_ms = when_of(TimerId(cursor));
                 assert_eq!(node.prev, prev);
-                assert_eq!(
-                    self.place_of(when_ms),
-                    place,
-                    "{cursor} due at {when_ms} seen from {}",
-                    self.elapsed_ms
-                );
+                if place == CASCADING {
+                    assert!(
+                        when_ms >= self.elapsed_ms,
+                        "{cursor} due at {when_ms} waits to cascade from {}",
+                        self.elapsed_ms
+                    );
+                } else {
+                    assert_eq!(
+                        self.place_of(when_ms),
+                        place,
+                        "{cursor} due at {when_ms} seen from {}",
+                        self.elapsed_ms
+                    );
+                }
                 linked += 1;
                 assert!(linked <= self.nodes.len(), "a list loops");
                 prev = cursor;
@@ -422,6 +485,15 @@ mod tests {
             let id = self.wheel.poll(now_ms, |id| whens[&id.0])?;
             self.whens.remove(&id.0);
             Some(id)
+        }
+
+        fn poll_within(&mut self, now_ms: u64, budget: &mut usize) -> Polled {
+            let whens = &self.whens;
+            let polled = self.wheel.poll_within(now_ms, |id| whens[&id.0], budget);
+            if let Polled::Due(id) = polled {
+                self.whens.remove(&id.0);
+            }
+            polled
         }
 
         fn assert_consistent(&self) {
@@ -638,6 +710,8 @@ mod tests {
             Insert(u32, u64),
             Remove(u32),
             Poll(u64),
+            /// Polls with a budget of re-filed entries, which may stop mid-cascade.
+            PollWithin(u64, usize),
         }
         let delta = prop_oneof![
             0u64..4,
@@ -649,7 +723,8 @@ mod tests {
         let op = prop_oneof![
             (0u32..24, delta.clone()).prop_map(|(id, d)| Op::Insert(id, d)),
             (0u32..24).prop_map(Op::Remove),
-            delta.prop_map(Op::Poll),
+            delta.clone().prop_map(Op::Poll),
+            (delta, 0usize..6).prop_map(|(d, budget)| Op::PollWithin(d, budget)),
         ];
         let config = ProptestConfig {
             cases: 256,
@@ -679,6 +754,28 @@ mod tests {
                             model.iter().filter(|(_, &w)| w <= now).map(|(&id, _)| id).collect();
                         model.retain(|_, w| *w > now);
                         prop_assert_eq!(got, due);
+                    }
+                    Op::PollWithin(d, budget) => {
+                        now = now.saturating_add(d);
+                        let mut budget = budget;
+                        loop {
+                            let polled = wheel.poll_within(now, &mut budget);
+                            wheel.assert_consistent();
+                            match polled {
+                                Polled::Due(id) => {
+                                    let when = model.remove(&id.0);
+                                    prop_assert!(when.is_some_and(|w| w <= now), "{:?}", id);
+                                }
+                                Polled::Done => {
+                                    prop_assert!(model.values().all(|&w| w > now));
+                                    break;
+                                }
+                                Polled::Busy => {
+                                    prop_assert_eq!(budget, 0);
+                                    break;
+                                }
+                            }
+                        }
                     }
                 }
                 wheel.assert_consistent();

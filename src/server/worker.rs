@@ -34,13 +34,13 @@ use crate::store::redis::{Deliver, RedisAnswer, RedisClient, RedisOp};
 /// decided by comparing deadlines with the clock, so this only bounds how long dead leases
 /// use memory.
 const RECLAIM_INTERVAL: Duration = Duration::from_millis(100);
-/// Expired leases reclaimed before the housekeeping task lets connections run. A reclaim of
-/// a cold lease costs about 240 ns (perf, during a storm of a million leases expiring at
-/// once), so a slice is about 0.1 ms.
+/// Steps of reclamation (a lease reclaimed, or moved down a level of the wheel) before the
+/// housekeeping task lets connections run. A reclaim of a cold lease costs about 240 ns
+/// (perf, during a storm of a million leases expiring at once), so a slice is about 0.1 ms.
 const RECLAIM_SLICE: usize = 512;
-/// Expired leases reclaimed per housekeeping tick at most: about 8 ms of work per 100 ms
-/// tick, so a storm of expiries takes longer to reclaim but never takes the worker. Expired
-/// leases are already dead to every answer; reclaiming only returns their memory.
+/// Steps of reclamation per housekeeping tick at most: about 8 ms of work per 100 ms tick, so
+/// a storm of expiries takes longer to reclaim but never takes the worker. Expired leases are
+/// already dead to every answer; reclaiming only returns their memory.
 const RECLAIM_PER_TICK: usize = 64 * RECLAIM_SLICE;
 /// Forwarded requests answered before the mail task lets connections run.
 const MAIL_BATCH: usize = 1024;
@@ -535,14 +535,16 @@ async fn housekeeping(worker: Rc<Worker>) {
         // In slices, letting connections run between them, and a bounded number per tick: a
         // million leases that expire together would otherwise stall this worker.
         let mut reclaimed = 0;
-        while reclaimed < RECLAIM_PER_TICK {
-            let n = worker
+        let mut work = 0;
+        while work < RECLAIM_PER_TICK {
+            let step = worker
                 .table
                 .borrow_mut()
                 .advance_at_most(now_ms, RECLAIM_SLICE);
-            reclaimed += n;
-            worker.metrics().expired(n);
-            if n < RECLAIM_SLICE {
+            reclaimed += step.reclaimed;
+            work += RECLAIM_SLICE;
+            worker.metrics().expired(step.reclaimed);
+            if step.finished {
                 break;
             }
             worker.yields.now().await;
