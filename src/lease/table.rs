@@ -561,7 +561,8 @@ impl LeaseTable {
             }
             self.remove(index);
             reclaimed += 1;
-            left -= 1;
+            // A due lease is handed back even when re-filing spent the budget: it ends here.
+            left = left.saturating_sub(1);
         };
         Advanced {
             reclaimed,
