@@ -1,8 +1,10 @@
 //! The lock request body and the whole API step on the hot path.
 //!
-//! Run with `cargo bench --bench body`. Compares this crate's protojson decoder (simd-json,
-//! buffers reused across iterations) with serde_json decoding the same 81-byte body into a
-//! derived struct, then measures `Api::handle` for a complete try-lock request.
+//! Run with `cargo bench --bench body`. Compares this crate's body decoder (buffers reused
+//! across iterations; the body has the canonical shape, so it takes the fast path before
+//! simd-json) with serde_json decoding the same 81-byte body into a derived struct, measures
+//! the decoder on the bodies the load generator and the Dapr SDKs send (a 36-byte id), then
+//! `Api::handle` for a complete try-lock request.
 
 use std::borrow::Cow;
 use std::hint::black_box;
@@ -16,6 +18,12 @@ use serde::Deserialize;
 /// A typical try-lock body: 81 bytes.
 const BODY: &[u8] =
     br#"{"resourceId":"order-12345","lockOwner":"worker-7f3a9c1e4b","expiryInSeconds":60}"#;
+
+/// The try-lock body the load generator sends: a 36-byte uuid-like id, as SDKs send.
+const SDK_TRY_LOCK: &[u8] = br#"{"resourceId":"00000000-0000-0000-0000-0000000012ab","lockOwner":"owner-7","expiryInSeconds":10}"#;
+/// The unlock body the load generator sends.
+const SDK_UNLOCK: &[u8] =
+    br#"{"resourceId":"00000000-0000-0000-0000-0000000012ab","lockOwner":"owner-7"}"#;
 
 /// The same message as serde would decode it (JSON names only, no protojson rules).
 #[derive(Deserialize)]
@@ -59,6 +67,39 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// The decoder on the canonical bodies of 36-byte ids (the fast path: `canonical`).
+fn decode_sdk_bodies(c: &mut Criterion) {
+    let mut group = c.benchmark_group("body_sdk_36_byte_id");
+    let mut decoder = BodyDecoder::new();
+    assert_eq!(
+        decoder
+            .decode_try_lock(SDK_TRY_LOCK)
+            .map(|f| (f.0.len(), f.1.len(), f.2)),
+        Some((36, 7, 10))
+    );
+    assert_eq!(
+        decoder
+            .decode_unlock(SDK_UNLOCK)
+            .map(|f| (f.0.len(), f.1.len())),
+        Some((36, 7))
+    );
+    group.bench_function("try_lock", |b| {
+        b.iter(|| {
+            let fields = decoder.decode_try_lock(black_box(SDK_TRY_LOCK));
+            black_box(
+                fields.map(|(resource, owner, expiry_s)| (resource.len(), owner.len(), expiry_s)),
+            )
+        })
+    });
+    group.bench_function("unlock", |b| {
+        b.iter(|| {
+            let fields = decoder.decode_unlock(black_box(SDK_UNLOCK));
+            black_box(fields.map(|(resource, owner)| (resource.len(), owner.len())))
+        })
+    });
+    group.finish();
+}
+
 fn handle(c: &mut Criterion) {
     let mut api = Api::new(ApiConfig {
         stores: vec!["lockstore".to_owned()],
@@ -89,5 +130,5 @@ fn handle(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decode, handle);
+criterion_group!(benches, decode, decode_sdk_bodies, handle);
 criterion_main!(benches);
