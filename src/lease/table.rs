@@ -197,26 +197,6 @@ fn spread(hash: u32) -> u64 {
     u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// Hands the memory a map's growth just freed (its old array) back to the OS now.
-///
-/// mimalloc keeps freed pages for a while and returns them on later allocator activity; a
-/// table whose grants allocate nothing would keep every old array resident. Measured with
-/// `perf/compare --memory`: 92 bytes of RSS a lease at 1 M leases without it, 83 with it. A
-/// call costs about 1 µs (81 µs at most, in a fill to 1 M leases) and comes once per doubling
-/// of one of the [`MAPS`] maps.
-#[cold]
-#[inline(never)]
-fn return_freed_memory() {
-    // SAFETY: `mi_collect` takes no arguments that point anywhere and has no preconditions: it
-    // may be called on any thread at any time, and only frees and purges memory that nothing
-    // holds. When mimalloc is not the global allocator (the library's tests), it collects
-    // mimalloc's own heap of this thread, which holds nothing.
-    #[allow(unsafe_code)]
-    unsafe {
-        libmimalloc_sys::mi_collect(true)
-    };
-}
-
 /// One shard's leases. See the module docs of [`crate::lease`] for the time semantics.
 pub struct LeaseTable {
     leases: Slab<Lease>,
@@ -234,8 +214,6 @@ pub struct LeaseTable {
     /// and the next one to hand out. Empty and unused when off.
     tokens: Vec<u64>,
     next_token: Option<u64>,
-    /// How many times a map of `by_hash` has grown.
-    map_growths: u64,
     /// Tests narrow the hashes to force collisions.
     #[cfg(test)]
     hash_mask: u32,
@@ -248,7 +226,6 @@ impl fmt::Debug for LeaseTable {
             .field("max_leases", &self.max_leases)
             .field("wheel_len", &self.wheel.len())
             .field("wheel_elapsed_ms", &self.wheel.elapsed_ms())
-            .field("map_growths", &self.map_growths)
             .finish()
     }
 }
@@ -271,7 +248,6 @@ impl LeaseTable {
             max_leases: max_leases.min(MAX_LEASES_LIMIT),
             tokens: Vec::new(),
             next_token: None,
-            map_growths: 0,
             #[cfg(test)]
             hash_mask: u32::MAX,
         }
@@ -383,19 +359,18 @@ impl LeaseTable {
             return self.try_lock_when_full(hash, store, resource, owner, last_live_ms, now_ms);
         }
         // One probe finds the lease or the slot a new one goes in.
-        let map = map_of(hash);
-        let allocated = self.by_hash[map].allocation_size();
         let leases = &self.leases;
-        let entry = self.by_hash[map].entry(
+        let entry = self.by_hash[map_of(hash)].entry(
             spread(hash),
             |&i| leases[i as usize].is_key(store, resource),
             |&i| spread(leases[i as usize].hash),
         );
-        let granted = match entry {
+        match entry {
             hashbrown::hash_table::Entry::Occupied(found) => {
                 let index = *found.get() as usize;
-                self.take_over(index, owner, last_live_ms, now_ms)
-                    .then_some(index)
+                Ok(self
+                    .take_over(index, owner, last_live_ms, now_ms)
+                    .then_some(index))
             }
             hashbrown::hash_table::Entry::Vacant(slot) => {
                 let index = self.leases.vacant_key();
@@ -408,21 +383,8 @@ impl LeaseTable {
                     in_wheel: false,
                 });
                 self.schedule(index);
-                Some(index)
+                Ok(Some(index))
             }
-        };
-        self.after_insert(map, allocated);
-        Ok(granted)
-    }
-
-    /// After an insert into map `map`, whose array took `allocated` bytes before it: if the map
-    /// grew, its old array was freed, and goes back to the OS now. (Not `capacity()`: that
-    /// also moves when an entry takes the place of a removed one.)
-    #[inline]
-    fn after_insert(&mut self, map: usize, allocated: usize) {
-        if self.by_hash[map].allocation_size() != allocated {
-            self.map_growths += 1;
-            return_freed_memory();
         }
     }
 
@@ -456,13 +418,10 @@ impl LeaseTable {
             store,
             in_wheel: false,
         });
-        let map = map_of(hash);
-        let allocated = self.by_hash[map].allocation_size();
         let leases = &self.leases;
-        self.by_hash[map].insert_unique(spread(hash), timer_id(index).0, |&i| {
+        self.by_hash[map_of(hash)].insert_unique(spread(hash), timer_id(index).0, |&i| {
             spread(leases[i as usize].hash)
         });
-        self.after_insert(map, allocated);
         self.schedule(index);
         Ok(Some(index))
     }
@@ -1076,48 +1035,6 @@ mod tests {
         assert_eq!(table.holder(S0, b"c", 11), Some((&b"o"[..], 19)));
         assert_eq!(table.unlock(S0, b"c", b"o", 11), UnlockStatus::Success);
         assert!(table.by_hash.iter().all(HashTable::is_empty));
-        table.assert_consistent();
-    }
-
-    #[test]
-    fn every_growth_of_a_map_is_seen() {
-        // Protects `after_insert`: each growth of a map must be caught, to hand its old array
-        // back. One map from empty to 100 entries grows to room for 3, 7, 14, 28, 56 and 112.
-        let mut table = LeaseTable::new(1000);
-        table.hash_mask = 0x03ff_ffff; // the top six bits pick the map: all in map 0
-        for i in 0..100u32 {
-            let resource = i.to_le_bytes();
-            assert_eq!(table.try_lock(S0, &resource, b"o", 10, 0), Ok(true));
-        }
-        assert_eq!(table.by_hash[0].len(), 100);
-        assert_eq!(table.by_hash[0].capacity(), 112);
-        assert_eq!(table.map_growths, 6);
-        // Lookups and unlocks grow nothing.
-        for i in 0..100u32 {
-            let resource = i.to_le_bytes();
-            assert_eq!(table.try_lock(S0, &resource, b"p", 10, 1), Ok(false));
-            assert_eq!(table.unlock(S0, &resource, b"o", 1), UnlockStatus::Success);
-        }
-        assert_eq!(table.map_growths, 6);
-        // Under churn, grants take the places of removed entries (which moves `capacity()`),
-        // and now and then the map grows to clear them: exactly the reallocations count.
-        let mut reallocations = 6;
-        for round in 1..20u32 {
-            for i in 0..100u32 {
-                let resource = (round * 1000 + i).to_le_bytes();
-                let before = table.by_hash[0].allocation_size();
-                assert_eq!(table.try_lock(S0, &resource, b"o", 10, 2), Ok(true));
-                if table.by_hash[0].allocation_size() != before {
-                    reallocations += 1;
-                }
-            }
-            for i in 0..100u32 {
-                let resource = (round * 1000 + i).to_le_bytes();
-                assert_eq!(table.unlock(S0, &resource, b"o", 2), UnlockStatus::Success);
-            }
-        }
-        assert_eq!(table.map_growths, reallocations);
-        assert!(reallocations < 10, "{reallocations}");
         table.assert_consistent();
     }
 
