@@ -46,7 +46,7 @@ use crate::pacer::Spinner;
 use crate::schedule::Schedule;
 use crate::tally::{ErrorKind, Tally};
 use crate::wire::{self, Protocol, Template};
-use crate::workload::{Kind, Op, Slice, Verdict, Workload};
+use crate::workload::{Kind, Op, Slice, Workload};
 use crate::zipf::{Rng, Zipf};
 use crate::{cpu, http, resp};
 
@@ -998,20 +998,11 @@ async fn reader(
             };
             used += frame.len;
             p.answers += 1;
-            let granted = match c
-                .workload
-                .on_answer(sent.op, frame.outcome, sent.start_ns, now_ns)
-            {
-                Verdict::Ok { granted } => granted,
-                Verdict::Refused => {
-                    tally.error(ErrorKind::Status, 1);
-                    false
-                }
-                Verdict::Unexpected => {
-                    tally.error(ErrorKind::Check, 1);
-                    false
-                }
-            };
+            let granted =
+                tally.verdict(
+                    c.workload
+                        .on_answer(sent.op, frame.outcome, sent.start_ns, now_ns),
+                );
             if sent.measured {
                 tally.record(now_ns.saturating_sub(sent.start_ns), now_ns, granted);
             }

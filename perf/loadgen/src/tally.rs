@@ -11,6 +11,8 @@ use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 
+use crate::workload::Verdict;
+
 /// Latencies above this are recorded as this (a minute: far beyond any sane answer).
 pub const MAX_LATENCY_NS: u64 = 60_000_000_000;
 
@@ -112,6 +114,22 @@ impl Tally {
     pub fn record_unsent(&mut self, waited_ns: u64, count: u64) {
         self.latency_ns.saturating_record_n(waited_ns.max(1), count);
         self.unsent += count;
+    }
+
+    /// Counts an answer's verdict: a refusal or an unexpected answer as an error. Says
+    /// whether the answer granted a lock.
+    pub fn verdict(&mut self, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Ok { granted } => granted,
+            Verdict::Refused => {
+                self.error(ErrorKind::Status, 1);
+                false
+            }
+            Verdict::Unexpected => {
+                self.error(ErrorKind::Check, 1);
+                false
+            }
+        }
     }
 
     pub fn error(&mut self, kind: ErrorKind, count: u64) {

@@ -48,7 +48,7 @@ use crate::grpc::{
 };
 use crate::tally::{ErrorKind, Tally};
 use crate::wire::Outcome;
-use crate::workload::{Op, Verdict};
+use crate::workload::Op;
 
 /// What the report names as the client's I/O driver for gRPC runs.
 pub const DRIVER_TOKIO: &str = "tokio";
@@ -393,22 +393,12 @@ async fn connection(thread: Rc<Thread>, id: u32, grpc: Grpc<Channel>) {
                 Some(outcome) => {
                     health.answered(done.generation);
                     let sent = done.sent;
-                    let granted = match conn.workload.on_answer(
+                    let granted = tally.verdict(conn.workload.on_answer(
                         sent.op,
                         outcome,
                         sent.start_ns,
                         done.answered_ns,
-                    ) {
-                        Verdict::Ok { granted } => granted,
-                        Verdict::Refused => {
-                            tally.error(ErrorKind::Status, 1);
-                            false
-                        }
-                        Verdict::Unexpected => {
-                            tally.error(ErrorKind::Check, 1);
-                            false
-                        }
-                    };
+                    ));
                     if sent.measured {
                         tally.record(
                             done.answered_ns.saturating_sub(sent.start_ns),
