@@ -29,6 +29,7 @@
 
 use std::fmt;
 
+mod pages;
 mod table;
 pub mod wheel;
 

@@ -11,6 +11,8 @@
 //!   stored once and growing a map needs no rehash of any key. There are 64 of them, picked by
 //!   the top six bits of the hash, because a map grows by moving all it holds in one call: one
 //!   map of 7 M entries stalled its worker for a second; each of 64 stalls it 1/64 as long.
+//!   Their arrays come from [`Pages`], which gives an outgrown array back to the kernel at
+//!   once.
 //! - `wheel`, a [`Wheel`] holding each lease's slab index, due at its first dead tick
 //!   (`last_live_ms + 1`), so that expired leases nobody touches again are reclaimed. The
 //!   wheel keeps 8 bytes of links a lease; the tick is the lease's own.
@@ -35,6 +37,7 @@ use std::fmt;
 use hashbrown::HashTable;
 use slab::Slab;
 
+use super::pages::Pages;
 use super::wheel::{Polled, TimerId, Wheel};
 use super::{LeaseError, StoreId, UnlockStatus};
 
@@ -200,7 +203,7 @@ fn spread(hash: u32) -> u64 {
 /// One shard's leases. See the module docs of [`crate::lease`] for the time semantics.
 pub struct LeaseTable {
     leases: Slab<Lease>,
-    by_hash: Box<[HashTable<u32>]>,
+    by_hash: Box<[HashTable<u32, Pages>]>,
     key_hasher: ahash::RandomState,
     wheel: Wheel,
     /// Slab indices of leases granted since the last `settle`, not yet in the wheel. Most
@@ -241,7 +244,7 @@ impl LeaseTable {
         let reserved = max_leases.min(PRESIZE_LIMIT);
         LeaseTable {
             leases: Slab::with_capacity(reserved),
-            by_hash: (0..MAPS).map(|_| HashTable::new()).collect(),
+            by_hash: (0..MAPS).map(|_| HashTable::new_in(Pages)).collect(),
             key_hasher: ahash::RandomState::new(),
             wheel: Wheel::with_capacity(reserved),
             young: Vec::with_capacity(YOUNG_LIMIT),
@@ -1034,7 +1037,7 @@ mod tests {
         assert_eq!(table.advance(11), 1);
         assert_eq!(table.holder(S0, b"c", 11), Some((&b"o"[..], 19)));
         assert_eq!(table.unlock(S0, b"c", b"o", 11), UnlockStatus::Success);
-        assert!(table.by_hash.iter().all(HashTable::is_empty));
+        assert!(table.by_hash.iter().all(|map| map.is_empty()));
         table.assert_consistent();
     }
 
