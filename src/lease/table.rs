@@ -8,9 +8,10 @@
 //!   of the key.
 //! - `by_hash`, [`MAPS`] hashbrown `HashTable`s of slab indices (4 bytes and a control byte
 //!   a slot), found by the stored hash and compared by the lease's own bytes, so the key is
-//!   stored once and growing a map needs no rehash of any key. There are 64 of them, picked by
-//!   the top six bits of the hash, because a map grows by moving all it holds in one call: one
-//!   map of 7 M entries stalled its worker for a second; each of 64 stalls it 1/64 as long.
+//!   stored once and growing a map needs no rehash of any key. There are 64 of them, because a
+//!   map grows by moving all it holds in one call: one map of 7 M entries stalled its worker for
+//!   a second; each of 64 stalls it 1/64 as long. The top bits of the hash pick the map, with
+//!   shares of unequal size ([`MAP_OF`]), so that the maps grow one at a time.
 //!   Their arrays come from [`Pages`], which gives an outgrown array back to the kernel at
 //!   once.
 //! - `wheel`, a [`Wheel`] holding each lease's slab index, due at its first dead tick
@@ -186,10 +187,43 @@ const YOUNG_LIMIT: usize = 4096;
 /// How many maps `by_hash` is split into (a power of two).
 const MAPS: usize = 64;
 
-/// The map of `by_hash` a hash lives in: its top six bits.
+/// How many top bits of a hash pick its map, through [`MAP_OF`].
+const MAP_BITS: u32 = 10;
+
+/// The map of `by_hash` a hash lives in.
 #[inline]
 fn map_of(hash: u32) -> usize {
-    (hash >> (u32::BITS - MAPS.trailing_zeros())) as usize
+    usize::from(MAP_OF[(hash >> (u32::BITS - MAP_BITS)) as usize])
+}
+
+/// The map each value of a hash's top [`MAP_BITS`] bits picks. Map `i` gets a share of them
+/// proportional to 2^(i / 64), so the maps' sizes spread evenly over one doubling: they grow
+/// one at a time, at even intervals as the table fills, instead of all 64 within a few
+/// hundred grants of each other at every doubling, and the maps' memory per lease stays near
+/// its mean instead of stepping between 1.1 and 2.3 slots a lease.
+static MAP_OF: [u8; 1 << MAP_BITS] = map_shares();
+
+const fn map_shares() -> [u8; 1 << MAP_BITS] {
+    // 2^(1/64): the ratio of one map's share to the one before.
+    const STEP: f64 = 1.010_889_286_051_700_5;
+    const CELLS: usize = 1 << MAP_BITS;
+    let mut out = [0; CELLS];
+    let mut map = 0;
+    // 2^((map + 1) / 64): where the next map's cells begin, on a scale from 1 to 2.
+    let mut next = STEP;
+    let mut cell = 0;
+    while cell < CELLS {
+        // The cell's middle on the same scale.
+        let at = 1.0 + (cell as f64 + 0.5) / CELLS as f64;
+        while at >= next && map + 1 < MAPS {
+            map += 1;
+            next *= STEP;
+        }
+        // `map < MAPS = 64`.
+        out[cell] = map as u8;
+        cell += 1;
+    }
+    out
 }
 
 /// The 64-bit hash a map works with, from the stored 32 bits: hashbrown takes its bucket from
@@ -702,6 +736,49 @@ fn timer_id(index: usize) -> TimerId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn map_shares_grow_by_one_sixty_fourth_of_a_doubling() {
+        let mut shares = [0usize; MAPS];
+        for pair in MAP_OF.windows(2) {
+            assert!(pair[0] <= pair[1], "each map's cells are one run");
+        }
+        for &map in MAP_OF.iter() {
+            shares[usize::from(map)] += 1;
+        }
+        // Every map has a share, the last about twice the first, and each share is about
+        // 2^(1/64) times the one before: the whole rounded to cells of 1/1024.
+        assert_eq!(shares[0], 11);
+        assert_eq!(shares[MAPS - 1], 22);
+        for (i, &share) in shares.iter().enumerate() {
+            let exact = 1024.0 * (2f64.powf((i + 1) as f64 / 64.0) - 2f64.powf(i as f64 / 64.0));
+            assert!(
+                (share as f64 - exact).abs() <= 1.0,
+                "map {i}: {share} cells, {exact}"
+            );
+        }
+    }
+
+    #[test]
+    fn maps_fill_in_proportion_to_their_shares() {
+        let mut table = LeaseTable::new(1 << 20);
+        for i in 0..100_000u32 {
+            let resource = format!("{i:036}");
+            assert_eq!(
+                table.try_lock(S0, resource.as_bytes(), b"o", 60_000, 0),
+                Ok(true)
+            );
+        }
+        // The last map holds about twice as many as the first: their sizes span one doubling,
+        // so they do not all grow at once.
+        let first = table.by_hash[0].len() as f64;
+        let last = table.by_hash[MAPS - 1].len() as f64;
+        assert!(
+            (1.7..2.3).contains(&(last / first)),
+            "first {first}, last {last}"
+        );
+        table.assert_consistent();
+    }
 
     #[test]
     fn fencing_tokens_grow_with_every_grant() {
