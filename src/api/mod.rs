@@ -243,7 +243,9 @@ impl Api {
     }
 }
 
-/// daprd's validation steps, in its order, plus our length cap after step 4.
+/// daprd's validation steps, in its order, plus our length cap after step 4. Inlined: out of
+/// line, passing the fields and returning the verdict cost more than the checks.
+#[inline(always)]
 fn validate<'s>(
     op: Operation,
     store: &'s [u8],
