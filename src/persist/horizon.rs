@@ -1,7 +1,7 @@
 //! `DIR/horizon`: the promise that survives a crash. It says how far in the future the last
 //! acknowledged lease may end, and which fencing tokens have been handed out.
 //!
-//! The file has two fixed slots of [`SLOT`] bytes. Each write goes to the slot the other one
+//! The file has two fixed slots of `SLOT` (512) bytes. Each write goes to the slot the other one
 //! is not in, whole, then `fdatasync`: a write torn by a crash damages only the slot being
 //! written, and the other still holds the previous record. A record names its sequence
 //! number; the valid slot with the higher one is current. The file's first record is written
