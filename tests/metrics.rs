@@ -189,6 +189,33 @@ fn limits_and_expirations_are_counted() {
     }
 }
 
+// Leases that expire together beyond one slice of reclamation are all reclaimed and counted,
+// a slice at a time.
+#[test]
+fn a_crowd_of_expired_leases_is_reclaimed_in_full() {
+    const LEASES: u64 = 3000;
+    let server = start(&[]);
+    let admin = server.metrics_addr().expect("metrics on");
+    let mut c = Client::connect(server.local_addr());
+    for i in 0..LEASES {
+        assert_json(
+            &c.lock("lockstore", &format!("crowd-{i}"), "o", 1),
+            200,
+            LOCKED,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = scrape(admin);
+        if series(&text, "dlockd_expirations_total") == LEASES {
+            assert_eq!(family_sum(&text, "dlockd_leases"), 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all reclaimed:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 // /debug/lease names the holder and its remaining milliseconds, asked of the shard that owns
 // the key (either of two), and says nobody holds it after the unlock; /debug/shards shows
 // each shard's leases.

@@ -30,18 +30,20 @@ use crate::persist::{Need, Restored};
 use crate::shard::{Router, ShardId};
 use crate::store::redis::{Deliver, RedisAnswer, RedisClient, RedisOp};
 
-/// How often, at most, a worker reclaims the memory of expired leases. Expiry itself is
-/// decided by comparing deadlines with the clock, so this only bounds how long dead leases
-/// use memory.
+/// How often, at most, a worker looks for expired leases to reclaim when it found none waiting
+/// the time before. Expiry itself is decided by comparing deadlines with the clock, so this
+/// only bounds how long dead leases use memory.
 const RECLAIM_INTERVAL: Duration = Duration::from_millis(100);
-/// Steps of reclamation (a lease reclaimed, or moved down a level of the wheel) before the
-/// housekeeping task lets connections run. A reclaim of a cold lease costs about 240 ns
-/// (perf, during a storm of a million leases expiring at once), so a slice is about 0.1 ms.
+/// Steps of reclamation (a lease reclaimed, or moved down a level of the wheel) at a time. A
+/// reclaim of a cold lease costs about 240 ns (perf, during a storm of a million leases
+/// expiring at once), so a slice is about 0.1 ms.
 const RECLAIM_SLICE: usize = 512;
-/// Steps of reclamation per housekeeping tick at most: about 8 ms of work per 100 ms tick, so
-/// a storm of expiries takes longer to reclaim but never takes the worker. Expired leases are
-/// already dead to every answer; reclaiming only returns their memory.
-const RECLAIM_PER_TICK: usize = 64 * RECLAIM_SLICE;
+/// The pause between slices while expired leases remain to be reclaimed: the worker's thread
+/// sleeps, so that on a core it shares (with a client, say) the others run between slices.
+/// At most about a slice a millisecond: a storm of expiries takes longer to reclaim, at about a
+/// tenth of a core, and never takes the worker or its core. Expired leases are already dead to
+/// every answer; reclaiming only returns their memory.
+const RECLAIM_PAUSE: Duration = Duration::from_millis(1);
 /// Forwarded requests answered before the mail task lets connections run.
 const MAIL_BATCH: usize = 1024;
 /// The answer to a connection over `--max-connections`.
@@ -521,35 +523,32 @@ async fn housekeeping(worker: Rc<Worker>) {
         .min(config.body_timeout);
     // A connection is closed at most a quarter of its timeout late.
     let tick = (shortest / 4).clamp(Duration::from_millis(5), RECLAIM_INTERVAL);
+    let mut next_sweep_ms = 0;
+    let mut backlog = false;
     loop {
+        let pause = if backlog { RECLAIM_PAUSE } else { tick };
         let closing = monoio::select! {
-            _ = monoio::time::sleep(tick) => false,
+            _ = monoio::time::sleep(pause) => false,
             _ = worker.shutdown.wait() => true,
         };
         let now_ms = worker.shared.clock.now_ms();
-        let swept = worker.reaper.sweep(now_ms, closing);
-        count_timeouts(&worker, &swept);
+        if closing || now_ms >= next_sweep_ms {
+            let swept = worker.reaper.sweep(now_ms, closing);
+            count_timeouts(&worker, &swept);
+            next_sweep_ms = now_ms.saturating_add(tick.as_millis() as u64);
+        }
         if closing {
             break;
         }
-        // In slices, letting connections run between them, and a bounded number per tick: a
-        // million leases that expire together would otherwise stall this worker.
-        let mut reclaimed = 0;
-        let mut work = 0;
-        while work < RECLAIM_PER_TICK {
-            let step = worker
-                .table
-                .borrow_mut()
-                .advance_at_most(now_ms, RECLAIM_SLICE);
-            reclaimed += step.reclaimed;
-            work += RECLAIM_SLICE;
+        // One slice a wake-up: a million leases that expire together would otherwise stall
+        // this worker, or hold its core for milliseconds at a time.
+        let step = worker
+            .table
+            .borrow_mut()
+            .advance_at_most(now_ms, RECLAIM_SLICE);
+        backlog = !step.finished;
+        if step.reclaimed > 0 {
             worker.metrics().expired(step.reclaimed);
-            if step.finished {
-                break;
-            }
-            worker.yields.now().await;
-        }
-        if reclaimed > 0 {
             worker.metrics().set_leases(worker.table.borrow().len());
         }
     }
