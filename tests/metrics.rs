@@ -189,8 +189,8 @@ fn limits_and_expirations_are_counted() {
     }
 }
 
-// Leases that expire together beyond one slice of reclamation are all reclaimed and counted,
-// a slice at a time.
+// Leases that expire together, more than one slice of reclamation (512), are all reclaimed
+// and counted.
 #[test]
 fn a_crowd_of_expired_leases_is_reclaimed_in_full() {
     const LEASES: u64 = 3000;
