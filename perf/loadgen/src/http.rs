@@ -76,47 +76,57 @@ pub struct Answer<'a> {
 
 /// Frames the answer at the start of `buf`: `Ok(Some((answer, bytes used)))`, or `Ok(None)`
 /// if it is not all there yet.
+///
+/// One pass over the head, a line at a time, eight bytes a step ([`find_byte`]); each complete
+/// line is checked as soon as it is found. The client frames every answer it counts, and in a
+/// colocated run its cost comes out of the server's core. Measured with callgrind on the
+/// client (200,000 requests to dlockd at depth 16): a byte-at-a-time search for the blank line
+/// and a second pass over the lines made the client cost 3,705 instructions a request, against
+/// 780 for RESP to Redis; framing this way, 1,334, of which this function is about 600.
 pub fn parse(buf: &[u8]) -> Result<Option<(Answer<'_>, usize)>, Error> {
-    let Some(head_len) = find_head_end(buf)? else {
+    let window = buf.get(..buf.len().min(MAX_HEAD_BYTES)).unwrap_or(buf);
+    // The next line of the head, without its CRLF, and where the one after it starts.
+    let line_at = |at: usize| -> Result<Option<(&[u8], usize)>, Error> {
+        let rest = window.get(at..).unwrap_or_default();
+        match find_byte(rest, b'\n') {
+            Some(lf) => Ok(Some((rest.get(..lf).unwrap_or_default(), at + lf + 1))),
+            None if buf.len() >= MAX_HEAD_BYTES => Err(Error::HeadTooLarge),
+            None => Ok(None),
+        }
+    };
+    let Some((status_line, mut at)) = line_at(0)? else {
         return Ok(None);
     };
-    let head = buf.get(..head_len).ok_or(Error::HeadTooLarge)?;
-    // The head ends with CRLF CRLF; without the final blank line it is status line + headers,
-    // each ending in CRLF.
-    let mut lines = head
-        .get(..head_len - 2)
-        .ok_or(Error::StatusLine)?
-        .split(|&b| b == b'\n');
-    let status = parse_status_line(lines.next().ok_or(Error::StatusLine)?)?;
+    let status = parse_status_line(status_line.strip_suffix(b"\r").ok_or(Error::StatusLine)?)?;
 
     let mut content_length: Option<usize> = None;
     let mut close = false;
-    for line in lines {
-        // The split leaves one empty piece after the last header's LF.
-        if line.is_empty() {
-            continue;
-        }
+    let head_len = loop {
+        let Some((line, next)) = line_at(at)? else {
+            return Ok(None);
+        };
         let line = line.strip_suffix(b"\r").ok_or(Error::HeaderLine)?;
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(Error::HeaderLine)?;
+        if line.is_empty() {
+            break next;
+        }
+        at = next;
+        let colon = find_byte(line, b':').ok_or(Error::HeaderLine)?;
         let (name, value) = line.split_at(colon);
         let value = trim(value.get(1..).unwrap_or_default());
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if is_named(name, b"content-length") {
             let n = parse_length(value)?;
             if content_length.is_some_and(|seen| seen != n) {
                 return Err(Error::ContentLength);
             }
             content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if is_named(name, b"transfer-encoding") {
             return Err(Error::Chunked);
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if is_named(name, b"connection") {
             close |= value
                 .split(|&b| b == b',')
                 .any(|token| trim(token).eq_ignore_ascii_case(b"close"));
         }
-    }
+    };
     let body_len = content_length.ok_or(Error::NoContentLength)?;
     let total = head_len + body_len;
     match buf.get(head_len..total) {
@@ -143,6 +153,13 @@ pub fn outcome(answer: &Answer<'_>) -> Outcome {
 /// Matches the body against daprd's exact answers, ignoring whitespace so a server that
 /// pretty-prints is still understood.
 pub fn classify_body(body: &[u8]) -> Outcome {
+    // daprd's answers, exactly as it sends them: no copy needed.
+    match body {
+        b"{\"success\":true}" => return Outcome::Granted,
+        b"{\"success\":false}" => return Outcome::Denied,
+        b"{\"status\":0}" => return Outcome::Unlocked(0),
+        _ => {}
+    }
     // The longest answer we recognise is 17 bytes; anything longer is something else.
     const MAX: usize = 20;
     let mut compact = [0u8; MAX];
@@ -178,19 +195,8 @@ pub fn classify_body(body: &[u8]) -> Outcome {
     }
 }
 
-/// The length of status line plus headers including the blank line, once it is all in `buf`.
-fn find_head_end(buf: &[u8]) -> Result<Option<usize>, Error> {
-    let window = buf.get(..buf.len().min(MAX_HEAD_BYTES)).unwrap_or(buf);
-    match window.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(at) => Ok(Some(at + 4)),
-        None if buf.len() >= MAX_HEAD_BYTES => Err(Error::HeadTooLarge),
-        None => Ok(None),
-    }
-}
-
-/// `HTTP/1.x NNN reason\r`: the status code.
+/// `HTTP/1.x NNN reason` (without its CRLF): the status code.
 fn parse_status_line(line: &[u8]) -> Result<u16, Error> {
-    let line = line.strip_suffix(b"\r").ok_or(Error::StatusLine)?;
     let rest = line.strip_prefix(b"HTTP/1.").ok_or(Error::StatusLine)?;
     match rest {
         [minor, b' ', a, b, c, tail @ ..]
@@ -205,20 +211,55 @@ fn parse_status_line(line: &[u8]) -> Result<u16, Error> {
 }
 
 fn parse_length(value: &[u8]) -> Result<usize, Error> {
-    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() {
         return Err(Error::ContentLength);
     }
     let mut n: usize = 0;
-    for &d in value {
-        n = n
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(usize::from(d - b'0')))
-            .ok_or(Error::BodyTooLarge)?;
+    for &b in value {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return Err(Error::ContentLength);
+        }
+        // Stops before it could overflow: MAX_BODY_BYTES * 10 + 9 fits any usize.
+        n = n * 10 + usize::from(digit);
         if n > MAX_BODY_BYTES {
             return Err(Error::BodyTooLarge);
         }
     }
     Ok(n)
+}
+
+/// Where `byte` first occurs in `bytes`. Eight bytes a step: in `x = word ^ byte * ONES`,
+/// `(x - ONES) & !x & HIGH` flags every zero byte of `x` and, above the first zero byte, maybe
+/// others (a borrow runs up from it); nothing below it. So the lowest flag is exact.
+fn find_byte(bytes: &[u8], byte: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * u64::from(byte);
+    let mut chunks = bytes.chunks_exact(8);
+    for (step, chunk) in chunks.by_ref().enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        let flags = x.wrapping_sub(ONES) & !x & HIGH;
+        if flags != 0 {
+            return Some(step * 8 + (flags.trailing_zeros() / 8) as usize);
+        }
+    }
+    let tail = chunks.remainder();
+    tail.iter()
+        .position(|&b| b == byte)
+        .map(|at| bytes.len() - tail.len() + at)
+}
+
+/// Whether the header name `name` is `lower` (lowercase letters and `-`) in any case. Exact:
+/// only a letter's position takes either case.
+fn is_named(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len()
+        && name.iter().zip(lower).all(|(&b, &want)| {
+            let fold = if want.is_ascii_lowercase() { 0x20 } else { 0 };
+            b | fold == want
+        })
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -399,6 +440,67 @@ mod tests {
         assert!(parse(closing).unwrap().unwrap().0.close);
         let open = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
         assert!(!parse(open).unwrap().unwrap().0.close);
+    }
+
+    // The word-at-a-time search finds the first occurrence at every length and position,
+    // with other bytes before and after it, as a byte loop does.
+    #[test]
+    fn find_byte_matches_a_byte_loop() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut bytes: Vec<u8> = (0..len).map(|i| b'a' + (i % 20) as u8).collect();
+                if at < len {
+                    bytes[at] = b'\n';
+                    // A second one after the first must not be reported instead.
+                    if at + 3 < len {
+                        bytes[at + 3] = b'\n';
+                    }
+                }
+                let want = bytes.iter().position(|&b| b == b'\n');
+                assert_eq!(find_byte(&bytes, b'\n'), want, "len {len}, at {at}");
+            }
+        }
+        // Bytes one below and one above the one sought, and 0x80 bytes, are not it.
+        let near = [
+            b'\n' - 1,
+            b'\n' + 1,
+            0x80 | b'\n',
+            0x00,
+            0xff,
+            b'\n' - 1,
+            0x0b,
+            0x09,
+            b'\n',
+        ];
+        assert_eq!(find_byte(&near, b'\n'), Some(8));
+        assert_eq!(find_byte(&near[..8], b'\n'), None);
+    }
+
+    // Header names match in any case, but only letters fold: a byte that is a letter's other
+    // case matches, a CR where the name has `-` does not.
+    #[test]
+    fn header_names_fold_only_letters() {
+        assert!(is_named(b"Content-Length", b"content-length"));
+        assert!(is_named(b"CONTENT-LENGTH", b"content-length"));
+        assert!(!is_named(b"Content\rLength", b"content-length"));
+        assert!(!is_named(b"Content-Lengt", b"content-length"));
+        assert!(!is_named(b"Content-Lengths", b"content-length"));
+        assert!(!is_named(b"Content_Length", b"content-length"));
+        let close = b"HTTP/1.1 200 OK\r\nCONNECTION: close\r\nContent-Length: 0\r\n\r\n";
+        assert!(parse(close).unwrap().unwrap().0.close);
+    }
+
+    // Content-Length takes digits only, up to the body limit.
+    #[test]
+    fn content_lengths() {
+        assert_eq!(parse_length(b"0"), Ok(0));
+        assert_eq!(parse_length(b"0016"), Ok(16));
+        assert_eq!(parse_length(b"8192"), Ok(MAX_BODY_BYTES));
+        assert_eq!(parse_length(b"8193"), Err(Error::BodyTooLarge));
+        assert_eq!(parse_length(b"1 6"), Err(Error::ContentLength));
+        assert_eq!(parse_length(b"+1"), Err(Error::ContentLength));
+        assert_eq!(parse_length(b"1a"), Err(Error::ContentLength));
+        assert_eq!(parse_length(b""), Err(Error::ContentLength));
     }
 
     // Non-200 answers are refusals; the body then does not matter.
