@@ -127,6 +127,56 @@ pub struct Api {
     metadata: &'static [u8],
     router: Router,
     body: BodyDecoder,
+    /// The exact lock and unlock targets of the only store, if it has a fast route.
+    only_store: Option<OnlyStore>,
+}
+
+/// With one store whose name the fast route takes, `POST /v1.0-alpha1/lock/<it>` and
+/// `.../unlock/<it>` are known in full: a request for exactly one of them needs neither the
+/// route's scan of the name nor the store search. Measured with callgrind on the whole server
+/// (200,000 uncontended requests): 2,283 -> 2,149 instructions a request at depth 16, 4,097 ->
+/// 3,964 at depth 1.
+struct OnlyStore {
+    name: Box<[u8]>,
+    lock: Box<[u8]>,
+    unlock: Box<[u8]>,
+    id: StoreId,
+}
+
+impl OnlyStore {
+    /// Built only where the general path gives the same answer: the fast route takes both
+    /// targets, with the name whole, and the store search finds it.
+    fn new(stores: &Stores) -> Option<OnlyStore> {
+        let [(name, id)] = stores.by_name.as_slice() else {
+            return None;
+        };
+        let target = |verb: &str| [b"/v1.0-alpha1/", verb.as_bytes(), b"/", name].concat();
+        let (lock, unlock) = (target("lock"), target("unlock"));
+        for (target, want) in [(&lock, Operation::TryLock), (&unlock, Operation::Unlock)] {
+            match route::fast_lock_route(Method::Post, target) {
+                Some(Route::Lock { op, store }) if op == want && store == &**name => {}
+                _ => return None,
+            }
+        }
+        (stores.find(name) == Some(*id)).then(|| OnlyStore {
+            name: name.clone(),
+            lock: lock.into(),
+            unlock: unlock.into(),
+            id: *id,
+        })
+    }
+
+    /// The operation `target` is one of the two targets of, if it is.
+    #[inline(always)]
+    fn op_of(&self, target: &[u8]) -> Option<Operation> {
+        if *target == *self.lock {
+            Some(Operation::TryLock)
+        } else if *target == *self.unlock {
+            Some(Operation::Unlock)
+        } else {
+            None
+        }
+    }
 }
 
 /// What to do with a request.
@@ -180,8 +230,10 @@ impl Api {
     /// If more than [`MAX_STORES`] stores are configured.
     pub fn new(config: ApiConfig) -> Self {
         let metadata = encode_metadata(&config.app_id, &config.stores, &config.store_types);
+        let checks = LockValidator::new(config);
         Api {
-            checks: LockValidator::new(config),
+            only_store: OnlyStore::new(&checks.stores),
+            checks,
             metadata: Box::leak(metadata.into_boxed_slice()),
             router: Router::default(),
             body: BodyDecoder::default(),
@@ -204,6 +256,17 @@ impl Api {
         api_token: Option<&[u8]>,
         body: &'a [u8],
     ) -> Outcome<'a> {
+        if method == Method::Post {
+            if let Some(only) = &self.only_store {
+                if let Some(op) = only.op_of(target) {
+                    if !self.checks.token_ok(api_token) {
+                        return Outcome::Respond(ApiError::InvalidToken.response());
+                    }
+                    let known = Some(only.id);
+                    return lock_op(&mut self.body, &self.checks, op, &only.name, known, body);
+                }
+            }
+        }
         let route = if let Some(route) = route::fast_lock_route(method, target) {
             // A lock route is never exempt from the token.
             if !self.checks.token_ok(api_token) {
@@ -227,19 +290,41 @@ impl Api {
             Route::Unknown => return Outcome::Respond(ApiError::NoRoute.response()),
             Route::Lock { op, store } => (op, store),
         };
-        let fields = match self.body.decode(op, body) {
-            Ok(fields) => fields,
-            Err(error) => return Outcome::Respond(ApiError::Malformed(error).response()),
-        };
-        match self.checks.validate(op, store, fields) {
-            Ok((kind, store)) => Outcome::Lock(LockOp {
-                kind,
-                store,
-                resource: fields.resource,
-                owner: fields.owner,
-            }),
-            Err(error) => Outcome::Respond(error.response()),
-        }
+        lock_op(&mut self.body, &self.checks, op, store, None, body)
+    }
+}
+
+/// Decodes and validates the body of a lock route; `known` is the store's id if the route
+/// has already found it.
+#[inline(always)]
+fn lock_op<'a>(
+    decoder: &'a mut BodyDecoder,
+    checks: &LockValidator,
+    op: Operation,
+    store: &[u8],
+    known: Option<StoreId>,
+    body: &'a [u8],
+) -> Outcome<'a> {
+    let fields = match decoder.decode(op, body) {
+        Ok(fields) => fields,
+        Err(error) => return Outcome::Respond(ApiError::Malformed(error).response()),
+    };
+    match validate(
+        op,
+        store,
+        fields,
+        &checks.stores,
+        known,
+        checks.max_id_bytes,
+        checks.max_expiry_s,
+    ) {
+        Ok((kind, store)) => Outcome::Lock(LockOp {
+            kind,
+            store,
+            resource: fields.resource,
+            owner: fields.owner,
+        }),
+        Err(error) => Outcome::Respond(error.response()),
     }
 }
 
@@ -251,6 +336,7 @@ fn validate<'s>(
     store: &'s [u8],
     fields: LockFields<'s>,
     stores: &Stores,
+    known: Option<StoreId>,
     max_id_bytes: usize,
     max_expiry_s: u32,
 ) -> Result<(OpKind, StoreId), ApiError<'s>> {
@@ -288,7 +374,7 @@ fn validate<'s>(
             max_bytes: max_id_bytes,
         });
     }
-    let Some(id) = stores.find(store) else {
+    let Some(id) = known.or_else(|| stores.find(store)) else {
         return Err(ApiError::StoreNotFound { store });
     };
     if !fields.no_pipe && has_key_separator(fields.resource) {
@@ -482,6 +568,7 @@ impl LockValidator {
             store,
             fields,
             &self.stores,
+            None,
             self.max_id_bytes,
             self.max_expiry_s,
         )

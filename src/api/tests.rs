@@ -1131,3 +1131,73 @@ fn key_separator_check_matches_the_pairwise_scan() {
         prop_assert_eq!(has_key_separator(&bytes), reference(&bytes));
     });
 }
+
+// With one store, its exact lock and unlock targets skip the route's scan and the store
+// search (`OnlyStore`). Every request must be answered as the general path answers it: for
+// store names the fast route takes and some it does not, exact targets and near misses,
+// both methods, bodies valid and not, with and without the right token.
+#[test]
+fn the_only_stores_targets_are_answered_as_by_the_general_path() {
+    let configs: &[&[&str]] = &[
+        &["lockstore"],
+        &["s"],
+        &["a.b"],
+        &["lockstore", "lockstore"],
+        &["."],
+        &[".."],
+        &["a b"],
+        &["a%2Fb"],
+        &["x", "y"],
+        &[],
+    ];
+    let bodies = [
+        LOCK_BODY,
+        UNLOCK_BODY,
+        r#"{"resourceId":"r","lockOwner":"o","expiryInSeconds":0}"#,
+        r#"{"resourceId":"a||b","lockOwner":"o","expiryInSeconds":5}"#,
+        r#"{"resourceId":"","lockOwner":"o","expiryInSeconds":5}"#,
+        "{}",
+        "[]",
+    ];
+    let mut checked_fast = 0;
+    for &stores in configs {
+        let mut fast = api_with(stores, Some("t"), 1024);
+        let mut general = api_with(stores, Some("t"), 1024);
+        general.only_store = None;
+        let plain = matches!(
+            stores,
+            ["lockstore"] | ["s"] | ["a.b"] | ["lockstore", "lockstore"]
+        );
+        assert_eq!(fast.only_store.is_some(), plain, "{stores:?}");
+        let mut targets = Vec::new();
+        for name in stores.iter().copied().chain(["other"]) {
+            for verb in ["lock", "unlock", "LOCK"] {
+                targets.push(format!("/v1.0-alpha1/{verb}/{name}"));
+                targets.push(format!("/v1.0-alpha1/{verb}/{name}?q=1"));
+                targets.push(format!("/v1.0-alpha1/{verb}/{name}x"));
+                targets.push(format!("/v1.0-alpha1/{verb}/{name}/"));
+            }
+        }
+        targets.sort();
+        targets.dedup();
+        for target in &targets {
+            for method in [Method::Post, Method::Get] {
+                for token in [None, Some("t"), Some("u")] {
+                    for body in bodies {
+                        let want = answer(&mut general, method, target, token, body);
+                        let got = answer(&mut fast, method, target, token, body);
+                        assert_eq!(got, want, "{stores:?} {method:?} {target} {token:?} {body}");
+                        if plain && method == Method::Post && token == Some("t") {
+                            let only = fast.only_store.as_ref().expect("checked above");
+                            if only.op_of(target.as_bytes()).is_some() {
+                                checked_fast += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Four configurations, two exact targets each, every body.
+    assert_eq!(checked_fast, 4 * 2 * bodies.len());
+}
