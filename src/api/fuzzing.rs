@@ -63,6 +63,16 @@ impl BodyDecoder {
         Some((fields.resource, fields.owner, fields.expiry_s))
     }
 
+    /// [`decode_try_lock`](Self::decode_try_lock) by the full decoder alone (simd-json and the
+    /// protojson rules), never the fast path: what a body the fast path declines costs.
+    pub fn decode_full_try_lock<'a>(
+        &'a mut self,
+        body: &'a [u8],
+    ) -> Option<(&'a [u8], &'a [u8], i32)> {
+        let fields = self.0.decode_full(Operation::TryLock, body).ok()?;
+        Some((fields.resource, fields.owner, fields.expiry_s))
+    }
+
     /// Decodes an unlock body into `(resourceId, lockOwner)`, or `None` when it is malformed.
     pub fn decode_unlock<'a>(&'a mut self, body: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
         let fields = self.0.decode(Operation::Unlock, body).ok()?;
