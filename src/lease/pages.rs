@@ -11,8 +11,9 @@
 use allocator_api2::alloc::{AllocError, Allocator, Global, Layout};
 use std::ptr::NonNull;
 
-/// Arrays from this size on have a mapping of their own; smaller ones (maps of up to about
-/// 8 k entries) come from the global allocator, whose pages they share with others.
+/// Arrays from this size on have a mapping of their own; smaller ones (maps of up to 8,192
+/// buckets, which hold up to 7,168 entries) come from the global allocator, whose pages they
+/// share with others.
 const MAPPED_FROM: usize = 64 * 1024;
 
 /// The smallest page size of the platforms dlockd runs on: a mapping's start is aligned to

@@ -522,10 +522,11 @@ impl LeaseTable {
     }
 
     /// Like [`advance`](Self::advance), but does at most `budget` steps of work: each lease
-    /// reclaimed, and each lease the wheel moves down a level, is one. Call again, while it
-    /// says it has not finished, to go on. Lets the worker reclaim a million leases that
-    /// expire together in slices, answering requests in between, instead of stalling for the
-    /// whole sweep.
+    /// reclaimed, and each lease the wheel moves down a level, is one; a lease that the last
+    /// of those moves made due is still reclaimed, so a call may take one step more. Call
+    /// again, while it says it has not finished, to go on. Lets the worker reclaim a million
+    /// leases that expire together in slices, answering requests in between, instead of
+    /// stalling for the whole sweep.
     pub fn advance_at_most(&mut self, now_ms: u64, budget: usize) -> Advanced {
         self.settle();
         let mut left = budget;
