@@ -3,9 +3,8 @@
 //! Run with `cargo bench --bench body`. Compares this crate's body decoder (buffers reused
 //! across iterations) on an 81-byte body of the canonical shape, as the server runs it (the
 //! fast path decides it) and by its full simd-json decoder alone, with serde_json decoding
-//! the same body into a derived struct; measures
-//! the decoder on the bodies the load generator and the Dapr SDKs send (a 36-byte id), then
-//! `Api::handle` for a complete try-lock request.
+//! the same body into a derived struct; measures the decoder on the bodies the load generator
+//! and the Dapr SDKs send (a 36-byte id), then `Api::handle` for a complete try-lock request.
 
 use std::borrow::Cow;
 use std::hint::black_box;
