@@ -40,7 +40,7 @@ impl TestRedis {
             password: password.map(str::to_string),
             tls_ca: None,
         };
-        redis.launch();
+        redis.launch(true);
         redis
     }
 
@@ -123,7 +123,7 @@ impl TestRedis {
             password: None,
             tls_ca: Some(d.join("ca.crt")),
         };
-        redis.launch();
+        redis.launch(true);
         redis
     }
 
@@ -132,37 +132,66 @@ impl TestRedis {
         self.tls_ca.as_deref()
     }
 
-    fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args(&self.extra)
-            .arg("--dir")
-            .arg(&self.dir.dir)
-            .args(if self.tls_ca.is_some() {
-                vec!["--port".to_string(), "0".into(), "--tls-port".into()]
-            } else {
-                vec!["--port".to_string()]
-            })
-            .args([
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (apt-get install redis-server; .ci/run installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.try_cmd(&["PING"]).as_deref() != Some("+PONG") {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(10));
+    /// Starts the server and waits until it answers PING. A server that exits before it
+    /// answers (most often: another process took its port between [`free_port`] and its bind)
+    /// is started again on a new port, at first start only; a restart keeps its port. Fails
+    /// with the server's own log.
+    fn launch(&mut self, may_move: bool) {
+        const ATTEMPTS: usize = 5;
+        let log_path = self.dir.dir.join("redis-server.log");
+        for attempt in 1..=ATTEMPTS {
+            let log = std::fs::File::create(&log_path).expect("a log file in the redis dir");
+            let child = Command::new("redis-server")
+                .args(&self.extra)
+                .arg("--dir")
+                .arg(&self.dir.dir)
+                .args(if self.tls_ca.is_some() {
+                    vec!["--port".to_string(), "0".into(), "--tls-port".into()]
+                } else {
+                    vec!["--port".to_string()]
+                })
+                .args([
+                    &self.port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(log.try_clone().expect("the log file opens twice"))
+                .stderr(log)
+                .spawn()
+                .expect("redis-server runs (apt-get install redis-server; .ci/run installs it)");
+            self.child = Some(child);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if self.try_cmd(&["PING"]).as_deref() == Some("+PONG") {
+                    return;
+                }
+                let exited = self
+                    .child
+                    .as_mut()
+                    .and_then(|child| child.try_wait().ok().flatten());
+                if exited.is_some() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    self.kill();
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    panic!("redis-server did not answer PING in 10 s; its log:\n{log}");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            self.child = None;
+            if !may_move || attempt == ATTEMPTS {
+                panic!(
+                    "redis-server exited on port {} before answering; its log:\n{log}",
+                    self.port
+                );
+            }
+            self.port = free_port();
         }
     }
 
@@ -181,7 +210,7 @@ impl TestRedis {
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        self.launch();
+        self.launch(false);
     }
 
     /// Sends a signal (`-STOP`, `-CONT`) to the server process.
