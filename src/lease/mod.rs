@@ -29,10 +29,12 @@
 
 use std::fmt;
 
+mod key;
 mod pages;
 mod table;
 pub mod wheel;
 
+pub use key::Key;
 pub use table::{Advanced, LeaseTable, LiveLease, MAX_LEASES_LIMIT};
 
 /// Index of a configured lock store (the order of `--store` flags).

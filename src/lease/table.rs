@@ -4,7 +4,7 @@
 //! 80 bytes:
 //!
 //! - `leases`, a slab of 64-byte [`Lease`]s: store, `resource ‖ owner` (inside the lease when
-//!   the two take at most [`INLINE`] bytes, else boxed), the last live tick, and a 32-bit hash
+//!   the two take at most `key::INLINE` bytes, else boxed), the last live tick, and a 32-bit hash
 //!   of the key.
 //! - `by_hash`, [`MAPS`] hashbrown `HashTable`s of slab indices (4 bytes and a control byte
 //!   a slot), found by the stored hash and compared by the lease's own bytes, so the key is
@@ -38,6 +38,7 @@ use std::fmt;
 use hashbrown::HashTable;
 use slab::Slab;
 
+use super::key::Key;
 use super::pages::Pages;
 use super::wheel::{Polled, TimerId, Wheel};
 use super::{LeaseError, StoreId, UnlockStatus};
@@ -45,64 +46,6 @@ use super::{LeaseError, StoreId, UnlockStatus};
 /// The largest `max_leases` a table honours: slab indices travel as `u32`, and the wheel
 /// reserves the top two. Memory runs out long before.
 pub const MAX_LEASES_LIMIT: usize = u32::MAX as usize - 2;
-
-/// The most bytes of `resource ‖ owner` kept inside the lease: a 36-byte UUID and an owner of
-/// up to 9 bytes. Longer keys take one allocation.
-const INLINE: usize = 45;
-
-/// `resource ‖ owner`, and where the owner starts.
-#[derive(Debug)]
-enum Key {
-    /// `resource_len <= len <= INLINE` by construction.
-    Inline {
-        resource_len: u8,
-        len: u8,
-        bytes: [u8; INLINE],
-    },
-    /// `resource_len <= bytes.len()` by construction.
-    Heap { resource_len: u32, bytes: Box<[u8]> },
-}
-
-impl Key {
-    fn new(resource: &[u8], owner: &[u8]) -> Key {
-        let len = resource.len() + owner.len();
-        if len <= INLINE {
-            let mut bytes = [0; INLINE];
-            let (resource_part, rest) = bytes.split_at_mut(resource.len());
-            resource_part.copy_from_slice(resource);
-            rest[..owner.len()].copy_from_slice(owner);
-            // Both fit a `u8`: `len <= INLINE`.
-            Key::Inline {
-                resource_len: resource.len() as u8,
-                len: len as u8,
-                bytes,
-            }
-        } else {
-            // The resource length fits a `u32`: the api bounds ids far below (1 MiB at most),
-            // and nothing else calls the table with a longer one.
-            debug_assert!(u32::try_from(resource.len()).is_ok());
-            Key::Heap {
-                resource_len: resource.len() as u32,
-                bytes: [resource, owner].concat().into_boxed_slice(),
-            }
-        }
-    }
-
-    /// `(resource, owner)`.
-    fn split(&self) -> (&[u8], &[u8]) {
-        match self {
-            Key::Inline {
-                resource_len,
-                len,
-                bytes,
-            } => bytes[..usize::from(*len)].split_at(usize::from(*resource_len)),
-            Key::Heap {
-                resource_len,
-                bytes,
-            } => bytes.split_at(*resource_len as usize),
-        }
-    }
-}
 
 /// What one [`LeaseTable::advance_at_most`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,19 +104,6 @@ impl Lease {
     /// The first tick at which the lease is gone; `None` if that is past `u64::MAX`.
     fn due_ms(&self) -> Option<u64> {
         self.last_live_ms.checked_add(1)
-    }
-
-    /// Hands an expired lease to a new owner, in place when the key keeps its form.
-    fn set_owner(&mut self, owner: &[u8]) {
-        match &mut self.key {
-            Key::Heap {
-                resource_len,
-                bytes,
-            } if bytes.len() == *resource_len as usize + owner.len() => {
-                bytes[*resource_len as usize..].copy_from_slice(owner);
-            }
-            _ => self.key = Key::new(self.resource(), owner),
-        }
     }
 }
 
@@ -477,7 +407,7 @@ impl LeaseTable {
             }
         }
         let lease = &mut self.leases[index];
-        lease.set_owner(owner);
+        lease.key.set_owner(owner);
         lease.last_live_ms = last_live_ms;
         self.schedule(index);
         true
@@ -736,6 +666,7 @@ fn timer_id(index: usize) -> TimerId {
 
 #[cfg(test)]
 mod tests {
+    use super::super::key::INLINE;
     use super::*;
 
     #[test]

@@ -31,7 +31,7 @@ use super::reaper::Phase;
 use super::worker::{ConnGuard, Worker};
 use crate::api::{answer_response, Answer, OpKind, Outcome, Response};
 use crate::http::{self, Body, Connection, Frame, Framer, Limits, Request, Version};
-use crate::lease::StoreId;
+use crate::lease::{Key, StoreId};
 use crate::metrics::{RequestOutcome, Route, WorkerMetrics};
 use crate::persist::{Durable, Need};
 use crate::shard::ShardId;
@@ -69,15 +69,13 @@ enum Decision {
         to: ShardId,
         kind: OpKind,
         store: StoreId,
-        key: Box<[u8]>,
-        resource_len: usize,
+        key: Key,
     },
-    /// For a store on Redis: the resource id followed by the owner.
+    /// For a store on Redis.
     Redis {
         client: Rc<RedisClient>,
         op: RedisOp,
-        key: Box<[u8]>,
-        resource_len: usize,
+        key: Key,
     },
 }
 
@@ -165,22 +163,16 @@ pub(super) async fn serve(guard: ConnGuard, mut stream: TcpStream) {
                             kind,
                             store,
                             key,
-                            resource_len,
                         } => {
                             close = closes;
-                            let slot = worker.forward(to, kind, store, key, resource_len).await;
+                            let slot = worker.forward(to, kind, store, key).await;
                             let c = connection(req.version, close);
                             items.push(Item::Remote(worker.pending.reply(slot), c));
                         }
-                        Decision::Redis {
-                            client,
-                            op,
-                            key,
-                            resource_len,
-                        } => {
+                        Decision::Redis { client, op, key } => {
                             close = closes;
                             let slot = worker.pending.reserve().await;
-                            let (resource, owner) = key.split_at(resource_len);
+                            let (resource, owner) = key.split();
                             client.submit(worker, slot, op, resource, owner);
                             let c = connection(req.version, close);
                             items.push(Item::Remote(worker.pending.reply(slot), c));
@@ -347,8 +339,7 @@ fn decide(
                             OpKind::TryLock { expiry_s } => RedisOp::TryLock { expiry_s },
                             OpKind::Unlock => RedisOp::Unlock,
                         },
-                        key: [op.resource, op.owner].concat().into_boxed_slice(),
-                        resource_len: op.resource.len(),
+                        key: Key::new(op.resource, op.owner),
                     };
                 }
             }
@@ -360,15 +351,11 @@ fn decide(
                 Decision::Ready(answer_response(answer))
             } else {
                 metrics.forward();
-                let mut key = Vec::with_capacity(op.resource.len() + op.owner.len());
-                key.extend_from_slice(op.resource);
-                key.extend_from_slice(op.owner);
                 Decision::Forward {
                     to: shard,
                     kind: op.kind,
                     store: op.store,
-                    key: key.into_boxed_slice(),
-                    resource_len: op.resource.len(),
+                    key: Key::new(op.resource, op.owner),
                 }
             }
         }

@@ -31,6 +31,7 @@ use crate::api::{
     lease_error_rejection, store_failure_rejection, Answer, ApiConfig, LockOp, LockValidator,
     RejectCode, Rejection,
 };
+use crate::lease::Key;
 use crate::shard::Router;
 
 /// The service's name on the wire.
@@ -111,8 +112,7 @@ impl Front {
         let mut mail = Mail::Remote(RemoteLock {
             kind: op.kind,
             store: op.store,
-            key: [op.resource, op.owner].concat().into_boxed_slice(),
-            resource_len: op.resource.len(),
+            key: Key::new(op.resource, op.owner),
             answer,
         });
         let inbox = &self.shared.inboxes[shard.0];

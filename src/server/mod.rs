@@ -25,7 +25,7 @@ use std::sync::Mutex;
 
 use crate::api::{Answer, OpKind};
 use crate::config::{Config, DriverChoice};
-use crate::lease::StoreId;
+use crate::lease::{Key, StoreId};
 use crate::metrics::WorkerMetrics;
 use crate::persist::{LastStop, Persist, PersistError, Restored};
 use crate::shard::{Inbox, Router};
@@ -52,9 +52,8 @@ pub(crate) struct Forward {
     slot: u32,
     kind: OpKind,
     store: StoreId,
-    /// The resource id followed by the lock owner: one allocation per forwarded request.
-    key: Box<[u8]>,
-    resource_len: usize,
+    /// Inside the message when short: a forward allocates nothing for a UUID.
+    key: Key,
 }
 
 /// What one worker sends another: a request to decide, or an admin question.
@@ -70,9 +69,7 @@ pub(crate) enum Mail {
 pub(crate) struct RemoteLock {
     kind: OpKind,
     store: StoreId,
-    /// The resource id followed by the lock owner.
-    key: Box<[u8]>,
-    resource_len: usize,
+    key: Key,
     /// The decision, or a remote store's failure.
     answer: tokio::sync::oneshot::Sender<Result<Answer, pending::Failure>>,
 }

@@ -24,7 +24,7 @@ use super::signal::Signal;
 use super::{Driver, Forward, Holder, HolderQuery, Mail, RemoteLock, Reply, Shared, StartError};
 use crate::api::{Answer, Api, ApiConfig, OpKind};
 use crate::components::Backend;
-use crate::lease::{LeaseTable, StoreId};
+use crate::lease::{Key, LeaseTable, StoreId};
 use crate::metrics::{Limit, WorkerMetrics};
 use crate::persist::{Need, Restored};
 use crate::shard::{Router, ShardId};
@@ -166,15 +166,7 @@ impl Worker {
 
     /// Sends a request to the shard that owns it and returns its slot. Waits while this
     /// worker has its maximum of requests in flight or the owner's inbox is full.
-    /// `key` is the resource id followed by the lock owner.
-    pub async fn forward(
-        &self,
-        to: ShardId,
-        kind: OpKind,
-        store: StoreId,
-        key: Box<[u8]>,
-        resource_len: usize,
-    ) -> u32 {
+    pub async fn forward(&self, to: ShardId, kind: OpKind, store: StoreId, key: Key) -> u32 {
         let slot = self.pending.reserve().await;
         let mut msg = Mail::Lock(Forward {
             from: self.id.0,
@@ -182,7 +174,6 @@ impl Worker {
             kind,
             store,
             key,
-            resource_len,
         });
         let inbox = &self.shared.inboxes[to.0];
         loop {
@@ -364,7 +355,7 @@ async fn mail_loop(worker: Rc<Worker>) {
                     continue;
                 }
             };
-            let (resource, owner) = req.key.split_at(req.resource_len);
+            let (resource, owner) = req.key.split();
             // Read for each request: one queued after an earlier reading may have been sent
             // after it.
             let now_ms = worker.shared.clock.now_ms();
@@ -401,7 +392,6 @@ fn serve_remote(worker: &Rc<Worker>, req: RemoteLock) {
         kind,
         store,
         key,
-        resource_len,
         answer,
     } = req;
     if let Some(Some(client)) = worker.redis.get(usize::from(store.0)) {
@@ -409,7 +399,7 @@ fn serve_remote(worker: &Rc<Worker>, req: RemoteLock) {
         let client = client.clone();
         monoio::spawn(async move {
             let slot = worker.pending.reserve().await;
-            let (resource, owner) = key.split_at(resource_len);
+            let (resource, owner) = key.split();
             let op = match kind {
                 OpKind::TryLock { expiry_s } => RedisOp::TryLock { expiry_s },
                 OpKind::Unlock => RedisOp::Unlock,
@@ -425,7 +415,7 @@ fn serve_remote(worker: &Rc<Worker>, req: RemoteLock) {
         });
         return;
     }
-    let (resource, owner) = key.split_at(resource_len);
+    let (resource, owner) = key.split();
     let now_ms = worker.shared.clock.now_ms();
     let decided = worker.execute(now_ms, kind, store, resource, owner);
     worker.metrics().answer(decided);
