@@ -340,10 +340,12 @@ fn leave_leases(worker: &Worker) {
 /// because until then another worker may still forward a request here.
 async fn mail_loop(worker: Rc<Worker>) {
     let inbox = &worker.shared.inboxes[worker.id.0];
+    let mut clock = Readings::default();
     loop {
         inbox.wait().await;
         let mut served = 0;
         while let Some(mail) = inbox.try_recv_request() {
+            let now_ms = clock.now_ms(|| inbox.request_depth(), || worker.shared.clock.now_ms());
             let req = match mail {
                 Mail::Lock(req) => req,
                 Mail::Holder(query) => {
@@ -356,9 +358,6 @@ async fn mail_loop(worker: Rc<Worker>) {
                 }
             };
             let (resource, owner) = req.key.split();
-            // Read for each request: one queued after an earlier reading may have been sent
-            // after it.
-            let now_ms = worker.shared.clock.now_ms();
             let answer = worker.execute(now_ms, req.kind, req.store, resource, owner);
             let reply = Reply {
                 slot: req.slot,
@@ -382,6 +381,31 @@ async fn mail_loop(worker: Rc<Worker>) {
                 return;
             }
         }
+    }
+}
+
+/// The time the mail loop decides its requests at: one clock reading for a run of them, each
+/// read after the requests it serves were queued, as a reading for each would be. The
+/// inbox is counted before the clock is read, so every request counted was queued before
+/// the reading; the first one after them takes a new reading.
+#[derive(Default)]
+struct Readings {
+    /// Requests the last reading still serves.
+    left: usize,
+    now_ms: u64,
+}
+
+impl Readings {
+    /// The time for the request just taken from the inbox; `waiting` counts the requests
+    /// still in it, `read` reads the clock.
+    #[inline]
+    fn now_ms(&mut self, waiting: impl FnOnce() -> usize, read: impl FnOnce() -> u64) -> u64 {
+        if self.left == 0 {
+            self.left = waiting() + 1;
+            self.now_ms = read();
+        }
+        self.left -= 1;
+        self.now_ms
     }
 }
 
@@ -646,6 +670,44 @@ impl Future for YieldNow<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Protects the mail loop's time: every request is decided at a reading taken after it
+    // was queued, and the clock is read once for all the requests waiting together, not
+    // once each. Requests arrive while others are decided, the clock advancing with each step.
+    #[test]
+    fn each_request_is_decided_at_a_reading_taken_after_it_was_queued() {
+        use std::collections::VecDeque;
+        let mut queue: VecDeque<u64> = VecDeque::new();
+        let mut now = 0u64;
+        let mut readings = Readings::default();
+        let mut reads = 0;
+        let mut decided = 0;
+        // Requests queued before each take: a burst, a trickle, then none.
+        let arrivals = [5usize, 0, 0, 1, 1, 0, 0, 0, 3, 0, 0, 0, 0];
+        for arriving in arrivals {
+            for _ in 0..arriving {
+                queue.push_back(now);
+                now += 1;
+            }
+            let Some(queued_at) = queue.pop_front() else {
+                continue;
+            };
+            let at = readings.now_ms(
+                || queue.len(),
+                || {
+                    reads += 1;
+                    now
+                },
+            );
+            assert!(at >= queued_at, "decided at {at}, queued at {queued_at}");
+            decided += 1;
+            now += 1;
+        }
+        assert_eq!(decided, 10);
+        // The burst of 5 takes one reading; the two queued while it was decided, one; the
+        // last 3, one.
+        assert_eq!(reads, 3);
+    }
 
     // A task that yields lets the tasks queued before it run first. (monoio runs a task that
     // woke itself again at once, so the plain wake-and-pend yield never let them run: a
