@@ -340,9 +340,10 @@ fn leave_leases(worker: &Worker) {
 /// because until then another worker may still forward a request here.
 async fn mail_loop(worker: Rc<Worker>) {
     let inbox = &worker.shared.inboxes[worker.id.0];
-    let mut clock = Readings::default();
     loop {
         inbox.wait().await;
+        // One per drain: a reading never serves a request taken after a wait.
+        let mut clock = Readings::default();
         let mut served = 0;
         while let Some(mail) = inbox.try_recv_request() {
             let now_ms = clock.now_ms(|| inbox.request_depth(), || worker.shared.clock.now_ms());
