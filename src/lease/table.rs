@@ -402,9 +402,8 @@ impl LeaseTable {
         }
         if lease.in_wheel {
             lease.in_wheel = false;
-            if let Some(due_ms) = lease.due_ms() {
-                self.wheel.remove(timer_id(index), due_ms);
-            }
+            let due_ms = lease.due_ms();
+            self.unfile(index, due_ms);
         }
         let lease = &mut self.leases[index];
         lease.key.set_owner(owner);
@@ -559,7 +558,9 @@ impl LeaseTable {
     }
 
     /// Files every lease of the young list that is still stored, and not yet in the wheel,
-    /// in the wheel.
+    /// in the wheel. Out of line: once every `YOUNG_LIMIT` grants at most, and inlined it
+    /// made every `schedule` save and restore the registers its loop uses.
+    #[inline(never)]
     fn settle(&mut self) {
         let mut young = std::mem::take(&mut self.young);
         for index in young.drain(..) {
@@ -601,9 +602,17 @@ impl LeaseTable {
     fn remove_unmapped(&mut self, index: usize) {
         let lease = self.leases.remove(index);
         if lease.in_wheel {
-            if let Some(due_ms) = lease.due_ms() {
-                self.wheel.remove(timer_id(index), due_ms);
-            }
+            self.unfile(index, lease.due_ms());
+        }
+    }
+
+    /// Takes the lease at `index`, filed at its first dead tick `due_ms`, out of the wheel.
+    /// Out of line: most leases end young, never filed, and inlined it made every removal
+    /// save and restore the registers the wheel uses.
+    #[inline(never)]
+    fn unfile(&mut self, index: usize, due_ms: Option<u64>) {
+        if let Some(due_ms) = due_ms {
+            self.wheel.remove(timer_id(index), due_ms);
         }
     }
 
