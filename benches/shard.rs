@@ -1,6 +1,7 @@
 //! Cross-shard message round trips through `shard::Inbox`, in batches: one thread sends a
-//! batch of requests to a busy peer, which answers each into the sender's inbox. Shows the
-//! per-message cost once wake-ups are out of the way (the peer never parks here).
+//! batch of requests to a busy peer, which answers the batch with a batch of replies in the
+//! sender's inbox. Shows the per-message cost once wake-ups are out of the way (the peer
+//! never parks here).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,10 +20,18 @@ fn round_trips(c: &mut Criterion) {
         let stop = stop.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                while let Some(m) = inboxes[1].try_recv_request() {
-                    while inboxes[0].send_reply(m).is_err() {
-                        std::hint::spin_loop();
+                while let Some(batch) = inboxes[1].try_recv_requests() {
+                    let mut replies = batch;
+                    loop {
+                        match inboxes[0].push_replies(replies) {
+                            Ok(()) => break,
+                            Err(back) => {
+                                replies = back;
+                                std::hint::spin_loop();
+                            }
+                        }
                     }
+                    inboxes[0].notify();
                 }
                 std::hint::spin_loop();
             }
@@ -35,19 +44,16 @@ fn round_trips(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    for m in 0..batch {
-                        let mut msg = m;
-                        while let Err(back) = inboxes[1].send_request(msg) {
-                            msg = back;
-                            std::hint::spin_loop();
-                        }
+                    let mut msgs: Vec<u64> = (0..batch).collect();
+                    while let Err(back) = inboxes[1].send_requests(msgs) {
+                        msgs = back;
+                        std::hint::spin_loop();
                     }
                     let mut got = 0;
                     while got < batch {
-                        if inboxes[0].try_recv_reply().is_some() {
-                            got += 1;
-                        } else {
-                            std::hint::spin_loop();
+                        match inboxes[0].try_recv_replies() {
+                            Some(replies) => got += replies.len() as u64,
+                            None => std::hint::spin_loop(),
                         }
                     }
                 }

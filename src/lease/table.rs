@@ -415,6 +415,7 @@ impl LeaseTable {
     /// Success if `owner` holds the live lease (it is deleted); LockBelongsToOthers if a live
     /// lease of another owner exists (untouched); LockDoesNotExist if there is no live lease
     /// (an expired one found on the way is reclaimed).
+    #[inline]
     pub fn unlock(
         &mut self,
         store: StoreId,

@@ -293,17 +293,18 @@ fn lease(shared: &Shared, router: &Router, query: &[u8]) -> Reply {
     let ShardId(shard) = router.shard_of(store_id, &resource);
 
     let (answer, answered) = mpsc::sync_channel(1);
-    let mut mail = Mail::Holder(HolderQuery {
+    // A batch of one: messages between threads travel in batches.
+    let mut mail = vec![Mail::Holder(HolderQuery {
         store: store_id,
         resource: resource.clone().into_boxed_slice(),
         answer,
-    });
+    })];
     let deadline = Instant::now() + QUERY_TIME;
     loop {
         if shared.shutting_down.load(Ordering::SeqCst) {
             return Reply::error(503, "shutting down");
         }
-        match shared.inboxes[shard].send_request(mail) {
+        match shared.inboxes[shard].send_requests(mail) {
             Ok(()) => break,
             Err(back) if Instant::now() < deadline => {
                 mail = back;

@@ -109,19 +109,20 @@ impl Front {
     async fn decide(&self, op: LockOp<'_>) -> Result<Answer, Status> {
         let shard = self.router.shard_of(op.store, op.resource);
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let mut mail = Mail::Remote(RemoteLock {
+        // A batch of one: messages between threads travel in batches.
+        let mut mail = vec![Mail::Remote(RemoteLock {
             kind: op.kind,
             store: op.store,
             key: Key::new(op.resource, op.owner),
             answer,
-        });
+        })];
         let inbox = &self.shared.inboxes[shard.0];
         let deadline = tokio::time::Instant::now() + INBOX_WAIT;
         loop {
             if self.shared.shutting_down() {
                 return Err(Status::unavailable("dlockd is shutting down"));
             }
-            match inbox.send_request(mail) {
+            match inbox.send_requests(mail) {
                 Ok(()) => break,
                 Err(back) if tokio::time::Instant::now() < deadline => {
                     mail = back;

@@ -10,6 +10,7 @@
 mod admin;
 mod conn;
 mod grpc;
+mod outbox;
 mod pending;
 mod reaper;
 mod signal;
@@ -96,9 +97,10 @@ pub(crate) struct Reply {
     answer: Answer,
 }
 
-/// Requests one worker may have forwarded and not yet seen answered. Bounds the reply queue.
+/// Requests one worker may have forwarded and not yet seen answered. Bounds the reply queue:
+/// every batch of replies holds one at least.
 const MAX_IN_FLIGHT_PER_WORKER: usize = 4096;
-/// Requests that may wait in one worker's inbox.
+/// Batches of requests that may wait in one worker's inbox.
 const INBOX_REQUESTS: usize = 16384;
 
 /// The monotonic clock leases are measured on: milliseconds since the server started, floored.
@@ -129,6 +131,7 @@ impl Clock {
 /// What all workers share: each other's inboxes, and process-wide counts.
 pub(crate) struct Shared {
     config: Config,
+    /// Messages travel in batches: see `outbox::Outbox`.
     inboxes: Box<[Inbox<Mail, Reply>]>,
     clock: Clock,
     /// Open client connections, whole process (bounded by `max_connections`).

@@ -18,6 +18,7 @@ use std::time::Duration;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
+use super::outbox::Outbox;
 use super::pending::{Failure, Pending};
 use super::reaper::Reaper;
 use super::signal::Signal;
@@ -112,6 +113,8 @@ pub(super) struct Worker {
     pub reaper: Reaper,
     /// Tasks letting the others run; see [`Yields`].
     pub yields: Yields,
+    /// Messages for other workers, sent in batches; see [`Outbox`].
+    pub outbox: Outbox<Mail, Reply>,
     /// Each store's Redis connection, by `StoreId`; `None` for the stores this table holds.
     pub redis: Vec<Option<Rc<RedisClient>>>,
     /// Whether any store is on Redis: spares the in-memory path the lookup.
@@ -164,27 +167,21 @@ impl Worker {
         &self.shared.metrics[self.id.0]
     }
 
-    /// Sends a request to the shard that owns it and returns its slot. Waits while this
-    /// worker has its maximum of requests in flight or the owner's inbox is full.
+    /// Sends a request to the shard that owns it (with the next batch for it) and returns
+    /// its slot. Waits while this worker has its maximum of requests in flight.
     pub async fn forward(&self, to: ShardId, kind: OpKind, store: StoreId, key: Key) -> u32 {
         let slot = self.pending.reserve().await;
-        let mut msg = Mail::Lock(Forward {
-            from: self.id.0,
-            slot,
-            kind,
-            store,
-            key,
-        });
-        let inbox = &self.shared.inboxes[to.0];
-        loop {
-            match inbox.send_request(msg) {
-                Ok(()) => return slot,
-                Err(back) => {
-                    msg = back;
-                    self.yields.now().await;
-                }
-            }
-        }
+        self.outbox.request(
+            to.0,
+            Mail::Lock(Forward {
+                from: self.id.0,
+                slot,
+                kind,
+                store,
+                key,
+            }),
+        );
+        slot
     }
 
     pub fn shutting_down(&self) -> bool {
@@ -288,6 +285,7 @@ async fn main(spec: Spec) {
         shutdown: Signal::default(),
         reaper: Reaper::default(),
         yields: Yields::default(),
+        outbox: Outbox::new(config.workers),
         shared: shared.clone(),
     });
     // Each Redis store is tried once before this worker serves, so that its first requests
@@ -303,6 +301,11 @@ async fn main(spec: Spec) {
 
     let yielder = worker.clone();
     monoio::spawn(async move { yielder.yields.run().await });
+    let sender = worker.clone();
+    monoio::spawn(async move {
+        let w = &*sender;
+        w.outbox.run(&w.shared.inboxes, &w.yields).await
+    });
     for (client, first) in worker.redis.iter().flatten().zip(first) {
         let deliver: Rc<dyn Deliver> = worker.clone();
         monoio::spawn(client.clone().run(deliver, first));
@@ -345,36 +348,42 @@ async fn mail_loop(worker: Rc<Worker>) {
         // One per drain: a reading never serves a request taken after a wait.
         let mut clock = Readings::default();
         let mut served = 0;
-        while let Some(mail) = inbox.try_recv_request() {
-            let now_ms = clock.now_ms(|| inbox.request_depth(), || worker.shared.clock.now_ms());
-            let req = match mail {
-                Mail::Lock(req) => req,
-                Mail::Holder(query) => {
-                    answer_holder(&worker, query);
-                    continue;
-                }
-                Mail::Remote(req) => {
-                    serve_remote(&worker, req);
-                    continue;
-                }
-            };
-            let (resource, owner) = req.key.split();
-            let answer = worker.execute(now_ms, req.kind, req.store, resource, owner);
-            let reply = Reply {
-                slot: req.slot,
-                answer,
-            };
-            // Cannot fail: the sender has at most MAX_IN_FLIGHT_PER_WORKER requests out, the
-            // capacity of its reply queue.
-            let sent = worker.shared.inboxes[req.from].send_reply(reply);
-            assert!(sent.is_ok(), "reply queue overflow: in-flight bound broken");
-            served += 1;
-            if served % MAIL_BATCH == 0 {
+        while let Some(mut batch) = inbox.try_recv_requests() {
+            let now_ms = clock.now_ms(|| inbox.request_batches(), || worker.shared.clock.now_ms());
+            served += batch.len();
+            for mail in batch.drain(..) {
+                let req = match mail {
+                    Mail::Lock(req) => req,
+                    Mail::Holder(query) => {
+                        answer_holder(&worker, query);
+                        continue;
+                    }
+                    Mail::Remote(req) => {
+                        serve_remote(&worker, req);
+                        continue;
+                    }
+                };
+                let (resource, owner) = req.key.split();
+                let answer = worker.execute(now_ms, req.kind, req.store, resource, owner);
+                worker.outbox.reply(
+                    req.from,
+                    Reply {
+                        slot: req.slot,
+                        answer,
+                    },
+                );
+            }
+            worker.outbox.spare_requests(batch);
+            if served >= MAIL_BATCH {
+                served = 0;
                 worker.yields.now().await;
             }
         }
-        while let Some(reply) = inbox.try_recv_reply() {
-            worker.pending.complete(reply.slot, reply.answer);
+        while let Some(mut batch) = inbox.try_recv_replies() {
+            for reply in batch.drain(..) {
+                worker.pending.complete(reply.slot, reply.answer);
+            }
+            worker.outbox.spare_replies(batch);
         }
         if worker.shared.shutting_down.load(Ordering::SeqCst) {
             worker.shutdown.fire();
@@ -385,20 +394,20 @@ async fn mail_loop(worker: Rc<Worker>) {
     }
 }
 
-/// The time the mail loop decides its requests at: one clock reading for a run of them, each
-/// read after the requests it serves were queued, as a reading for each would be. The
-/// inbox is counted before the clock is read, so every request counted was queued before
-/// the reading; the first one after them takes a new reading.
+/// The time the mail loop decides its requests at: one clock reading for a run of batches,
+/// each read after the batches it serves were queued, as a reading for each would be. The
+/// inbox's batches are counted before the clock is read, so every batch counted (and every
+/// request in it) was queued before the reading; the first one after them takes a new reading.
 #[derive(Default)]
 struct Readings {
-    /// Requests the last reading still serves.
+    /// Batches the last reading still serves.
     left: usize,
     now_ms: u64,
 }
 
 impl Readings {
-    /// The time for the request just taken from the inbox; `waiting` counts the requests
-    /// still in it, `read` reads the clock.
+    /// The time for the batch just taken from the inbox; `waiting` counts the batches still
+    /// in it, `read` reads the clock.
     #[inline]
     fn now_ms(&mut self, waiting: impl FnOnce() -> usize, read: impl FnOnce() -> u64) -> u64 {
         if self.left == 0 {
@@ -672,11 +681,12 @@ impl Future for YieldNow<'_> {
 mod tests {
     use super::*;
 
-    // Protects the mail loop's time: every request is decided at a reading taken after it
-    // was queued, and the clock is read once for all the requests waiting together, not
-    // once each. Requests arrive while others are decided, the clock advancing with each step.
+    // Protects the mail loop's time: every batch (and so every request) is decided at a
+    // reading taken after it was queued, and the clock is read once for all the batches
+    // waiting together, not once each. Batches arrive while others are decided, the clock
+    // advancing with each step.
     #[test]
-    fn each_request_is_decided_at_a_reading_taken_after_it_was_queued() {
+    fn each_batch_is_decided_at_a_reading_taken_after_it_was_queued() {
         use std::collections::VecDeque;
         let mut queue: VecDeque<u64> = VecDeque::new();
         let mut now = 0u64;
