@@ -106,14 +106,20 @@ fn start_up_line_and_graceful_exit() {
     }
 }
 
-// DAPR_HTTP_PORT is honoured when no --listen is given.
+// DAPR_HTTP_PORT is honoured when no --listen is given. The gRPC face and the admin listener
+// are off: without --listen they would take their default ports, which another process on
+// the machine may hold.
 #[test]
 fn dapr_http_port() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("probe port");
         l.local_addr().expect("addr").port()
     };
-    let (mut child, line, _) = launch(dlockd().env("DAPR_HTTP_PORT", port.to_string()));
+    let (mut child, line, _) = launch(
+        dlockd()
+            .args(["--grpc-listen", "off", "--metrics-listen", "off"])
+            .env("DAPR_HTTP_PORT", port.to_string()),
+    );
     assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
     signal(&child, "-TERM");
     assert_eq!(
