@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod clock;
 pub mod components;
 pub mod config;
 #[doc(hidden)]

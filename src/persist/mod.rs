@@ -34,7 +34,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{JoinHandle, Thread};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Clock;
 
 use horizon::{HorizonError, HorizonFile, HorizonRecord};
 use snapshot::{SavedLease, Snapshot};
@@ -190,7 +192,7 @@ pub struct Persist {
     lock: File,
     durable: Arc<Durable>,
     generation: u64,
-    epoch: Instant,
+    clock: Clock,
     persister: Mutex<Option<JoinHandle<HorizonFile>>>,
     /// Try-locks are refused before this tick (after an unclean stop).
     pub refuse_until_ms: u64,
@@ -211,14 +213,9 @@ impl fmt::Debug for Persist {
     }
 }
 
-/// Milliseconds since `epoch`, floored: the server's lease clock.
-fn ms_since(epoch: Instant) -> u64 {
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
 /// Opens the data dir, finds how the last run ended, writes this run's first promise, and
-/// starts the persister. `epoch` is the server clock's zero. Returns the leases to put back.
-pub fn recover(dir: &Path, epoch: Instant) -> Result<(Persist, Vec<Restored>), PersistError> {
+/// starts the persister. `clock` is the server's lease clock. Returns the leases to put back.
+pub fn recover(dir: &Path, clock: Clock) -> Result<(Persist, Vec<Restored>), PersistError> {
     let dir_error = |e| PersistError::Dir(dir.to_path_buf(), e);
     std::fs::create_dir_all(dir).map_err(dir_error)?;
     let lock = OpenOptions::new()
@@ -273,7 +270,7 @@ pub fn recover(dir: &Path, epoch: Instant) -> Result<(Persist, Vec<Restored>), P
         _ => None,
     };
     let now_mark = WallMark::now();
-    let now_ms = ms_since(epoch);
+    let now_ms = clock.now_ms();
     let (last_stop, restored, first_token) = match (&record, snapshot) {
         (None, _) => (LastStop::Fresh, Vec::new(), 1),
         (Some(record), Some(snap)) => {
@@ -346,7 +343,7 @@ pub fn recover(dir: &Path, epoch: Instant) -> Result<(Persist, Vec<Restored>), P
         let durable = durable.clone();
         std::thread::Builder::new()
             .name("dlockd-persister".into())
-            .spawn(move || persist_loop(&durable, file, generation, epoch))
+            .spawn(move || persist_loop(&durable, file, generation, clock))
             .map_err(dir_error)?
     };
     let _ = durable.persister.set(persister.thread().clone());
@@ -356,7 +353,7 @@ pub fn recover(dir: &Path, epoch: Instant) -> Result<(Persist, Vec<Restored>), P
             lock,
             durable,
             generation,
-            epoch,
+            clock,
             persister: Mutex::new(Some(persister)),
             refuse_until_ms,
             first_token,
@@ -373,7 +370,7 @@ fn persist_loop(
     durable: &Durable,
     mut file: HorizonFile,
     generation: u64,
-    epoch: Instant,
+    clock: Clock,
 ) -> HorizonFile {
     // Failed writes are retried at this pace and said at most once a second.
     static WRITE_ERRORS: crate::log::RateLimit = crate::log::RateLimit::new();
@@ -400,7 +397,7 @@ fn persist_loop(
         if (next_horizon_ms, next_ceiling) == (horizon_ms, ceiling) {
             continue;
         }
-        let now_ms = ms_since(epoch);
+        let now_ms = clock.now_ms();
         let record = HorizonRecord {
             generation,
             mark: WallMark::now(),
@@ -453,7 +450,7 @@ impl Persist {
         let mut file = handle
             .join()
             .map_err(|_| io::Error::other("the persister thread panicked"))?;
-        let now_ms = ms_since(self.epoch);
+        let now_ms = self.clock.now_ms();
         let mark = WallMark::now();
         let ceiling = self.durable.token_ceiling();
         let saved: Vec<SavedLease> = leases

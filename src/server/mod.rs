@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use std::sync::Mutex;
 
 use crate::api::{Answer, OpKind};
+use crate::clock::Clock;
 use crate::config::{Config, DriverChoice};
 use crate::lease::{Key, StoreId};
 use crate::metrics::WorkerMetrics;
@@ -102,31 +103,6 @@ pub(crate) struct Reply {
 const MAX_IN_FLIGHT_PER_WORKER: usize = 4096;
 /// Batches of requests that may wait in one worker's inbox.
 const INBOX_REQUESTS: usize = 16384;
-
-/// The monotonic clock leases are measured on: milliseconds since the server started, floored.
-pub(crate) struct Clock {
-    epoch: Instant,
-}
-
-impl Clock {
-    fn new() -> Self {
-        Clock {
-            epoch: Instant::now(),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// Microseconds since the server started, floored: one reading gives both the latency
-    /// measure and, divided by 1000, exactly what [`Clock::now_ms`] would have read.
-    #[inline]
-    pub(crate) fn now_us(&self) -> u64 {
-        self.epoch.elapsed().as_micros() as u64
-    }
-}
 
 /// What all workers share: each other's inboxes, and process-wide counts.
 pub(crate) struct Shared {
@@ -356,11 +332,11 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         None => None,
     };
     let counting = admin_listener.is_some();
-    let clock = Clock::new();
+    let clock = Clock::start();
     let (persist, restored) = match &config.data_dir {
         Some(dir) => {
             let (persist, restored) =
-                crate::persist::recover(dir, clock.epoch).map_err(StartError::Persist)?;
+                crate::persist::recover(dir, clock).map_err(StartError::Persist)?;
             (Some(persist), restored)
         }
         None => (None, Vec::new()),
