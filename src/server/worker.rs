@@ -345,11 +345,10 @@ async fn mail_loop(worker: Rc<Worker>) {
     let inbox = &worker.shared.inboxes[worker.id.0];
     loop {
         inbox.wait().await;
-        // One per drain: a reading never serves a request taken after a wait.
-        let mut clock = Readings::default();
         let mut served = 0;
         while let Some(mut batch) = inbox.try_recv_requests() {
-            let now_ms = clock.now_ms(|| inbox.request_batches(), || worker.shared.clock.now_ms());
+            // Read after the batch was taken, so after each of its requests was sent.
+            let now_ms = worker.shared.clock.now_ms();
             served += batch.len();
             for mail in batch.drain(..) {
                 let req = match mail {
@@ -391,31 +390,6 @@ async fn mail_loop(worker: Rc<Worker>) {
                 return;
             }
         }
-    }
-}
-
-/// The time the mail loop decides its requests at: one clock reading for a run of batches,
-/// each read after the batches it serves were queued, as a reading for each would be. The
-/// inbox's batches are counted before the clock is read, so every batch counted (and every
-/// request in it) was queued before the reading; the first one after them takes a new reading.
-#[derive(Default)]
-struct Readings {
-    /// Batches the last reading still serves.
-    left: usize,
-    now_ms: u64,
-}
-
-impl Readings {
-    /// The time for the batch just taken from the inbox; `waiting` counts the batches still
-    /// in it, `read` reads the clock.
-    #[inline]
-    fn now_ms(&mut self, waiting: impl FnOnce() -> usize, read: impl FnOnce() -> u64) -> u64 {
-        if self.left == 0 {
-            self.left = waiting() + 1;
-            self.now_ms = read();
-        }
-        self.left -= 1;
-        self.now_ms
     }
 }
 
@@ -680,45 +654,6 @@ impl Future for YieldNow<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    // Protects the mail loop's time: every batch (and so every request) is decided at a
-    // reading taken after it was queued, and the clock is read once for all the batches
-    // waiting together, not once each. Batches arrive while others are decided, the clock
-    // advancing with each step.
-    #[test]
-    fn each_batch_is_decided_at_a_reading_taken_after_it_was_queued() {
-        use std::collections::VecDeque;
-        let mut queue: VecDeque<u64> = VecDeque::new();
-        let mut now = 0u64;
-        let mut readings = Readings::default();
-        let mut reads = 0;
-        let mut decided = 0;
-        // Requests queued before each take: a burst, a trickle, then none.
-        let arrivals = [5usize, 0, 0, 1, 1, 0, 0, 0, 3, 0, 0, 0, 0];
-        for arriving in arrivals {
-            for _ in 0..arriving {
-                queue.push_back(now);
-                now += 1;
-            }
-            let Some(queued_at) = queue.pop_front() else {
-                continue;
-            };
-            let at = readings.now_ms(
-                || queue.len(),
-                || {
-                    reads += 1;
-                    now
-                },
-            );
-            assert!(at >= queued_at, "decided at {at}, queued at {queued_at}");
-            decided += 1;
-            now += 1;
-        }
-        assert_eq!(decided, 10);
-        // The burst of 5 takes one reading; the two queued while it was decided, one; the
-        // last 3, one.
-        assert_eq!(reads, 3);
-    }
 
     // A task that yields lets the tasks queued before it run first. (monoio runs a task that
     // woke itself again at once, so the plain wake-and-pend yield never let them run: a
