@@ -203,11 +203,7 @@ mod tests {
             outbox.request(2, 20);
             outbox.reply(1, 7);
             outbox.request(1, 11);
-            assert_eq!(
-                inboxes[1].request_batches(),
-                0,
-                "sent before the turn ended"
-            );
+            assert_eq!(inboxes[1].request_depth(), 0, "sent before the turn ended");
             yields.now().await;
             other.await;
             assert_eq!(inboxes[1].try_recv_requests(), Some(vec![10, 11, 12]));
@@ -215,7 +211,7 @@ mod tests {
             assert_eq!(inboxes[1].try_recv_replies(), Some(vec![7]));
             assert_eq!(inboxes[2].try_recv_requests(), Some(vec![20]));
             assert_eq!(inboxes[2].try_recv_replies(), None);
-            assert_eq!(inboxes[0].request_batches(), 0);
+            assert_eq!(inboxes[0].request_depth(), 0);
         });
     }
 

@@ -62,19 +62,13 @@ impl<Req, Rep> Inbox<Req, Rep> {
     /// Queues a batch of requests without waking the receiver: the caller must
     /// [`Inbox::notify`] it before it waits for anything. Gives the batch back when full.
     pub fn push_requests(&self, batch: Vec<Req>) -> Result<(), Vec<Req>> {
-        let n = batch.len();
-        self.requests.push(batch)?;
-        self.waiting_requests.fetch_add(n, Ordering::Relaxed);
-        Ok(())
+        push_counted(&self.requests, &self.waiting_requests, batch)
     }
 
     /// Queues a batch of replies without waking the receiver, as [`Inbox::push_requests`];
     /// a sender that bounds its outstanding requests by the reply capacity never gets it back.
     pub fn push_replies(&self, batch: Vec<Rep>) -> Result<(), Vec<Rep>> {
-        let n = batch.len();
-        self.replies.push(batch)?;
-        self.waiting_replies.fetch_add(n, Ordering::Relaxed);
-        Ok(())
+        push_counted(&self.replies, &self.waiting_replies, batch)
     }
 
     /// Wakes the receiver even without a message.
@@ -97,20 +91,15 @@ impl<Req, Rep> Inbox<Req, Rep> {
         Some(batch)
     }
 
-    /// Batches of requests waiting.
-    pub fn request_batches(&self) -> usize {
-        self.requests.len()
-    }
-
-    /// Requests waiting, for introspection: a count taken while batches move may be off by
-    /// the batches in motion (and, briefly, below zero, shown as zero).
+    /// Requests waiting, for introspection: a count taken while batches move may include
+    /// a batch about to be queued.
     pub fn request_depth(&self) -> usize {
-        (self.waiting_requests.load(Ordering::Relaxed) as isize).max(0) as usize
+        self.waiting_requests.load(Ordering::Relaxed)
     }
 
     /// Replies waiting, for introspection, as [`Inbox::request_depth`].
     pub fn reply_depth(&self) -> usize {
-        (self.waiting_replies.load(Ordering::Relaxed) as isize).max(0) as usize
+        self.waiting_replies.load(Ordering::Relaxed)
     }
 
     /// Resolves once a batch or a kick is waiting. Only the owning worker may wait.
@@ -155,6 +144,21 @@ impl<Req, Rep> Future for Wait<'_, Req, Rep> {
         }
         Poll::Pending
     }
+}
+
+/// Queues `batch` in `queue`, counting its messages in `waiting` first: the count is added
+/// before the push that lets a receiver pop the batch and subtract it, so it never goes
+/// below zero. A full queue gives the batch back, and its count is taken back.
+fn push_counted<T>(
+    queue: &ArrayQueue<Vec<T>>,
+    waiting: &AtomicUsize,
+    batch: Vec<T>,
+) -> Result<(), Vec<T>> {
+    let n = batch.len();
+    waiting.fetch_add(n, Ordering::Relaxed);
+    queue.push(batch).inspect_err(|_| {
+        waiting.fetch_sub(n, Ordering::Relaxed);
+    })
 }
 
 #[cfg(test)]
@@ -303,10 +307,9 @@ mod tests {
         inbox.push_requests(vec![1, 2, 3]).unwrap();
         inbox.push_requests(vec![4, 5]).unwrap();
         inbox.push_replies(vec![6]).unwrap();
-        assert_eq!(inbox.request_batches(), 2);
         assert_eq!((inbox.request_depth(), inbox.reply_depth()), (5, 1));
         assert_eq!(inbox.try_recv_requests(), Some(vec![1, 2, 3]));
-        assert_eq!((inbox.request_batches(), inbox.request_depth()), (1, 2));
+        assert_eq!(inbox.request_depth(), 2);
         assert_eq!(inbox.try_recv_replies(), Some(vec![6]));
         assert_eq!(inbox.reply_depth(), 0);
     }
