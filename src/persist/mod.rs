@@ -493,3 +493,44 @@ impl Drop for Persist {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn covers_only_what_is_durably_promised() {
+        // Protects "a grant is answered only once the data dir covers it": a need whose last
+        // live tick is past the saved horizon, or whose token is not below the saved ceiling,
+        // is not covered; one within both is, up to and including the bounds.
+        let durable = Durable::new(10_000, 100);
+        let need = |last_live_ms, token_end| Need {
+            last_live_ms,
+            token_end,
+        };
+        assert!(durable.covers(Need::default()), "an empty need");
+        assert!(durable.covers(need(1, 1)), "far within both");
+        assert!(durable.covers(need(10_000, 100)), "at both bounds");
+        assert!(
+            !durable.covers(need(10_001, 1)),
+            "a deadline one tick past the horizon"
+        );
+        assert!(
+            !durable.covers(need(1, 101)),
+            "a token at the ceiling (token_end one past it)"
+        );
+        assert!(!durable.covers(need(u64::MAX, u64::MAX)), "both far beyond");
+        // What was refused is asked for, so the persister moves the promise to meet it.
+        assert_eq!(durable.wanted_ms.load(Ordering::Acquire), u64::MAX);
+        assert_eq!(durable.wanted_token_end.load(Ordering::Acquire), u64::MAX);
+
+        // Once the persister has saved a further promise, the same needs are covered.
+        durable.horizon_ms.store(20_000, Ordering::Release);
+        durable.token_ceiling.store(200, Ordering::Release);
+        assert!(durable.covers(need(10_001, 1)));
+        assert!(durable.covers(need(1, 101)));
+        assert!(durable.covers(need(20_000, 200)));
+        assert!(!durable.covers(need(20_001, 200)));
+        assert!(!durable.covers(need(20_000, 201)));
+    }
+}
