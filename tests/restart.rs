@@ -2,14 +2,17 @@
 //! acknowledged lease is kept and its time keeps running while the server is down; through
 //! kill -9 the new process refuses grants until every lease the dead one acknowledged has
 //! ended; fencing tokens only grow, across both; damaged snapshots are refused whole; a data
-//! dir serves one process at a time.
+//! dir serves one process at a time; a grant is answered only once the data dir durably
+//! covers it (the persister thread held back under ptrace).
 //!
 //! Each test starts its own processes (`--listen 127.0.0.1:0`, so its own ports) on its own
 //! temporary data dir, removed at the end. Both pipes of every child are drained for its whole
 //! life, and stderr is kept for assertions and for the failure message.
 //!
 //! Ground rules: every wait has a deadline and waits for a condition; the only sleeps are the
-//! deliberate downtime of `downtime_counts_against_leases` and the pacing of clients.
+//! deliberate downtime of `downtime_counts_against_leases` and the pacing of clients. The one
+//! bounded wait that ends without a condition watches for an answer that must not come
+//! ([`ABSENCE`]).
 
 mod common;
 #[path = "common/history.rs"]
@@ -1177,4 +1180,196 @@ fn data_dir_in_use_is_refused() {
     assert_unlock_status(&answered(c.unlock("held", "a"), "unlock"), 0, "the holder");
     let next = assert_granted(&answered(c.lock("held", "b", 30), "lock"), "released");
     assert!(next > fence, "fence {next} after {fence}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The persister held back.
+
+/// The persister's thread name as Linux keeps it (`comm`: the first 15 bytes).
+const PERSISTER_COMM: &str = "dlockd-persiste";
+/// How long an answer that must not come is waited for. An absence can only be watched for a
+/// while: this is hundreds of times what an answer already decided takes to arrive, and well
+/// within the 10 s after which an answer waiting for the disk is given up.
+const ABSENCE: Duration = Duration::from_secs(1);
+
+/// The persister thread of a running `dlockd`, stopped under ptrace until `release` (or the
+/// drop). A ptrace stop holds that one thread, and only it, whatever the privileges of the
+/// process: root is held back as surely as anyone, unlike by file modes (which root ignores)
+/// or the immutable flag (which needs CAP_LINUX_IMMUTABLE, often absent in containers). The
+/// tracer is the test's own thread and the traced process its own child; the kernel refuses
+/// this only under `kernel.yama.ptrace_scope = 3` or a seccomp filter denying ptrace, and
+/// then the test fails saying so, rather than passing without holding anything.
+struct HeldPersister {
+    tid: libc::pid_t,
+    /// A signal that arrived as the thread stopped, handed back to it at release.
+    signal: libc::c_int,
+    released: bool,
+}
+
+impl HeldPersister {
+    /// Stops the persister thread of `dlockd` and returns once it is stopped.
+    fn hold(dlockd: &Dlockd) -> HeldPersister {
+        let pid = dlockd.child.id();
+        let tasks = format!("/proc/{pid}/task");
+        let tid = std::fs::read_dir(&tasks)
+            .unwrap_or_else(|e| panic!("list the threads in {tasks}: {e}"))
+            .filter_map(|task| {
+                let task = task.ok()?;
+                let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                let tid = task.file_name().to_str()?.parse::<libc::pid_t>().ok()?;
+                (comm.trim_end() == PERSISTER_COMM).then_some(tid)
+            })
+            .next()
+            .unwrap_or_else(|| panic!("no thread named {PERSISTER_COMM} in {tasks}"));
+        let null = std::ptr::null_mut::<libc::c_void>();
+        // SAFETY: PTRACE_SEIZE and PTRACE_INTERRUPT read no memory of this process (addr and
+        // data are null: no options).
+        if unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid, null, null) } != 0 {
+            panic!(
+                "PTRACE_SEIZE of the persister thread {tid} (ptrace is how this test holds the \
+                 persister back): {}",
+                io::Error::last_os_error()
+            );
+        }
+        let mut held = HeldPersister {
+            tid,
+            signal: 0,
+            released: false,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, tid, null, null) } != 0 {
+            panic!(
+                "PTRACE_INTERRUPT of the persister thread {tid}: {}",
+                io::Error::last_os_error()
+            );
+        }
+        let mut status: libc::c_int = 0;
+        loop {
+            // SAFETY: `status` is a live c_int for waitpid to write.
+            let waited = unsafe { libc::waitpid(tid, &mut status, libc::__WALL) };
+            if waited == tid {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                panic!("wait for the persister thread {tid} to stop: {e}");
+            }
+        }
+        assert!(
+            libc::WIFSTOPPED(status),
+            "the persister thread {tid} did not stop: wait status {status:#x}"
+        );
+        // The interrupt's own stop carries PTRACE_EVENT_STOP; a plain stop is a signal's, to be
+        // delivered when the thread goes on.
+        if status >> 16 == 0 {
+            held.signal = libc::WSTOPSIG(status);
+        }
+        held
+    }
+
+    /// Lets the persister go on.
+    fn release(mut self) {
+        self.released = true;
+        // SAFETY: PTRACE_DETACH reads no memory; data is the signal to deliver, as a number.
+        let detached = unsafe {
+            libc::ptrace(
+                libc::PTRACE_DETACH,
+                self.tid,
+                std::ptr::null_mut::<libc::c_void>(),
+                self.signal as usize as *mut libc::c_void,
+            )
+        };
+        assert_eq!(
+            detached,
+            0,
+            "PTRACE_DETACH of the persister thread {}: {}",
+            self.tid,
+            io::Error::last_os_error()
+        );
+    }
+}
+
+impl Drop for HeldPersister {
+    fn drop(&mut self) {
+        if !self.released {
+            // SAFETY: as in `release`; a failure (the process is gone) leaves nothing to undo.
+            unsafe {
+                libc::ptrace(
+                    libc::PTRACE_DETACH,
+                    self.tid,
+                    std::ptr::null_mut::<libc::c_void>(),
+                    self.signal as usize as *mut libc::c_void,
+                );
+            }
+        }
+    }
+}
+
+// A grant's `{"success":true}` leaves the server only once the data dir durably covers it:
+// while the persister cannot write, a try-lock whose lease ends past the horizon is decided
+// (the lease is held) but not answered, and the horizon file does not change; once the
+// persister goes on, the grant arrives, with a fence above the one before.
+#[test]
+fn no_grant_is_answered_before_it_is_durable() {
+    let dir = DataDir::new("held");
+    let server = Dlockd::start(&["--data-dir", dir.arg(), "--workers", "1"]);
+    let mut c = Conn::open(server.addr());
+    // The first promise covers no lease: this grant has the persister write once, and leaves
+    // the horizon at most about 2 s ahead.
+    let first = assert_granted(&answered(c.lock("first", "a", 1), "lock"), "a first lease");
+    let horizon = dir.path.join("horizon");
+    let held = HeldPersister::hold(&server);
+    let promised = std::fs::read(&horizon).expect("read the horizon file");
+
+    // A 60 s lease ends far past that horizon: only a new promise covers it.
+    let mut waiting = Conn::open(server.addr());
+    waiting
+        .stream
+        .write_all(post(LOCK, &lock_body("r", "holder", 60)).as_bytes())
+        .expect("send the try-lock");
+    // Decided: the lease is held (an unlock by another owner is told it belongs to others).
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    wait_until("the held try-lock to be decided", deadline, || {
+        let r = answered(c.unlock("r", "other"), "unlock");
+        r.status == 200 && r.body_str() == r#"{"status":2}"#
+    });
+    // Yet not answered.
+    waiting
+        .stream
+        .set_read_timeout(Some(ABSENCE))
+        .expect("set the read timeout");
+    match waiting.fill() {
+        Ok(()) => panic!(
+            "answered while the persister could not write: {:?}",
+            String::from_utf8_lossy(&waiting.buf)
+        ),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) => {}
+        Err(e) => panic!("the connection waiting for its grant broke: {e}"),
+    }
+    assert_eq!(
+        std::fs::read(&horizon).expect("read the horizon file"),
+        promised,
+        "the horizon file changed while the persister was held"
+    );
+
+    held.release();
+    waiting
+        .stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .expect("set the read timeout");
+    let r = answered(
+        waiting.read_response(),
+        "the try-lock once the persister goes on",
+    );
+    let fence = assert_granted(&r, "the try-lock once the persister goes on");
+    assert!(fence > first, "fence {fence} after {first}");
+    assert_ne!(
+        std::fs::read(&horizon).expect("read the horizon file"),
+        promised,
+        "granted, yet the horizon file did not change"
+    );
 }
