@@ -22,7 +22,8 @@ pub enum DriverChoice {
 /// The validated configuration of one server.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub listen: SocketAddr,
+    /// The HTTP addresses: one, or every address a host name resolves to. Never empty.
+    pub listen: Vec<SocketAddr>,
     pub stores: Vec<String>,
     /// Where each store's leases live, `backends[i]` for `stores[i]`.
     pub backends: Vec<crate::components::Backend>,
@@ -46,9 +47,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Where the admin listener serves `/metrics` and `/debug/*`; `None` is `off`: no
     /// listener, and the workers count nothing.
-    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_listen: Option<Vec<SocketAddr>>,
     /// Where the gRPC API is served; `None` is `off`.
-    pub grpc_listen: Option<SocketAddr>,
+    pub grpc_listen: Option<Vec<SocketAddr>>,
     /// The most verbose operator log level written on stderr; `None` writes none.
     pub log_level: Option<crate::log::Level>,
     /// Where leases and fencing tokens survive restarts and crashes; `None`: restart safety
@@ -136,7 +137,8 @@ USAGE: dlockd [FLAGS]
 
 Each flag can also be set by the environment variable in brackets; a flag wins.
 
-  --listen ADDR            HTTP address [DLOCKD_LISTEN] (default 127.0.0.1:3500;
+  --listen ADDR            HTTP address, IP:PORT or HOST:PORT (a host name binds every
+                           address it resolves to) [DLOCKD_LISTEN] (default 127.0.0.1:3500;
                            127.0.0.1:$DAPR_HTTP_PORT when DAPR_HTTP_PORT is set)
   --store NAME             a lock store name; repeat for more [DLOCKD_STORES, comma-separated]
                            (default: one store named lockstore)
@@ -272,7 +274,7 @@ impl Flags {
         let pick = |flag: Option<String>, var: &str| flag.or_else(|| env(var));
 
         let listen = match pick(self.listen, "DLOCKD_LISTEN") {
-            Some(v) => parse_addr("--listen", &v)?,
+            Some(v) => parse_addrs("--listen", &v)?,
             None => match env("DAPR_HTTP_PORT") {
                 Some(port) => {
                     let port: u16 = port.trim().parse().map_err(|_| ConfigError::BadValue {
@@ -280,24 +282,25 @@ impl Flags {
                         value: port.clone(),
                         why: "not a port number",
                     })?;
-                    SocketAddr::from(([127, 0, 0, 1], port))
+                    vec![SocketAddr::from(([127, 0, 0, 1], port))]
                 }
-                None => parse_addr("--listen", DEFAULT_LISTEN)?,
+                None => parse_addrs("--listen", DEFAULT_LISTEN)?,
             },
         };
+        let ephemeral = listen.iter().any(|a| a.port() == 0);
 
         // An ephemeral main port (tests running many servers at once) gets an ephemeral admin
         // port too, unless one is asked for; the start-up output names the bound one.
         let metrics_listen = match pick(self.metrics_listen, "DLOCKD_METRICS_LISTEN") {
             Some(v) if v.trim() == "off" => None,
-            Some(v) => Some(parse_addr("--metrics-listen", &v)?),
-            None if listen.port() == 0 => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-            None => Some(parse_addr("--metrics-listen", DEFAULT_METRICS_LISTEN)?),
+            Some(v) => Some(parse_addrs("--metrics-listen", &v)?),
+            None if ephemeral => Some(vec![SocketAddr::from(([127, 0, 0, 1], 0))]),
+            None => Some(parse_addrs("--metrics-listen", DEFAULT_METRICS_LISTEN)?),
         };
 
         let grpc_listen = match pick(self.grpc_listen, "DLOCKD_GRPC_LISTEN") {
             Some(v) if v.trim() == "off" => None,
-            Some(v) => Some(parse_addr("--grpc-listen", &v)?),
+            Some(v) => Some(parse_addrs("--grpc-listen", &v)?),
             None => match env("DAPR_GRPC_PORT") {
                 Some(port) => {
                     let port: u16 = port.trim().parse().map_err(|_| ConfigError::BadValue {
@@ -305,10 +308,10 @@ impl Flags {
                         value: port.clone(),
                         why: "not a port number",
                     })?;
-                    Some(SocketAddr::from(([127, 0, 0, 1], port)))
+                    Some(vec![SocketAddr::from(([127, 0, 0, 1], port))])
                 }
-                None if listen.port() == 0 => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-                None => Some(parse_addr("--grpc-listen", DEFAULT_GRPC_LISTEN)?),
+                None if ephemeral => Some(vec![SocketAddr::from(([127, 0, 0, 1], 0))]),
+                None => Some(parse_addrs("--grpc-listen", DEFAULT_GRPC_LISTEN)?),
             },
         };
 
@@ -398,8 +401,10 @@ impl Flags {
             .map(String::into_bytes);
         let insecure_bind = self.insecure_bind
             || env("DLOCKD_INSECURE_BIND").is_some_and(|v| matches!(v.as_str(), "1" | "true"));
-        if !listen.ip().is_loopback() && api_token.is_none() && !insecure_bind {
-            return Err(ConfigError::InsecureBind(listen));
+        if let Some(&public) = listen.iter().find(|a| !a.ip().is_loopback()) {
+            if api_token.is_none() && !insecure_bind {
+                return Err(ConfigError::InsecureBind(public));
+            }
         }
 
         let size = |flag: &'static str, value: Option<String>, var: &str, default, min, max| {
@@ -502,11 +507,33 @@ fn bad(flag: &'static str, value: &str, why: &'static str) -> ConfigError {
     }
 }
 
-fn parse_addr(flag: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| bad(flag, value, "expected IP:PORT, e.g. 127.0.0.1:3500"))
+/// `IP:PORT`, `[IPv6]:PORT`, or `HOST:PORT`: a host name stands for every address it resolves
+/// to at start (`localhost:3500` is 127.0.0.1:3500 and [::1]:3500 where both exist), in the
+/// resolver's order, each once.
+fn parse_addrs(flag: &'static str, value: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    let text = value.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let shape = "expected IP:PORT or HOST:PORT, e.g. 127.0.0.1:3500 or localhost:3500";
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(bad(flag, value, shape));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad(flag, value, shape));
+    }
+    let resolved = std::net::ToSocketAddrs::to_socket_addrs(text)
+        .map_err(|_| bad(flag, value, "the host name does not resolve"))?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in resolved {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(bad(flag, value, "the host name resolves to no address"));
+    }
+    Ok(addrs)
 }
 
 fn parse_count(
@@ -602,7 +629,7 @@ mod tests {
     #[test]
     fn defaults() {
         let c = parse(&[], &[]).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:3500".parse().unwrap());
+        assert_eq!(c.listen, vec!["127.0.0.1:3500".parse().unwrap()]);
         assert_eq!(c.stores, vec!["lockstore".to_string()]);
         assert!(c.workers >= 1);
         assert_eq!(c.max_header_bytes, 8192);
@@ -611,7 +638,10 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(120));
         assert_eq!(c.driver, DriverChoice::Auto);
         assert!(c.api_token.is_none());
-        assert_eq!(c.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(
+            c.metrics_listen,
+            Some(vec!["127.0.0.1:9090".parse().unwrap()])
+        );
     }
 
     // The admin listener: an address, `off`, its variable, and an ephemeral port by default
@@ -638,15 +668,18 @@ mod tests {
         let c = parse(&["--metrics-listen", "off"], &[]).unwrap();
         assert_eq!(c.metrics_listen, None);
         let c = parse(&[], &[("DLOCKD_METRICS_LISTEN", "127.0.0.1:9999")]).unwrap();
-        assert_eq!(c.metrics_listen, Some("127.0.0.1:9999".parse().unwrap()));
+        assert_eq!(
+            c.metrics_listen,
+            Some(vec!["127.0.0.1:9999".parse().unwrap()])
+        );
         let c = parse(
             &["--metrics-listen=127.0.0.1:1"],
             &[("DLOCKD_METRICS_LISTEN", "off")],
         )
         .unwrap();
-        assert_eq!(c.metrics_listen, Some("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(c.metrics_listen, Some(vec!["127.0.0.1:1".parse().unwrap()]));
         let c = parse(&["--listen", "127.0.0.1:0"], &[]).unwrap();
-        assert_eq!(c.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(c.metrics_listen, Some(vec!["127.0.0.1:0".parse().unwrap()]));
         let c = parse(&["--listen", "127.0.0.1:0", "--metrics-listen", "off"], &[]).unwrap();
         assert_eq!(c.metrics_listen, None);
         let msg = parse(&["--metrics-listen", "9090"], &[])
@@ -659,13 +692,13 @@ mod tests {
     #[test]
     fn flags_beat_environment() {
         let c = parse(&[], &[("DAPR_HTTP_PORT", "3601")]).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:3601".parse().unwrap());
+        assert_eq!(c.listen, vec!["127.0.0.1:3601".parse().unwrap()]);
         let c = parse(
             &["--listen", "127.0.0.1:4000"],
             &[("DAPR_HTTP_PORT", "3601")],
         )
         .unwrap();
-        assert_eq!(c.listen.port(), 4000);
+        assert_eq!(c.listen[0].port(), 4000);
         let c = parse(&["--workers=3"], &[("DLOCKD_WORKERS", "5")]).unwrap();
         assert_eq!(c.workers, 3);
         let c = parse(&[], &[("DLOCKD_WORKERS", "5")]).unwrap();
@@ -730,6 +763,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("--listen"), "{msg}");
+    }
+
+    // A host name stands for every address it resolves to, each once; `localhost` resolves
+    // from the hosts file, so this holds on a machine without a network. A bad shape or a
+    // name that does not resolve is refused with the flag's name.
+    #[test]
+    fn host_names_resolve_to_every_address() {
+        let c = parse(
+            &["--listen", "localhost:3500", "--grpc-listen", "localhost:0"],
+            &[],
+        )
+        .unwrap();
+        assert!(!c.listen.is_empty());
+        assert!(c
+            .listen
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 3500));
+        assert!(
+            c.listen.contains(&"127.0.0.1:3500".parse().unwrap()),
+            "{:?}",
+            c.listen
+        );
+        for (i, a) in c.listen.iter().enumerate() {
+            assert!(!c.listen[..i].contains(a), "{a} twice in {:?}", c.listen);
+        }
+        let grpc = c.grpc_listen.unwrap();
+        assert!(grpc.iter().all(|a| a.ip().is_loopback() && a.port() == 0));
+        // An ephemeral port on a name gives ephemeral side ports too.
+        let c = parse(&["--listen", "localhost:0"], &[]).unwrap();
+        assert_eq!(c.metrics_listen, Some(vec!["127.0.0.1:0".parse().unwrap()]));
+        for bad in [
+            "localhost",
+            ":3500",
+            "localhost:http",
+            "no-such-host.invalid:3500",
+        ] {
+            let msg = parse(&["--metrics-listen", bad], &[])
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("--metrics-listen"), "{bad}: {msg}");
+        }
     }
 
     // Every flag the parser knows is documented in --help.

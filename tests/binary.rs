@@ -83,8 +83,9 @@ fn help_and_bad_flags() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-bind"));
 }
 
-// The start-up line names version, address, workers, driver and stores; SIGTERM drains and
-// exits 0 while a connection is open; SIGINT too.
+// The start-up line names version, address, workers, driver and stores with their types;
+// SIGTERM drains and exits 0 while a connection is open, and the last line says how many
+// connections were drained; SIGINT too.
 #[test]
 fn start_up_line_and_graceful_exit() {
     for sig in ["-TERM", "-INT"] {
@@ -92,7 +93,10 @@ fn start_up_line_and_graceful_exit() {
         assert!(line.contains(env!("CARGO_PKG_VERSION")), "{line}");
         assert!(line.contains("2 workers"), "{line}");
         assert!(line.contains("driver"), "{line}");
-        assert!(line.contains("stores: a, b"), "{line}");
+        assert!(
+            line.contains("stores: a (lock.in-memory), b (lock.in-memory), api token off"),
+            "{line}"
+        );
         let mut c = Client::connect(addr);
         assert_json(&c.lock("a", "r", "o", 30), 200, LOCKED);
         signal(&child, sig);
@@ -102,6 +106,12 @@ fn start_up_line_and_graceful_exit() {
         assert!(
             std::net::TcpStream::connect(addr).is_err(),
             "new connections refused"
+        );
+        let err = stderr_of(&mut child);
+        assert_eq!(
+            err.lines().last(),
+            Some("dlockd: info: stopped: 1 connection drained"),
+            "{err}"
         );
     }
 }

@@ -648,7 +648,9 @@ fn crash_under_load_keeps_mutual_exclusion() {
     let args = ["--data-dir", dir.arg(), "--workers", "2"];
     let mut first = Dlockd::start(&args);
     assert!(
-        first.safety_line().ends_with("): fresh data dir"),
+        first
+            .safety_line()
+            .ends_with(" for the in-memory store lockstore: fresh data dir"),
         "{:?}",
         first.safety_line()
     );
@@ -694,7 +696,7 @@ fn crash_under_load_keeps_mutual_exclusion() {
     assert!(
         second
             .safety_line()
-            .contains("): the last run did not stop cleanly; refusing grants for "),
+            .contains(" lockstore: the last run did not stop cleanly; refusing grants for "),
         "{:?}",
         second.safety_line()
     );
@@ -840,7 +842,7 @@ fn clean_restart_keeps_every_lease() {
     assert_eq!(
         first.safety_line(),
         format!(
-            "dlockd restart safety on (data dir {}): fresh data dir",
+            "dlockd restart safety on (data dir {}) for the in-memory store lockstore: fresh data dir",
             dir.arg()
         )
     );
@@ -865,9 +867,9 @@ fn clean_restart_keeps_every_lease() {
 
     let second = Dlockd::start(&args);
     assert!(
-        second
-            .safety_line()
-            .ends_with(&format!("): resumed {LEASES} leases from a clean snapshot")),
+        second.safety_line().ends_with(&format!(
+            " lockstore: resumed {LEASES} leases from a clean snapshot"
+        )),
         "{:?}",
         second.safety_line()
     );
@@ -934,7 +936,7 @@ fn fences_grow_when_the_worker_count_changes() {
     assert!(
         server
             .safety_line()
-            .ends_with("): resumed 0 leases from a clean snapshot"),
+            .ends_with(" lockstore: resumed 0 leases from a clean snapshot"),
         "{:?}",
         server.safety_line()
     );
@@ -977,7 +979,7 @@ fn downtime_counts_against_leases() {
     std::thread::sleep(Duration::from_millis(1500));
     let second = Dlockd::start(&args);
     assert!(
-        second.safety_line().contains("): resumed 1 lease"),
+        second.safety_line().contains(" lockstore: resumed 1 lease"),
         "{:?}",
         second.safety_line()
     );
@@ -1077,7 +1079,7 @@ fn damaged_snapshots_are_refused() {
         assert!(
             second
                 .safety_line()
-                .contains("): the last run did not stop cleanly; refusing grants for "),
+                .contains(" lockstore: the last run did not stop cleanly; refusing grants for "),
             "{name}: {:?}",
             second.safety_line()
         );
@@ -1102,6 +1104,95 @@ fn damaged_snapshots_are_refused() {
     }
 }
 
+/// `GET path` on the admin listener, whose address is in the second start-up line; the body.
+fn admin_get(server: &Dlockd, path: &str) -> String {
+    let addr: SocketAddr = server.lines[1]
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no admin address in {:?}", server.lines[1]));
+    let mut s = TcpStream::connect(addr).expect("the admin listener accepts");
+    s.set_read_timeout(Some(REQUEST_TIMEOUT)).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("the admin answer");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    body.to_string()
+}
+
+/// The number after `name` in `text` (a metric line, or a JSON member).
+fn number_after(text: &str, name: &str) -> f64 {
+    text.split(name)
+        .nth(1)
+        .and_then(|rest| {
+            rest.trim_start_matches(['"', ':', ' '])
+                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .next()
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {name} in {text}"))
+}
+
+// After a crash every try-lock answers `{"success":false}` until the last run's leases have
+// surely ended, which looks like contention; so the grace is visible: the gauge
+// dlockd_crash_grace_remaining_seconds and /debug/shards count it down while it lasts, an info
+// line says when it ends, and both read 0 afterwards, when grants resume.
+#[test]
+fn crash_grace_is_visible() {
+    let dir = DataDir::new("grace");
+    let args = ["--data-dir", dir.arg(), "--workers", "2"];
+    let metrics = ["--metrics-listen", "127.0.0.1:0"];
+    let mut first = Dlockd::start(&args);
+    let mut c = Conn::open(first.addr());
+    assert_granted(&answered(c.lock("held", "a", 1), "lock"), "the first lease");
+    drop(c);
+    first.kill9();
+
+    let mut second = Dlockd::start(&[&args[..], &metrics[..]].concat());
+    let refusing_until = second.surely_refusing_until();
+    let shards = admin_get(&second, "/debug/shards");
+    let gauge = admin_get(&second, "/metrics");
+    let mut c = Conn::open(second.addr());
+    let r = answered(c.lock("other", "b", 10), "lock");
+    if Instant::now() < refusing_until {
+        assert_refused(&r, "a try-lock inside the crash grace");
+        assert!(
+            number_after(&shards, "crashGraceRemainingMs") > 0.0,
+            "{shards}"
+        );
+        assert!(
+            number_after(&gauge, "\ndlockd_crash_grace_remaining_seconds ") > 0.0,
+            "{gauge}"
+        );
+    }
+    let said = second.wait_stderr_line("saying the crash grace is over", |l| {
+        l == "dlockd: info: crash grace over: every lease of the last run has ended; try-locks \
+              are granted again"
+    });
+    println!("{said}");
+    assert!(Instant::now() + Duration::from_millis(200) >= refusing_until);
+    assert_eq!(
+        number_after(
+            &admin_get(&second, "/debug/shards"),
+            "crashGraceRemainingMs"
+        ),
+        0.0
+    );
+    assert_eq!(
+        number_after(
+            &admin_get(&second, "/metrics"),
+            "\ndlockd_crash_grace_remaining_seconds "
+        ),
+        0.0
+    );
+    assert_granted(
+        &answered(c.lock("other", "b", 10), "lock"),
+        "after the grace",
+    );
+}
+
 // Without a data dir, the start-up line says restart safety is off and no answer carries a
 // fencing token.
 #[test]
@@ -1109,8 +1200,8 @@ fn no_data_dir_no_fence() {
     let server = Dlockd::start(&["--workers", "2"]);
     assert_eq!(
         server.safety_line(),
-        "dlockd restart safety off: no --data-dir, so leases and fencing tokens do not survive \
-         a restart"
+        "dlockd restart safety off: no --data-dir, so leases and fencing tokens of the \
+         in-memory store lockstore do not survive a restart"
     );
     let mut c = Conn::open(server.addr());
     let r = answered(c.lock("r", "a", 10), "lock");
@@ -1168,7 +1259,7 @@ fn data_dir_in_use_is_refused() {
     assert_eq!(first.terminate().code(), Some(0), "SIGTERM must exit 0");
     let third = Dlockd::start(&args);
     assert!(
-        third.safety_line().contains("): resumed 1 lease"),
+        third.safety_line().contains(" lockstore: resumed 1 lease"),
         "{:?}",
         third.safety_line()
     );

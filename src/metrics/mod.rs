@@ -310,6 +310,8 @@ pub struct Gauges<'a> {
     pub accepted: &'a [u64],
     /// Forwarded requests waiting in each shard's inbox.
     pub inbox_depths: &'a [usize],
+    /// After an unclean stop with a data dir, how long try-locks are still refused.
+    pub crash_grace_remaining_ms: u64,
 }
 
 fn sum(workers: &[WorkerMetrics], f: impl Fn(&WorkerMetrics) -> &AtomicU64) -> u64 {
@@ -446,9 +448,23 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
     let _ = writeln!(out, "dlockd_open_connections {}", g.connections);
     header(
         out,
+        "dlockd_crash_grace_remaining_seconds",
+        "gauge",
+        "After an unclean stop with --data-dir: seconds before try-locks are granted again \
+         (every try-lock answers {\"success\":false} until then); 0 otherwise.",
+    );
+    let _ = writeln!(
+        out,
+        "dlockd_crash_grace_remaining_seconds {}.{:03}",
+        g.crash_grace_remaining_ms / 1000,
+        g.crash_grace_remaining_ms % 1000
+    );
+    header(
+        out,
         "dlockd_connections_accepted_total",
         "counter",
-        "Client connections accepted, per worker (including those refused at the limit).",
+        "Client connections each worker took on, accepted or handed over by another worker \
+         to even out the load (including those refused at the limit).",
     );
     for (worker, n) in g.accepted.iter().enumerate() {
         let _ = writeln!(
@@ -505,6 +521,7 @@ mod tests {
                 connections: 3,
                 accepted: &[5, 6],
                 inbox_depths: &[0, 1],
+                crash_grace_remaining_ms: 12_345,
             },
             &mut out,
         );
@@ -592,6 +609,10 @@ mod tests {
         assert_eq!(value(&text, "dlockd_leases{shard=\"1\"}"), 4);
         assert_eq!(value(&text, "dlockd_grants_total"), 2);
         assert_eq!(value(&text, "dlockd_open_connections"), 3);
+        assert!(
+            text.contains("\ndlockd_crash_grace_remaining_seconds 12.345\n"),
+            "{text}"
+        );
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             let mut parts = line.split(' ').skip(2);
             let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());

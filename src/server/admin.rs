@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{HolderQuery, Mail, Shared};
+use crate::components::Backend;
 use crate::lease::StoreId;
 use crate::metrics::{self, Gauges};
 use crate::shard::{Router, ShardId};
@@ -37,42 +38,59 @@ const LINGER: Duration = Duration::from_millis(200);
 /// How long a lease query waits for its shard (to queue the question, then for the answer).
 const QUERY_TIME: Duration = Duration::from_secs(1);
 
-/// The running admin listener.
+/// The running admin listener: a thread per listening address.
 pub(super) struct Admin {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
+    threads: Vec<JoinHandle<()>>,
 }
 
-/// Starts serving `listener` on a thread named `dlockd-admin`.
-pub(super) fn start(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<Admin> {
-    let addr = listener.local_addr()?;
+/// Starts serving each of `listeners` on a thread named `dlockd-admin`.
+pub(super) fn start(listeners: Vec<TcpListener>, shared: Arc<Shared>) -> std::io::Result<Admin> {
     let stop = Arc::new(AtomicBool::new(false));
-    let stopped = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("dlockd-admin".to_string())
-        .spawn(move || run(&listener, &shared, &stopped))?;
-    Ok(Admin { addr, stop, thread })
+    let mut admin = Admin {
+        addrs: Vec::with_capacity(listeners.len()),
+        stop: stop.clone(),
+        threads: Vec::with_capacity(listeners.len()),
+    };
+    for listener in listeners {
+        // Bound non-blocking for the workers' sake; this thread blocks in accept.
+        listener.set_nonblocking(false)?;
+        admin.addrs.push(listener.local_addr()?);
+        let (shared, stopped) = (shared.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("dlockd-admin".to_string())
+            .spawn(move || run(&listener, &shared, &stopped));
+        match thread {
+            Ok(thread) => admin.threads.push(thread),
+            Err(e) => {
+                admin.stop();
+                return Err(e);
+            }
+        }
+    }
+    Ok(admin)
 }
 
 impl Admin {
-    pub(super) fn local_addr(&self) -> SocketAddr {
-        self.addr
+    pub(super) fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
-    /// Stops accepting and waits for the thread (at most one connection's time).
+    /// Stops accepting and waits for the threads (at most one connection's time each).
     pub(super) fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wakes the blocking accept; the thread sees the flag and returns.
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        if TcpStream::connect_timeout(&wake, CONNECTION_TIME).is_ok() {
-            let _ = self.thread.join();
+        for (mut wake, thread) in self.addrs.into_iter().zip(self.threads) {
+            // Wakes the blocking accept; the thread sees the flag and returns.
+            if wake.ip().is_unspecified() {
+                wake.set_ip(match wake {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            if TcpStream::connect_timeout(&wake, CONNECTION_TIME).is_ok() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -218,6 +236,7 @@ fn scrape(shared: &Shared) -> Reply {
             connections: shared.connections.load(Ordering::Relaxed) as u64,
             accepted: &accepted,
             inbox_depths: &depths,
+            crash_grace_remaining_ms: shared.crash_grace_remaining_ms().unwrap_or(0),
         },
         &mut body,
     );
@@ -246,9 +265,14 @@ fn shards(shared: &Shared) -> Reply {
     }
     let _ = write!(
         body,
-        "],\"openConnections\":{}}}",
+        "],\"openConnections\":{}",
         shared.connections.load(Ordering::Relaxed)
     );
+    // With a data dir: how long try-locks are still refused after an unclean stop.
+    if let Some(ms) = shared.crash_grace_remaining_ms() {
+        let _ = write!(body, ",\"crashGraceRemainingMs\":{ms}");
+    }
+    body.push('}');
     Reply::json(200, body)
 }
 
@@ -289,6 +313,9 @@ fn lease(shared: &Shared, router: &Router, query: &[u8]) -> Reply {
     let Ok(id) = u16::try_from(at) else {
         return Reply::error(404, "unknown store");
     };
+    if let Some(Backend::Redis(redis)) = shared.config.backends.get(at) {
+        return redis_store(shared, at, redis, &resource);
+    }
     let store_id = StoreId(id);
     let ShardId(shard) = router.shard_of(store_id, &resource);
 
@@ -336,6 +363,36 @@ fn lease(shared: &Shared, router: &Router, query: &[u8]) -> Reply {
         None => body.push_str("\"held\":false}"),
     }
     Reply::json(200, body)
+}
+
+/// `/debug/lease` for a `lock.redis` store: its leases live in Redis, not in a shard's table, so
+/// the table's answer ("not held") would be wrong. The answer says so, names the store's type,
+/// and gives the key that holds the lock in Redis (`GET` for the owner, `PTTL` for the time
+/// left).
+fn redis_store(
+    shared: &Shared,
+    at: usize,
+    redis: &crate::components::RedisSettings,
+    resource: &[u8],
+) -> Reply {
+    let name = &shared.config.stores[at];
+    let mut key = redis.key_prefix.key_head(&shared.config.app_id, name);
+    key.extend_from_slice(resource);
+    let message = format!(
+        "store {name} is lock.redis ({}): its leases live in Redis, and /debug/lease reads \
+         only the lock.in-memory stores' tables; the lock is Redis's key {} (GET for the \
+         owner, PTTL for the milliseconds left)",
+        redis.host,
+        String::from_utf8_lossy(&key)
+    );
+    let mut body = String::from("{\"error\":");
+    push_json_string(&mut body, message.as_bytes());
+    body.push_str(",\"store\":");
+    push_json_string(&mut body, name.as_bytes());
+    body.push_str(",\"type\":\"lock.redis\",\"key\":");
+    push_json_string(&mut body, &key);
+    body.push('}');
+    Reply::json(501, body)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -295,21 +295,21 @@ fn unlock_handler(
 
 /// The running gRPC listener: its thread and how to stop it.
 pub(super) struct Grpc {
-    addr: SocketAddr,
-    stop: Arc<tokio::sync::Notify>,
+    addrs: Vec<SocketAddr>,
+    stop: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Grpc {
-    pub(super) fn local_addr(&self) -> SocketAddr {
-        self.addr
+    pub(super) fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     /// Stops accepting, lets the calls in flight finish (they need the workers, which are
     /// still running), and waits for the thread, at most `timeout`: a peer that keeps a call
     /// open does not hold the shutdown.
     pub(super) fn stop(mut self, timeout: Duration) {
-        self.stop.notify_one();
+        self.stop.send_replace(true);
         let Some(thread) = self.thread.take() else {
             return;
         };
@@ -330,14 +330,19 @@ impl Grpc {
 
 impl Drop for Grpc {
     fn drop(&mut self) {
-        self.stop.notify_one();
+        self.stop.send_replace(true);
     }
 }
 
-/// Serves `listener` on a thread of its own until stopped.
-pub(super) fn start(listener: std::net::TcpListener, shared: Arc<Shared>) -> std::io::Result<Grpc> {
-    let addr = listener.local_addr()?;
-    listener.set_nonblocking(true)?;
+/// Serves `listeners` on a thread of its own until stopped.
+pub(super) fn start(
+    listeners: Vec<std::net::TcpListener>,
+    shared: Arc<Shared>,
+) -> std::io::Result<Grpc> {
+    let addrs = listeners
+        .iter()
+        .map(std::net::TcpListener::local_addr)
+        .collect::<std::io::Result<Vec<_>>>()?;
     let config = &shared.config;
     let front = Arc::new(Front {
         validator: LockValidator::new(ApiConfig {
@@ -351,8 +356,7 @@ pub(super) fn start(listener: std::net::TcpListener, shared: Arc<Shared>) -> std
         router: Router::new(config.workers),
         shared: shared.clone(),
     });
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let stopped = stop.clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -361,36 +365,54 @@ pub(super) fn start(listener: std::net::TcpListener, shared: Arc<Shared>) -> std
         .name("dlockd-grpc".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        crate::log::write(
-                            crate::log::Level::Error,
-                            format_args!("gRPC listener on {addr}: {e}"),
-                        );
-                        return;
-                    }
-                };
-                let incoming =
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-                let served = tonic::transport::Server::builder()
-                    .serve_with_incoming_shutdown(
-                        DaprService { front },
-                        incoming,
-                        stopped.notified(),
-                    )
-                    .await;
-                if let Err(e) = served {
-                    crate::log::write(
-                        crate::log::Level::Error,
-                        format_args!("gRPC listener on {addr} stopped: {e}"),
-                    );
+                let mut served = Vec::with_capacity(listeners.len());
+                for listener in listeners {
+                    served.push(tokio::spawn(serve(
+                        listener,
+                        front.clone(),
+                        stopped.clone(),
+                    )));
+                }
+                for one in served {
+                    let _ = one.await;
                 }
             })
         })?;
     Ok(Grpc {
-        addr,
+        addrs,
         stop,
         thread: Some(thread),
     })
+}
+
+/// Serves one listening socket until `stop` turns true.
+async fn serve(
+    listener: std::net::TcpListener,
+    front: Arc<Front>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let addr = listener.local_addr().ok();
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            crate::log::write(
+                crate::log::Level::Error,
+                format_args!("gRPC listener on {addr:?}: {e}"),
+            );
+            return;
+        }
+    };
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let stopped = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    let served = tonic::transport::Server::builder()
+        .serve_with_incoming_shutdown(DaprService { front }, incoming, stopped)
+        .await;
+    if let Err(e) = served {
+        crate::log::write(
+            crate::log::Level::Error,
+            format_args!("gRPC listener on {addr:?} stopped: {e}"),
+        );
+    }
 }

@@ -1,20 +1,25 @@
 //! The workers' runtime: one pinned thread per shard, each a single-threaded monoio runtime
-//! with its own `SO_REUSEPORT` listener, its shard's lease table, and its inbox.
+//! accepting on the process's HTTP sockets, with its shard's lease table and its inbox.
 //!
-//! [`start`] binds and starts every worker and returns once all of them listen; the
-//! returned [`Server`] stops them. Worker 0 binds first (so port 0 picks one port for all)
-//! and decides the io driver; the others follow with the same port and driver. The admin
-//! listener (`/metrics`, `/debug/*`) is bound before the workers start and served by a thread
-//! of its own once they all listen (`admin.rs`).
+//! [`start`] binds every listening socket first (HTTP, gRPC, admin; `listen.rs`), so that an
+//! address in use stops the start before anything is served, then starts every worker and
+//! returns once all of them accept; the returned [`Server`] stops them. The admin listener
+//! (`/metrics`, `/debug/*`) and the gRPC face are served by threads of their own once the
+//! workers run (`admin.rs`, `grpc.rs`).
 
 mod admin;
 mod conn;
 mod grpc;
+mod listen;
 mod outbox;
 mod pending;
 mod reaper;
+mod run;
 mod signal;
 mod worker;
+
+pub use listen::BindError;
+pub use run::run_until_signal;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -65,6 +70,9 @@ pub(crate) enum Mail {
     Holder(HolderQuery),
     /// From the gRPC thread: a lock request to decide, answered on its own channel.
     Remote(RemoteLock),
+    /// A connection another worker accepted, for this one to serve: see
+    /// `worker::accept_loop`.
+    Conn(std::net::TcpStream),
 }
 
 /// A lock request from the gRPC thread, for the shard that owns its key.
@@ -113,8 +121,13 @@ pub(crate) struct Shared {
     /// Open client connections, whole process (bounded by `max_connections`).
     connections: AtomicUsize,
     shutting_down: AtomicBool,
-    /// Connections each worker accepted: written only on accept.
+    /// Connections each worker took on (accepted itself, or was handed): written only by that
+    /// worker.
     accepted: Box<[AtomicU64]>,
+    /// Open connections each worker serves (or is being handed), to spread them evenly.
+    open: Box<[AtomicUsize]>,
+    /// Set once the end of the crash grace has been logged.
+    grace_over_said: AtomicBool,
     /// Each worker's counters, written only by that worker.
     metrics: Box<[WorkerMetrics]>,
     /// Restart safety, with `--data-dir`.
@@ -139,6 +152,33 @@ impl Shared {
         }
     }
 
+    /// After an unclean stop with `--data-dir`, the milliseconds left before try-locks are
+    /// granted again (0 once over); `None` without a data dir.
+    fn crash_grace_remaining_ms(&self) -> Option<u64> {
+        let persist = self.persist.as_ref()?;
+        Some(persist.refuse_until_ms.saturating_sub(self.clock.now_ms()))
+    }
+
+    /// Says once, at info, that the crash grace is over, when it was one and `now_ms` is past
+    /// it. Called by every worker's housekeeping tick: the first to see it says it.
+    fn say_when_grace_ends(&self, now_ms: u64) {
+        let Some(persist) = &self.persist else {
+            return;
+        };
+        if persist.refuse_until_ms == 0 || now_ms < persist.refuse_until_ms {
+            return;
+        }
+        if !self.grace_over_said.swap(true, Ordering::Relaxed) {
+            crate::log::write(
+                crate::log::Level::Info,
+                format_args!(
+                    "crash grace over: every lease of the last run has ended; try-locks are \
+                     granted again"
+                ),
+            );
+        }
+    }
+
     fn kick_all(&self) {
         for inbox in self.inboxes.iter() {
             inbox.kick();
@@ -149,20 +189,22 @@ impl Shared {
 /// Why the server could not start.
 #[derive(Debug)]
 pub enum StartError {
-    Bind(SocketAddr, std::io::Error),
+    /// An address of `--listen`, `--grpc-listen` or `--metrics-listen` could not be bound.
+    Bind(listen::BindError),
+    /// A worker's runtime refused a listening socket.
+    Listener(std::io::Error),
     Runtime(Driver, std::io::Error),
     UringUnavailable,
     Thread(std::io::Error),
     WorkerDied(usize),
-    MetricsBind(SocketAddr, std::io::Error),
-    GrpcBind(SocketAddr, std::io::Error),
     Persist(PersistError),
 }
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::Bind(e) => e.fmt(f),
+            StartError::Listener(e) => write!(f, "cannot accept on a listening socket: {e}"),
             StartError::Runtime(driver, e) => write!(f, "cannot build the {driver} runtime: {e}"),
             StartError::UringUnavailable => {
                 f.write_str("io_uring is not available here (--io-driver uring was asked)")
@@ -170,14 +212,6 @@ impl fmt::Display for StartError {
             StartError::Thread(e) => write!(f, "cannot start a worker thread: {e}"),
             StartError::WorkerDied(i) => write!(f, "worker {i} stopped during start-up"),
             StartError::Persist(e) => e.fmt(f),
-            StartError::GrpcBind(addr, e) => write!(
-                f,
-                "cannot serve gRPC on {addr} (--grpc-listen; `off` disables it): {e}"
-            ),
-            StartError::MetricsBind(addr, e) => write!(
-                f,
-                "cannot serve metrics on {addr} (--metrics-listen; `off` disables it): {e}"
-            ),
         }
     }
 }
@@ -186,7 +220,8 @@ impl std::error::Error for StartError {}
 
 /// A running server.
 pub struct Server {
-    addr: SocketAddr,
+    /// The HTTP addresses, as bound (with the real port when 0 was asked).
+    addrs: Vec<SocketAddr>,
     driver: Driver,
     /// Set when the driver is not the one asked for, with the reason.
     fallback: Option<String>,
@@ -200,9 +235,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// The address the workers listen on (with the real port when 0 was asked).
+    /// The (first) address the workers listen on, with the real port when 0 was asked.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every HTTP address served: more than one when `--listen` named a host with several.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     pub fn driver(&self) -> Driver {
@@ -217,20 +257,20 @@ impl Server {
     /// Where `/metrics` and `/debug/*` are served (with the real port when 0 was asked), or
     /// `None` with `--metrics-listen off`.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(|a| a.local_addr())
+        self.admin.as_ref().map(|a| a.local_addrs()[0])
     }
 
     /// Where the gRPC API is served (with the real port when 0 was asked), or `None` with
     /// `--grpc-listen off`.
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
-        self.grpc.as_ref().map(|g| g.local_addr())
+        self.grpc.as_ref().map(|g| g.local_addrs()[0])
     }
 
     pub fn workers(&self) -> usize {
         self.shared.inboxes.len()
     }
 
-    /// Connections each worker has accepted so far.
+    /// Connections each worker has taken on so far (accepted, or handed by another worker).
     pub fn accepted_per_worker(&self) -> Vec<u64> {
         self.shared
             .accepted
@@ -318,20 +358,23 @@ impl Drop for Server {
 /// Starts every worker and returns once all of them listen.
 pub fn start(config: Config) -> Result<Server, StartError> {
     let workers = config.workers;
-    // Bound first: a taken admin port fails the start before any worker runs.
-    let admin_listener = match config.metrics_listen {
-        Some(addr) => {
-            Some(std::net::TcpListener::bind(addr).map_err(|e| StartError::MetricsBind(addr, e))?)
-        }
+    // Every address is bound before anything else happens: one in use stops the start here,
+    // before a data dir is read or a connection accepted.
+    let http = listen::bind_all("--listen", &config.listen).map_err(StartError::Bind)?;
+    let grpc_listeners = match &config.grpc_listen {
+        Some(addrs) => Some(listen::bind_all("--grpc-listen", addrs).map_err(StartError::Bind)?),
         None => None,
     };
-    let grpc_listener = match config.grpc_listen {
-        Some(addr) => {
-            Some(std::net::TcpListener::bind(addr).map_err(|e| StartError::GrpcBind(addr, e))?)
-        }
+    let admin_listeners = match &config.metrics_listen {
+        Some(addrs) => Some(listen::bind_all("--metrics-listen", addrs).map_err(StartError::Bind)?),
         None => None,
     };
-    let counting = admin_listener.is_some();
+    let addrs = http
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(StartError::Listener)?;
+    let counting = admin_listeners.is_some();
     let clock = Clock::start();
     let (persist, restored) = match &config.data_dir {
         Some(dir) => {
@@ -363,6 +406,8 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         connections: AtomicUsize::new(0),
         shutting_down: AtomicBool::new(false),
         accepted: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        open: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+        grace_over_said: AtomicBool::new(false),
         metrics: (0..workers).map(|_| WorkerMetrics::new(counting)).collect(),
         persist,
         restore: Mutex::new(restore),
@@ -374,14 +419,25 @@ pub fn start(config: Config) -> Result<Server, StartError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let (driver, fallback) = choose_driver(shared.config.driver)?;
-    let mut addr = shared.config.listen;
     let mut running = 0;
     for id in 0..workers {
         let (ready_tx, ready_rx) = mpsc::channel();
+        let listeners = http
+            .iter()
+            .map(std::net::TcpListener::try_clone)
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(StartError::Listener);
+        let listeners = match listeners {
+            Ok(listeners) => listeners,
+            Err(e) => {
+                shared.begin_shutdown();
+                return Err(e);
+            }
+        };
         let spawn = worker::spawn(worker::Spec {
             id,
             core: id % cores,
-            addr,
+            listeners,
             driver,
             shared: shared.clone(),
             ready: ready_tx,
@@ -393,7 +449,7 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         }
         running += 1;
         match ready_rx.recv() {
-            Ok(Ok(bound)) => addr = bound,
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 shared.begin_shutdown();
                 return Err(e);
@@ -404,8 +460,10 @@ pub fn start(config: Config) -> Result<Server, StartError> {
             }
         }
     }
-    let admin = match admin_listener {
-        Some(listener) => match admin::start(listener, shared.clone()) {
+    // The workers hold their own duplicates: the socket closes when the last of them stops.
+    drop(http);
+    let admin = match admin_listeners {
+        Some(listeners) => match admin::start(listeners, shared.clone()) {
             Ok(admin) => Some(admin),
             Err(e) => {
                 shared.begin_shutdown();
@@ -414,8 +472,8 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         },
         None => None,
     };
-    let grpc = match grpc_listener {
-        Some(listener) => match grpc::start(listener, shared.clone()) {
+    let grpc = match grpc_listeners {
+        Some(listeners) => match grpc::start(listeners, shared.clone()) {
             Ok(grpc) => Some(grpc),
             Err(e) => {
                 shared.begin_shutdown();
@@ -425,7 +483,7 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         None => None,
     };
     Ok(Server {
-        addr,
+        addrs,
         driver,
         fallback,
         shared,
@@ -482,137 +540,4 @@ fn uring_runtime(
                 .enable_timer()
                 .build()
         })
-}
-
-/// What the binaries do once configured: start the workers, print the start-up line (name,
-/// version, address, workers, io driver, stores, token), wait for SIGINT or SIGTERM, then
-/// drain within `shutdown_timeout` and exit 0.
-pub fn run_until_signal(config: Config, name: &str) -> std::process::ExitCode {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    use std::io::Write;
-
-    crate::log::set_level(config.log_level);
-    for note in &config.component_notes {
-        crate::log::write(crate::log::Level::Info, format_args!("{note}"));
-    }
-    // Registered before the workers start, so a signal during start-up is not lost.
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{name}: cannot handle signals: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let shutdown_timeout = config.shutdown_timeout;
-    let stores = config.stores.join(", ");
-    let token = if config.api_token.is_some() {
-        "required"
-    } else {
-        "off"
-    };
-    let server = match start(config) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let driver = match server.driver_fallback() {
-        Some(why) => format!("{} driver (io_uring unavailable: {why})", server.driver()),
-        None => format!("{} driver", server.driver()),
-    };
-    // Both lines in one write, whose failure is ignored: a reader that takes the first line
-    // and closes the pipe (as tests do) must not make the second one fail the process.
-    let admin = match server.metrics_addr() {
-        Some(addr) => format!(
-            "{name} metrics on http://{addr}/metrics, lease introspection on \
-             http://{addr}/debug/lease and /debug/shards"
-        ),
-        None => format!("{name} metrics off (--metrics-listen off)"),
-    };
-    let safety = match server.restart_safety() {
-        None => format!(
-            "{name} restart safety off: no --data-dir, so leases and fencing tokens do not \
-             survive a restart"
-        ),
-        Some((dir, last)) => {
-            let how = match last {
-                LastStop::Fresh => "fresh data dir".to_string(),
-                LastStop::Clean { leases } => format!(
-                    "resumed {leases} lease{} from a clean snapshot",
-                    if leases == 1 { "" } else { "s" }
-                ),
-                LastStop::Unclean { refuse_ms } => {
-                    format!("the last run did not stop cleanly; refusing grants for {refuse_ms} ms")
-                }
-            };
-            format!(
-                "{name} restart safety on (data dir {}): {how}",
-                dir.display()
-            )
-        }
-    };
-    for note in server.restart_notes() {
-        crate::log::write(crate::log::Level::Error, format_args!("{note}"));
-    }
-    let grpc = match server.grpc_addr() {
-        Some(addr) => format!(
-            "{name} gRPC on {addr} ({}: TryLockAlpha1, UnlockAlpha1)",
-            grpc::SERVICE
-        ),
-        None => format!("{name} gRPC off (--grpc-listen off)"),
-    };
-    let lines = format!(
-        "{name} {} listening on http://{} with {} worker{}, {}, stores: {}, api token {}\n{admin}\n{safety}\n{grpc}\n",
-        env!("CARGO_PKG_VERSION"),
-        server.local_addr(),
-        server.workers(),
-        if server.workers() == 1 { "" } else { "s" },
-        driver,
-        stores,
-        token,
-    );
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(lines.as_bytes());
-    let _ = stdout.flush();
-    drop(stdout);
-    if server.metrics_addr().is_some_and(|a| !a.ip().is_loopback()) {
-        crate::log::write(
-            crate::log::Level::Warn,
-            format_args!(
-                "the admin listener is not on loopback, and /debug/lease shows lock owners to \
-                 anyone who can reach it"
-            ),
-        );
-    }
-
-    for signal in signals.forever() {
-        let signal = match signal {
-            SIGHUP => {
-                // Said rather than silently ignored, and not the default action (exit).
-                crate::log::write(
-                    crate::log::Level::Info,
-                    format_args!(
-                        "SIGHUP: nothing is reloadable; every setting is read once at start, \
-                         so a change needs a restart"
-                    ),
-                );
-                continue;
-            }
-            SIGINT => "SIGINT",
-            _ => "SIGTERM",
-        };
-        crate::log::write(
-            crate::log::Level::Info,
-            format_args!("{signal}: draining (up to {shutdown_timeout:?})"),
-        );
-        break;
-    }
-    if !server.shutdown(shutdown_timeout) {
-        crate::log::write(
-            crate::log::Level::Warn,
-            format_args!("shutdown timeout passed with work still in flight; exiting"),
-        );
-    }
-    std::process::ExitCode::SUCCESS
 }
