@@ -1,14 +1,237 @@
-//! The gRPC listener against bad input: bytes that are not HTTP/2, an HTTP/1.1 request, and a
-//! preface cut short never take the server down, and the HTTP API beside it keeps answering.
-//! (The official Python SDK drives the working cases in tests/sdk_python.rs.)
+//! The gRPC face, `dapr.proto.runtime.v1.Dapr` `TryLockAlpha1` and `UnlockAlpha1`, through a
+//! real tonic client against a real server: every try-lock outcome, every unlock status,
+//! expiry, races and the same locks as HTTP. Bad input on the port (bytes that are not
+//! HTTP/2, an HTTP/1.1 request, a preface cut short) never takes the server down.
+//! (The official Python SDK drives the working cases too, in tests/sdk_python.rs.)
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
 
 use common::*;
+
+// The messages of `dapr/proto/runtime/v1/dapr.proto`, as the SDKs send them.
+
+/// `dapr.proto.runtime.v1.TryLockRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TryLockRequest {
+    #[prost(string, tag = "1")]
+    store_name: String,
+    #[prost(string, tag = "2")]
+    resource_id: String,
+    #[prost(string, tag = "3")]
+    lock_owner: String,
+    #[prost(int32, tag = "4")]
+    expiry_in_seconds: i32,
+}
+
+/// `dapr.proto.runtime.v1.TryLockResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TryLockResponse {
+    #[prost(bool, tag = "1")]
+    success: bool,
+}
+
+/// `dapr.proto.runtime.v1.UnlockRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct UnlockRequest {
+    #[prost(string, tag = "1")]
+    store_name: String,
+    #[prost(string, tag = "2")]
+    resource_id: String,
+    #[prost(string, tag = "3")]
+    lock_owner: String,
+}
+
+/// `dapr.proto.runtime.v1.UnlockResponse`: 0 success, 1 lock does not exist, 2 belongs to
+/// others, 3 internal error.
+#[derive(Clone, PartialEq, prost::Message)]
+struct UnlockResponse {
+    #[prost(int32, tag = "1")]
+    status: i32,
+}
+
+const TRY_LOCK: &str = "/dapr.proto.runtime.v1.Dapr/TryLockAlpha1";
+const UNLOCK: &str = "/dapr.proto.runtime.v1.Dapr/UnlockAlpha1";
+/// No call may take longer than this; a hung call fails its test instead of hanging it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A blocking gRPC client: one HTTP/2 connection (a tonic channel) driven by a current-thread
+/// tokio runtime of its own, with an optional `dapr-api-token` sent on every call.
+struct GrpcClient {
+    runtime: tokio::runtime::Runtime,
+    channel: Channel,
+    token: Option<String>,
+}
+
+impl GrpcClient {
+    /// Connects to `addr`; the HTTP/2 connection is up when this returns.
+    fn connect(addr: SocketAddr) -> GrpcClient {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for the client");
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .expect("a valid endpoint")
+            .tcp_nodelay(true)
+            .connect_timeout(CALL_TIMEOUT);
+        let channel = runtime
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, endpoint.connect()).await })
+            .expect("the gRPC connection within the timeout")
+            .expect("the gRPC port accepts an HTTP/2 connection");
+        GrpcClient {
+            runtime,
+            channel,
+            token: None,
+        }
+    }
+
+    /// One unary call of `path` with `message`; the whole answer, or its status.
+    fn call<M, R>(&self, path: &str, message: M) -> Result<tonic::Response<R>, Status>
+    where
+        M: prost::Message + Send + Sync + 'static,
+        R: prost::Message + Default + Send + Sync + 'static,
+    {
+        let path = PathAndQuery::try_from(path).expect("a valid method path");
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            request.metadata_mut().insert(
+                "dapr-api-token",
+                token.parse().expect("a token that is valid metadata"),
+            );
+        }
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let call = async move {
+            grpc.ready()
+                .await
+                .map_err(|e| Status::unavailable(format!("the channel is not ready: {e}")))?;
+            grpc.unary(request, path, tonic_prost::ProstCodec::default())
+                .await
+        };
+        self.runtime
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await })
+            .expect("an answer within the call timeout")
+    }
+
+    /// `TryLockAlpha1`, whole answer.
+    fn try_lock_response(
+        &self,
+        store: &str,
+        resource: &str,
+        owner: &str,
+        expiry_s: i32,
+    ) -> Result<tonic::Response<TryLockResponse>, Status> {
+        let message = TryLockRequest {
+            store_name: store.into(),
+            resource_id: resource.into(),
+            lock_owner: owner.into(),
+            expiry_in_seconds: expiry_s,
+        };
+        self.call(TRY_LOCK, message)
+    }
+
+    /// `TryLockAlpha1`: whether the lock was granted.
+    fn try_lock(
+        &self,
+        store: &str,
+        resource: &str,
+        owner: &str,
+        expiry_s: i32,
+    ) -> Result<bool, Refusal> {
+        self.try_lock_response(store, resource, owner, expiry_s)
+            .map(|r| r.into_inner().success)
+            .map_err(Refusal::from)
+    }
+
+    /// `TryLockAlpha1` of one lock for every owner at once: concurrent calls on this one
+    /// HTTP/2 connection, all sent before any answer is awaited. Whether each was granted.
+    fn try_lock_all(&self, store: &str, resource: &str, owners: &[String]) -> Vec<bool> {
+        let calls: Vec<_> = owners
+            .iter()
+            .map(|owner| {
+                let message = TryLockRequest {
+                    store_name: store.into(),
+                    resource_id: resource.into(),
+                    lock_owner: owner.clone(),
+                    expiry_in_seconds: 60,
+                };
+                let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+                async move {
+                    grpc.ready().await.expect("the channel is ready");
+                    let path = PathAndQuery::from_static(TRY_LOCK);
+                    let answer: tonic::Response<TryLockResponse> = grpc
+                        .unary(
+                            tonic::Request::new(message),
+                            path,
+                            tonic_prost::ProstCodec::default(),
+                        )
+                        .await
+                        .expect("a try-lock answer");
+                    answer.into_inner().success
+                }
+            })
+            .collect();
+        self.runtime.block_on(async {
+            let tasks: Vec<_> = calls.into_iter().map(tokio::spawn).collect();
+            let mut won = Vec::new();
+            for task in tasks {
+                let answer = tokio::time::timeout(CALL_TIMEOUT, task)
+                    .await
+                    .expect("an answer within the call timeout");
+                won.push(answer.expect("the call's task finishes"));
+            }
+            won
+        })
+    }
+
+    /// `UnlockAlpha1`: the status number.
+    fn unlock(&self, store: &str, resource: &str, owner: &str) -> Result<i32, Refusal> {
+        let message = UnlockRequest {
+            store_name: store.into(),
+            resource_id: resource.into(),
+            lock_owner: owner.into(),
+        };
+        self.call::<_, UnlockResponse>(UNLOCK, message)
+            .map(|r| r.into_inner().status)
+            .map_err(Refusal::from)
+    }
+}
+
+/// A call's refusal: its gRPC status code and message.
+#[derive(Debug, PartialEq)]
+struct Refusal {
+    code: Code,
+    message: String,
+}
+
+impl From<Status> for Refusal {
+    fn from(status: Status) -> Refusal {
+        Refusal {
+            code: status.code(),
+            message: status.message().to_string(),
+        }
+    }
+}
+
+/// Starts a server with `args`, its gRPC face connected.
+fn start_grpc(args: &[&str]) -> (dlockd::server::Server, GrpcClient) {
+    let server = start(args);
+    let grpc = GrpcClient::connect(server.grpc_addr().expect("gRPC is on by default"));
+    (server, grpc)
+}
+
+/// Closes the client, then asserts the server stops cleanly in time.
+fn stop(server: dlockd::server::Server, grpc: GrpcClient) {
+    drop(grpc);
+    assert!(server.shutdown(Duration::from_secs(5)), "a clean stop");
+}
 
 /// Sends `bytes` to `addr`, then reads until the server closes or 2 s pass; returns what came.
 fn poke(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
@@ -62,4 +285,267 @@ fn grpc_can_be_turned_off() {
     let server = start(&["--grpc-listen", "off"]);
     assert_eq!(server.grpc_addr(), None);
     assert!(server.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
+fn try_lock_grants_refuses_and_is_not_reentrant() {
+    // Protects try-lock's outcomes over gRPC: a free lock is granted (without a fence, as
+    // there is no data dir), a held one is refused to another owner and to its own owner
+    // again (not re-entrant), and refusals leave the holder's lease in place.
+    let (server, grpc) = start_grpc(&[]);
+    let granted = grpc
+        .try_lock_response("lockstore", "r", "alice", 60)
+        .expect("a granted try-lock");
+    assert!(granted.get_ref().success);
+    assert!(
+        granted.metadata().get("dapr-lock-fence").is_none(),
+        "no fencing token without a data dir"
+    );
+    assert_eq!(grpc.try_lock("lockstore", "r", "bob", 60), Ok(false));
+    assert_eq!(grpc.try_lock("lockstore", "r", "alice", 60), Ok(false));
+    assert_eq!(grpc.try_lock("lockstore", "r", "alice", 1), Ok(false));
+    // Another resource is another lock.
+    assert_eq!(grpc.try_lock("lockstore", "r2", "bob", 60), Ok(true));
+    // Alice still holds `r`: her unlock is the one that succeeds.
+    assert_eq!(grpc.unlock("lockstore", "r", "bob"), Ok(2));
+    assert_eq!(grpc.unlock("lockstore", "r", "alice"), Ok(0));
+    assert_eq!(grpc.try_lock("lockstore", "r", "bob", 60), Ok(true));
+    stop(server, grpc);
+}
+
+#[test]
+fn a_lock_in_one_store_is_not_held_in_another() {
+    // Protects the store as part of the lock's identity over gRPC: the same resource and
+    // owner in two stores are two locks.
+    let (server, grpc) = start_grpc(&["--store", "a", "--store", "b"]);
+    assert_eq!(grpc.try_lock("a", "r", "alice", 60), Ok(true));
+    assert_eq!(grpc.try_lock("b", "r", "bob", 60), Ok(true));
+    assert_eq!(grpc.unlock("a", "r", "bob"), Ok(2));
+    assert_eq!(grpc.unlock("b", "r", "bob"), Ok(0));
+    assert_eq!(grpc.unlock("b", "r", "bob"), Ok(1));
+    assert_eq!(grpc.unlock("a", "r", "alice"), Ok(0));
+    stop(server, grpc);
+}
+
+#[test]
+fn unlock_answers_every_status() {
+    // Protects UnlockAlpha1's statuses: 0 for the holder, 1 for a lock nobody holds (never
+    // taken, or already released), 2 for another owner, and a refused unlock leaves the
+    // lease exactly as it was: still held, by the same owner, for both faces.
+    let (server, grpc) = start_grpc(&[]);
+    let mut http = Client::connect(server.local_addr());
+    assert_eq!(grpc.unlock("lockstore", "never", "alice"), Ok(1));
+    assert_eq!(grpc.try_lock("lockstore", "r", "alice", 60), Ok(true));
+    assert_eq!(grpc.unlock("lockstore", "r", "bob"), Ok(2));
+    assert_eq!(grpc.unlock("lockstore", "r", "bob"), Ok(2));
+    // Untouched: refused to others on both faces, released only by alice.
+    assert_eq!(grpc.try_lock("lockstore", "r", "bob", 60), Ok(false));
+    assert_json(&http.lock("lockstore", "r", "carol", 60), 200, NOT_LOCKED);
+    assert_json(
+        &http.unlock("lockstore", "r", "bob"),
+        200,
+        r#"{"status":2}"#,
+    );
+    assert_eq!(grpc.unlock("lockstore", "r", "alice"), Ok(0));
+    assert_eq!(grpc.unlock("lockstore", "r", "alice"), Ok(1));
+    assert_eq!(grpc.unlock("lockstore", "r", "bob"), Ok(1));
+    assert_eq!(grpc.try_lock("lockstore", "r", "bob", 60), Ok(true));
+    drop(http);
+    stop(server, grpc);
+}
+
+/// One lease watched until it ends: how each retry was answered, and when.
+struct Watch {
+    resource: &'static str,
+    /// Who retries the try-lock while the lease runs.
+    retrier: &'static str,
+    /// When the first retry was granted, from the original grant's send time.
+    granted_after: Option<Duration>,
+    refusals: Vec<Duration>,
+}
+
+#[test]
+fn a_lease_expires_on_time_and_refused_retries_do_not_extend_it() {
+    // Protects expiry over gRPC: a lease of `expiryInSeconds` 1 is held (refused to its own
+    // owner and to others) through the whole second, never ends early, and is gone soon
+    // after. Its holder's refused retries ask for 60 s each: had any of them extended the
+    // lease (re-entrancy), it would outlive the deadline. An unlock after expiry finds no lock.
+    let (server, grpc) = start_grpc(&[]);
+    // Taken first, so that it has expired once the two watched leases have.
+    assert_eq!(grpc.try_lock("lockstore", "idle", "dave", 1), Ok(true));
+    let t0 = Instant::now();
+    assert_eq!(grpc.try_lock("lockstore", "own", "alice", 1), Ok(true));
+    assert_eq!(grpc.try_lock("lockstore", "other", "carol", 1), Ok(true));
+    let mut watches = [
+        Watch {
+            resource: "own",
+            retrier: "alice",
+            granted_after: None,
+            refusals: Vec::new(),
+        },
+        Watch {
+            resource: "other",
+            retrier: "bob",
+            granted_after: None,
+            refusals: Vec::new(),
+        },
+    ];
+    let lease = Duration::from_secs(1);
+    // Generous for a loaded machine, and far below the 60 s an extension would give.
+    let deadline = t0 + Duration::from_secs(5);
+    while watches.iter().any(|w| w.granted_after.is_none()) {
+        assert!(
+            Instant::now() < deadline,
+            "a 1 s lease still held 5 s after it was granted"
+        );
+        for w in watches.iter_mut().filter(|w| w.granted_after.is_none()) {
+            let granted = grpc
+                .try_lock("lockstore", w.resource, w.retrier, 60)
+                .expect("a try-lock answer");
+            let answered = t0.elapsed();
+            if granted {
+                w.granted_after = Some(answered);
+            } else {
+                w.refusals.push(answered);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for w in &watches {
+        let granted_after = w.granted_after.expect("granted after expiry");
+        // The grant was decided after t0, so its lease runs until at least t0 + 1 s: a
+        // retry answered by then must have been refused, and the regrant comes after.
+        assert!(
+            granted_after >= lease,
+            "{}: the lease ended early, granted again {granted_after:?} after t0",
+            w.resource
+        );
+        assert!(
+            w.refusals.iter().any(|&at| at >= lease / 2),
+            "{}: the lease was seen held in its second half: {:?}",
+            w.resource,
+            w.refusals
+        );
+    }
+    assert_eq!(grpc.unlock("lockstore", "idle", "dave"), Ok(1));
+    assert_eq!(grpc.unlock("lockstore", "other", "carol"), Ok(2));
+    assert_eq!(grpc.unlock("lockstore", "other", "bob"), Ok(0));
+    assert_eq!(grpc.unlock("lockstore", "own", "alice"), Ok(0));
+    stop(server, grpc);
+}
+
+#[test]
+fn a_race_of_many_owners_over_both_faces_has_one_winner() {
+    // Protects mutual exclusion under concurrency: owners on their own gRPC and HTTP
+    // connections, released together by a barrier, try the same lock; exactly one wins each
+    // round, and only the winner's unlock succeeds. The same for owners whose calls are
+    // concurrent streams of one HTTP/2 connection.
+    const PER_FACE: usize = 6;
+    const ROUNDS: usize = 5;
+    let server = start(&["--workers", "2"]);
+    let grpc_addr = server.grpc_addr().expect("gRPC is on by default");
+    let http_addr = server.local_addr();
+    let barrier = Arc::new(Barrier::new(2 * PER_FACE));
+    let mut racers = Vec::new();
+    for i in 0..2 * PER_FACE {
+        let barrier = barrier.clone();
+        racers.push(std::thread::spawn(move || {
+            let owner = format!("owner-{i}");
+            let over_grpc = i % 2 == 0;
+            let grpc = over_grpc.then(|| GrpcClient::connect(grpc_addr));
+            let mut http = (!over_grpc).then(|| Client::connect(http_addr));
+            let mut wins = Vec::new();
+            for round in 0..ROUNDS {
+                let resource = format!("race-{round}");
+                barrier.wait();
+                let won = match (&grpc, &mut http) {
+                    (Some(grpc), _) => grpc
+                        .try_lock("lockstore", &resource, &owner, 60)
+                        .expect("a try-lock answer"),
+                    (None, Some(http)) => {
+                        let r = http.lock("lockstore", &resource, &owner, 60);
+                        assert_eq!(r.status, 200, "{}", r.body_str());
+                        r.body_str() == LOCKED
+                    }
+                    (None, None) => unreachable!("every racer has a connection"),
+                };
+                if won {
+                    wins.push((round, owner.clone()));
+                }
+            }
+            wins
+        }));
+    }
+    let mut wins: Vec<(usize, String)> = racers
+        .into_iter()
+        .flat_map(|t| t.join().expect("a racer finishes"))
+        .collect();
+    wins.sort();
+    let rounds: Vec<usize> = wins.iter().map(|(round, _)| *round).collect();
+    assert_eq!(
+        rounds,
+        (0..ROUNDS).collect::<Vec<_>>(),
+        "one winner a round: {wins:?}"
+    );
+    let grpc = GrpcClient::connect(grpc_addr);
+    // Concurrent streams on one connection race as well.
+    let owners: Vec<String> = (0..16).map(|i| format!("stream-{i}")).collect();
+    for round in 0..ROUNDS {
+        let resource = format!("streams-{round}");
+        let won = grpc.try_lock_all("lockstore", &resource, &owners);
+        let winners: Vec<&String> = owners
+            .iter()
+            .zip(&won)
+            .filter(|w| *w.1)
+            .map(|w| w.0)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "one winner among the streams: {winners:?}"
+        );
+        for owner in owners.iter().filter(|o| *o != winners[0]) {
+            assert_eq!(grpc.unlock("lockstore", &resource, owner), Ok(2));
+        }
+        assert_eq!(grpc.unlock("lockstore", &resource, winners[0]), Ok(0));
+    }
+    for (round, winner) in &wins {
+        let resource = format!("race-{round}");
+        for i in 0..2 * PER_FACE {
+            let owner = format!("owner-{i}");
+            if owner != *winner {
+                assert_eq!(grpc.unlock("lockstore", &resource, &owner), Ok(2));
+            }
+        }
+        assert_eq!(grpc.unlock("lockstore", &resource, winner), Ok(0));
+    }
+    stop(server, grpc);
+}
+
+#[test]
+fn the_same_lock_is_held_across_http_and_grpc_both_ways() {
+    // Protects "the same locks as HTTP": on two workers, for resources spread over both
+    // shards, a lock taken over HTTP is held for gRPC callers and released only by its owner,
+    // and the reverse.
+    let (server, grpc) = start_grpc(&["--workers", "2"]);
+    let mut http = Client::connect(server.local_addr());
+    for i in 0..16 {
+        let r = format!("shared-{i}");
+        // HTTP takes it; gRPC sees it held.
+        assert_json(&http.lock("lockstore", &r, "h", 60), 200, LOCKED);
+        assert_eq!(grpc.try_lock("lockstore", &r, "g", 60), Ok(false));
+        assert_eq!(grpc.try_lock("lockstore", &r, "h", 60), Ok(false));
+        assert_eq!(grpc.unlock("lockstore", &r, "g"), Ok(2));
+        assert_eq!(grpc.unlock("lockstore", &r, "h"), Ok(0));
+        assert_json(&http.unlock("lockstore", &r, "h"), 200, r#"{"status":1}"#);
+        // gRPC takes it; HTTP sees it held.
+        assert_eq!(grpc.try_lock("lockstore", &r, "g", 60), Ok(true));
+        assert_json(&http.lock("lockstore", &r, "h", 60), 200, NOT_LOCKED);
+        assert_json(&http.lock("lockstore", &r, "g", 60), 200, NOT_LOCKED);
+        assert_json(&http.unlock("lockstore", &r, "h"), 200, r#"{"status":2}"#);
+        assert_json(&http.unlock("lockstore", &r, "g"), 200, r#"{"status":0}"#);
+        assert_eq!(grpc.unlock("lockstore", &r, "g"), Ok(1));
+    }
+    drop(http);
+    stop(server, grpc);
 }
