@@ -1,13 +1,15 @@
 //! The gRPC face, `dapr.proto.runtime.v1.Dapr` `TryLockAlpha1` and `UnlockAlpha1`, through a
 //! real tonic client against a real server: every try-lock outcome, every unlock status,
-//! expiry, races and the same locks as HTTP. Bad input on the port (bytes that are not
-//! HTTP/2, an HTTP/1.1 request, a preface cut short) never takes the server down.
+//! expiry, races, the same locks as HTTP, every error with daprd's code and the HTTP route's
+//! message, the API token and the methods it does not serve. Bad input on the port (bytes
+//! that are not HTTP/2, an HTTP/1.1 request, a preface cut short) never takes the server down.
 //! (The official Python SDK drives the working cases too, in tests/sdk_python.rs.)
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -58,6 +60,20 @@ struct UnlockResponse {
     status: i32,
 }
 
+/// A `TryLockRequest` as a broken client might encode it: `resource_id` as raw bytes (so it
+/// can be invalid UTF-8) and `expiry_in_seconds` with the wrong wire type.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawTryLock {
+    #[prost(string, tag = "1")]
+    store_name: String,
+    #[prost(bytes = "vec", tag = "2")]
+    resource_id: Vec<u8>,
+    #[prost(string, tag = "3")]
+    lock_owner: String,
+    #[prost(string, optional, tag = "4")]
+    expiry_as_text: Option<String>,
+}
+
 const TRY_LOCK: &str = "/dapr.proto.runtime.v1.Dapr/TryLockAlpha1";
 const UNLOCK: &str = "/dapr.proto.runtime.v1.Dapr/UnlockAlpha1";
 /// No call may take longer than this; a hung call fails its test instead of hanging it.
@@ -91,6 +107,12 @@ impl GrpcClient {
             channel,
             token: None,
         }
+    }
+
+    /// Sends `token` as `dapr-api-token` on every call from now on.
+    fn with_token(mut self, token: &str) -> GrpcClient {
+        self.token = Some(token.to_string());
+        self
     }
 
     /// One unary call of `path` with `message`; the whole answer, or its status.
@@ -217,6 +239,59 @@ impl From<Status> for Refusal {
             code: status.code(),
             message: status.message().to_string(),
         }
+    }
+}
+
+/// Asserts that a call was refused with exactly `code` and `message`.
+#[track_caller]
+fn assert_status<T: std::fmt::Debug, E: Into<Refusal>>(
+    answer: Result<T, E>,
+    code: Code,
+    message: &str,
+) {
+    match answer.map_err(Into::into) {
+        Ok(value) => panic!("expected {code:?} {message:?}, got the answer {value:?}"),
+        Err(refusal) => assert_eq!(
+            refusal,
+            Refusal {
+                code,
+                message: message.into()
+            }
+        ),
+    }
+}
+
+/// The `errorCode` and `message` of an HTTP error answer.
+fn http_error(r: &Response) -> (String, String) {
+    let body: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON error body");
+    let field = |name: &str| {
+        body[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} in {body}"))
+            .to_string()
+    };
+    (field("errorCode"), field("message"))
+}
+
+/// A directory under the system's temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("dlockd-grpc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        TempDir(dir)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temp path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -547,5 +622,382 @@ fn the_same_lock_is_held_across_http_and_grpc_both_ways() {
         assert_eq!(grpc.unlock("lockstore", &r, "g"), Ok(1));
     }
     drop(http);
+    stop(server, grpc);
+}
+
+/// A lock request and what both faces must refuse it with.
+struct Refused {
+    try_lock: bool,
+    store: &'static str,
+    /// The store as it goes in the HTTP route's URL.
+    store_in_url: &'static str,
+    resource: String,
+    owner: String,
+    expiry_s: i32,
+    code: Code,
+    message: String,
+}
+
+impl Refused {
+    fn lock(store: &'static str, resource: &str, owner: &str, expiry_s: i32) -> Refused {
+        Refused {
+            try_lock: true,
+            store,
+            store_in_url: store,
+            resource: resource.into(),
+            owner: owner.into(),
+            expiry_s,
+            code: Code::Ok,
+            message: String::new(),
+        }
+    }
+
+    fn unlock(store: &'static str, resource: &str, owner: &str) -> Refused {
+        Refused {
+            try_lock: false,
+            ..Refused::lock(store, resource, owner, 0)
+        }
+    }
+
+    fn in_url(mut self, store_in_url: &'static str) -> Refused {
+        self.store_in_url = store_in_url;
+        self
+    }
+
+    fn is(mut self, code: Code, message: &str) -> Refused {
+        self.code = code;
+        self.message = message.into();
+        self
+    }
+
+    /// Sends it over gRPC and, unless `grpc_only`, over HTTP; asserts both refusals.
+    #[track_caller]
+    fn check(&self, grpc: &GrpcClient, http: &mut Client, grpc_only: bool) {
+        let what = format!(
+            "{} store {:?} resource {:?} owner {:?} expiry {}",
+            if self.try_lock { "try-lock" } else { "unlock" },
+            self.store,
+            self.resource,
+            self.owner,
+            self.expiry_s
+        );
+        let answer = if self.try_lock {
+            grpc.try_lock(self.store, &self.resource, &self.owner, self.expiry_s)
+                .map(|b| b.to_string())
+        } else {
+            grpc.unlock(self.store, &self.resource, &self.owner)
+                .map(|s| s.to_string())
+        };
+        match answer {
+            Ok(value) => panic!("{what}: answered {value}, not refused"),
+            Err(refusal) => assert_eq!(
+                refusal,
+                Refusal {
+                    code: self.code,
+                    message: self.message.clone()
+                },
+                "{what}"
+            ),
+        }
+        if grpc_only {
+            return;
+        }
+        let r = if self.try_lock {
+            let body = format!(
+                r#"{{"resourceId":{},"lockOwner":{},"expiryInSeconds":{}}}"#,
+                serde_json::Value::from(self.resource.as_str()),
+                serde_json::Value::from(self.owner.as_str()),
+                self.expiry_s
+            );
+            http.post(&format!("/v1.0-alpha1/lock/{}", self.store_in_url), &body)
+        } else {
+            let body = format!(
+                r#"{{"resourceId":{},"lockOwner":{}}}"#,
+                serde_json::Value::from(self.resource.as_str()),
+                serde_json::Value::from(self.owner.as_str()),
+            );
+            http.post(&format!("/v1.0-alpha1/unlock/{}", self.store_in_url), &body)
+        };
+        let (error_code, message) = http_error(&r);
+        let status = match self.code {
+            Code::InvalidArgument => 400,
+            _ => 500,
+        };
+        assert_eq!(r.status, status, "{what} over HTTP: {error_code}");
+        assert_eq!(message, self.message, "{what}: the same message over HTTP");
+    }
+}
+
+#[test]
+fn every_invalid_request_is_refused_with_daprd_code_and_the_http_message() {
+    // Protects the gRPC face's errors: each validation failure is refused with daprd's gRPC
+    // code (malformed, empty or unknown → INVALID_ARGUMENT; `||` → INTERNAL) and, byte for
+    // byte, the message the HTTP route gives the same request, in daprd's order of checks;
+    // and a refused request leaves no lock behind.
+    let (server, grpc) = start_grpc(&[
+        "--store",
+        "lockstore",
+        "--store",
+        "other",
+        "--max-id-bytes",
+        "16",
+        "--max-expiry",
+        "60",
+    ]);
+    let mut http = Client::connect(server.local_addr());
+    let invalid = Code::InvalidArgument;
+    let long = "x".repeat(17);
+    let longest = "x".repeat(16);
+    let cases = [
+        // Expiry, checked first (before the ids and the store).
+        Refused::lock("lockstore", "r", "o", 0).is(
+            invalid,
+            "ExpiryInSeconds is not positive in lock store lockstore",
+        ),
+        Refused::lock("lockstore", "r", "o", -7).is(
+            invalid,
+            "ExpiryInSeconds is not positive in lock store lockstore",
+        ),
+        Refused::lock("lockstore", "r", "o", i32::MIN).is(
+            invalid,
+            "ExpiryInSeconds is not positive in lock store lockstore",
+        ),
+        Refused::lock("nope", "", "", 0).is(
+            invalid,
+            "ExpiryInSeconds is not positive in lock store nope",
+        ),
+        Refused::lock("lockstore", "r", "o", 61).is(
+            invalid,
+            "ExpiryInSeconds is above the maximum of 60 (--max-expiry) in lock store lockstore",
+        ),
+        Refused::lock("lockstore", "r", "o", i32::MAX).is(
+            invalid,
+            "ExpiryInSeconds is above the maximum of 60 (--max-expiry) in lock store lockstore",
+        ),
+        // Empty ids, before the store is looked up.
+        Refused::lock("lockstore", "", "o", 10)
+            .is(invalid, "ResourceId is empty in lock store lockstore"),
+        Refused::lock("nope", "", "", 10).is(invalid, "ResourceId is empty in lock store nope"),
+        Refused::lock("lockstore", "r", "", 10)
+            .is(invalid, "LockOwner is empty in lock store lockstore"),
+        Refused::unlock("other", "", "o").is(invalid, "ResourceId is empty in lock store other"),
+        Refused::unlock("other", "r", "").is(invalid, "LockOwner is empty in lock store other"),
+        // Ids over --max-id-bytes.
+        Refused::lock("lockstore", &long, "o", 10).is(
+            invalid,
+            "ResourceId is longer than 16 bytes in lock store lockstore",
+        ),
+        Refused::lock("lockstore", "r", &long, 10).is(
+            invalid,
+            "LockOwner is longer than 16 bytes in lock store lockstore",
+        ),
+        Refused::unlock("lockstore", &long, "o").is(
+            invalid,
+            "ResourceId is longer than 16 bytes in lock store lockstore",
+        ),
+        Refused::unlock("lockstore", "r", &long).is(
+            invalid,
+            "LockOwner is longer than 16 bytes in lock store lockstore",
+        ),
+        // Unknown stores, named as given (case-sensitive, any characters).
+        Refused::lock("nope", "r", "o", 10).is(invalid, "lock store nope not found"),
+        Refused::lock("LockStore", "r", "o", 10).is(invalid, "lock store LockStore not found"),
+        Refused::lock("a b<c>", "r", "o", 10)
+            .in_url("a%20b%3Cc%3E")
+            .is(invalid, "lock store a b<c> not found"),
+        Refused::unlock("nope", "r", "o").is(invalid, "lock store nope not found"),
+        Refused::lock("nope", &long, "o", 10).is(
+            invalid,
+            "ResourceId is longer than 16 bytes in lock store nope",
+        ),
+        // `||` in a resource id: daprd's key separator, refused by the store step.
+        Refused::lock("lockstore", "a||b", "o", 10).is(
+            Code::Internal,
+            "failed to try acquiring lock: input key/keyPrefix 'a||b' can't contain '||'",
+        ),
+        Refused::lock("lockstore", "||", "o", 10).is(
+            Code::Internal,
+            "failed to try acquiring lock: input key/keyPrefix '||' can't contain '||'",
+        ),
+        Refused::unlock("other", "x|||", "o").is(
+            Code::Internal,
+            "failed to release lock: input key/keyPrefix 'x|||' can't contain '||'",
+        ),
+        Refused::lock("nope", "a||b", "o", 10).is(invalid, "lock store nope not found"),
+    ];
+    for case in &cases {
+        case.check(&grpc, &mut http, false);
+    }
+    // An empty store name has no HTTP route (`/v1.0-alpha1/lock/` is not one); over gRPC it
+    // is an unknown store, as in daprd.
+    Refused::lock("", "r", "o", 10)
+        .is(invalid, "lock store  not found")
+        .check(&grpc, &mut http, true);
+    Refused::unlock("", "r", "o")
+        .is(invalid, "lock store  not found")
+        .check(&grpc, &mut http, true);
+    // Nothing refused was stored: every one of those locks is free, and the limits
+    // themselves are allowed.
+    assert_eq!(grpc.try_lock("lockstore", "r", "o2", 60), Ok(true));
+    assert_eq!(grpc.try_lock("lockstore", &longest, &longest, 1), Ok(true));
+    assert_eq!(grpc.try_lock("lockstore", "a|b|c", "o", 10), Ok(true));
+    assert_eq!(grpc.unlock("lockstore", "r", "o"), Ok(2));
+    drop(http);
+    stop(server, grpc);
+}
+
+#[test]
+fn a_full_lease_table_is_internal() {
+    // Protects the store-failure path over gRPC: a try-lock the lease table has no room for
+    // is INTERNAL with the HTTP route's message, and the table takes leases again once one
+    // is released. Refusals and unlocks need no room.
+    let (server, grpc) = start_grpc(&["--max-leases", "1"]);
+    let mut http = Client::connect(server.local_addr());
+    assert_eq!(grpc.try_lock("lockstore", "first", "o", 60), Ok(true));
+    Refused::lock("lockstore", "second", "o", 60)
+        .is(
+            Code::Internal,
+            "failed to try acquiring lock: lease table is full (1 leases)",
+        )
+        .check(&grpc, &mut http, false);
+    assert_eq!(grpc.try_lock("lockstore", "first", "p", 60), Ok(false));
+    assert_eq!(grpc.unlock("lockstore", "second", "o"), Ok(1));
+    assert_eq!(grpc.unlock("lockstore", "first", "o"), Ok(0));
+    assert_eq!(grpc.try_lock("lockstore", "second", "o", 60), Ok(true));
+    drop(http);
+    stop(server, grpc);
+}
+
+#[test]
+fn no_store_configured_is_failed_precondition() {
+    // Protects daprd's answer when no lock store is configured (a resources path with no
+    // component): FAILED_PRECONDITION `lock store is not configured` for both methods,
+    // whatever the store name, the same text as HTTP's; only a bad expiry is checked before.
+    let empty = TempDir::new("no-store");
+    let (server, grpc) = start_grpc(&["--resources-path", empty.arg()]);
+    let mut http = Client::connect(server.local_addr());
+    let failed = Code::FailedPrecondition;
+    let not_configured = "lock store is not configured";
+    for case in [
+        Refused::lock("lockstore", "r", "o", 10).is(failed, not_configured),
+        Refused::lock("lockstore", "", "", 10).is(failed, not_configured),
+        Refused::lock("lockstore", "a||b", "o", 10).is(failed, not_configured),
+        Refused::unlock("lockstore", "r", "o").is(failed, not_configured),
+        Refused::lock("lockstore", "r", "o", 0).is(
+            Code::InvalidArgument,
+            "ExpiryInSeconds is not positive in lock store lockstore",
+        ),
+    ] {
+        case.check(&grpc, &mut http, false);
+    }
+    Refused::lock("", "r", "o", 10)
+        .is(failed, not_configured)
+        .check(&grpc, &mut http, true);
+    drop(http);
+    stop(server, grpc);
+}
+
+#[test]
+fn the_api_token_is_required_on_both_methods() {
+    // Protects DAPR_API_TOKEN over gRPC: without the `dapr-api-token` metadata, or with
+    // another token, both methods are UNAUTHENTICATED with daprd's messages, before any
+    // validation and without touching a lock; the right token works.
+    let server = start_env(&[], &[("DAPR_API_TOKEN", "s3cret")]);
+    let addr = server.grpc_addr().expect("gRPC is on by default");
+    let missing = "missing api token in request metadata";
+    let mismatch = "authentication error: api token mismatch";
+    let right = GrpcClient::connect(addr).with_token("s3cret");
+    let callers = [
+        (GrpcClient::connect(addr), missing),
+        (GrpcClient::connect(addr).with_token("wrong"), mismatch),
+        (GrpcClient::connect(addr).with_token("s3cre"), mismatch),
+        (GrpcClient::connect(addr).with_token("s3cret "), mismatch),
+        (GrpcClient::connect(addr).with_token(""), mismatch),
+    ];
+    assert_eq!(right.try_lock("lockstore", "held", "alice", 60), Ok(true));
+    for (grpc, message) in &callers {
+        let unauthenticated = Code::Unauthenticated;
+        assert_status(
+            grpc.try_lock("lockstore", "free", "o", 60),
+            unauthenticated,
+            message,
+        );
+        assert_status(grpc.try_lock("nope", "", "", 0), unauthenticated, message);
+        assert_status(
+            grpc.unlock("lockstore", "held", "alice"),
+            unauthenticated,
+            message,
+        );
+        assert_status(grpc.unlock("nope", "", ""), unauthenticated, message);
+    }
+    // Nothing was taken or released by the refused calls.
+    assert_eq!(right.try_lock("lockstore", "free", "bob", 60), Ok(true));
+    assert_eq!(right.unlock("lockstore", "held", "alice"), Ok(0));
+    assert_eq!(right.unlock("lockstore", "free", "bob"), Ok(0));
+    drop(callers);
+    stop(server, right);
+}
+
+#[test]
+fn other_methods_are_unimplemented() {
+    // Protects "only the lock methods are served": any other method of the Dapr service, or
+    // of another service, is UNIMPLEMENTED naming the path, and the connection goes on.
+    let (server, grpc) = start_grpc(&[]);
+    let paths = [
+        "/dapr.proto.runtime.v1.Dapr/GetState",
+        "/dapr.proto.runtime.v1.Dapr/InvokeService",
+        "/dapr.proto.runtime.v1.Dapr/TryLockAlpha2",
+        "/dapr.proto.runtime.v1.Dapr/trylockalpha1",
+        "/dapr.proto.runtime.v1.Dapr/",
+        "/dapr.proto.runtime.v1.Dapr2/TryLockAlpha1",
+        "/grpc.health.v1.Health/Check",
+    ];
+    for path in paths {
+        let message = TryLockRequest {
+            store_name: "lockstore".into(),
+            resource_id: "r".into(),
+            lock_owner: "o".into(),
+            expiry_in_seconds: 10,
+        };
+        assert_status(
+            grpc.call::<_, TryLockResponse>(path, message),
+            Code::Unimplemented,
+            &format!("{path} is not served by dlockd"),
+        );
+    }
+    // None of them took the lock.
+    assert_eq!(grpc.try_lock("lockstore", "r", "p", 10), Ok(true));
+    stop(server, grpc);
+}
+
+#[test]
+fn an_undecodable_request_is_internal_and_harms_nothing() {
+    // Protects the decoding of requests: a message that is not a valid TryLockRequest (a
+    // string field that is not UTF-8, a field of the wrong wire type) is refused with
+    // INTERNAL, as gRPC servers (daprd's grpc-go among them) answer a request they cannot
+    // unmarshal, takes no lock, and the connection goes on serving.
+    let (server, grpc) = start_grpc(&[]);
+    let broken = [
+        RawTryLock {
+            store_name: "lockstore".into(),
+            resource_id: b"r\xff\xfe".to_vec(),
+            lock_owner: "o".into(),
+            expiry_as_text: None,
+        },
+        RawTryLock {
+            store_name: "lockstore".into(),
+            resource_id: b"r".to_vec(),
+            lock_owner: "o".into(),
+            expiry_as_text: Some("10".into()),
+        },
+    ];
+    for message in broken {
+        let answer = grpc.call::<_, TryLockResponse>(TRY_LOCK, message.clone());
+        match answer {
+            Ok(r) => panic!("{message:?} was answered {:?}", r.get_ref()),
+            Err(status) => assert_eq!(status.code(), Code::Internal, "{status:?}"),
+        }
+    }
+    assert_eq!(grpc.try_lock("lockstore", "r", "p", 10), Ok(true));
     stop(server, grpc);
 }
