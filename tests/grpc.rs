@@ -1,8 +1,9 @@
 //! The gRPC face, `dapr.proto.runtime.v1.Dapr` `TryLockAlpha1` and `UnlockAlpha1`, through a
 //! real tonic client against a real server: every try-lock outcome, every unlock status,
 //! expiry, races, the same locks as HTTP, every error with daprd's code and the HTTP route's
-//! message, the API token and the methods it does not serve. Bad input on the port (bytes
-//! that are not HTTP/2, an HTTP/1.1 request, a preface cut short) never takes the server down.
+//! message, the API token, fencing tokens and the methods it does not serve. Bad input on the
+//! port (bytes that are not HTTP/2, an HTTP/1.1 request, a preface cut short) never takes the
+//! server down.
 //! (The official Python SDK drives the working cases too, in tests/sdk_python.rs.)
 
 mod common;
@@ -999,5 +1000,52 @@ fn an_undecodable_request_is_internal_and_harms_nothing() {
         }
     }
     assert_eq!(grpc.try_lock("lockstore", "r", "p", 10), Ok(true));
+    stop(server, grpc);
+}
+
+#[test]
+fn a_grant_with_a_data_dir_carries_its_fence_on_both_faces() {
+    // Protects fencing tokens over gRPC: with --data-dir a grant carries `dapr-lock-fence`
+    // in its response metadata, a refusal none, and tokens grow across grants whichever
+    // face takes the lock.
+    let dir = TempDir::new("fence");
+    let (server, grpc) = start_grpc(&["--data-dir", dir.arg()]);
+    let mut http = Client::connect(server.local_addr());
+    let fence_of = |r: &tonic::Response<TryLockResponse>| -> u64 {
+        assert!(r.get_ref().success);
+        r.metadata()
+            .get("dapr-lock-fence")
+            .expect("a grant carries a fence")
+            .to_str()
+            .expect("an ASCII fence")
+            .parse()
+            .expect("a decimal fence")
+    };
+    let first = fence_of(
+        &grpc
+            .try_lock_response("lockstore", "r", "g", 60)
+            .expect("a grant"),
+    );
+    let refused = grpc
+        .try_lock_response("lockstore", "r", "h", 60)
+        .expect("a refusal");
+    assert!(!refused.get_ref().success);
+    assert!(refused.metadata().get("dapr-lock-fence").is_none());
+    assert_eq!(grpc.unlock("lockstore", "r", "g"), Ok(0));
+    let over_http = http.lock("lockstore", "r", "h", 60);
+    let second: u64 = over_http
+        .header("dapr-lock-fence")
+        .expect("an HTTP grant carries a fence")
+        .parse()
+        .expect("a decimal fence");
+    assert!(second > first, "{second} after {first}");
+    assert_json(&http.unlock("lockstore", "r", "h"), 200, r#"{"status":0}"#);
+    let third = fence_of(
+        &grpc
+            .try_lock_response("lockstore", "r", "g", 60)
+            .expect("a grant"),
+    );
+    assert!(third > second, "{third} after {second}");
+    drop(http);
     stop(server, grpc);
 }
