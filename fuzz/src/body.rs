@@ -1,6 +1,6 @@
 //! `lock_body` and `unlock_body`: the body decoder (simd-json, its fast path, and the two as
 //! the server chains them) against a reference decoder built on serde_json, with the
-//! contract's protojson rules written out plainly (`shared/dapr-lock-contract.md`, "Request
+//! contract's protojson rules written out plainly (`docs/dapr-lock-contract.md`, "Request
 //! bodies"). Both must accept the same bodies with the same fields, or both reject.
 //!
 //! The reference, rule by rule:

@@ -1,7 +1,7 @@
 //! `request_to_response`: whole requests through the server's sans-IO path (framing,
 //! routing, the token, the body, validation, a real `LeaseTable` on a virtual clock, the
 //! answer and its HTTP bytes), each answer checked against the contract
-//! (`shared/dapr-lock-contract.md`).
+//! (`docs/dapr-lock-contract.md`).
 //!
 //! An input is a session ([`Session`]): one of three configurations (stores and no token;
 //! the same with a token; no store at all), then steps. A structured request step says what

@@ -2,7 +2,7 @@
 //! validated lock operation for the shards, and from a shard's decision to the exact answer.
 //!
 //! This layer never touches sockets, threads or the clock. It reproduces what daprd answers,
-//! byte for byte (`shared/dapr-lock-contract.md`), in the order daprd's Go stack decides:
+//! byte for byte (`docs/dapr-lock-contract.md`), in the order daprd's Go stack decides:
 //! 1. the request target must parse as Go's `net/http` parses it, or the answer is a plain
 //!    `400 Bad Request` that closes the connection (`route.rs`);
 //! 2. with an API token configured, every request but `GET /v1.0/healthz` and
