@@ -116,6 +116,36 @@ fn start_up_line_and_graceful_exit() {
     }
 }
 
+// More workers than the CPUs the process may run on start, with a warning that names both
+// numbers.
+#[test]
+fn more_workers_than_cpus_warn() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = (cpus + 1).to_string();
+    let (mut child, line, _) = spawn(&["--workers", &workers, "--metrics-listen", "off"]);
+    assert!(line.contains(&format!("with {workers} workers")), "{line}");
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(5)).code(),
+        Some(0)
+    );
+    let err = stderr_of(&mut child);
+    let plural = if cpus == 1 { "" } else { "s" };
+    assert!(
+        err.contains(&format!(
+            "dlockd: warn: --workers {workers} is more than the {cpus} CPU{plural} this process \
+             may run on"
+        )),
+        "{err}"
+    );
+    // As many as the CPUs: no warning.
+    let (mut child, _, _) = spawn(&["--workers", &cpus.to_string(), "--metrics-listen", "off"]);
+    signal(&child, "-TERM");
+    wait_exit(&mut child, Duration::from_secs(5));
+    let err = stderr_of(&mut child);
+    assert!(!err.contains("more than the"), "{err}");
+}
+
 // DAPR_HTTP_PORT is honoured when no --listen is given. The gRPC face and the admin listener
 // are off: without --listen they would take their default ports, which another process on
 // the machine may hold.

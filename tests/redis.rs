@@ -397,6 +397,200 @@ fn an_unreachable_redis_is_a_clear_500_at_once() {
     );
 }
 
+/// A running dlockd binary: its four start-up lines, and its stderr once it is stopped.
+struct Started {
+    child: std::process::Child,
+    lines: Vec<String>,
+}
+
+impl Started {
+    fn spawn(args: &[&str]) -> Started {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dlockd"))
+            .args(["--listen", "127.0.0.1:0", "--grpc-listen", "off"])
+            .args(args)
+            .env_remove("DAPR_API_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dlockd runs");
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let lines = (0..4)
+            .map(|_| {
+                let mut line = String::new();
+                std::io::BufRead::read_line(&mut out, &mut line).expect("a start-up line");
+                line.trim_end().to_string()
+            })
+            .collect();
+        Started { child, lines }
+    }
+
+    /// The address after `http://` in start-up line `n`.
+    fn addr(&self, n: usize) -> std::net::SocketAddr {
+        self.lines[n]
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ' ']).next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {:?}", self.lines[n]))
+    }
+
+    /// SIGTERM, then everything written on stderr.
+    fn stop(self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let out = self.child.wait_with_output().expect("dlockd exits");
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+/// `GET path` on an admin listener: the status and the body.
+fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("the admin listener accepts");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("the answer");
+    let status = text[9..12].parse().expect("a status");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+#[test]
+fn the_operator_sees_each_store_with_its_type() {
+    // Protects what an operator reads at start with a Redis store beside an in-memory one: the
+    // first line names each store with its type and where Redis is; the restart-safety line
+    // speaks of the in-memory store and says the Redis one keeps its leases in Redis; one line
+    // says Redis was reached by every worker (not one line per worker); and /debug/lease does
+    // not answer "not held" for a lock that Redis holds, but names the type and the key.
+    let redis = TestRedis::start();
+    let host = format!("127.0.0.1:{}", redis.port);
+    let components = Components::new().redis("redislock", &host, &[]);
+    let server = Started::spawn(&[
+        "--resources-path",
+        components.arg(),
+        "--store",
+        "mem",
+        "--workers",
+        "2",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(
+        server.lines[0].contains(&format!(
+            "stores: mem (lock.in-memory), redislock (lock.redis {host}), api token off"
+        )),
+        "{}",
+        server.lines[0]
+    );
+    assert!(
+        server.lines[2].ends_with(
+            "leases and fencing tokens of the in-memory store mem do not survive a restart; \
+             the lock.redis store redislock keeps its leases in Redis"
+        ),
+        "{}",
+        server.lines[2]
+    );
+    let mut c = Client::connect(server.addr(0));
+    assert_json(&c.lock("redislock", "held", "o", 30), 200, LOCKED);
+    let (status, body) = admin_get(
+        server.addr(1),
+        "/debug/lease?store=redislock&resourceId=held",
+    );
+    assert_eq!(status, 501, "{body}");
+    assert!(
+        body.contains(r#""type":"lock.redis","key":"lock||held"}"#) && !body.contains("\"held\":"),
+        "{body}"
+    );
+    assert_eq!(redis.cmd(&["GET", "lock||held"]), "o");
+    let err = server.stop();
+    let connected: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("connected to redis"))
+        .collect();
+    assert_eq!(
+        connected,
+        [format!(
+            "dlockd: info: lock store redislock: connected to redis at {host} (each of its 2 \
+             workers has a connection)"
+        )],
+        "{err}"
+    );
+
+    // Unreachable at start: one warning for the store, with how many workers could not
+    // connect; the server still starts.
+    let nowhere = format!("127.0.0.1:{}", redis::free_port());
+    let components = Components::new().redis("redislock", &nowhere, &[]);
+    let server = Started::spawn(&[
+        "--resources-path",
+        components.arg(),
+        "--workers",
+        "2",
+        "--metrics-listen",
+        "off",
+    ]);
+    assert!(
+        server.lines[2].starts_with(
+            "dlockd restart safety: nothing to keep (no in-memory store); the lock.redis store \
+             redislock keeps its leases in Redis"
+        ),
+        "{}",
+        server.lines[2]
+    );
+    let err = server.stop();
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("could not connect"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{err}");
+    assert!(
+        warned[0].starts_with(&format!(
+            "dlockd: warn: lock store redislock: redis at {nowhere}: "
+        )) && warned[0].contains("2 of 2 workers could not connect"),
+        "{err}"
+    );
+}
+
+#[test]
+fn component_files_without_a_lock_store_warn_and_answer_not_configured() {
+    // Protects the first hour: a resources directory with no lock store starts (as daprd
+    // does), says so in a warning and on the start-up lines, and every lock and unlock answers
+    // daprd's ERR_LOCK_STORE_NOT_CONFIGURED.
+    let dir = Components::new().file(
+        "state.yaml",
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  \
+         type: state.redis\n",
+    );
+    let server = Started::spawn(&["--resources-path", dir.arg(), "--metrics-listen", "off"]);
+    assert!(
+        server.lines[0].contains("stores: none, api token off"),
+        "{}",
+        server.lines[0]
+    );
+    assert_eq!(
+        server.lines[2],
+        "dlockd restart safety: nothing to keep (no lock store is configured)"
+    );
+    let mut c = Client::connect(server.addr(0));
+    let not_configured =
+        r#"{"errorCode":"ERR_LOCK_STORE_NOT_CONFIGURED","message":"lock store is not configured"}"#;
+    assert_json(&c.lock("lockstore", "r", "o", 10), 500, not_configured);
+    assert_json(&c.unlock("lockstore", "r", "o"), 500, not_configured);
+    let err = server.stop();
+    assert!(
+        err.contains(
+            "dlockd: warn: no lock store is configured (the component files of --resources-path \
+             hold no lock store): every lock and unlock answers 500 ERR_LOCK_STORE_NOT_CONFIGURED"
+        ),
+        "{err}"
+    );
+}
+
 fn dlockd_binary(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_dlockd"))
         .args(["--listen", "127.0.0.1:0", "--metrics-listen", "off"])
@@ -434,7 +628,7 @@ fn components_of_other_types_are_noted_and_skipped() {
     let out = child.wait_with_output().expect("dlockd exits");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        first.contains("stores: mem,") || first.contains("stores: mem "),
+        first.contains("stores: mem (lock.in-memory), api token off"),
         "{first}"
     );
     assert!(

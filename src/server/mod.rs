@@ -420,6 +420,8 @@ pub fn start(config: Config) -> Result<Server, StartError> {
 
     let (driver, fallback) = choose_driver(shared.config.driver)?;
     let mut running = 0;
+    // Per worker, its first connection to each Redis store.
+    let mut reached = Vec::with_capacity(workers);
     for id in 0..workers {
         let (ready_tx, ready_rx) = mpsc::channel();
         let listeners = http
@@ -449,7 +451,7 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         }
         running += 1;
         match ready_rx.recv() {
-            Ok(Ok(())) => {}
+            Ok(Ok(first)) => reached.push(first),
             Ok(Err(e)) => {
                 shared.begin_shutdown();
                 return Err(e);
@@ -462,6 +464,7 @@ pub fn start(config: Config) -> Result<Server, StartError> {
     }
     // The workers hold their own duplicates: the socket closes when the last of them stops.
     drop(http);
+    say_redis_reached(&shared.config, &reached);
     let admin = match admin_listeners {
         Some(listeners) => match admin::start(listeners, shared.clone()) {
             Ok(admin) => Some(admin),
@@ -492,6 +495,49 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         admin,
         grpc,
     })
+}
+
+/// Says, once per Redis store, whether every worker's first connection to it was made
+/// (`reached[worker][i]` for the store's place `i` among the Redis stores).
+fn say_redis_reached(config: &Config, reached: &[Vec<Result<(), String>>]) {
+    let redis = config
+        .stores
+        .iter()
+        .zip(&config.backends)
+        .filter_map(|(name, backend)| match backend {
+            crate::components::Backend::Redis(settings) => Some((name, &settings.host)),
+            crate::components::Backend::InMemory => None,
+        });
+    let workers = reached.len();
+    for (i, (name, host)) in redis.enumerate() {
+        let failures: Vec<&String> = reached
+            .iter()
+            .filter_map(|w| w.get(i).and_then(|r| r.as_ref().err()))
+            .collect();
+        let each = if workers == 1 {
+            "its worker".to_string()
+        } else {
+            format!("each of its {workers} workers")
+        };
+        match failures.first() {
+            None => crate::log::write(
+                crate::log::Level::Info,
+                format_args!(
+                    "lock store {name}: connected to redis at {host} ({each} has a connection)"
+                ),
+            ),
+            Some(why) => crate::log::write(
+                crate::log::Level::Warn,
+                format_args!(
+                    "lock store {name}: redis at {host}: {why}; {} of {workers} worker{} could \
+                     not connect, and the store's lock requests on them fail until Redis can \
+                     be reached (they keep trying)",
+                    failures.len(),
+                    if workers == 1 { "" } else { "s" },
+                ),
+            ),
+        }
+    }
 }
 
 /// Picks the driver: io_uring when asked or when `auto` finds it working, else legacy. The

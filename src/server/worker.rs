@@ -1,5 +1,5 @@
 //! One worker: a pinned thread running a single-threaded monoio runtime. It owns shard `id`
-//! (its lease table), accepts on its own listener, serves its connections, answers requests
+//! (its lease table), accepts on the shared listening sockets, serves its connections, answers requests
 //! forwarded by other workers, and reclaims expired leases.
 //!
 //! Everything here is `!Send` and touched by this thread only: the table and the api state
@@ -58,7 +58,9 @@ pub(super) struct Spec {
     pub listeners: Vec<std::net::TcpListener>,
     pub driver: Driver,
     pub shared: Arc<Shared>,
-    pub ready: mpsc::Sender<Result<(), StartError>>,
+    /// Once the worker serves: whether its first connection to each Redis store (in store
+    /// order) was made, or why not.
+    pub ready: mpsc::Sender<Result<Vec<Result<(), String>>, StartError>>,
     pub exited: mpsc::Sender<usize>,
 }
 
@@ -298,10 +300,13 @@ async fn main(spec: Spec) {
     // Each Redis store is tried once before this worker serves, so that its first requests
     // find it connected (or the operator is told it is not).
     let mut first = Vec::new();
+    let mut reached = Vec::new();
     for client in worker.redis.iter().flatten() {
-        first.push(client.first_connection().await);
+        let attempt = client.first_connection().await;
+        reached.push(attempt.as_ref().map(drop).map_err(Clone::clone));
+        first.push(attempt.ok());
     }
-    if ready.send(Ok(())).is_err() {
+    if ready.send(Ok(reached)).is_err() {
         return;
     }
     drop(ready);

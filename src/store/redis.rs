@@ -201,38 +201,28 @@ impl RedisClient {
     }
 
     /// The first connection attempt, made before the worker serves so that its first
-    /// requests find Redis connected; a failure is logged and left to [`run`](Self::run).
-    pub async fn first_connection(&self) -> Option<Connected> {
-        match monoio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
-            Ok(Ok(connected)) => Some(connected),
-            Ok(Err(why)) => {
-                self.state.borrow_mut().down_because = why.clone();
-                crate::log::write(
-                    crate::log::Level::Warn,
-                    format_args!(
-                        "redis at {}: {why}; lock requests to its store fail until it can be \
-                         reached",
-                        self.settings.host
-                    ),
-                );
-                None
-            }
-            Err(_) => {
-                let why = format!("no connection within {CONNECT_TIMEOUT:?}");
-                crate::log::write(
-                    crate::log::Level::Warn,
-                    format_args!("redis at {}: {why}", self.settings.host),
-                );
-                self.state.borrow_mut().down_because = why;
-                None
-            }
-        }
+    /// requests find Redis connected. A failure is left to [`run`](Self::run), which keeps
+    /// trying; the caller reports the outcome (once per store, not once per worker).
+    pub async fn first_connection(&self) -> Result<Connected, String> {
+        let why = match monoio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
+            Ok(Ok(connected)) => return Ok(connected),
+            Ok(Err(why)) => why,
+            Err(_) => format!("no connection within {CONNECT_TIMEOUT:?}"),
+        };
+        self.state.borrow_mut().down_because = why.clone();
+        Err(why)
+    }
+
+    /// Where this store's Redis is, as the log names it.
+    pub fn host(&self) -> &str {
+        &self.settings.host
     }
 
     /// Serves `first` if given, then connects, serves, and reconnects after every failure,
     /// for as long as the worker's runtime runs it.
     pub async fn run(self: Rc<Self>, deliver: Rc<dyn Deliver>, mut first: Option<Connected>) {
         let mut backoff = MIN_BACKOFF;
+        let mut first_served = first.is_some();
         loop {
             let attempt = match first.take() {
                 Some(connected) => Ok(Ok(connected)),
@@ -246,10 +236,15 @@ impl RedisClient {
                         state.script_sha = sha;
                         state.up = true;
                     }
-                    crate::log::write(
-                        crate::log::Level::Info,
-                        format_args!("connected to redis at {}", self.settings.host),
-                    );
+                    // The first connection is reported at start, once for all the workers;
+                    // later ones, each worker's own, here.
+                    if !first_served {
+                        crate::log::write(
+                            crate::log::Level::Info,
+                            format_args!("connected to redis at {}", self.settings.host),
+                        );
+                    }
+                    first_served = false;
                     let why = match link {
                         Link::Plain(stream) => self.serve(stream, &*deliver).await,
                         Link::Tls(stream) => self.serve(*stream, &*deliver).await,
