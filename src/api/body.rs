@@ -248,6 +248,65 @@ impl BodyDecoder {
     }
 }
 
+/// Passes `found` each top-level key of `body` that names no field of `op`'s message (a key
+/// protojson skips), unescaped, in the order written; a repeated key is passed each time.
+///
+/// For diagnosis only, on a request already refused: it parses the body again into buffers of
+/// its own, so it allocates, and the lock path never calls it. A body that is empty or not a
+/// well-formed JSON object has no keys to pass.
+pub(crate) fn unknown_keys(op: Operation, body: &[u8], found: &mut dyn FnMut(&str)) {
+    if body.is_empty() {
+        return;
+    }
+    let mut scratch = Vec::with_capacity(body.len() + INPUT_PADDING);
+    scratch.extend_from_slice(body);
+    scratch.resize(body.len() + INPUT_PADDING, b' ');
+    let mut buffers = Buffers::with_max_depth(body.len(), MAX_DEPTH);
+    if visit_unknown_keys(&mut scratch, body.len(), &mut buffers, op, found) {
+        return;
+    }
+    // A number simd-json cannot hold: parse again with the literals rewritten, as
+    // `BodyDecoder::decode_full` does (keys are strings, which the rewrite never touches).
+    if let Some(copy) = scratch.get_mut(..body.len()) {
+        copy.copy_from_slice(body);
+        if stand_in_numbers(copy) {
+            visit_unknown_keys(&mut scratch, body.len(), &mut buffers, op, found);
+        }
+    }
+}
+
+/// One parse for [`unknown_keys`]; false when simd-json met a number it cannot hold (and
+/// nothing was passed to `found`).
+fn visit_unknown_keys(
+    scratch: &mut [u8],
+    len: usize,
+    buffers: &mut Buffers,
+    op: Operation,
+    found: &mut dyn FnMut(&str),
+) -> bool {
+    let mut tape = Tape(Vec::new());
+    if let Err(error) = fill_tape_padded(scratch, len, buffers, &mut tape) {
+        return *error.error() != ErrorType::InvalidNumber;
+    }
+    let nodes = &tape.0;
+    let Some(Node::Object { len: entries, .. }) = nodes.first() else {
+        return true;
+    };
+    let mut at = 1;
+    for _ in 0..*entries {
+        let (Some(Node::String(key)), Some(value)) = (nodes.get(at), nodes.get(at + 1)) else {
+            break;
+        };
+        // The value is skipped whole, whatever it holds: only the keys of the request object
+        // are passed, never a value, nor the keys of a nested object.
+        at = (at + 1).saturating_add(span(value));
+        if Field::from_key(key, op).is_none() {
+            found(key);
+        }
+    }
+    true
+}
+
 /// A short reason for a simd-json rejection.
 fn syntax_reason(error: &ErrorType) -> &'static str {
     match error {

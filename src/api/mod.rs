@@ -10,7 +10,9 @@
 //! 3. routing, after Go's path clean-up, with the store name percent-decoded (`404
 //!    ERR_DIRECT_INVOKE` for anything else);
 //! 4. the body, decoded with protojson's rules (`body.rs`);
-//! 5. validation in daprd's order, with its messages (`error.rs`).
+//! 5. validation in daprd's order, with its messages (`error.rs`); at `--log-level debug`, a
+//!    refusal an unknown key may explain also names the keys the body carried
+//!    (`explain.rs`).
 //!
 //! Invariants:
 //! - No request bytes make anything here panic: every bad input is an answer.
@@ -25,6 +27,7 @@
 
 mod body;
 mod error;
+mod explain;
 mod fast_body;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -325,7 +328,7 @@ fn lock_op<'a>(
             resource: fields.resource,
             owner: fields.owner,
         }),
-        Err(error) => Outcome::Respond(error.response()),
+        Err(error) => Outcome::Respond(explain::refused(op, body, error)),
     }
 }
 
