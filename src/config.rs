@@ -162,11 +162,13 @@ Each flag can also be set by the environment variable in brackets; a flag wins.
   --shutdown-timeout T     time SIGTERM/SIGINT allow in-flight work to finish
                            [DLOCKD_SHUTDOWN_TIMEOUT] (10s)
   --grpc-listen ADDR       the gRPC API (dapr.proto.runtime.v1.Dapr TryLockAlpha1 and
-                           UnlockAlpha1), or off [DLOCKD_GRPC_LISTEN] (default
+                           UnlockAlpha1) at IP:PORT or HOST:PORT, or off
+                           [DLOCKD_GRPC_LISTEN] (default
                            127.0.0.1:50001; 127.0.0.1:$DAPR_GRPC_PORT when it is set;
                            127.0.0.1:0 when --listen asks for port 0)
-  --metrics-listen ADDR    admin address serving /metrics (Prometheus), /debug/lease and
-                           /debug/shards, or off [DLOCKD_METRICS_LISTEN] (default
+  --metrics-listen ADDR    admin address (IP:PORT or HOST:PORT) serving /metrics
+                           (Prometheus), /debug/lease and /debug/shards, or off
+                           [DLOCKD_METRICS_LISTEN] (default
                            127.0.0.1:9090; 127.0.0.1:0 when --listen asks for port 0)
   --resources-path DIR     read lock stores from the Dapr component files (*.yaml) in DIR:
                            lock.redis and lock.in-memory [DLOCKD_RESOURCES_PATH]; --store
@@ -183,6 +185,8 @@ Each flag can also be set by the environment variable in brackets; a flag wins.
   -V, --version            the version
 
 Sizes take a suffix: 8KiB, 64k, 1MiB, or plain bytes. Times: 500ms, 10s, 2m, or plain seconds.
+A host name binds every address it resolves to. An address another process listens on stops
+the start (exit 1): no address is ever served by two processes.
 DAPR_API_TOKEN, when set, is required in the dapr-api-token header of every request except
 GET /v1.0/healthz and GET /v1.0/healthz/outbound.
 ";

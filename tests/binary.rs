@@ -116,6 +116,36 @@ fn start_up_line_and_graceful_exit() {
     }
 }
 
+// README's flags table and --help name the same flags and environment variables.
+#[test]
+fn readme_flags_table_matches_help() {
+    let out = dlockd().arg("--help").output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let table: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("## Flags"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .filter(|l| l.starts_with("| "))
+        .collect();
+    let names = |text: &str| -> std::collections::BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .filter(|w| {
+                (w.starts_with("--") && w.len() > 2 && *w != "--help" && *w != "--version")
+                    || w.starts_with("DLOCKD_")
+                    || w.starts_with("DAPR_")
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let in_table = names(&table.join("\n"));
+    let in_help = names(&help);
+    assert!(in_table.len() > 30, "{in_table:?}");
+    assert_eq!(in_table, in_help);
+}
+
 // More workers than the CPUs the process may run on start, with a warning that names both
 // numbers.
 #[test]
