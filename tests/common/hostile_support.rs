@@ -38,9 +38,8 @@ pub const BASE_FLAGS: &[&str] = &[
 
 /// How much the server's resident memory may grow over an attack, measured once the attack's
 /// connections are closed (and, for the client that never reads, while it runs). The debug
-/// server needs about 29 MiB at rest and grows by at most 2 MiB over the attacks here (10 MiB
-/// after holding a thousand connections); buffering an attacker's bytes without bound would
-/// pass this within a fraction of a second.
+/// server needs about 29 MiB at rest and grows by at most 2 MiB over the attacks here;
+/// buffering an attacker's bytes without bound would pass this within a fraction of a second.
 pub const RSS_GROWTH_BOUND: u64 = 16 * 1024 * 1024;
 /// The well-behaved client's p99 during an attack must stay under the larger of this many
 /// times its p99 before the attack and `LATENCY_FLOOR`: loose enough for a loaded 2-core VM
