@@ -1,6 +1,7 @@
 //! Support for the hostile-client tests (tests/hostile.rs): the real `dlockd` binary in a child
-//! process, what /proc says about it (resident memory, open descriptors), a well-behaved client
-//! that measures its own latency before and during an attack, and raw-socket helpers.
+//! process, what /proc says about it (resident and anonymous memory, open descriptors), a
+//! well-behaved client that measures its own latency before and during an attack, and
+//! raw-socket helpers.
 //!
 //! Ground rules: every wait has a deadline and waits on an event (a read with a timeout, or a
 //! condition polled until it holds); nothing sleeps and assumes something happened meanwhile.
@@ -37,9 +38,8 @@ pub const BASE_FLAGS: &[&str] = &[
 
 /// How much the server's resident memory may grow over an attack, measured once the attack's
 /// connections are closed (and, for the client that never reads, while it runs). The debug
-/// server needs about 29 MiB at rest and grows by at most 2 MiB over the attacks here (10 MiB
-/// after holding a thousand connections); buffering an attacker's bytes without bound would
-/// pass this within a fraction of a second.
+/// server needs about 29 MiB at rest and grows by at most 2 MiB over the attacks here;
+/// buffering an attacker's bytes without bound would pass this within a fraction of a second.
 pub const RSS_GROWTH_BOUND: u64 = 16 * 1024 * 1024;
 /// The well-behaved client's p99 during an attack must stay under the larger of this many
 /// times its p99 before the attack and `LATENCY_FLOOR`: loose enough for a loaded 2-core VM
@@ -55,6 +55,18 @@ pub const MIN_SAMPLES: usize = 20;
 /// How long the server may take to close the attack's connections once the test is done with
 /// them (an error answer lingers up to 0.5 s; a blocked write up to the idle timeout).
 pub const SETTLE: Duration = Duration::from_secs(8);
+
+/// Allocator settings under which the server's anonymous resident memory is what it holds, to
+/// the 4 KiB page, whenever it is read. By default its allocator (mimalloc) returns a freed
+/// page to the kernel only once it has stayed free for a second, and only when it next looks,
+/// while a thread that needs pages meanwhile may take fresh ones; and it asks for transparent
+/// huge pages, so its memory is resident in 2 MiB steps, grown by faults and by the kernel's
+/// background collapsing. Either way the server's resident memory counts, for an unknown while,
+/// memory it no longer holds or never touched. With these, every freed page goes back at once
+/// and pages are 4 KiB: what the server allocates and holds is unchanged, only when and in what
+/// units the kernel backs it.
+pub const ALLOCATOR_FOR_MEASURING: &[(&str, &str)] =
+    &[("MIMALLOC_PURGE_DELAY", "0"), ("MIMALLOC_ALLOW_THP", "0")];
 
 /// The hostile tests run one at a time: each measures how one attack affects another client's
 /// latency, and two attacks at once on two cores would measure each other.
@@ -77,13 +89,23 @@ impl Dlockd {
     /// Starts `dlockd --listen 127.0.0.1:0 <args>` and learns its address from the start-up
     /// line, as tests/binary.rs does.
     pub fn spawn(args: &[&str]) -> Dlockd {
+        Dlockd::spawn_with_env(args, &[])
+    }
+
+    /// As [`Dlockd::spawn`], with `env` set in the server's environment. The allocator's
+    /// settings come only from `env`, never from the tests' own environment.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Dlockd {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlockd"));
         for (name, _) in std::env::vars() {
-            if name.starts_with("DLOCKD_") || name.starts_with("DAPR_") {
+            if name.starts_with("DLOCKD_")
+                || name.starts_with("DAPR_")
+                || name.starts_with("MIMALLOC_")
+            {
                 cmd.env_remove(name);
             }
         }
-        cmd.args(["--listen", "127.0.0.1:0"])
+        cmd.envs(env.iter().copied())
+            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -125,14 +147,31 @@ impl Dlockd {
 
     /// The server's resident memory (VmRSS), in bytes.
     pub fn rss_bytes(&self) -> u64 {
+        self.status_kib(&["VmRSS"]) * 1024
+    }
+
+    /// The server's anonymous memory, in bytes: resident (RssAnon) or swapped out (VmSwap).
+    /// Its heap and its threads' stacks; not the pages of its binary and libraries, which the
+    /// kernel reads in from the page cache as code first runs and may drop again under memory
+    /// pressure.
+    pub fn anon_bytes(&self) -> u64 {
+        self.status_kib(&["RssAnon", "VmSwap"]) * 1024
+    }
+
+    /// The sum of `fields` (in kB) of /proc/<pid>/status.
+    fn status_kib(&self, fields: &[&str]) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("read /proc/<pid>/status of dlockd");
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status");
-        kib * 1024
+        fields
+            .iter()
+            .map(|field| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("{field} in /proc/<pid>/status"))
+            })
+            .sum()
     }
 
     /// The server's open file descriptors: listeners, rings, and one per connection.
@@ -539,8 +578,13 @@ impl Scene {
     /// warms it up, and measures its baseline latency and the server's resting descriptors
     /// and memory.
     pub fn new(name: &str, flags: &[&str]) -> Scene {
+        Scene::with_env(name, flags, &[])
+    }
+
+    /// As [`Scene::new`], with `env` set in the server's environment.
+    pub fn with_env(name: &str, flags: &[&str], env: &[(&str, &str)]) -> Scene {
         let args: Vec<&str> = BASE_FLAGS.iter().chain(flags).copied().collect();
-        let server = Dlockd::spawn(&args);
+        let server = Dlockd::spawn_with_env(&args, env);
         let mut good = Good::connect(server.addr);
         good.sample(50).expect("warm-up of the well-behaved client");
         let baseline = good
