@@ -1,4 +1,4 @@
-//! Hostile clients against the real `dlockd` binary over real sockets (issue 4, second half).
+//! Hostile clients against the real `dlockd` binary over real sockets.
 //!
 //! Each test plays one hostile behaviour against a fresh server with small limits and short
 //! timeouts (`BASE_FLAGS`: 2 workers, 2 KiB heads, 4 KiB bodies, 1 s head and body timeouts),

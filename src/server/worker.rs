@@ -519,10 +519,15 @@ async fn accept_loop(worker: Rc<Worker>, ready: TcpListener, listener: std::net:
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Interrupted, or a connection reset before it was accepted: the next one.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::ConnectionAborted
+                    ) => {}
                 Err(e) => {
-                    // Out of file descriptors or a connection reset before accept: back off a
-                    // little instead of spinning, and keep serving.
+                    // Out of file descriptors: back off a little instead of spinning, and keep
+                    // serving.
                     // Rate-limited: with descriptors exhausted this repeats every 10 ms per
                     // worker.
                     static ACCEPT_ERRORS: crate::log::RateLimit = crate::log::RateLimit::new();
