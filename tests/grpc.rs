@@ -61,6 +61,64 @@ struct UnlockResponse {
     status: i32,
 }
 
+/// `dapr.proto.runtime.v1.GetMetadataRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct GetMetadataRequest {}
+
+/// `dapr.proto.runtime.v1.GetMetadataResponse`, the fields daprd fills without an app.
+#[derive(Clone, PartialEq, prost::Message)]
+struct GetMetadataResponse {
+    #[prost(string, tag = "1")]
+    id: String,
+    #[prost(message, repeated, tag = "3")]
+    registered_components: Vec<RegisteredComponents>,
+    #[prost(map = "string, string", tag = "4")]
+    extended_metadata: std::collections::HashMap<String, String>,
+    #[prost(message, optional, tag = "7")]
+    app_connection_properties: Option<AppConnectionProperties>,
+    #[prost(string, tag = "8")]
+    runtime_version: String,
+    #[prost(string, repeated, tag = "9")]
+    enabled_features: Vec<String>,
+    #[prost(message, optional, tag = "10")]
+    actor_runtime: Option<ActorRuntime>,
+}
+
+/// `dapr.proto.runtime.v1.RegisteredComponents`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RegisteredComponents {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "2")]
+    r#type: String,
+    #[prost(string, tag = "3")]
+    version: String,
+    #[prost(string, repeated, tag = "4")]
+    capabilities: Vec<String>,
+}
+
+/// `dapr.proto.runtime.v1.AppConnectionProperties`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct AppConnectionProperties {
+    #[prost(int32, tag = "1")]
+    port: i32,
+    #[prost(string, tag = "2")]
+    protocol: String,
+    #[prost(string, tag = "3")]
+    channel_address: String,
+    #[prost(int32, tag = "4")]
+    max_concurrency: i32,
+}
+
+/// `dapr.proto.runtime.v1.ActorRuntime`: status 1 is DISABLED.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ActorRuntime {
+    #[prost(int32, tag = "1")]
+    runtime_status: i32,
+    #[prost(string, tag = "4")]
+    placement: String,
+}
+
 /// A `TryLockRequest` as a broken client might encode it: `resource_id` as raw bytes (so it
 /// can be invalid UTF-8) and `expiry_in_seconds` with the wrong wire type.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -77,6 +135,7 @@ struct RawTryLock {
 
 const TRY_LOCK: &str = "/dapr.proto.runtime.v1.Dapr/TryLockAlpha1";
 const UNLOCK: &str = "/dapr.proto.runtime.v1.Dapr/UnlockAlpha1";
+const GET_METADATA: &str = "/dapr.proto.runtime.v1.Dapr/GetMetadata";
 /// No call may take longer than this; a hung call fails its test instead of hanging it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -898,11 +957,80 @@ fn no_store_configured_is_failed_precondition() {
     stop(server, grpc);
 }
 
+/// `google.rpc.Status`, as carried in `grpc-status-details-bin`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<ProtoAny>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// `google.rpc.ErrorInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ErrorInfo {
+    #[prost(string, tag = "1")]
+    reason: String,
+    #[prost(string, tag = "2")]
+    domain: String,
+    #[prost(map = "string, string", tag = "3")]
+    metadata: std::collections::HashMap<String, String>,
+}
+
+/// Asserts daprd's answer to a call without the right token, field by field: code
+/// UNAUTHENTICATED, message `Unauthorized`, and details holding a `google.rpc.Status` of the
+/// same code and message with exactly one `google.rpc.ErrorInfo` (reason `Unauthorized`,
+/// domain `dapr.io`, metadata `http.code` = `401` and `http.error_message` = `text`).
+#[track_caller]
+fn assert_unauthorized<T: std::fmt::Debug>(answer: Result<T, Status>, text: &str) {
+    let status = match answer {
+        Ok(value) => panic!("expected UNAUTHENTICATED {text:?}, got the answer {value:?}"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "Unauthorized", "{status:?}");
+    let details: RpcStatus =
+        prost::Message::decode(status.details()).expect("grpc-status-details-bin decodes");
+    assert_eq!(details.code, Code::Unauthenticated as i32);
+    assert_eq!(details.message, "Unauthorized");
+    assert_eq!(details.details.len(), 1, "{details:?}");
+    assert_eq!(
+        details.details[0].type_url,
+        "type.googleapis.com/google.rpc.ErrorInfo"
+    );
+    let info: ErrorInfo =
+        prost::Message::decode(details.details[0].value.as_slice()).expect("an ErrorInfo");
+    assert_eq!(info.reason, "Unauthorized");
+    assert_eq!(info.domain, "dapr.io");
+    assert_eq!(info.metadata.len(), 2, "{info:?}");
+    assert_eq!(
+        info.metadata.get("http.code").map(String::as_str),
+        Some("401")
+    );
+    assert_eq!(
+        info.metadata.get("http.error_message").map(String::as_str),
+        Some(text)
+    );
+}
+
 #[test]
-fn the_api_token_is_required_on_both_methods() {
-    // Protects DAPR_API_TOKEN over gRPC: without the `dapr-api-token` metadata, or with
-    // another token, both methods are UNAUTHENTICATED with daprd's messages, before any
-    // validation and without touching a lock; the right token works.
+fn the_api_token_is_required_on_every_method() {
+    // Protects DAPR_API_TOKEN over gRPC, answered as daprd answers it: without the
+    // `dapr-api-token` metadata, or with another token, every method (the lock methods,
+    // GetMetadata, and methods dlockd does not serve, checked for the token first) is
+    // UNAUTHENTICATED `Unauthorized` with daprd's ErrorInfo details, before any validation and
+    // without touching a lock; the right token works.
     let server = start_env(&[], &[("DAPR_API_TOKEN", "s3cret")]);
     let addr = server.grpc_addr().expect("gRPC is on by default");
     let missing = "missing api token in request metadata";
@@ -916,33 +1044,134 @@ fn the_api_token_is_required_on_both_methods() {
         (GrpcClient::connect(addr).with_token(""), mismatch),
     ];
     assert_eq!(right.try_lock("lockstore", "held", "alice", 60), Ok(true));
-    for (grpc, message) in &callers {
-        let unauthenticated = Code::Unauthenticated;
-        assert_status(
-            grpc.try_lock("lockstore", "free", "o", 60),
-            unauthenticated,
-            message,
+    let lock = |store: &str, resource: &str, owner: &str, expiry_s| TryLockRequest {
+        store_name: store.into(),
+        resource_id: resource.into(),
+        lock_owner: owner.into(),
+        expiry_in_seconds: expiry_s,
+    };
+    let unlock = |store: &str, resource: &str, owner: &str| UnlockRequest {
+        store_name: store.into(),
+        resource_id: resource.into(),
+        lock_owner: owner.into(),
+    };
+    for (grpc, text) in &callers {
+        for request in [lock("lockstore", "free", "o", 60), lock("nope", "", "", 0)] {
+            assert_unauthorized(grpc.call::<_, TryLockResponse>(TRY_LOCK, request), text);
+        }
+        for request in [unlock("lockstore", "held", "alice"), unlock("nope", "", "")] {
+            assert_unauthorized(grpc.call::<_, UnlockResponse>(UNLOCK, request), text);
+        }
+        assert_unauthorized(
+            grpc.call::<_, GetMetadataResponse>(GET_METADATA, GetMetadataRequest {}),
+            text,
         );
-        assert_status(grpc.try_lock("nope", "", "", 0), unauthenticated, message);
-        assert_status(
-            grpc.unlock("lockstore", "held", "alice"),
-            unauthenticated,
-            message,
+        assert_unauthorized(
+            grpc.call::<_, TryLockResponse>(
+                "/dapr.proto.runtime.v1.Dapr/GetState",
+                lock("s", "r", "o", 1),
+            ),
+            text,
         );
-        assert_status(grpc.unlock("nope", "", ""), unauthenticated, message);
     }
     // Nothing was taken or released by the refused calls.
     assert_eq!(right.try_lock("lockstore", "free", "bob", 60), Ok(true));
     assert_eq!(right.unlock("lockstore", "held", "alice"), Ok(0));
     assert_eq!(right.unlock("lockstore", "free", "bob"), Ok(0));
+    assert_eq!(
+        right
+            .call::<_, GetMetadataResponse>(GET_METADATA, GetMetadataRequest {})
+            .map(|r| r.into_inner().registered_components.len())
+            .map_err(Refusal::from),
+        Ok(1)
+    );
+    assert_status(
+        right.call::<_, TryLockResponse>(
+            "/dapr.proto.runtime.v1.Dapr/GetState",
+            lock("s", "r", "o", 1),
+        ),
+        Code::Unimplemented,
+        "/dapr.proto.runtime.v1.Dapr/GetState is not served by dlockd",
+    );
     drop(callers);
     stop(server, right);
 }
 
 #[test]
+fn get_metadata_answers_as_a_daprd_with_only_lock_stores() {
+    // Protects the JavaScript SDK's start-up and health check, which call GetMetadata: the
+    // answer is daprd's for a sidecar with only lock stores and no app: the app id, each store
+    // as a registered component (name, type, v1, no capabilities, as HTTP /v1.0/metadata lists
+    // them), the runtime version in both places daprd puts it, an HTTP app channel on
+    // 127.0.0.1 without a port, actors disabled without placement, no enabled features.
+    let (server, grpc) = start_grpc(&["--app-id", "checkout", "--store", "a", "--store", "b c"]);
+    let m = grpc
+        .call::<_, GetMetadataResponse>(GET_METADATA, GetMetadataRequest {})
+        .expect("GetMetadata answers")
+        .into_inner();
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(m.id, "checkout");
+    assert_eq!(
+        m.registered_components,
+        [
+            RegisteredComponents {
+                name: "a".into(),
+                r#type: "lock.in-memory".into(),
+                version: "v1".into(),
+                capabilities: vec![],
+            },
+            RegisteredComponents {
+                name: "b c".into(),
+                r#type: "lock.in-memory".into(),
+                version: "v1".into(),
+                capabilities: vec![],
+            },
+        ]
+    );
+    assert_eq!(m.runtime_version, version);
+    assert_eq!(
+        m.extended_metadata
+            .get("daprRuntimeVersion")
+            .map(String::as_str),
+        Some(version)
+    );
+    assert_eq!(m.extended_metadata.len(), 1);
+    assert_eq!(
+        m.app_connection_properties,
+        Some(AppConnectionProperties {
+            port: 0,
+            protocol: "http".into(),
+            channel_address: "127.0.0.1".into(),
+            max_concurrency: 0,
+        })
+    );
+    assert_eq!(
+        m.actor_runtime,
+        Some(ActorRuntime {
+            runtime_status: 1,
+            placement: "placement: disconnected".into(),
+        })
+    );
+    assert!(m.enabled_features.is_empty());
+    // The same stores as over HTTP.
+    let mut http = Client::connect(server.local_addr());
+    let listed = http.get("/v1.0/metadata");
+    for c in &m.registered_components {
+        let entry = format!(
+            r#"{{"name":"{}","type":"{}","version":"{}"}}"#,
+            c.name, c.r#type, c.version
+        );
+        assert!(listed.body_str().contains(&entry), "{}", listed.body_str());
+    }
+    drop(http);
+    stop(server, grpc);
+}
+
+#[test]
 fn other_methods_are_unimplemented() {
-    // Protects "only the lock methods are served": any other method of the Dapr service, or
-    // of another service, is UNIMPLEMENTED naming the path, and the connection goes on.
+    // Protects "only the lock methods and GetMetadata are served": any other method of the
+    // Dapr service, or of another service, is UNIMPLEMENTED naming the path, and the
+    // connection goes on.
     let (server, grpc) = start_grpc(&[]);
     let paths = [
         "/dapr.proto.runtime.v1.Dapr/GetState",
@@ -1055,19 +1284,41 @@ fn a_grant_with_a_data_dir_carries_its_fence_on_both_faces() {
 }
 
 #[test]
-#[ignore = "tonic refuses a request over its 4 MiB decoding limit with OUT_OF_RANGE; daprd \
-            (grpc-go) answers RESOURCE_EXHAUSTED"]
 fn an_oversize_request_is_resource_exhausted_as_in_daprd() {
-    // Protects daprd's code for a request message over the 4 MiB it accepts (grpc-go's
-    // default, and daprd's default request size limit): RESOURCE_EXHAUSTED, the code gRPC
-    // gives a message larger than the receiver's limit. The server goes on serving.
-    let (server, grpc) = start_grpc(&[]);
+    // Protects daprd's answer to a request message over the 4 MiB it accepts (grpc-go's
+    // default, and daprd's default request size limit): RESOURCE_EXHAUSTED with grpc-go's
+    // message naming the declared size and the limit, before the token is checked; exactly
+    // 4 MiB is accepted. The server goes on serving.
+    let server = start_env(&[], &[("DAPR_API_TOKEN", "s3cret")]);
+    let addr = server.grpc_addr().expect("gRPC is on by default");
+    let grpc = GrpcClient::connect(addr).with_token("s3cret");
     let huge = "x".repeat(5 << 20);
-    let answer = grpc.try_lock("lockstore", &huge, "o", 10);
-    match answer {
-        Ok(granted) => panic!("a 5 MiB request was answered {granted}"),
-        Err(refusal) => assert_eq!(refusal.code, Code::ResourceExhausted, "{refusal:?}"),
+    let request = |resource: &str| TryLockRequest {
+        store_name: "lockstore".into(),
+        resource_id: resource.into(),
+        lock_owner: "o".into(),
+        expiry_in_seconds: 10,
+    };
+    let size = prost::Message::encoded_len(&request(&huge));
+    for caller in [&grpc, &GrpcClient::connect(addr)] {
+        assert_status(
+            caller.call::<_, TryLockResponse>(TRY_LOCK, request(&huge)),
+            Code::ResourceExhausted,
+            &format!("grpc: received message larger than max ({size} vs. 4194304)"),
+        );
     }
+    // A message of exactly 4 MiB passes the size check (and is refused for its long id).
+    let at_limit = 4 << 20;
+    // The resource field adds its tag (1 byte), its length (a 4-byte varint here) and itself.
+    let rest = prost::Message::encoded_len(&request(""));
+    let resource = "x".repeat(at_limit - rest - 1 - 4);
+    assert_eq!(prost::Message::encoded_len(&request(&resource)), at_limit);
+    assert_status(
+        grpc.call::<_, TryLockResponse>(TRY_LOCK, request(&resource)),
+        Code::InvalidArgument,
+        "ResourceId is longer than 1024 bytes in lock store lockstore",
+    );
     assert_eq!(grpc.try_lock("lockstore", "r", "p", 10), Ok(true));
-    stop(server, grpc);
+    drop(grpc);
+    assert!(server.shutdown(Duration::from_secs(5)));
 }

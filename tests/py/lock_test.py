@@ -17,6 +17,8 @@ import warnings
 import grpc
 from dapr.clients import DaprClient
 from dapr.clients.grpc._response import UnlockResponseStatus
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 warnings.filterwarnings("ignore", message="The Distributed Lock API is an Alpha version")
 
@@ -212,8 +214,20 @@ class TokenSuite(unittest.TestCase):
                         metadata=metadata,
                         timeout=10,
                     )
+                # daprd's answer: `Unauthorized`, the text in a google.rpc.ErrorInfo detail.
                 self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
-                self.assertEqual(caught.exception.details(), message)
+                self.assertEqual(caught.exception.details(), "Unauthorized")
+                status = rpc_status.from_call(caught.exception)
+                self.assertEqual(status.code, grpc.StatusCode.UNAUTHENTICATED.value[0])
+                self.assertEqual(status.message, "Unauthorized")
+                self.assertEqual(len(status.details), 1)
+                info = error_details_pb2.ErrorInfo()
+                self.assertTrue(status.details[0].Unpack(info))
+                self.assertEqual(info.reason, "Unauthorized")
+                self.assertEqual(info.domain, "dapr.io")
+                self.assertEqual(
+                    dict(info.metadata), {"http.code": "401", "http.error_message": message}
+                )
 
 
 if __name__ == "__main__":
