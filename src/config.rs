@@ -161,8 +161,8 @@ Each flag can also be set by the environment variable in brackets; a flag wins.
   --idle-timeout T         keep-alive idle time before closing [DLOCKD_IDLE_TIMEOUT] (120s)
   --shutdown-timeout T     time SIGTERM/SIGINT allow in-flight work to finish
                            [DLOCKD_SHUTDOWN_TIMEOUT] (10s)
-  --grpc-listen ADDR       the gRPC API (dapr.proto.runtime.v1.Dapr TryLockAlpha1 and
-                           UnlockAlpha1) at IP:PORT or HOST:PORT, or off
+  --grpc-listen ADDR       the gRPC API (dapr.proto.runtime.v1.Dapr TryLockAlpha1,
+                           UnlockAlpha1, GetMetadata) at IP:PORT or HOST:PORT, or off
                            [DLOCKD_GRPC_LISTEN] (default
                            127.0.0.1:50001; 127.0.0.1:$DAPR_GRPC_PORT when it is set;
                            127.0.0.1:0 when --listen asks for port 0)

@@ -166,7 +166,7 @@ fn startup_lines(server: &Server, name: &str) -> String {
     let _ = match server.grpc_addr() {
         Some(addr) => writeln!(
             out,
-            "{name} gRPC on {addr} ({}: TryLockAlpha1, UnlockAlpha1)",
+            "{name} gRPC on {addr} ({}: TryLockAlpha1, UnlockAlpha1, GetMetadata)",
             grpc::SERVICE
         ),
         None => writeln!(out, "{name} gRPC off (--grpc-listen off)"),
