@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use dlockd::config::{Command, Config, HELP};
+use dlockd::server::Answering;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -14,7 +15,7 @@ fn main() -> ExitCode {
     let args = std::env::args_os()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned());
-    let mut config = match Config::parse(args, |name| std::env::var(name).ok()) {
+    let config = match Config::parse(args, |name| std::env::var(name).ok()) {
         Ok(Command::Run(config)) => *config,
         Ok(Command::Help | Command::Version) => {
             print!("dlockd-ceiling: dlockd answering {{\"success\":true}} to everything\n\n{HELP}");
@@ -25,6 +26,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    config.fixed_answer = true;
-    dlockd::server::run_until_signal(config, "dlockd-ceiling")
+    dlockd::server::run_until_signal(config, "dlockd-ceiling", Answering::FixedAnswer)
 }

@@ -10,6 +10,7 @@ pub mod api;
 pub mod clock;
 pub mod components;
 pub mod config;
+pub mod dispatch;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
@@ -20,3 +21,4 @@ pub mod persist;
 pub mod server;
 pub mod shard;
 pub mod store;
+pub mod task;

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use dlockd::config::{Command, Config, HELP};
+use dlockd::server::Answering;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -28,5 +29,5 @@ fn main() -> ExitCode {
         }
     };
 
-    dlockd::server::run_until_signal(config, "dlockd")
+    dlockd::server::run_until_signal(config, "dlockd", Answering::Locks)
 }

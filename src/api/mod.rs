@@ -74,7 +74,7 @@ pub struct ApiConfig {
 
 /// Which of the two lock routes a request took.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Operation {
+pub enum Operation {
     TryLock,
     Unlock,
 }
@@ -579,19 +579,18 @@ impl LockValidator {
     }
 }
 
-impl Operation {
-    fn of(try_lock: bool) -> Operation {
-        if try_lock {
-            Operation::TryLock
-        } else {
-            Operation::Unlock
+impl OpKind {
+    /// Which route asks for it.
+    pub fn operation(self) -> Operation {
+        match self {
+            OpKind::TryLock { .. } => Operation::TryLock,
+            OpKind::Unlock => Operation::Unlock,
         }
     }
 }
 
 /// How a store's failure to decide is refused over gRPC: `Internal`, daprd's message.
-pub fn store_failure_rejection(try_lock: bool, cause: &str) -> Rejection {
-    let op = Operation::of(try_lock);
+pub fn store_failure_rejection(op: Operation, cause: &str) -> Rejection {
     ApiError::StoreFailed { op, cause }.rejection()
 }
 
@@ -604,10 +603,9 @@ pub fn lease_error_rejection(cause: LeaseError) -> Rejection {
     .rejection()
 }
 
-/// The `500` answer to a try-lock (`try_lock`) or an unlock that a remote store could not
+/// The `500` answer to a try-lock or an unlock (`op`) that a remote store could not
 /// decide, naming the cause: daprd's `ERR_TRY_LOCK` / `ERR_UNLOCK`.
-pub fn store_failure_response(try_lock: bool, cause: &str) -> Response {
-    let op = Operation::of(try_lock);
+pub fn store_failure_response(op: Operation, cause: &str) -> Response {
     ApiError::StoreFailed { op, cause }.response()
 }
 

@@ -19,6 +19,18 @@ pub enum Connection {
     Close,
 }
 
+impl Connection {
+    /// The header of an answer to a request of `version`: `close` when the connection closes
+    /// after it, else keep-alive as that version spells it.
+    pub fn of(version: super::Version, close: bool) -> Connection {
+        match (close, version) {
+            (true, _) => Connection::Close,
+            (false, super::Version::Http10) => Connection::KeepAlive10,
+            (false, super::Version::Http11) => Connection::KeepAlive11,
+        }
+    }
+}
+
 /// The reason phrase sent with `status`.
 pub fn reason(status: u16) -> &'static str {
     match status {

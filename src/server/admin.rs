@@ -23,18 +23,18 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{HolderQuery, Mail, Shared};
+use super::linger::{Drain, LINGER};
+use super::shared::Shared;
 use crate::components::Backend;
 use crate::lease::StoreId;
 use crate::metrics::{self, Gauges};
-use crate::shard::{Router, ShardId};
+use crate::shard::{HolderQuery, Mail};
+use crate::shard::{ShardId, ShardMap};
 
 /// The longest admin request head read; anything longer is answered 431.
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// How long one admin connection may take to send its request and read the answer.
 const CONNECTION_TIME: Duration = Duration::from_secs(2);
-/// How long an answered connection is drained before it is closed.
-const LINGER: Duration = Duration::from_millis(200);
 /// How long a lease query waits for its shard (to queue the question, then for the answer).
 const QUERY_TIME: Duration = Duration::from_secs(1);
 
@@ -96,7 +96,7 @@ impl Admin {
 }
 
 fn run(listener: &TcpListener, shared: &Shared, stop: &AtomicBool) {
-    let router = Router::new(shared.inboxes.len());
+    let router = ShardMap::new(shared.inboxes.len());
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -110,7 +110,7 @@ fn run(listener: &TcpListener, shared: &Shared, stop: &AtomicBool) {
 }
 
 /// An admin answer.
-struct Reply {
+struct AdminReply {
     status: u16,
     content_type: &'static str,
     body: String,
@@ -119,24 +119,24 @@ struct Reply {
 const JSON: &str = "application/json";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-impl Reply {
-    fn json(status: u16, body: String) -> Reply {
-        Reply {
+impl AdminReply {
+    fn json(status: u16, body: String) -> AdminReply {
+        AdminReply {
             status,
             content_type: JSON,
             body,
         }
     }
 
-    fn error(status: u16, message: &str) -> Reply {
+    fn error(status: u16, message: &str) -> AdminReply {
         let mut body = String::from("{\"error\":");
         push_json_string(&mut body, message.as_bytes());
         body.push('}');
-        Reply::json(status, body)
+        AdminReply::json(status, body)
     }
 }
 
-fn serve(shared: &Shared, router: &Router, mut stream: TcpStream) {
+fn serve(shared: &Shared, router: &ShardMap, mut stream: TcpStream) {
     let deadline = Instant::now() + CONNECTION_TIME;
     let mut buf = [0u8; MAX_REQUEST_BYTES];
     let mut len = 0;
@@ -145,7 +145,7 @@ fn serve(shared: &Shared, router: &Router, mut stream: TcpStream) {
             break handle(shared, router, &buf[..end]);
         }
         if len == buf.len() {
-            break Reply::error(431, "request head too large");
+            break AdminReply::error(431, "request head too large");
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
@@ -177,29 +177,30 @@ fn serve(shared: &Shared, router: &Router, mut stream: TcpStream) {
         let _ = stream.write_all(&out);
     }
     let _ = stream.shutdown(Shutdown::Write);
-    // Drains what the client still sends (a head over the limit), briefly and boundedly, so
-    // closing with unread input does not reset the connection and destroy the answer.
-    let _ = stream.set_read_timeout(Some(LINGER));
-    let mut drained = 0;
-    while drained < MAX_REQUEST_BYTES * 8 {
+    // What the client still sends (a head over the limit) is drained: see `linger.rs`.
+    let mut drain = Drain::new(LINGER, MAX_REQUEST_BYTES * 8);
+    while let Some(left) = drain.time_left() {
+        if stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
         match stream.read(&mut buf) {
-            Ok(n) if n > 0 => drained += n,
+            Ok(n) if drain.drained(n) => {}
             _ => break,
         }
     }
 }
 
 /// Answers one request head (request line and headers, without the blank line).
-fn handle(shared: &Shared, router: &Router, head: &[u8]) -> Reply {
+fn handle(shared: &Shared, router: &ShardMap, head: &[u8]) -> AdminReply {
     let line_end = find(head, b"\r\n").unwrap_or(head.len());
     let mut parts = head[..line_end].split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Reply::error(400, "malformed request line");
+        return AdminReply::error(400, "malformed request line");
     };
     if !version.starts_with(b"HTTP/1.") {
-        return Reply::error(400, "malformed request line");
+        return AdminReply::error(400, "malformed request line");
     }
     let (path, query) = match target.iter().position(|&b| b == b'?') {
         Some(at) => (&target[..at], &target[at + 1..]),
@@ -207,13 +208,13 @@ fn handle(shared: &Shared, router: &Router, head: &[u8]) -> Reply {
     };
     let known = matches!(path, b"/metrics" | b"/debug/lease" | b"/debug/shards");
     if !known {
-        return Reply::error(
+        return AdminReply::error(
             404,
             "not found: the admin listener serves /metrics, /debug/lease and /debug/shards",
         );
     }
     if method != b"GET" {
-        return Reply::error(405, "only GET is served here");
+        return AdminReply::error(405, "only GET is served here");
     }
     match path {
         b"/metrics" => scrape(shared),
@@ -222,7 +223,7 @@ fn handle(shared: &Shared, router: &Router, head: &[u8]) -> Reply {
     }
 }
 
-fn scrape(shared: &Shared) -> Reply {
+fn scrape(shared: &Shared) -> AdminReply {
     let accepted: Vec<u64> = shared
         .accepted
         .iter()
@@ -240,14 +241,14 @@ fn scrape(shared: &Shared) -> Reply {
         },
         &mut body,
     );
-    Reply {
+    AdminReply {
         status: 200,
         content_type: PROMETHEUS,
         body,
     }
 }
 
-fn shards(shared: &Shared) -> Reply {
+fn shards(shared: &Shared) -> AdminReply {
     let mut body = String::from("{\"shards\":[");
     for (shard, inbox) in shared.inboxes.iter().enumerate() {
         if shard > 0 {
@@ -273,11 +274,11 @@ fn shards(shared: &Shared) -> Reply {
         let _ = write!(body, ",\"crashGraceRemainingMs\":{ms}");
     }
     body.push('}');
-    Reply::json(200, body)
+    AdminReply::json(200, body)
 }
 
 /// `/debug/lease?store=S&resourceId=R`: asks the shard that owns the key.
-fn lease(shared: &Shared, router: &Router, query: &[u8]) -> Reply {
+fn lease(shared: &Shared, router: &ShardMap, query: &[u8]) -> AdminReply {
     let mut store = None;
     let mut resource = None;
     for pair in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
@@ -286,7 +287,7 @@ fn lease(shared: &Shared, router: &Router, query: &[u8]) -> Reply {
             None => (pair, &b""[..]),
         };
         let Some(value) = percent_decode(value) else {
-            return Reply::error(400, "bad percent-encoding in the query");
+            return AdminReply::error(400, "bad percent-encoding in the query");
         };
         match name {
             b"store" => store = Some(value),
@@ -295,10 +296,10 @@ fn lease(shared: &Shared, router: &Router, query: &[u8]) -> Reply {
         }
     }
     let (Some(store), Some(resource)) = (store, resource) else {
-        return Reply::error(400, "store and resourceId are both required");
+        return AdminReply::error(400, "store and resourceId are both required");
     };
     if resource.is_empty() {
-        return Reply::error(400, "resourceId is empty");
+        return AdminReply::error(400, "resourceId is empty");
     }
     let Some(at) = shared
         .config
@@ -308,10 +309,10 @@ fn lease(shared: &Shared, router: &Router, query: &[u8]) -> Reply {
     else {
         let mut message = String::from("unknown store ");
         message.push_str(&String::from_utf8_lossy(&store));
-        return Reply::error(404, &message);
+        return AdminReply::error(404, &message);
     };
     let Ok(id) = u16::try_from(at) else {
-        return Reply::error(404, "unknown store");
+        return AdminReply::error(404, "unknown store");
     };
     if let Some(Backend::Redis(redis)) = shared.config.backends.get(at) {
         return redis_store(shared, at, redis, &resource);
@@ -329,7 +330,7 @@ fn lease(shared: &Shared, router: &Router, query: &[u8]) -> Reply {
     let deadline = Instant::now() + QUERY_TIME;
     loop {
         if shared.shutting_down.load(Ordering::SeqCst) {
-            return Reply::error(503, "shutting down");
+            return AdminReply::error(503, "shutting down");
         }
         match shared.inboxes[shard].send_requests(mail) {
             Ok(()) => break,
@@ -337,12 +338,12 @@ fn lease(shared: &Shared, router: &Router, query: &[u8]) -> Reply {
                 mail = back;
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Err(_) => return Reply::error(503, "the shard's inbox stayed full"),
+            Err(_) => return AdminReply::error(503, "the shard's inbox stayed full"),
         }
     }
     let left = deadline.saturating_duration_since(Instant::now());
     let Ok(holder) = answered.recv_timeout(left.max(Duration::from_millis(100))) else {
-        return Reply::error(503, "the shard did not answer in time");
+        return AdminReply::error(503, "the shard did not answer in time");
     };
 
     let mut body = String::from("{\"store\":");
@@ -362,7 +363,7 @@ fn lease(shared: &Shared, router: &Router, query: &[u8]) -> Reply {
         }
         None => body.push_str("\"held\":false}"),
     }
-    Reply::json(200, body)
+    AdminReply::json(200, body)
 }
 
 /// `/debug/lease` for a `lock.redis` store: its leases live in Redis, not in a shard's table, so
@@ -374,7 +375,7 @@ fn redis_store(
     at: usize,
     redis: &crate::components::RedisSettings,
     resource: &[u8],
-) -> Reply {
+) -> AdminReply {
     let name = &shared.config.stores[at];
     let mut key = redis.key_prefix.key_head(&shared.config.app_id, name);
     key.extend_from_slice(resource);
@@ -392,7 +393,7 @@ fn redis_store(
     body.push_str(",\"type\":\"lock.redis\",\"key\":");
     push_json_string(&mut body, &key);
     body.push('}');
-    Reply::json(501, body)
+    AdminReply::json(501, body)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -12,41 +12,15 @@ use std::task::{Poll, Waker};
 
 use slab::Slab;
 
-use crate::api::{Answer, Response};
-use crate::metrics::RequestOutcome;
-
-/// A slot's outcome: a decision, or a whole error answer (a remote store failed, with its
-/// cause).
-pub(crate) type Outcome = Result<Answer, Failure>;
-
-/// A remote store's failure to decide: which operation, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Failure {
-    pub try_lock: bool,
-    pub cause: String,
-}
-
-impl Failure {
-    /// How it is counted.
-    pub(crate) fn outcome(&self) -> RequestOutcome {
-        if self.try_lock {
-            RequestOutcome::LockError
-        } else {
-            RequestOutcome::UnlockError
-        }
-    }
-
-    /// daprd's HTTP answer to it: `500 ERR_TRY_LOCK` / `ERR_UNLOCK` with the cause.
-    pub(crate) fn response(&self) -> Response {
-        crate::api::store_failure_response(self.try_lock, &self.cause)
-    }
-}
+use crate::api::Answer;
+use crate::shard::SlotId;
+use crate::store::StoreOutcome;
 
 enum Slot {
     /// Sent; the connection may be parked on it.
     Waiting(Option<Waker>),
     /// The reply arrived before the connection looked.
-    Done(Outcome),
+    Done(StoreOutcome),
     /// The connection went away; drop the reply when it comes.
     Abandoned,
 }
@@ -68,13 +42,13 @@ impl Pending {
     }
 
     /// Takes a slot, waiting while all are in use.
-    pub(crate) async fn reserve(&self) -> u32 {
+    pub(crate) async fn reserve(&self) -> SlotId {
         poll_fn(|cx| {
             let mut slots = self.slots.borrow_mut();
             if slots.len() < self.capacity {
                 // The slab never holds more than `capacity` (a u32) entries.
                 let id = slots.insert(Slot::Waiting(None));
-                Poll::Ready(id as u32)
+                Poll::Ready(SlotId(id as u32))
             } else {
                 self.waiting.borrow_mut().push(cx.waker().clone());
                 Poll::Pending
@@ -83,19 +57,15 @@ impl Pending {
         .await
     }
 
-    /// Delivers the reply for `id`.
-    pub(crate) fn complete(&self, id: u32, answer: Answer) {
+    /// Delivers the decision for `id`.
+    pub(crate) fn complete(&self, id: SlotId, answer: Answer) {
         self.finish(id, Ok(answer));
     }
 
-    /// Answers `id` with an error response instead of a decision.
-    pub(crate) fn fail(&self, id: u32, failure: Failure) {
-        self.finish(id, Err(failure));
-    }
-
-    fn finish(&self, id: u32, answer: Outcome) {
+    /// Delivers what a remote store answered for `id`: a decision, or its failure.
+    pub(crate) fn finish(&self, id: SlotId, answer: StoreOutcome) {
         let mut slots = self.slots.borrow_mut();
-        let id = id as usize;
+        let id = id.0 as usize;
         match slots.get_mut(id) {
             Some(slot @ Slot::Waiting(_)) => {
                 if let Slot::Waiting(Some(waker)) = std::mem::replace(slot, Slot::Done(answer)) {
@@ -114,11 +84,11 @@ impl Pending {
         }
     }
 
-    /// The reply for slot `id`.
-    pub(crate) fn reply(&self, id: u32) -> Reply<'_> {
-        Reply {
+    /// The answer awaited in slot `id`.
+    pub(crate) fn answer(&self, id: SlotId) -> AwaitAnswer<'_> {
+        AwaitAnswer {
             pending: self,
-            id: id as usize,
+            id: id.0 as usize,
             taken: false,
         }
     }
@@ -135,17 +105,20 @@ impl Pending {
     }
 }
 
-/// The future of one forwarded request's answer.
-pub(crate) struct Reply<'a> {
+/// The future of one pending request's answer.
+pub(crate) struct AwaitAnswer<'a> {
     pending: &'a Pending,
     id: usize,
     taken: bool,
 }
 
-impl Future for Reply<'_> {
-    type Output = Outcome;
+impl Future for AwaitAnswer<'_> {
+    type Output = StoreOutcome;
 
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Outcome> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<StoreOutcome> {
         let mut slots = self.pending.slots.borrow_mut();
         match slots.get(self.id) {
             Some(Slot::Done(_)) => {
@@ -170,7 +143,7 @@ impl Future for Reply<'_> {
     }
 }
 
-impl Drop for Reply<'_> {
+impl Drop for AwaitAnswer<'_> {
     fn drop(&mut self) {
         if self.taken {
             return;
@@ -191,7 +164,9 @@ impl Drop for Reply<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Operation;
     use crate::lease::UnlockStatus;
+    use crate::store::{StoreError, StoreFailure};
     use std::pin::pin;
     use std::task::Context;
 
@@ -218,7 +193,7 @@ mod tests {
             "capacity is a bound"
         );
         p.complete(b, Answer::Unlock(UnlockStatus::Success));
-        let mut ra = pin!(p.reply(a));
+        let mut ra = pin!(p.answer(a));
         assert!(poll_once(ra.as_mut()).is_pending());
         p.complete(a, Answer::TryLock(Ok(true)));
         assert_eq!(
@@ -226,7 +201,7 @@ mod tests {
             Poll::Ready(Ok(Answer::TryLock(Ok(true))))
         );
         assert_eq!(
-            poll_once(pin!(p.reply(b))),
+            poll_once(pin!(p.answer(b))),
             Poll::Ready(Ok(Answer::Unlock(UnlockStatus::Success)))
         );
         assert_eq!(p.in_flight(), 0);
@@ -235,12 +210,12 @@ mod tests {
         let Poll::Ready(c) = poll_once(pin!(p.reserve())) else {
             panic!("a free slot must be granted")
         };
-        let failure = Failure {
-            try_lock: true,
-            cause: "down".into(),
+        let failure = StoreFailure {
+            op: Operation::TryLock,
+            error: StoreError::Refused("down".into()),
         };
-        p.fail(c, failure.clone());
-        assert_eq!(poll_once(pin!(p.reply(c))), Poll::Ready(Err(failure)));
+        p.finish(c, Err(failure.clone()));
+        assert_eq!(poll_once(pin!(p.answer(c))), Poll::Ready(Err(failure)));
         assert_eq!(p.in_flight(), 0);
     }
 
@@ -252,7 +227,7 @@ mod tests {
         let Poll::Ready(id) = poll_once(pin!(p.reserve())) else {
             panic!("a free slot must be granted")
         };
-        drop(p.reply(id));
+        drop(p.answer(id));
         assert_eq!(p.in_flight(), 1);
         assert!(poll_once(pin!(p.reserve())).is_pending());
         p.complete(id, Answer::TryLock(Ok(false)));

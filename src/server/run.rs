@@ -10,14 +10,14 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use super::{grpc, start, Server};
+use super::{grpc, start_answering, Answering, Server};
 use crate::components::Backend;
 use crate::config::Config;
 use crate::log::{self, Level};
 use crate::persist::LastStop;
 
 /// Starts the server, waits for SIGINT or SIGTERM, then drains within `shutdown_timeout`.
-pub fn run_until_signal(config: Config, name: &str) -> ExitCode {
+pub fn run_until_signal(config: Config, name: &str, answering: Answering) -> ExitCode {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use std::io::Write;
 
@@ -35,7 +35,7 @@ pub fn run_until_signal(config: Config, name: &str) -> ExitCode {
         }
     };
     let shutdown_timeout = config.shutdown_timeout;
-    let server = match start(config) {
+    let server = match start_answering(config, answering) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("{name}: error: {e}");

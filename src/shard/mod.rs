@@ -1,13 +1,18 @@
 //! Which shard owns a key, and the mailboxes between workers.
 //!
 //! Worker `i` owns shard `i`. A lock lives in shard `hash(store, resourceId) mod N`, hashed
-//! with ahash under a fixed seed so every worker agrees. A request for another shard travels
-//! to its owner through that owner's [`Inbox`], and the answer comes back through the
-//! sender's inbox.
+//! with ahash under a fixed seed so every worker agrees ([`ShardMap`]). A request for another
+//! shard travels to its owner through that owner's [`Inbox`], and the answer comes back through
+//! the sender's inbox; both leave in batches from the sender's [`Outbox`]. What travels is in
+//! [`mail`].
 
 mod inbox;
+pub mod mail;
+mod outbox;
 
 pub use inbox::{Inbox, Wait};
+pub use mail::{Answered, Forward, Holder, HolderQuery, Mail, RemoteLock};
+pub use outbox::Outbox;
 
 use crate::lease::StoreId;
 
@@ -15,9 +20,14 @@ use crate::lease::StoreId;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ShardId(pub usize);
 
+/// A request a worker awaits an answer for (from another shard, or a remote store): a slot
+/// of that worker's table of pending requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SlotId(pub u32);
+
 /// Maps keys to shards. Every worker holds an equal copy.
 #[derive(Clone)]
-pub struct Router {
+pub struct ShardMap {
     hasher: ahash::RandomState,
     shards: usize,
 }
@@ -31,10 +41,10 @@ const SEEDS: [u64; 4] = [
     0x082e_fa98_ec4e_6c89,
 ];
 
-impl Router {
+impl ShardMap {
     pub fn new(shards: usize) -> Self {
         assert!(shards >= 1, "a server has at least one shard");
-        Router {
+        ShardMap {
             hasher: ahash::RandomState::with_seeds(SEEDS[0], SEEDS[1], SEEDS[2], SEEDS[3]),
             shards,
         }
@@ -59,12 +69,12 @@ impl Router {
 mod tests {
     use super::*;
 
-    // Two routers built apart (as two workers build theirs) agree on every key, and keys
+    // Two maps built apart (as two workers build theirs) agree on every key, and keys
     // spread over all shards.
     #[test]
-    fn routers_agree_and_spread() {
-        let a = Router::new(4);
-        let b = Router::new(4);
+    fn maps_agree_and_spread() {
+        let a = ShardMap::new(4);
+        let b = ShardMap::new(4);
         let mut seen = [0usize; 4];
         for i in 0..4000u32 {
             let key = format!("resource-{i}");
@@ -82,7 +92,7 @@ mod tests {
     // single shard takes everything.
     #[test]
     fn store_is_part_of_the_key() {
-        let r = Router::new(64);
+        let r = ShardMap::new(64);
         let differ = (0..100u32)
             .filter(|i| {
                 let key = format!("r{i}");
@@ -90,7 +100,7 @@ mod tests {
             })
             .count();
         assert!(differ > 50, "store id does not change the shard: {differ}");
-        let one = Router::new(1);
+        let one = ShardMap::new(1);
         assert_eq!(one.shard_of(StoreId(7), b"x"), ShardId(0));
     }
 }

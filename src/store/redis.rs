@@ -33,8 +33,11 @@ use redis_protocol::resp2::decode::decode_range;
 use redis_protocol::resp2::encode::encode_borrowed;
 use redis_protocol::resp2::types::{BorrowedFrame, RangeFrame};
 
+use super::{Deliver, LocalFuture, RemoteStore, StoreError, StoreFailure, StoreOutcome};
+use crate::api::{Answer, OpKind};
 use crate::components::{RedisSettings, Sentinel};
 use crate::lease::UnlockStatus;
+use crate::shard::SlotId;
 
 /// daprd's unlock script: the key's value is the owner; -1 no such lock, -2 another owner,
 /// else the `DEL` count (1).
@@ -63,26 +66,6 @@ pub enum Link {
 /// A connection ready to serve, with the unlock script's SHA1.
 pub type Connected = (Link, Vec<u8>);
 
-/// The operation a request asks of Redis.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RedisOp {
-    TryLock { expiry_s: u32 },
-    Unlock,
-}
-
-/// What Redis said to one request: the answer, or why there is none.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RedisAnswer {
-    Locked(bool),
-    Unlocked(UnlockStatus),
-    Failed(String),
-}
-
-/// Where answers go: the worker's pending slots.
-pub trait Deliver {
-    fn deliver(&self, slot: u32, op: RedisOp, answer: RedisAnswer);
-}
-
 /// An unlock's key and owner, kept to run it again by its text.
 struct Retry {
     key: Box<[u8]>,
@@ -90,8 +73,9 @@ struct Retry {
 }
 
 struct InFlight {
-    slot: u32,
-    op: RedisOp,
+    /// `None` for a command that answers nobody (the script's reload after a `NOSCRIPT`).
+    slot: Option<SlotId>,
+    op: OpKind,
     /// For the `EVAL` retry after a `NOSCRIPT`.
     retry: Option<Retry>,
     since: Instant,
@@ -123,6 +107,9 @@ pub struct RedisClient {
     /// The key bytes before the resource id.
     key_head: Vec<u8>,
     state: RefCell<State>,
+    /// The connection made before the worker serves, until [`run`](RedisClient::run) takes
+    /// it.
+    first: RefCell<Option<Connected>>,
 }
 
 impl RedisClient {
@@ -136,6 +123,7 @@ impl RedisClient {
                 down_because: "not connected yet".into(),
                 ..State::default()
             }),
+            first: RefCell::new(None),
         })
     }
 
@@ -145,22 +133,22 @@ impl RedisClient {
     }
 
     /// Queues one request; its answer is delivered to `slot`, at once if Redis is down.
-    pub fn submit(
+    fn queue(
         &self,
         deliver: &dyn Deliver,
-        slot: u32,
-        op: RedisOp,
+        slot: SlotId,
+        op: OpKind,
         resource: &[u8],
         owner: &[u8],
     ) {
         let mut state = self.state.borrow_mut();
         if !state.up {
-            let why = format!(
-                "redis at {} is unavailable: {}",
-                self.settings.host, state.down_because
-            );
+            let error = StoreError::Unavailable {
+                at: self.at(),
+                why: state.down_because.clone(),
+            };
             drop(state);
-            deliver.deliver(slot, op, RedisAnswer::Failed(why));
+            deliver.deliver(slot, failed(op, error));
             return;
         }
         let State {
@@ -175,13 +163,13 @@ impl RedisClient {
         key.extend_from_slice(&self.key_head);
         key.extend_from_slice(resource);
         let retry = match op {
-            RedisOp::TryLock { expiry_s } => {
+            OpKind::TryLock { expiry_s } => {
                 let mut digits = [0u8; 10];
                 let expiry = decimal(expiry_s, &mut digits);
                 push_command(out, &[b"SET", key, owner, b"EX", expiry, b"NX"]);
                 None
             }
-            RedisOp::Unlock => {
+            OpKind::Unlock => {
                 push_command(out, &[b"EVALSHA", script_sha, b"1", key, owner]);
                 Some(Retry {
                     key: key.as_slice().into(),
@@ -190,7 +178,7 @@ impl RedisClient {
             }
         };
         in_flight.push_back(InFlight {
-            slot,
+            slot: Some(slot),
             op,
             retry,
             since: Instant::now(),
@@ -203,9 +191,12 @@ impl RedisClient {
     /// The first connection attempt, made before the worker serves so that its first
     /// requests find Redis connected. A failure is left to [`run`](Self::run), which keeps
     /// trying; the caller reports the outcome (once per store, not once per worker).
-    pub async fn first_connection(&self) -> Result<Connected, String> {
+    async fn first_connection(&self) -> Result<(), String> {
         let why = match monoio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
-            Ok(Ok(connected)) => return Ok(connected),
+            Ok(Ok(connected)) => {
+                *self.first.borrow_mut() = Some(connected);
+                return Ok(());
+            }
             Ok(Err(why)) => why,
             Err(_) => format!("no connection within {CONNECT_TIMEOUT:?}"),
         };
@@ -213,14 +204,15 @@ impl RedisClient {
         Err(why)
     }
 
-    /// Where this store's Redis is, as the log names it.
-    pub fn host(&self) -> &str {
-        &self.settings.host
+    /// `redis at HOST`, as failures name it.
+    fn at(&self) -> String {
+        format!("redis at {}", self.settings.host)
     }
 
-    /// Serves `first` if given, then connects, serves, and reconnects after every failure,
-    /// for as long as the worker's runtime runs it.
-    pub async fn run(self: Rc<Self>, deliver: Rc<dyn Deliver>, mut first: Option<Connected>) {
+    /// Serves the first connection if there is one, then connects, serves, and reconnects
+    /// after every failure, for as long as the worker's runtime runs it.
+    async fn serve_forever(self: Rc<Self>, deliver: Rc<dyn Deliver>) {
+        let mut first = self.first.borrow_mut().take();
         let mut backoff = MIN_BACKOFF;
         let mut first_served = first.is_some();
         loop {
@@ -268,19 +260,21 @@ impl RedisClient {
 
     /// Marks the connection down and fails everything in flight on it.
     fn go_down(&self, why: String, deliver: &dyn Deliver) {
-        let failed: Vec<InFlight> = {
+        let lost: Vec<InFlight> = {
             let mut state = self.state.borrow_mut();
             state.up = false;
             state.out.clear();
             state.down_because = why.clone();
             state.in_flight.drain(..).collect()
         };
-        for request in failed {
-            deliver.deliver(
-                request.slot,
-                request.op,
-                RedisAnswer::Failed(format!("redis at {}: {why}", self.settings.host)),
-            );
+        for request in lost {
+            if let Some(slot) = request.slot {
+                let error = StoreError::ConnectionLost {
+                    at: self.at(),
+                    why: why.clone(),
+                };
+                deliver.deliver(slot, failed(request.op, error));
+            }
         }
     }
 
@@ -504,17 +498,17 @@ impl RedisClient {
             return Err(format!("a reply nobody asked for: {reply:?}"));
         };
         let answer = match (request.op, reply) {
-            (RedisOp::TryLock { .. }, Reply::Simple(ok)) if ok == b"OK" => {
-                RedisAnswer::Locked(true)
+            (OpKind::TryLock { .. }, Reply::Simple(ok)) if ok == b"OK" => {
+                Ok(Answer::TryLock(Ok(true)))
             }
-            (RedisOp::TryLock { .. }, Reply::Null) => RedisAnswer::Locked(false),
-            (RedisOp::Unlock, Reply::Integer(n)) => RedisAnswer::Unlocked(match n {
+            (OpKind::TryLock { .. }, Reply::Null) => Ok(Answer::TryLock(Ok(false))),
+            (OpKind::Unlock, Reply::Integer(n)) => Ok(Answer::Unlock(match n {
                 n if n >= 0 => UnlockStatus::Success,
                 -1 => UnlockStatus::LockDoesNotExist,
                 -2 => UnlockStatus::LockBelongsToOthers,
                 _ => UnlockStatus::InternalError,
-            }),
-            (RedisOp::Unlock, Reply::Error(e)) if e.starts_with("NOSCRIPT") => {
+            })),
+            (OpKind::Unlock, Reply::Error(e)) if e.starts_with("NOSCRIPT") => {
                 // The script cache was flushed: run this one by its text (the script did not
                 // run, so this is no second unlock) and load it again for the next ones.
                 if let Some(Retry { key, owner }) = request.retry {
@@ -533,8 +527,8 @@ impl RedisClient {
                         since: Instant::now(),
                     });
                     state.in_flight.push_back(InFlight {
-                        slot: u32::MAX,
-                        op: RedisOp::Unlock,
+                        slot: None,
+                        op: OpKind::Unlock,
                         retry: None,
                         since: Instant::now(),
                     });
@@ -543,27 +537,62 @@ impl RedisClient {
                     }
                     return Ok(());
                 }
-                RedisAnswer::Failed(e)
+                failed(request.op, StoreError::Refused(e))
             }
             (_, Reply::Error(e)) if e.starts_with("READONLY") => {
                 // The master became a replica (a failover): this connection is done; the next
                 // one asks the sentinels again.
                 drop(state);
-                if request.slot != u32::MAX {
-                    deliver.deliver(request.slot, request.op, RedisAnswer::Failed(e.clone()));
+                if let Some(slot) = request.slot {
+                    deliver.deliver(slot, failed(request.op, StoreError::Refused(e.clone())));
                 }
                 return Err(format!("{e}: the server is no longer the master"));
             }
-            (_, Reply::Error(e)) => RedisAnswer::Failed(e),
-            (op, other) => RedisAnswer::Failed(format!("unexpected reply to {op:?}: {other:?}")),
+            (_, Reply::Error(e)) => failed(request.op, StoreError::Refused(e)),
+            (op, other) => failed(
+                op,
+                StoreError::Unexpected(format!("unexpected reply to {op:?}: {other:?}")),
+            ),
         };
         drop(state);
-        // The reload after a NOSCRIPT answers nobody.
-        if request.slot != u32::MAX {
-            deliver.deliver(request.slot, request.op, answer);
+        if let Some(slot) = request.slot {
+            deliver.deliver(slot, answer);
         }
         Ok(())
     }
+}
+
+impl RemoteStore for RedisClient {
+    fn submit(
+        &self,
+        deliver: &dyn Deliver,
+        slot: SlotId,
+        kind: OpKind,
+        resource: &[u8],
+        owner: &[u8],
+    ) {
+        self.queue(deliver, slot, kind, resource, owner);
+    }
+
+    fn connect_first(&self) -> LocalFuture<'_, Result<(), String>> {
+        Box::pin(self.first_connection())
+    }
+
+    fn run(self: Rc<Self>, deliver: Rc<dyn Deliver>) -> LocalFuture<'static, ()> {
+        Box::pin(self.serve_forever(deliver))
+    }
+
+    fn location(&self) -> &str {
+        &self.settings.host
+    }
+}
+
+/// The failure of `op` for `error`.
+fn failed(op: OpKind, error: StoreError) -> StoreOutcome {
+    Err(StoreFailure {
+        op: op.operation(),
+        error,
+    })
 }
 
 /// The TLS client settings: the platform's roots (and `SSL_CERT_FILE` / `SSL_CERT_DIR` when

@@ -39,13 +39,14 @@ pub use proto::{
     TryLockResponse, UnlockRequest, UnlockResponse, ERROR_INFO_TYPE,
 };
 
-use super::{Mail, RemoteLock, Shared};
+use super::shared::Shared;
 use crate::api::{
     lease_error_rejection, store_failure_rejection, Answer, ApiConfig, LockOp, LockValidator,
     RejectCode, Rejection,
 };
 use crate::lease::Key;
-use crate::shard::Router;
+use crate::shard::ShardMap;
+use crate::shard::{Mail, RemoteLock};
 
 /// The service's name on the wire.
 pub const SERVICE: &str = "dapr.proto.runtime.v1.Dapr";
@@ -56,7 +57,7 @@ const INBOX_WAIT: Duration = Duration::from_secs(2);
 /// metadata answer.
 struct Front {
     validator: LockValidator,
-    router: Router,
+    router: ShardMap,
     shared: Arc<Shared>,
     metadata: GetMetadataResponse,
 }
@@ -118,8 +119,8 @@ impl Front {
         match answered.await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(failure)) => Err(status_of(store_failure_rejection(
-                failure.try_lock,
-                &failure.cause,
+                failure.op,
+                &failure.error.to_string(),
             ))),
             Err(_) => Err(Status::unavailable("dlockd is shutting down")),
         }
@@ -459,7 +460,7 @@ pub(super) fn start(
             max_expiry_s: config.max_expiry_s,
             store_types: Vec::new(),
         }),
-        router: Router::new(config.workers),
+        router: ShardMap::new(config.workers),
         metadata: metadata_of(config),
         shared: shared.clone(),
     });

@@ -11,15 +11,15 @@
 use std::cell::{Cell, RefCell};
 use std::task::{Poll, Waker};
 
-use super::worker::Yields;
-use crate::shard::Inbox;
+use super::{Inbox, ShardId};
+use crate::task::Yields;
 
 /// Empty vectors kept for batches, of each kind.
 const SPARE_BATCHES: usize = 64;
 /// A vector that grew past this many messages is not kept: it was for a burst.
 const SPARE_CAPACITY: usize = 256;
 
-pub(super) struct Outbox<Req, Rep> {
+pub struct Outbox<Req, Rep> {
     /// The next batch for each worker, by index.
     requests: Box<[RefCell<Vec<Req>>]>,
     replies: Box<[RefCell<Vec<Rep>>]>,
@@ -45,15 +45,15 @@ impl<Req, Rep> Outbox<Req, Rep> {
 
     /// Adds a request to the next batch for worker `to`.
     #[inline]
-    pub fn request(&self, to: usize, request: Req) {
-        self.requests[to].borrow_mut().push(request);
+    pub fn request(&self, to: ShardId, request: Req) {
+        self.requests[to.0].borrow_mut().push(request);
         self.queue();
     }
 
     /// Adds a reply to the next batch for worker `to`.
     #[inline]
-    pub fn reply(&self, to: usize, reply: Rep) {
-        self.replies[to].borrow_mut().push(reply);
+    pub fn reply(&self, to: ShardId, reply: Rep) {
+        self.replies[to.0].borrow_mut().push(reply);
         self.queue();
     }
 
@@ -198,11 +198,11 @@ mod tests {
         with_outbox(4, |yields, inboxes, outbox| async move {
             // A task runnable before the first message: it runs before they leave.
             let o = outbox.clone();
-            let other = monoio::spawn(async move { o.request(1, 12) });
-            outbox.request(1, 10);
-            outbox.request(2, 20);
-            outbox.reply(1, 7);
-            outbox.request(1, 11);
+            let other = monoio::spawn(async move { o.request(ShardId(1), 12) });
+            outbox.request(ShardId(1), 10);
+            outbox.request(ShardId(2), 20);
+            outbox.reply(ShardId(1), 7);
+            outbox.request(ShardId(1), 11);
             assert_eq!(inboxes[1].request_depth(), 0, "sent before the turn ended");
             yields.now().await;
             other.await;
@@ -224,8 +224,8 @@ mod tests {
             let mut cx = Context::from_waker(&waker);
             assert!(Pin::new(&mut inboxes[1].wait()).poll(&mut cx).is_pending());
             for i in 0..5 {
-                outbox.request(1, i);
-                outbox.reply(1, i);
+                outbox.request(ShardId(1), i);
+                outbox.reply(ShardId(1), i);
             }
             yields.now().await;
             assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
@@ -241,11 +241,11 @@ mod tests {
     #[test]
     fn a_full_inbox_delays_a_batch_without_losing_it() {
         with_outbox(1, |yields, inboxes, outbox| async move {
-            outbox.request(1, 1);
+            outbox.request(ShardId(1), 1);
             yields.now().await;
-            outbox.request(1, 2);
+            outbox.request(ShardId(1), 2);
             yields.now().await;
-            outbox.request(1, 3);
+            outbox.request(ShardId(1), 3);
             yields.now().await;
             assert_eq!(inboxes[1].try_recv_requests(), Some(vec![1]));
             assert_eq!(
@@ -265,17 +265,17 @@ mod tests {
     #[test]
     fn drained_batches_are_reused() {
         with_outbox(4, |yields, inboxes, outbox| async move {
-            outbox.request(1, 1);
+            outbox.request(ShardId(1), 1);
             yields.now().await;
             let first = inboxes[1].try_recv_requests().expect("a batch");
             let first_at = first.as_ptr();
             outbox.spare_requests(first);
             // This batch takes a new vector; the spare waits in the slot for the next one.
-            outbox.request(1, 2);
+            outbox.request(ShardId(1), 2);
             yields.now().await;
             let second = inboxes[1].try_recv_requests().expect("a batch");
             assert_ne!(second.as_ptr(), first_at);
-            outbox.request(1, 3);
+            outbox.request(ShardId(1), 3);
             yields.now().await;
             let third = inboxes[1].try_recv_requests().expect("a batch");
             assert_eq!(third, vec![3]);

@@ -1,0 +1,182 @@
+//! Accepting connections: every worker accepts on the same listening sockets, and the
+//! connections are spread over the workers.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::{TcpListener, TcpStream};
+
+use super::conn;
+use super::worker::{ConnGuard, Worker};
+use super::{Answering, Driver};
+use crate::metrics::Limit;
+use crate::shard::{Mail, ShardId};
+
+/// The answer to a connection over `--max-connections`.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 26\r\nConnection: close\r\n\r\n\
+too many open connections\n";
+
+/// Accepted connections beyond the fewest any worker serves that a worker keeps; past that, it
+/// hands the next one to the worker with the fewest.
+const SPREAD_SLACK: usize = 1;
+/// Connections accepted in a row before the accept task lets the others run.
+const ACCEPT_BATCH: usize = 64;
+
+/// Accepts connections on one listening socket that every worker shares, and spreads them.
+///
+/// The kernel wakes whichever workers wait on the socket, and one that is awake may take a
+/// whole burst of connections (a client opening 64 at once) before another wakes: measured on
+/// 2 workers, bursts of 64 split as unevenly as 13 to 51. So a worker keeps a connection only
+/// while it serves at most [`SPREAD_SLACK`] more than the worker with the fewest, and
+/// otherwise hands it to that worker through its inbox (the way forwarded requests travel):
+/// the split is even within one or two, and a connection is handed at most once, when it
+/// opens. The socket is accepted on with a plain non-blocking `accept` once the runtime says a
+/// connection waits, so that a connection to hand on is a plain `std` stream.
+pub(super) async fn accept_loop(
+    worker: Rc<Worker>,
+    ready: TcpListener,
+    listener: std::net::TcpListener,
+) {
+    let max = worker.shared.config.max_connections;
+    loop {
+        let mut accepted = 0;
+        loop {
+            match listener.accept() {
+                Ok((stream, _peer)) => {
+                    let open = worker.shared.connections.fetch_add(1, Ordering::SeqCst);
+                    place(&worker, stream, open >= max);
+                    accepted += 1;
+                    if accepted == ACCEPT_BATCH {
+                        accepted = 0;
+                        worker.yields.now().await;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // Interrupted, or a connection reset before it was accepted: the next one.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    // Out of file descriptors: back off a little instead of spinning, and keep
+                    // serving.
+                    // Rate-limited: with descriptors exhausted this repeats every 10 ms per
+                    // worker.
+                    static ACCEPT_ERRORS: crate::log::RateLimit = crate::log::RateLimit::new();
+                    ACCEPT_ERRORS.error(
+                        worker.shared.clock.now_ms(),
+                        format_args!("accept failed on worker {}: {e}", worker.id.0),
+                    );
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                    break;
+                }
+            }
+        }
+        let waiting = monoio::select! {
+            r = ready.readable(false) => Some(r),
+            _ = worker.shutdown.wait() => None,
+        };
+        match waiting {
+            None => break,
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                static POLL_ERRORS: crate::log::RateLimit = crate::log::RateLimit::new();
+                POLL_ERRORS.error(
+                    worker.shared.clock.now_ms(),
+                    format_args!(
+                        "waiting for connections failed on worker {}: {e}",
+                        worker.id.0
+                    ),
+                );
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    // The socket closes once every worker has dropped its handles: from then on new
+    // connections are refused.
+}
+
+/// Serves a connection just accepted here, refuses it (`over_limit`), or hands it to the
+/// worker that serves the fewest. It is already counted in the process-wide connections.
+fn place(worker: &Rc<Worker>, stream: std::net::TcpStream, over_limit: bool) {
+    let shared = &worker.shared;
+    let me = worker.id.0;
+    let guard = |at: usize| {
+        shared.open[at].fetch_add(1, Ordering::Relaxed);
+    };
+    if over_limit {
+        guard(me);
+        let guard = ConnGuard::new(worker.clone());
+        worker.metrics().limit(Limit::Connections, 1);
+        shared.accepted[me].fetch_add(1, Ordering::Relaxed);
+        if let Some(stream) = adopt(worker, stream) {
+            monoio::spawn(refuse(stream, guard));
+        }
+        return;
+    }
+    let to = least_busy(&shared.open, me);
+    // Once shutdown began, the worker handed to may already have stopped: a connection that
+    // arrives now is served here (and closed as idle by the drain).
+    if to != me && !shared.shutting_down.load(Ordering::SeqCst) {
+        guard(to);
+        worker.outbox.request(ShardId(to), Mail::Conn(stream));
+        return;
+    }
+    guard(me);
+    take_on(worker, stream, ConnGuard::new(worker.clone()));
+}
+
+/// The worker a new connection should go to: `me` unless `me` serves more than
+/// [`SPREAD_SLACK`] connections above the worker that serves the fewest.
+fn least_busy(open: &[std::sync::atomic::AtomicUsize], me: usize) -> usize {
+    if open.len() == 1 {
+        return me;
+    }
+    let mine = open[me].load(Ordering::Relaxed);
+    let (fewest, least) = open
+        .iter()
+        .map(|n| n.load(Ordering::Relaxed))
+        .enumerate()
+        .min_by_key(|&(_, n)| n)
+        .unwrap_or((me, mine));
+    if mine > least + SPREAD_SLACK {
+        fewest
+    } else {
+        me
+    }
+}
+
+/// Starts serving a connection on this worker; `guard` counts it until it closes. The way it
+/// is answered was chosen at start, once for every connection (see [`Answering`]).
+pub(super) fn take_on(worker: &Rc<Worker>, stream: std::net::TcpStream, guard: ConnGuard) {
+    worker.shared.accepted[worker.id.0].fetch_add(1, Ordering::Relaxed);
+    // The guard uncounts a connection the runtime could not take.
+    if let Some(stream) = adopt(worker, stream) {
+        let _ = stream.set_nodelay(true);
+        match worker.answering {
+            Answering::Locks => monoio::spawn(conn::serve::<conn::Locks>(guard, stream)),
+            Answering::FixedAnswer => {
+                monoio::spawn(conn::serve::<conn::FixedAnswer>(guard, stream))
+            }
+        };
+    }
+}
+
+/// An accepted connection as this worker's runtime takes it: blocking for io_uring (which
+/// polls for it), non-blocking for epoll, as the runtime's own accept leaves them. `None` (the
+/// connection closed) if the runtime refuses the descriptor.
+fn adopt(worker: &Worker, stream: std::net::TcpStream) -> Option<TcpStream> {
+    if worker.driver == Driver::Legacy {
+        stream.set_nonblocking(true).ok()?;
+    }
+    TcpStream::from_std(stream).ok()
+}
+
+async fn refuse(mut stream: TcpStream, _guard: ConnGuard) {
+    let write = stream.write_all(TOO_MANY_CONNECTIONS);
+    let _ = monoio::time::timeout(Duration::from_secs(1), write).await;
+}

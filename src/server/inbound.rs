@@ -1,0 +1,144 @@
+//! A worker's inbox, served: requests forwarded by other workers (decided on this shard and
+//! answered through the outbox), answers to this worker's own forwards (delivered to their
+//! pending slots), connections handed over by another worker, and the questions of the gRPC
+//! and admin threads.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use super::accept::take_on;
+use super::durable::{covered, once_durable};
+use super::worker::{Asked, ConnGuard, Worker};
+use crate::api::LockOp;
+use crate::dispatch::{note_promise, Decision};
+use crate::persist::Need;
+use crate::shard::{Answered, Forward, Holder, HolderQuery, Mail, RemoteLock};
+
+/// Forwarded requests answered before the mail task lets connections run.
+const MAIL_BATCH: usize = 1024;
+
+/// Answers requests forwarded by other workers and delivers replies to this worker's
+/// connections. Runs until the whole process has no connection left after shutdown began,
+/// because until then another worker may still forward a request here.
+pub(super) async fn mail_loop(worker: Rc<Worker>) {
+    let inbox = &worker.shared.inboxes[worker.id.0];
+    loop {
+        inbox.wait().await;
+        let mut served = 0;
+        while let Some(mut batch) = inbox.try_recv_requests() {
+            // Read after the batch was taken, so after each of its requests was sent.
+            let now_ms = worker.shared.clock.now_ms();
+            served += batch.len();
+            for mail in batch.drain(..) {
+                match mail {
+                    Mail::Lock(forward) => answer_forward(&worker, now_ms, forward),
+                    Mail::Holder(query) => answer_holder(&worker, query),
+                    Mail::Remote(lock) => serve_remote(&worker, lock),
+                    Mail::Conn(stream) => {
+                        take_on(&worker, stream, ConnGuard::new(worker.clone()));
+                    }
+                }
+            }
+            worker.outbox.spare_requests(batch);
+            if served >= MAIL_BATCH {
+                served = 0;
+                worker.yields.now().await;
+            }
+        }
+        while let Some(mut batch) = inbox.try_recv_replies() {
+            for reply in batch.drain(..) {
+                worker.pending.complete(reply.slot, reply.answer);
+            }
+            worker.outbox.spare_replies(batch);
+        }
+        if worker.shared.shutting_down.load(Ordering::SeqCst) {
+            worker.shutdown.fire();
+            if worker.shared.connections.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+        }
+    }
+}
+
+/// Decides a request another worker forwarded here and queues its answer back.
+#[inline]
+fn answer_forward(worker: &Worker, now_ms: u64, forward: Forward) {
+    let (resource, owner) = forward.key.split();
+    let answer = worker.execute(now_ms, forward.kind, forward.store, resource, owner);
+    worker.outbox.reply(
+        forward.from,
+        Answered {
+            slot: forward.slot,
+            answer,
+        },
+    );
+}
+
+/// Decides a request from the gRPC thread with the same step an HTTP connection takes, and
+/// answers it on its channel: at once (once the data dir covers a grant), or when whoever
+/// decides it answers.
+fn serve_remote(worker: &Rc<Worker>, lock: RemoteLock) {
+    let RemoteLock {
+        kind,
+        store,
+        key,
+        answer,
+    } = lock;
+    let (resource, owner) = key.split();
+    let op = LockOp {
+        kind,
+        store,
+        resource,
+        owner,
+    };
+    let asked = match worker.decide(worker.shared.clock.now_ms(), &op) {
+        Decision::Answer(decided) => {
+            worker.metrics().answer(decided);
+            let mut need = Need::default();
+            note_promise(&mut need, decided);
+            let durable = worker.shared.persist.as_ref().map(|p| p.durable().clone());
+            if covered(durable.as_deref(), need) {
+                // The caller may have gone (a cancelled call): nobody to tell.
+                let _ = answer.send(Ok(decided));
+                return;
+            }
+            // Acknowledged only once the data dir covers it, as over HTTP; a disk that stays
+            // failed closes the call unanswered.
+            monoio::spawn(async move {
+                if once_durable(durable.as_deref(), need).await {
+                    let _ = answer.send(Ok(decided));
+                }
+            });
+            return;
+        }
+        Decision::Forward(to) => Asked::Shard(to),
+        Decision::Remote => Asked::Remote,
+    };
+    let worker = worker.clone();
+    monoio::spawn(async move {
+        let outcome = worker.settle(asked, kind, store, key).await;
+        match &outcome {
+            Ok(decided) => worker.metrics().answer(*decided),
+            Err(failure) => worker.metrics().request(failure.outcome()),
+        }
+        let _ = answer.send(outcome);
+    });
+}
+
+/// Tells the admin thread who holds a lock of this shard. Off the hot path: it allocates the
+/// owner's copy.
+fn answer_holder(worker: &Worker, query: HolderQuery) {
+    let now_ms = worker.shared.clock.now_ms();
+    let shard = worker.shard.borrow();
+    let table = shard.table();
+    let holder = table
+        .holder(query.store, &query.resource, now_ms)
+        .map(|(owner, remaining_ms)| Holder {
+            owner: owner.to_vec(),
+            remaining_ms,
+            fence: table.fence(query.store, &query.resource, now_ms),
+        });
+    drop(shard);
+    // The admin thread may have given up waiting; then nobody wants the answer.
+    let _ = query.answer.try_send(holder);
+}

@@ -1,0 +1,61 @@
+//! What travels between threads through the workers' inboxes: requests forwarded to the shard
+//! that owns their key, their answers, connections handed to a less busy worker, and the
+//! questions of the admin and gRPC threads.
+
+use crate::api::{Answer, OpKind};
+use crate::lease::{Key, StoreId};
+use crate::shard::{ShardId, SlotId};
+use crate::store::StoreOutcome;
+
+/// A request forwarded to the shard that owns its key.
+pub struct Forward {
+    pub from: ShardId,
+    pub slot: SlotId,
+    pub kind: OpKind,
+    pub store: StoreId,
+    /// Inside the message when short: a forward allocates nothing for a UUID.
+    pub key: Key,
+}
+
+/// What one worker sends another: a request to decide, or an admin question.
+pub enum Mail {
+    Lock(Forward),
+    /// From the admin thread: who holds a lock in the receiver's shard.
+    Holder(HolderQuery),
+    /// From the gRPC thread: a lock request to decide, answered on its own channel.
+    Remote(RemoteLock),
+    /// A connection another worker accepted, for this one to serve: see
+    /// `server::accept`.
+    Conn(std::net::TcpStream),
+}
+
+/// A lock request from the gRPC thread, for the shard that owns its key.
+pub struct RemoteLock {
+    pub kind: OpKind,
+    pub store: StoreId,
+    pub key: Key,
+    /// The decision, or a remote store's failure.
+    pub answer: tokio::sync::oneshot::Sender<StoreOutcome>,
+}
+
+/// `/debug/lease`: answered by the shard that owns the key, on its own thread.
+pub struct HolderQuery {
+    pub store: StoreId,
+    pub resource: Box<[u8]>,
+    /// Capacity 1, one answer: the worker never blocks on it.
+    pub answer: std::sync::mpsc::SyncSender<Option<Holder>>,
+}
+
+/// A live lease's owner and the milliseconds it stays live.
+pub struct Holder {
+    pub owner: Vec<u8>,
+    pub remaining_ms: u64,
+    /// Its fencing token, with `--data-dir`.
+    pub fence: Option<u64>,
+}
+
+/// The owner's answer to a [`Forward`].
+pub struct Answered {
+    pub slot: SlotId,
+    pub answer: Answer,
+}
