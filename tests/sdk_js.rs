@@ -74,6 +74,17 @@ fn sdk_grpc_lock_suite() {
     run_suite("grpc.test.mjs", &server, None);
 }
 
+// Over gRPC with DAPR_API_TOKEN=secret on both sides, and clients without it or with another:
+// the start-up failure, and daprd's UNAUTHENTICATED answer with its ErrorInfo
+// (tests/js/grpc-token.test.mjs).
+#[test]
+fn sdk_grpc_token_suite() {
+    node_modules_ready();
+    let server = Server::start(&["--store", "lockstore"], Some(API_TOKEN));
+    assert!(server.grpc_port.is_some(), "dlockd started without gRPC");
+    run_suite("grpc-token.test.mjs", &server, Some(API_TOKEN));
+}
+
 fn js_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js")
 }
