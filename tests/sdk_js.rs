@@ -1,7 +1,8 @@
 //! The official Dapr JavaScript SDK (`@dapr/dapr`, pinned in tests/js/package-lock.json) drives
-//! the real `dlockd` binary: the suites under tests/js run with `node --test` against a server
-//! started here on a free loopback port, which they find in `DAPR_HTTP_PORT`, as a Dapr
-//! application finds its sidecar. Any failing case fails this test with the suite's output.
+//! the real `dlockd` binary, over HTTP and over gRPC: the suites under tests/js run with
+//! `node --test` against a server started here on free loopback ports, which they find in
+//! `DAPR_HTTP_PORT` and `DAPR_GRPC_PORT`, as a Dapr application finds its sidecar. Any failing
+//! case fails this test with the suite's output.
 //!
 //! Needs Node.js 18 or newer (`node` and `npm` on PATH). The first run, and any run after
 //! tests/js/package.json or package-lock.json changed, runs `npm ci` in tests/js (it reaches the
@@ -21,10 +22,12 @@ use sdk::{run_bounded, InstallLock, Server};
 const NODE_MAJOR_MIN: u32 = 18;
 /// Bound on `npm ci`: it downloads about 140 packages.
 const NPM_CI_LIMIT: Duration = Duration::from_secs(300);
-/// Bound on one `node --test` run; each suite takes about 4 s.
+/// Bound on one `node --test` run; each suite takes 3 to 9 s (less when run alone).
 const SUITE_LIMIT: Duration = Duration::from_secs(60);
-/// The token the token suite's server and client share.
+/// The token the token suites' servers and clients share.
 const API_TOKEN: &str = "secret";
+/// The app id the gRPC suite's server reports in GetMetadata (tests/js/grpc.test.mjs).
+const GRPC_APP_ID: &str = "checkout";
 /// Written into node_modules after a successful `npm ci`: the manifest and lock file it
 /// installed. node_modules is stale when they no longer match.
 const STAMP: &str = "node_modules/.dlockd-npm-ci-stamp";
@@ -47,6 +50,39 @@ fn sdk_api_token_suite() {
     node_modules_ready();
     let server = Server::start(&["--store", "lockstore"], Some(API_TOKEN));
     run_suite("token.test.mjs", &server, Some(API_TOKEN));
+}
+
+// Over gRPC (the SDK's CommunicationProtocolEnum.GRPC client), without a token: the start-up
+// GetMetadata, health and metadata, every lock and unlock outcome, the errors as ConnectError,
+// expiry, races, the same locks as an HTTP client, and the SDK's distributed-lock example
+// (tests/js/grpc.test.mjs). The stores are those of the HTTP suite; the app id is checked.
+#[test]
+fn sdk_grpc_lock_suite() {
+    node_modules_ready();
+    let server = Server::start(
+        &[
+            "--store",
+            "lockstore",
+            "--store",
+            "orders store",
+            "--app-id",
+            GRPC_APP_ID,
+        ],
+        None,
+    );
+    assert!(server.grpc_port.is_some(), "dlockd started without gRPC");
+    run_suite("grpc.test.mjs", &server, None);
+}
+
+// Over gRPC with DAPR_API_TOKEN=secret on both sides, and clients without it or with another:
+// the start-up failure, and daprd's UNAUTHENTICATED answer with its ErrorInfo
+// (tests/js/grpc-token.test.mjs).
+#[test]
+fn sdk_grpc_token_suite() {
+    node_modules_ready();
+    let server = Server::start(&["--store", "lockstore"], Some(API_TOKEN));
+    assert!(server.grpc_port.is_some(), "dlockd started without gRPC");
+    run_suite("grpc-token.test.mjs", &server, Some(API_TOKEN));
 }
 
 fn js_dir() -> PathBuf {
@@ -141,9 +177,14 @@ fn run_suite(file: &str, server: &Server, api_token: Option<&str>) {
     node.args(["--test", "--test-reporter=spec", file])
         .current_dir(js_dir())
         .env("DAPR_HTTP_PORT", server.port.to_string())
-        // The SDK prefers DAPR_HTTP_ENDPOINT to DAPR_HTTP_PORT when set.
+        // The SDK prefers DAPR_HTTP_ENDPOINT and DAPR_GRPC_ENDPOINT to the ports when set.
         .env_remove("DAPR_HTTP_ENDPOINT")
+        .env_remove("DAPR_GRPC_ENDPOINT")
+        .env_remove("DAPR_GRPC_PORT")
         .env_remove("DAPR_API_TOKEN");
+    if let Some(grpc_port) = server.grpc_port {
+        node.env("DAPR_GRPC_PORT", grpc_port.to_string());
+    }
     if let Some(token) = api_token {
         node.env("DAPR_API_TOKEN", token);
     }

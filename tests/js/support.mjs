@@ -1,13 +1,24 @@
-// Helpers shared by the SDK suites: a client as an application builds one, a raw TCP tee that
-// records what the SDK really sends and what dlockd really answers, the SDK's HTTP error
-// shape, and a bounded deadline loop.
+// Helpers shared by the SDK suites: a client as an application builds one (HTTP or gRPC), raw
+// tees that record what the SDK really sends and what dlockd really answers (HTTP/1.1 over
+// TCP, and gRPC over HTTP/2), the SDK's HTTP and gRPC error shapes, daprd's ErrorInfo detail,
+// the SDK's start-up poll, and a bounded deadline loop.
 //
-// The suites run from tests/sdk_js.rs, which starts dlockd and passes its port in
-// DAPR_HTTP_PORT, the variable the SDK itself reads (Settings.getDefaultHttpPort).
+// The suites run from tests/sdk_js.rs, which starts dlockd and passes its ports in
+// DAPR_HTTP_PORT and DAPR_GRPC_PORT, the variables the SDK itself reads
+// (Settings.getDefaultHttpPort, Settings.getDefaultGrpcPort).
 
 import assert from "node:assert/strict";
+import { createRequire } from "node:module";
 import net from "node:net";
+import http2 from "node:http2";
 import { setTimeout as sleep } from "node:timers/promises";
+import { create, createFileRegistry } from "@bufbuild/protobuf";
+import {
+  FieldDescriptorProto_Label,
+  FieldDescriptorProto_Type,
+  FileDescriptorProtoSchema,
+} from "@bufbuild/protobuf/wkt";
+import { ConnectError } from "@connectrpc/connect";
 import { CommunicationProtocolEnum, DaprClient, LogLevel } from "@dapr/dapr";
 
 assert.ok(
@@ -167,5 +178,248 @@ export async function pollUntil(attempt, { everyMs = 20, limitMs = 5000, what = 
     if (await attempt()) return performance.now() - start;
     assert.ok(performance.now() - start < limitMs, `${what}: not true after ${limitMs} ms`);
     await sleep(everyMs);
+  }
+}
+
+// ---- gRPC ----------------------------------------------------------------------------------
+
+/** The gRPC method paths of the Dapr service that the lock suites meet. */
+export const GET_METADATA = "/dapr.proto.runtime.v1.Dapr/GetMetadata";
+export const TRY_LOCK = "/dapr.proto.runtime.v1.Dapr/TryLockAlpha1";
+export const UNLOCK = "/dapr.proto.runtime.v1.Dapr/UnlockAlpha1";
+
+/** dlockd's gRPC port, from DAPR_GRPC_PORT as the SDK reads it. */
+export function grpcPort() {
+  const port = process.env.DAPR_GRPC_PORT;
+  assert.ok(
+    port,
+    "DAPR_GRPC_PORT is not set: run this suite with `cargo test --test sdk_js`, which starts dlockd",
+  );
+  return port;
+}
+
+/**
+ * A DaprClient over gRPC (ConnectRPC's gRPC transport), as an application builds it. Without
+ * `options` the SDK finds the sidecar and the token itself, from DAPR_GRPC_PORT and
+ * DAPR_API_TOKEN. Only errors are logged.
+ */
+export function newGrpcClient(options = {}) {
+  grpcPort();
+  return new DaprClient({
+    communicationProtocol: CommunicationProtocolEnum.GRPC,
+    logger: { level: LogLevel.Error },
+    ...options,
+  });
+}
+
+/**
+ * A gRPC pass-through in front of dlockd: an HTTP/2 (h2c) server whose every stream is
+ * forwarded, headers, messages and trailers unchanged, on one HTTP/2 connection to dlockd's
+ * gRPC port. `calls` lists every call in arrival order: its `path`, its request headers
+ * (`header(name)`), and once answered dlockd's `status` (grpc-status as a number) and
+ * `message` (grpc-message as sent, still percent-encoded), from the trailers or from a
+ * trailers-only answer. `sessions` counts the HTTP/2 connections the SDK opened to the tee.
+ */
+export async function startGrpcTee() {
+  const upstream = http2.connect(`http://127.0.0.1:${grpcPort()}`);
+  upstream.on("error", () => {});
+  const tee = { calls: [], sessions: 0 };
+  const sessions = new Set();
+  const server = http2.createServer();
+  server.on("session", (session) => {
+    tee.sessions += 1;
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
+    session.on("error", () => {});
+  });
+  server.on("stream", (stream, headers) => {
+    const call = {
+      path: headers[":path"],
+      header: (name) => headers[name],
+      status: undefined,
+      message: undefined,
+    };
+    tee.calls.push(call);
+    const answered = (fields) => {
+      call.status = Number(fields["grpc-status"]);
+      call.message = fields["grpc-message"];
+    };
+    const out = upstream.request(headers);
+    stream.pipe(out);
+    let trailers = {};
+    out.on("response", (responseHeaders, flags) => {
+      if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) {
+        // A trailers-only answer: the status is in the headers.
+        answered(responseHeaders);
+        stream.respond(responseHeaders, { endStream: true });
+        return;
+      }
+      stream.respond(responseHeaders, { waitForTrailers: true });
+      out.pipe(stream);
+    });
+    out.on("trailers", (fields) => {
+      trailers = fields;
+      answered(fields);
+    });
+    stream.on("wantTrailers", () => stream.sendTrailers(trailers));
+    out.on("error", () => stream.destroy());
+    stream.on("error", () => out.destroy());
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  tee.port = String(server.address().port);
+  tee.close = () => {
+    for (const session of sessions) session.destroy();
+    upstream.destroy();
+    return new Promise((resolve) => server.close(resolve));
+  };
+  return tee;
+}
+
+/** The names ConnectError puts in its message, for the codes dlockd answers. */
+const CODE_NAMES = { 3: "invalid_argument", 9: "failed_precondition", 13: "internal", 16: "unauthenticated" };
+
+/**
+ * Awaits `promise`, which must reject with the ConnectError a gRPC status becomes in the SDK;
+ * returns the error.
+ */
+export async function connectError(promise) {
+  const err = await rejection(promise);
+  assert.ok(err instanceof ConnectError, `expected a ConnectError, got: ${err.stack}`);
+  return err;
+}
+
+/**
+ * Awaits `promise`, which must reject with a ConnectError; returns what an application reads
+ * of it: `code`, `rawMessage` (the server's grpc-message), `message` (the code's name and the
+ * raw message), the number of `details`, and the grpc-status the server sent. A case compares
+ * it whole with `grpcStatus(...)`.
+ */
+export async function sdkGrpcError(promise) {
+  const err = await connectError(promise);
+  return {
+    code: err.code,
+    rawMessage: err.rawMessage,
+    message: err.message,
+    details: err.details.length,
+    grpcStatus: err.metadata.get("grpc-status"),
+  };
+}
+
+/** The `sdkGrpcError` of a status `code` with `rawMessage` and no details, as daprd sends. */
+export function grpcStatus(code, rawMessage) {
+  return {
+    code,
+    rawMessage,
+    message: `[${CODE_NAMES[code]}] ${rawMessage}`,
+    details: 0,
+    grpcStatus: String(code),
+  };
+}
+
+/**
+ * `google.rpc.ErrorInfo` (google/rpc/error_details.proto), which neither the SDK nor
+ * @bufbuild/protobuf bundles: `string reason = 1; string domain = 2;
+ * map<string, string> metadata = 3;`, described here for ConnectError.findDetails.
+ */
+export const ErrorInfoSchema = (() => {
+  const TYPE_STRING = FieldDescriptorProto_Type.STRING;
+  const TYPE_MESSAGE = FieldDescriptorProto_Type.MESSAGE;
+  const field = (name, number, type, label, typeName) => ({
+    name,
+    number,
+    type,
+    label,
+    typeName,
+    jsonName: name,
+  });
+  const optional = FieldDescriptorProto_Label.OPTIONAL;
+  const file = create(FileDescriptorProtoSchema, {
+    name: "google/rpc/error_details.proto",
+    package: "google.rpc",
+    syntax: "proto3",
+    messageType: [
+      {
+        name: "ErrorInfo",
+        field: [
+          field("reason", 1, TYPE_STRING, optional),
+          field("domain", 2, TYPE_STRING, optional),
+          field(
+            "metadata",
+            3,
+            TYPE_MESSAGE,
+            FieldDescriptorProto_Label.REPEATED,
+            ".google.rpc.ErrorInfo.MetadataEntry",
+          ),
+        ],
+        nestedType: [
+          {
+            name: "MetadataEntry",
+            field: [field("key", 1, TYPE_STRING, optional), field("value", 2, TYPE_STRING, optional)],
+            options: { mapEntry: true },
+          },
+        ],
+      },
+    ],
+  });
+  return createFileRegistry(file, () => undefined).getMessage("google.rpc.ErrorInfo");
+})();
+
+/**
+ * Asserts daprd's refusal of a call without the right token, as the SDK surfaces it: code
+ * Unauthenticated, message `Unauthorized`, and exactly one detail, a `google.rpc.ErrorInfo`
+ * with reason `Unauthorized`, domain `dapr.io`, metadata `http.code` = `401` and
+ * `http.error_message` = `text`.
+ */
+export function assertUnauthorized(err, text) {
+  assert.ok(err instanceof ConnectError, `expected a ConnectError, got: ${err.stack}`);
+  assert.equal(err.code, 16);
+  assert.equal(err.rawMessage, "Unauthorized");
+  assert.equal(err.message, "[unauthenticated] Unauthorized");
+  assert.equal(err.metadata.get("grpc-status"), "16");
+  assert.equal(err.metadata.get("grpc-message"), "Unauthorized");
+  assert.deepEqual(
+    err.details.map((d) => d.type),
+    ["google.rpc.ErrorInfo"],
+  );
+  const infos = err.findDetails(ErrorInfoSchema);
+  assert.equal(infos.length, 1, "the ErrorInfo decodes");
+  const { reason, domain, metadata } = infos[0];
+  assert.deepEqual(
+    { reason, domain, metadata },
+    {
+      reason: "Unauthorized",
+      domain: "dapr.io",
+      metadata: { "http.code": "401", "http.error_message": text },
+    },
+  );
+}
+
+// ---- the SDK's start-up ----------------------------------------------------------------------
+
+// The SDK's own settings module: the same instance the DaprClient reads (one module cache).
+const { Settings } = createRequire(import.meta.url)("@dapr/dapr/utils/Settings.util.js");
+
+/**
+ * Runs `body` with the SDK's 500 ms start-up poll shortened to 5 ms, restoring it after. The
+ * number of probes before the SDK gives up (one, then 61 retries) is the SDK's own.
+ */
+export async function withFastStartupPoll(body) {
+  const savedMs = Settings.daprSidecarPollingDelayMs;
+  Settings.daprSidecarPollingDelayMs = 5;
+  try {
+    return await body();
+  } finally {
+    Settings.daprSidecarPollingDelayMs = savedMs;
+  }
+}
+
+/** Runs `build` as in an application whose environment has no DAPR_API_TOKEN. */
+export function withoutTokenInEnv(build) {
+  const saved = process.env.DAPR_API_TOKEN;
+  delete process.env.DAPR_API_TOKEN;
+  try {
+    return build();
+  } finally {
+    if (saved !== undefined) process.env.DAPR_API_TOKEN = saved;
   }
 }

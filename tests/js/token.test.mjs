@@ -7,38 +7,25 @@
 // token.test.mjs with `DAPR_API_TOKEN=secret dlockd` listening on 127.0.0.1:3500.
 
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
 import { describe, it } from "node:test";
 import { LockStatus } from "@dapr/dapr/types/lock/UnlockResponse.js";
-import { daprError, newClient, rejection, sdkHttpError, startTee } from "./support.mjs";
+import {
+  daprError,
+  newClient,
+  rejection,
+  sdkHttpError,
+  startTee,
+  withFastStartupPoll,
+  withoutTokenInEnv,
+} from "./support.mjs";
 
 const STORE = "lockstore";
 const TOKEN = "secret";
 assert.equal(process.env.DAPR_API_TOKEN, TOKEN, "run with DAPR_API_TOKEN=secret");
 
-// The SDK's own settings module: the same instance the DaprClient reads (one module cache).
-const { Settings } = createRequire(import.meta.url)("@dapr/dapr/utils/Settings.util.js");
-
 /** Builds a client as an application whose environment has no DAPR_API_TOKEN would. */
 function clientWithoutTokenInEnv(options = {}) {
-  const saved = process.env.DAPR_API_TOKEN;
-  delete process.env.DAPR_API_TOKEN;
-  try {
-    return newClient(options);
-  } finally {
-    process.env.DAPR_API_TOKEN = saved;
-  }
-}
-
-/** Runs `body` with the SDK's 500 ms start-up poll shortened, restoring it after. */
-async function withFastStartupPoll(body) {
-  const savedMs = Settings.daprSidecarPollingDelayMs;
-  Settings.daprSidecarPollingDelayMs = 5;
-  try {
-    return await body();
-  } finally {
-    Settings.daprSidecarPollingDelayMs = savedMs;
-  }
+  return withoutTokenInEnv(() => newClient(options));
 }
 
 /** dlockd's 401, as daprd's middleware writes it with Go's http.Error. */
