@@ -446,7 +446,10 @@ fn encode_metadata(app_id: &str, stores: &[String], types: &[&str]) -> Vec<u8> {
     json::push_go_string(&mut out, app_id.as_bytes());
     out.extend_from_slice(br#","runtimeVersion":"#);
     json::push_go_string(&mut out, env!("CARGO_PKG_VERSION").as_bytes());
-    out.extend_from_slice(br#","extended":{},"components":["#);
+    // daprd's extended metadata always holds its runtime version (as GetMetadata's does).
+    out.extend_from_slice(br#","extended":{"daprRuntimeVersion":"#);
+    json::push_go_string(&mut out, env!("CARGO_PKG_VERSION").as_bytes());
+    out.extend_from_slice(br#"},"components":["#);
     for (at, name) in stores.iter().enumerate() {
         if at > 0 {
             out.push(b',');

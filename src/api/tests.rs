@@ -620,7 +620,10 @@ fn metadata_lists_the_stores() {
     let metadata = metadata_of(&mut api);
     assert_eq!(metadata["id"], "app");
     assert_eq!(metadata["runtimeVersion"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(metadata["extended"], serde_json::json!({}));
+    assert_eq!(
+        metadata["extended"],
+        serde_json::json!({"daprRuntimeVersion": env!("CARGO_PKG_VERSION")})
+    );
     assert_eq!(
         metadata["components"],
         serde_json::json!([

@@ -152,10 +152,9 @@ describe("start-up, health and metadata", () => {
 
   // daprd's GetMetadata puts daprRuntimeVersion in the extended metadata, and its HTTP
   // /v1.0/metadata is built from the same answer, so an application reads the same
-  // `extended` in either mode. dlockd's HTTP answer has `"extended":{}`.
+  // `extended` in either mode.
   it(
     "metadata.get().extended is the same over HTTP and gRPC",
-    { skip: "dlockd's HTTP /v1.0/metadata answers \"extended\":{}; daprd's has daprRuntimeVersion" },
     async () => {
       const overGrpc = await client.metadata.get();
       const overHttp = await httpClient.metadata.get();
@@ -385,7 +384,6 @@ describe("errors surface as the SDK's ConnectError", () => {
   // `metadata`, where an application can read it.
   it(
     "the raw grpc-message trailer is written as grpc-go writes it",
-    { skip: "dlockd's gRPC stack (tonic) percent-encodes spaces in grpc-message; grpc-go does not" },
     async () => {
       const err = await connectError(client.lock.lock("nope", "r", "o", 30));
       assert.equal(err.metadata.get("grpc-message"), "lock store nope not found");

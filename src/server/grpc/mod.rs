@@ -332,20 +332,69 @@ where
 /// found N bytes, the limit is: L bytes`; daprd's grpc-go answers `ResourceExhausted` `grpc:
 /// received message larger than max (N vs. L)`. This rewrites the first into the second; every
 /// other answer passes unchanged (dlockd itself never answers `OutOfRange`).
-fn as_grpc_go(response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
-    if response.headers().get("grpc-status").map(|v| v.as_bytes()) != Some(b"11") {
-        return response;
+fn as_grpc_go(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    if response.headers().get("grpc-status").map(|v| v.as_bytes()) == Some(b"11") {
+        if let Some(status) = Status::from_header_map(response.headers()) {
+            if let Some((found, limit)) = too_large(status.message()) {
+                response = Status::resource_exhausted(format!(
+                    "grpc: received message larger than max ({found} vs. {limit})"
+                ))
+                .into_http();
+            }
+        }
     }
-    let Some(status) = Status::from_header_map(response.headers()) else {
-        return response;
+    escape_as_grpc_go(response.headers_mut());
+    response
+}
+
+/// An error's `grpc-message` as grpc-go writes it: tonic percent-encodes every byte but the
+/// unreserved ones (a space is `%20`), grpc-go only those outside `0x20..=0x7E` and `%` itself
+/// (the gRPC spec allows both; a client decodes both to the same text, but an application may
+/// read the raw trailer).
+fn escape_as_grpc_go(headers: &mut http::HeaderMap) {
+    let Some(sent) = headers.get("grpc-message") else {
+        return;
     };
-    match too_large(status.message()) {
-        Some((found, limit)) => Status::resource_exhausted(format!(
-            "grpc: received message larger than max ({found} vs. {limit})"
-        ))
-        .into_http(),
-        None => response,
+    let text = percent_decode(sent.as_bytes());
+    let mut escaped = String::with_capacity(text.len());
+    for &b in &text {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            escaped.push(char::from(b));
+        } else {
+            escaped.push_str(&format!("%{b:02X}"));
+        }
     }
+    if let Ok(value) = http::HeaderValue::from_str(&escaped) {
+        headers.insert("grpc-message", value);
+    }
+}
+
+/// The bytes of a percent-encoded text; a `%` not followed by two hex digits stands for
+/// itself.
+fn percent_decode(text: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        match (
+            text[i],
+            text.get(i + 1).copied().and_then(hex),
+            text.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                // Two hex digits make one byte.
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The sizes in tonic's message for a request over the limit.
@@ -562,6 +611,29 @@ mod tests {
             ("Unauthorized", "dapr.io")
         );
         assert_eq!(info.metadata["http.code"], "401");
+    }
+
+    // grpc-message is written as grpc-go writes it: printable ASCII as it is, `%` and every
+    // other byte (a UTF-8 sequence, a newline) as %XX; tonic's encoding of the same text is
+    // read back exactly.
+    #[test]
+    fn grpc_message_is_escaped_as_grpc_go_escapes_it() {
+        for (text, wire) in [
+            ("lock store nope not found", "lock store nope not found"),
+            ("100% sure", "100%25 sure"),
+            ("caf\u{e9}\nx", "caf%C3%A9%0Ax"),
+            (
+                "failed: input key/keyPrefix 'a||b' can't",
+                "failed: input key/keyPrefix 'a||b' can't",
+            ),
+        ] {
+            let mut headers = Status::invalid_argument(text).into_http::<tonic::body::Body>();
+            escape_as_grpc_go(headers.headers_mut());
+            assert_eq!(headers.headers()["grpc-message"], wire, "{text:?}");
+            let back = Status::from_header_map(headers.headers()).expect("a status");
+            assert_eq!(back.message(), text);
+        }
+        assert_eq!(percent_decode(b"%zz%4"), b"%zz%4");
     }
 
     // tonic's message for a request over the limit is read back into its two sizes; anything
