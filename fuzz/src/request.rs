@@ -15,16 +15,19 @@
 //! `Api::handle`; their answers must only have one of the contract's shapes. Every step that
 //! reaches the lease table, raw or not, is answered by the model too, and both must agree.
 //!
-//! The lock path is the server's own: `Api::handle`, then for `Outcome::Lock` the table call
-//! `Worker::execute` makes (`ttl_ms = expiry_s * 1000`), `answer_response`, and
-//! `http::write_response` with the connection decision of `server/conn.rs`.
+//! The lock path is the server's own: `Api::handle`, then for `Outcome::Lock` the decision
+//! step every connection takes (`dlockd::dispatch::Shard::decide`, one shard on a virtual
+//! clock), `answer_response`, and `http::write_response` with `Connection::of`, the
+//! connection's own choice of header.
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use dlockd::api::fuzzing::{check_lock_op, check_response, BodyKind};
 use dlockd::api::{answer_response, Answer, Api, ApiConfig, OpKind, Outcome, Response};
+use dlockd::dispatch::{Decision, Shard};
 use dlockd::http::{write_response, Body, Connection, Frame, Framer, Limits, Method, Version};
 use dlockd::lease::{LeaseTable, StoreId};
+use dlockd::shard::ShardId;
 use serde_json::Value;
 
 use super::lease::Model;
@@ -966,11 +969,11 @@ fn expect_lease_answer(answer_of_model: Answer) -> ExpectedAnswer {
 // ---------------------------------------------------------------------------------------
 // Running a session.
 
-/// One simulated worker: an API for the configuration, the lease table, the model, the
-/// clock.
+/// One simulated worker: an API for the configuration, its shard (the lease table and the
+/// decision step), the model, the clock.
 pub struct Server<'t> {
     config: usize,
-    table: LeaseTable,
+    shard: Shard,
     model: Model,
     now_ms: u64,
     /// Changes the answer bytes before they are checked: a planted fault for the tests.
@@ -1015,7 +1018,13 @@ pub fn check(data: &[u8]) {
 pub fn run(session: &Session, tamper: &dyn Fn(&mut Vec<u8>)) {
     let mut server = Server {
         config: session.config,
-        table: LeaseTable::new(MAX_LEASES),
+        shard: Shard::new(
+            ShardId(0),
+            1,
+            LeaseTable::new(MAX_LEASES),
+            vec![false; STORES.len()],
+            None,
+        ),
         model: Model::default(),
         now_ms: START_MS,
         tamper,
@@ -1025,9 +1034,12 @@ pub fn run(session: &Session, tamper: &dyn Fn(&mut Vec<u8>)) {
             Step::Send(req) => server.send(n, req),
             Step::Wait(ms) => server.now_ms = server.now_ms.saturating_add(*ms),
             Step::Advance => {
-                server.table.advance(server.now_ms);
+                server.shard.table_mut().advance(server.now_ms);
                 let live = server.model.live_count(server.now_ms);
-                assert!(server.table.scheduled() <= live, "step {n}: after advance");
+                assert!(
+                    server.shard.table().scheduled() <= live,
+                    "step {n}: after advance"
+                );
             }
             Step::Raw(bytes) => server.raw(n, bytes),
             Step::RawApi {
@@ -1044,7 +1056,7 @@ pub fn run(session: &Session, tamper: &dyn Fn(&mut Vec<u8>)) {
                     response.status,
                     response.content_type,
                     response.body(),
-                    connection(Version::Http11, response.close),
+                    Connection::of(Version::Http11, response.close),
                 );
                 (server.tamper)(&mut out);
                 let answers = parse_answers(&out);
@@ -1052,15 +1064,6 @@ pub fn run(session: &Session, tamper: &dyn Fn(&mut Vec<u8>)) {
                 check_shape(&answers[0], method.method());
             }
         }
-    }
-}
-
-/// `server/conn.rs`'s choice of `Connection` header.
-fn connection(version: Version, close: bool) -> Connection {
-    match (close, version) {
-        (true, _) => Connection::Close,
-        (false, Version::Http10) => Connection::KeepAlive10,
-        (false, Version::Http11) => Connection::KeepAlive11,
     }
 }
 
@@ -1077,7 +1080,7 @@ impl Server<'_> {
         expected: Option<&Expected>,
     ) -> (Response, Option<Answer>) {
         let config = self.config;
-        let (table, model, now_ms) = (&mut self.table, &mut self.model, self.now_ms);
+        let (shard, model, now_ms) = (&mut self.shard, &mut self.model, self.now_ms);
         with_api(config, |api| {
             let store_count = api.stores().len();
             match api.handle(method, target, token, body) {
@@ -1105,29 +1108,24 @@ impl Server<'_> {
                             "the lock operation"
                         );
                     }
-                    let answer = match op.kind {
-                        OpKind::TryLock { expiry_s } => {
-                            let ttl_ms = u64::from(expiry_s) * 1000;
-                            let got =
-                                table.try_lock(op.store, op.resource, op.owner, ttl_ms, now_ms);
-                            let want = model.try_lock(
-                                op.store.0,
-                                op.resource,
-                                op.owner,
-                                ttl_ms,
-                                now_ms,
-                                MAX_LEASES,
-                            );
-                            assert_eq!(got, want, "try-lock {op:?} at {now_ms}");
-                            Answer::TryLock(got)
-                        }
+                    // One shard, no remote store: the step decides everything here.
+                    let Decision::Answer(answer) = shard.decide(now_ms, &op) else {
+                        panic!("one shard decided {op:?} elsewhere");
+                    };
+                    let want = match op.kind {
+                        OpKind::TryLock { expiry_s } => Answer::TryLock(model.try_lock(
+                            op.store.0,
+                            op.resource,
+                            op.owner,
+                            u64::from(expiry_s) * 1000,
+                            now_ms,
+                            MAX_LEASES,
+                        )),
                         OpKind::Unlock => {
-                            let got = table.unlock(op.store, op.resource, op.owner, now_ms);
-                            let want = model.unlock(op.store.0, op.resource, op.owner, now_ms);
-                            assert_eq!(got, want, "unlock {op:?} at {now_ms}");
-                            Answer::Unlock(got)
+                            Answer::Unlock(model.unlock(op.store.0, op.resource, op.owner, now_ms))
                         }
                     };
+                    assert_eq!(answer, want, "{op:?} at {now_ms}");
                     (answer_response(answer), Some(answer))
                 }
             }
@@ -1181,7 +1179,7 @@ impl Server<'_> {
                     response.status,
                     response.content_type,
                     response.body(),
-                    connection(framed.version, close),
+                    Connection::of(framed.version, close),
                 );
                 (framed.version, framed.keep_alive)
             }
@@ -1233,7 +1231,7 @@ impl Server<'_> {
                         response.status,
                         response.content_type,
                         response.body(),
-                        connection(framed.version, close),
+                        Connection::of(framed.version, close),
                     );
                     methods.push(framed.method);
                     offset += framed.consumed;

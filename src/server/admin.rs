@@ -28,7 +28,7 @@ use super::shared::Shared;
 use crate::components::Backend;
 use crate::lease::StoreId;
 use crate::metrics::{self, Gauges};
-use crate::shard::{HolderQuery, Mail};
+use crate::shard::{Holder, HolderQuery, Mail};
 use crate::shard::{ShardId, ShardMap};
 
 /// The longest admin request head read; anything longer is answered 431.
@@ -279,28 +279,10 @@ fn shards(shared: &Shared) -> AdminReply {
 
 /// `/debug/lease?store=S&resourceId=R`: asks the shard that owns the key.
 fn lease(shared: &Shared, router: &ShardMap, query: &[u8]) -> AdminReply {
-    let mut store = None;
-    let mut resource = None;
-    for pair in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
-        let (name, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(at) => (&pair[..at], &pair[at + 1..]),
-            None => (pair, &b""[..]),
-        };
-        let Some(value) = percent_decode(value) else {
-            return AdminReply::error(400, "bad percent-encoding in the query");
-        };
-        match name {
-            b"store" => store = Some(value),
-            b"resourceId" => resource = Some(value),
-            _ => {}
-        }
-    }
-    let (Some(store), Some(resource)) = (store, resource) else {
-        return AdminReply::error(400, "store and resourceId are both required");
+    let (store, resource) = match lease_query(query) {
+        Ok(asked) => asked,
+        Err(refused) => return refused,
     };
-    if resource.is_empty() {
-        return AdminReply::error(400, "resourceId is empty");
-    }
     let Some(at) = shared
         .config
         .stores
@@ -318,39 +300,84 @@ fn lease(shared: &Shared, router: &ShardMap, query: &[u8]) -> AdminReply {
         return redis_store(shared, at, redis, &resource);
     }
     let store_id = StoreId(id);
-    let ShardId(shard) = router.shard_of(store_id, &resource);
+    let shard = router.shard_of(store_id, &resource);
+    match ask_holder(shared, shard, store_id, &resource) {
+        Ok(holder) => AdminReply::json(200, holder_json(&store, &resource, shard, holder)),
+        Err(refused) => refused,
+    }
+}
 
+/// The store and resource id of a lease query, percent-decoded.
+fn lease_query(query: &[u8]) -> Result<(Vec<u8>, Vec<u8>), AdminReply> {
+    let mut store = None;
+    let mut resource = None;
+    for pair in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let Some(value) = percent_decode(value) else {
+            return Err(AdminReply::error(400, "bad percent-encoding in the query"));
+        };
+        match name {
+            b"store" => store = Some(value),
+            b"resourceId" => resource = Some(value),
+            _ => {}
+        }
+    }
+    let (Some(store), Some(resource)) = (store, resource) else {
+        return Err(AdminReply::error(
+            400,
+            "store and resourceId are both required",
+        ));
+    };
+    if resource.is_empty() {
+        return Err(AdminReply::error(400, "resourceId is empty"));
+    }
+    Ok((store, resource))
+}
+
+/// Asks `shard` who holds (`store`, `resource`), through its inbox, within [`QUERY_TIME`].
+fn ask_holder(
+    shared: &Shared,
+    shard: ShardId,
+    store: StoreId,
+    resource: &[u8],
+) -> Result<Option<Holder>, AdminReply> {
     let (answer, answered) = mpsc::sync_channel(1);
     // A batch of one: messages between threads travel in batches.
     let mut mail = vec![Mail::Holder(HolderQuery {
-        store: store_id,
-        resource: resource.clone().into_boxed_slice(),
+        store,
+        resource: resource.into(),
         answer,
     })];
     let deadline = Instant::now() + QUERY_TIME;
     loop {
         if shared.shutting_down.load(Ordering::SeqCst) {
-            return AdminReply::error(503, "shutting down");
+            return Err(AdminReply::error(503, "shutting down"));
         }
-        match shared.inboxes[shard].send_requests(mail) {
+        match shared.inboxes[shard.0].send_requests(mail) {
             Ok(()) => break,
             Err(back) if Instant::now() < deadline => {
                 mail = back;
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Err(_) => return AdminReply::error(503, "the shard's inbox stayed full"),
+            Err(_) => return Err(AdminReply::error(503, "the shard's inbox stayed full")),
         }
     }
     let left = deadline.saturating_duration_since(Instant::now());
-    let Ok(holder) = answered.recv_timeout(left.max(Duration::from_millis(100))) else {
-        return AdminReply::error(503, "the shard did not answer in time");
-    };
+    answered
+        .recv_timeout(left.max(Duration::from_millis(100)))
+        .map_err(|_| AdminReply::error(503, "the shard did not answer in time"))
+}
 
+/// The JSON answer to a lease query.
+fn holder_json(store: &[u8], resource: &[u8], shard: ShardId, holder: Option<Holder>) -> String {
     let mut body = String::from("{\"store\":");
-    push_json_string(&mut body, &store);
+    push_json_string(&mut body, store);
     body.push_str(",\"resourceId\":");
-    push_json_string(&mut body, &resource);
-    let _ = write!(body, ",\"shard\":{shard},");
+    push_json_string(&mut body, resource);
+    let _ = write!(body, ",\"shard\":{},", shard.0);
     match holder {
         Some(h) => {
             body.push_str("\"held\":true,\"lockOwner\":");
@@ -363,7 +390,7 @@ fn lease(shared: &Shared, router: &ShardMap, query: &[u8]) -> AdminReply {
         }
         None => body.push_str("\"held\":false}"),
     }
-    AdminReply::json(200, body)
+    body
 }
 
 /// `/debug/lease` for a `lock.redis` store: its leases live in Redis, not in a shard's table, so

@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use super::{grpc, start_answering, Answering, Server};
 use crate::components::Backend;
@@ -19,7 +20,6 @@ use crate::persist::LastStop;
 /// Starts the server, waits for SIGINT or SIGTERM, then drains within `shutdown_timeout`.
 pub fn run_until_signal(config: Config, name: &str, answering: Answering) -> ExitCode {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    use std::io::Write;
 
     log::set_level(config.log_level);
     for note in &config.component_notes {
@@ -42,9 +42,32 @@ pub fn run_until_signal(config: Config, name: &str, answering: Answering) -> Exi
             return ExitCode::FAILURE;
         }
     };
+    say_started(&server, name);
+    wait_for_stop(&mut signals, shutdown_timeout);
+    let open = server.connections();
+    if server.shutdown(shutdown_timeout) {
+        log::write(
+            Level::Info,
+            format_args!(
+                "stopped: {open} connection{} drained",
+                if open == 1 { "" } else { "s" }
+            ),
+        );
+    } else {
+        log::write(
+            Level::Warn,
+            format_args!("shutdown timeout passed with work still in flight; exiting"),
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// The start-up lines on stdout, and what the operator must know once the server runs.
+fn say_started(server: &Server, name: &str) {
+    use std::io::Write;
     // All four lines in one write, whose failure is ignored: a reader that takes the first
     // line and closes the pipe (as tests do) must not make the rest fail the process.
-    let lines = startup_lines(&server, name);
+    let lines = startup_lines(server, name);
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(lines.as_bytes());
     let _ = stdout.flush();
@@ -61,7 +84,11 @@ pub fn run_until_signal(config: Config, name: &str, answering: Answering) -> Exi
             ),
         );
     }
+}
 
+/// Waits for SIGINT or SIGTERM; a SIGHUP on the way is said and changes nothing.
+fn wait_for_stop(signals: &mut signal_hook::iterator::Signals, shutdown_timeout: Duration) {
+    use signal_hook::consts::{SIGHUP, SIGINT};
     for signal in signals.forever() {
         let signal = match signal {
             SIGHUP => {
@@ -82,24 +109,8 @@ pub fn run_until_signal(config: Config, name: &str, answering: Answering) -> Exi
             Level::Info,
             format_args!("{signal}: draining (up to {shutdown_timeout:?})"),
         );
-        break;
+        return;
     }
-    let open = server.connections();
-    if server.shutdown(shutdown_timeout) {
-        log::write(
-            Level::Info,
-            format_args!(
-                "stopped: {open} connection{} drained",
-                if open == 1 { "" } else { "s" }
-            ),
-        );
-    } else {
-        log::write(
-            Level::Warn,
-            format_args!("shutdown timeout passed with work still in flight; exiting"),
-        );
-    }
-    ExitCode::SUCCESS
 }
 
 /// What the configuration allows but the operator should know before the first request.
