@@ -86,7 +86,7 @@ impl Shard {
 
     /// What `op` needs, at `now_ms`: a clock reading taken after the request was sent, so that
     /// a lease never ends before its TTL has passed since the client sent it.
-    #[inline]
+    #[inline(always)]
     pub fn decide(&mut self, now_ms: u64, op: &LockOp<'_>) -> Decision {
         if self.any_remote && self.remote.get(usize::from(op.store.0)) == Some(&true) {
             return Decision::Remote;

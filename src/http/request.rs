@@ -169,6 +169,7 @@ impl Framer {
     ///
     /// A `buf` shorter than what an earlier call already examined means the caller did not
     /// keep the request's bytes; the framer then starts this request over.
+    #[inline]
     pub fn frame(&mut self, buf: &[u8]) -> Result<Frame, HttpError> {
         if buf.len() < self.resume_point() {
             self.reset();

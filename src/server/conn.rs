@@ -31,7 +31,7 @@ use monoio::net::TcpStream;
 use super::durable::once_durable;
 use super::linger::{Drain, LINGER};
 use super::pending::AwaitAnswer;
-use super::reaper::{Phase, Watch};
+use super::reaper::Phase;
 use super::worker::{Asked, ConnGuard, Worker};
 use crate::api::{answer_response, Answer, OpKind, Outcome, Response};
 use crate::dispatch::{note_promise, Decision};
@@ -153,7 +153,18 @@ impl Respond for FixedAnswer {
 /// An answer waiting to be written, in request order.
 enum Item<'w> {
     Ready(Response, Connection),
+    /// Decided elsewhere, not yet asked: asked once the pass's framing is done (taken then).
+    Ask(Option<Ask>, Connection),
+    /// Asked; its answer awaited.
     Later(AwaitAnswer<'w>, Connection),
+}
+
+/// An operation to ask of whoever decides it.
+struct Ask {
+    asked: Asked,
+    kind: OpKind,
+    store: StoreId,
+    key: Key,
 }
 
 /// What one pass over the read buffer found.
@@ -165,6 +176,10 @@ struct Pass {
     close: bool,
     /// A head asked for `100 Continue` and has not had it.
     want_continue: bool,
+    /// The framing error that ends the connection, answered after the answers before it.
+    error: Option<http::HttpError>,
+    /// Some answers come from elsewhere and are not asked yet.
+    asks: bool,
     /// Requests answered, and the clock reading that decided them (in µs).
     answered: u64,
     since_us: Option<u64>,
@@ -186,6 +201,9 @@ struct Conn<'w> {
     need: Need,
 }
 
+/// Serves one connection until it closes. One async function holds the whole loop, and its
+/// steps are plain functions: on the hot path (one read, its requests answered here, one
+/// write) nothing is a future of its own but the socket's read and write.
 pub(super) async fn serve<R: Respond>(guard: ConnGuard, mut stream: TcpStream) {
     let worker: &Worker = &guard.worker;
     let config = &worker.shared.config;
@@ -193,6 +211,7 @@ pub(super) async fn serve<R: Respond>(guard: ConnGuard, mut stream: TcpStream) {
         max_header_bytes: config.max_header_bytes,
         max_body_bytes: config.max_body_bytes,
     };
+    let idle_ms = millis(config.idle_timeout);
     // Dropped before the stream (locals drop before parameters), as the reaper requires.
     let watch = worker.reaper.watch(stream.as_raw_fd());
     let mut conn = Conn {
@@ -211,22 +230,72 @@ pub(super) async fn serve<R: Respond>(guard: ConnGuard, mut stream: TcpStream) {
     let max_buf = limits.max_request_bytes() + READ_CHUNK;
     let mut reads_in_turn = 0u32;
     loop {
-        let pass = conn.answer_buffered::<R>().await;
-        let Some(now_ms) = conn.write(&mut stream, &watch, &pass).await else {
-            return;
-        };
+        let pass = conn.frame_buffered::<R>();
+        if pass.asks {
+            conn.ask_all().await;
+        }
+        if !conn.items.is_empty() {
+            conn.flush().await;
+        }
+        conn.end_pass(&pass);
+        // One clock reading serves both deadlines below: a blocked write only makes the
+        // following read's deadline earlier, never later. It also ends this read's latency.
+        let now_ms = conn.answered_at(&pass);
+        // A grant is acknowledged only once the data dir durably covers it.
+        if !conn.need.is_empty() {
+            let durable = worker.shared.persist.as_ref().map(|p| &**p.durable());
+            if !once_durable(durable, conn.need).await {
+                return;
+            }
+            conn.need = Need::default();
+        }
+        if !conn.out.is_empty() {
+            watch.arm(Phase::Writing, now_ms.saturating_add(idle_ms));
+            let (written, back) = stream.write_all(std::mem::take(&mut conn.out)).await;
+            conn.out = back;
+            if written.is_err() {
+                return;
+            }
+            conn.out.clear();
+            conn.out.shrink_to(KEPT_CAPACITY);
+        }
         if pass.close {
             linger(&mut stream).await;
             return;
         }
-        if conn.buf.is_empty() && worker.shutting_down() {
-            return;
+        if conn.buf.is_empty() {
+            if worker.shutting_down() {
+                return;
+            }
+            // A large request grew the buffer; an idle connection keeps only a small one, so
+            // memory stays proportional to the work in flight, not to the largest request.
+            conn.buf.shrink_to(KEPT_CAPACITY);
         }
+
+        // Read more, within the deadline of where this connection stands.
         let (phase, deadline_ms) = conn.read_deadline(now_ms);
         watch.arm(phase, deadline_ms);
-        let Some(waited) = conn.read(&mut stream, max_buf).await else {
+        if !conn.make_room(max_buf) {
             return;
+        }
+        let len = conn.buf.len();
+        let (result, waited) = {
+            let mut read =
+                std::pin::pin!(stream.read(std::mem::take(&mut conn.buf).slice_mut(len..)));
+            let mut waited = false;
+            let result = std::future::poll_fn(|cx| {
+                let poll = read.as_mut().poll(cx);
+                waited |= poll.is_pending();
+                poll
+            })
+            .await;
+            (result, waited)
         };
+        match result {
+            (Ok(n), slice) if n > 0 => conn.buf = slice.into_inner(),
+            // End of stream, an error, or the reaper shut the socket (deadline or shutdown).
+            _ => return,
+        }
         // A read that had to wait let the worker's other tasks run (on io_uring every read
         // does); one that did not, did not.
         if waited {
@@ -242,8 +311,10 @@ pub(super) async fn serve<R: Respond>(guard: ConnGuard, mut stream: TcpStream) {
 }
 
 impl<'w> Conn<'w> {
-    /// Frames and answers (or asks for the answer of) every complete request in the buffer.
-    async fn answer_buffered<R: Respond>(&mut self) -> Pass {
+    /// Frames every complete request in the buffer and answers those decided here; those
+    /// decided elsewhere are queued to be asked, in request order.
+    #[inline]
+    fn frame_buffered<R: Respond>(&mut self) -> Pass {
         let mut pass = Pass::default();
         let clock = &self.worker.shared.clock;
         while pass.consumed < self.buf.len() && !pass.close {
@@ -251,8 +322,7 @@ impl<'w> Conn<'w> {
             let req = match self.framer.frame(view) {
                 Err(e) => {
                     self.metrics.parse_error(e);
-                    self.flush().await;
-                    self.out.extend_from_slice(e.response());
+                    pass.error = Some(e);
                     pass.close = true;
                     break;
                 }
@@ -303,20 +373,38 @@ impl<'w> Conn<'w> {
                     key,
                 } => {
                     pass.close = closes;
-                    let slot = self.worker.ask(asked, kind, store, key).await;
+                    pass.asks = true;
                     let c = Connection::of(req.version, pass.close);
-                    let answer = self.worker.pending.answer(slot);
-                    self.items.push(Item::Later(answer, c));
+                    let ask = Ask {
+                        asked,
+                        kind,
+                        store,
+                        key,
+                    };
+                    self.items.push(Item::Ask(Some(ask), c));
                 }
             }
         }
-        self.flush().await;
-        if pass.want_continue {
-            self.out.extend_from_slice(http::CONTINUE);
-            self.continue_sent = true;
-        }
-        self.buf.drain(..pass.consumed);
         pass
+    }
+
+    /// Asks, in request order, for the answers decided elsewhere (before any is awaited, so
+    /// that they are decided together).
+    async fn ask_all(&mut self) {
+        for item in self.items.iter_mut() {
+            if let Item::Ask(ask, c) = item {
+                if let Some(Ask {
+                    asked,
+                    kind,
+                    store,
+                    key,
+                }) = ask.take()
+                {
+                    let slot = self.worker.ask(asked, kind, store, key).await;
+                    *item = Item::Later(self.worker.pending.answer(slot), *c);
+                }
+            }
+        }
     }
 
     /// Writes the queued answers in order, waiting for those decided elsewhere (and counting
@@ -336,53 +424,39 @@ impl<'w> Conn<'w> {
                         write(&mut self.out, &failure.response(), c);
                     }
                 },
+                // `ask_all` asked every one.
+                Item::Ask(..) => {}
             }
         }
     }
 
-    /// Once the data dir covers what they promise, writes the answers of one pass; returns the
-    /// clock reading (ms) taken once they were ready, or `None` when the connection is done.
-    async fn write(
-        &mut self,
-        stream: &mut TcpStream,
-        watch: &Watch<'_>,
-        pass: &Pass,
-    ) -> Option<u64> {
-        // One clock reading serves both deadlines below: a blocked write only makes the
-        // following read's deadline earlier, never later. It also ends this read's latency.
+    /// After the answers of a pass: the framing error's answer, a `100 Continue`, and the
+    /// buffer's framed bytes dropped.
+    #[inline]
+    fn end_pass(&mut self, pass: &Pass) {
+        if let Some(e) = pass.error {
+            self.out.extend_from_slice(e.response());
+        }
+        if pass.want_continue {
+            self.out.extend_from_slice(http::CONTINUE);
+            self.continue_sent = true;
+        }
+        self.buf.drain(..pass.consumed);
+    }
+
+    /// The clock reading (ms) once a pass's answers are ready, which ends their latency.
+    #[inline]
+    fn answered_at(&self, pass: &Pass) -> u64 {
         let now_us = self.worker.shared.clock.now_us();
-        let now_ms = now_us / 1000;
         if let (Some(since_us), true) = (pass.since_us, pass.answered > 0) {
             self.metrics
                 .latency(pass.answered, now_us.saturating_sub(since_us));
         }
-        if !self.need.is_empty() {
-            // A grant is acknowledged only once the data dir durably covers it.
-            let durable = self.worker.shared.persist.as_ref().map(|p| p.durable());
-            if !once_durable(durable.map(|d| &**d), self.need).await {
-                return None;
-            }
-            self.need = Need::default();
-        }
-        if !self.out.is_empty() {
-            let idle_ms = millis(self.worker.shared.config.idle_timeout);
-            watch.arm(Phase::Writing, now_ms.saturating_add(idle_ms));
-            let out = std::mem::take(&mut self.out);
-            let (written, back) = stream.write_all(out).await;
-            self.out = back;
-            written.ok()?;
-            self.out.clear();
-            self.out.shrink_to(KEPT_CAPACITY);
-        }
-        // A large request grew the buffer; an idle connection keeps only a small one, so
-        // memory stays proportional to the work in flight, not to the largest request seen.
-        if self.buf.is_empty() {
-            self.buf.shrink_to(KEPT_CAPACITY);
-        }
-        Some(now_ms)
+        now_us / 1000
     }
 
     /// Where this connection stands, and the deadline of its next read from `now_ms`.
+    #[inline]
     fn read_deadline(&mut self, now_ms: u64) -> (Phase, u64) {
         let config = &self.worker.shared.config;
         if self.buf.is_empty() {
@@ -404,34 +478,18 @@ impl<'w> Conn<'w> {
         }
     }
 
-    /// Reads more into the buffer; whether the read had to wait, or `None` at the end of the
-    /// stream, an error, or a deadline or shutdown (the reaper shut the socket).
-    async fn read(&mut self, stream: &mut TcpStream, max_buf: usize) -> Option<bool> {
+    /// Room for the next read; false if the buffer already holds more than any request may
+    /// (the framer bounds a request below that; a broken bound closes the connection).
+    #[inline]
+    fn make_room(&mut self, max_buf: usize) -> bool {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK {
             if self.buf.len() >= max_buf {
-                // The framer bounds a request below this; a broken bound closes the connection.
-                return None;
+                return false;
             }
             let more = READ_CHUNK.max(self.buf.len()).min(max_buf - self.buf.len());
             self.buf.reserve(more);
         }
-        let len = self.buf.len();
-        let buf = std::mem::take(&mut self.buf);
-        let mut read = std::pin::pin!(stream.read(buf.slice_mut(len..)));
-        let mut waited = false;
-        let result = std::future::poll_fn(|cx| {
-            let poll = read.as_mut().poll(cx);
-            waited |= poll.is_pending();
-            poll
-        })
-        .await;
-        match result {
-            (Ok(n), slice) if n > 0 => {
-                self.buf = slice.into_inner();
-                Some(waited)
-            }
-            _ => None,
-        }
+        true
     }
 }
 

@@ -59,7 +59,7 @@ pub(super) struct Worker {
 impl Worker {
     /// The decision step for `op` at `now_ms` (see `crate::dispatch`), a clock reading taken
     /// after the request was sent.
-    #[inline]
+    #[inline(always)]
     pub fn decide(&self, now_ms: u64, op: &LockOp<'_>) -> Decision {
         let mut shard = self.shard.borrow_mut();
         let decided = shard.decide(now_ms, op);
