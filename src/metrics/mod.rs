@@ -13,7 +13,7 @@
 //! Nothing here does I/O or reads a clock: the connection loop passes the latency it measured
 //! with the clock readings it already takes (one per read batch, one before its write).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::api::Answer;
@@ -335,7 +335,25 @@ fn seconds(us: u64) -> String {
 /// Renders every metric in the Prometheus text format 0.0.4.
 pub fn render(g: &Gauges<'_>, out: &mut String) {
     let w = g.workers;
+    write_requests(out, w);
+    write_latency(out, w);
+    write_leases(out, w);
+    write_lease_counters(out, w);
+    write_inbox_depths(out, g.inbox_depths);
+    write_connections(out, g);
+    write_limit_hits(out, w);
+    write_parse_errors(out, w);
+    write_build_info(out);
+}
 
+/// A family of one unlabelled series: its HELP and TYPE lines, then its value.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// `dlockd_requests_total`: one series per (route, outcome).
+fn write_requests(out: &mut String, w: &[WorkerMetrics]) {
     header(
         out,
         "dlockd_requests_total",
@@ -349,7 +367,10 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
             "dlockd_requests_total{{route=\"{route}\",outcome=\"{outcome}\"}} {n}"
         );
     }
+}
 
+/// `dlockd_request_duration_seconds`: the cumulative buckets, `+Inf`, the sum and the count.
+fn write_latency(out: &mut String, w: &[WorkerMetrics]) {
     header(
         out,
         "dlockd_request_duration_seconds",
@@ -376,7 +397,10 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
         seconds(sum(w, |m| &m.latency_sum_us))
     );
     let _ = writeln!(out, "dlockd_request_duration_seconds_count {cumulative}");
+}
 
+/// `dlockd_leases`: one series per shard.
+fn write_leases(out: &mut String, w: &[WorkerMetrics]) {
     header(
         out,
         "dlockd_leases",
@@ -387,77 +411,75 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
     for (shard, m) in w.iter().enumerate() {
         let _ = writeln!(out, "dlockd_leases{{shard=\"{shard}\"}} {}", m.leases());
     }
+}
 
-    header(
+/// The whole-process counters of what happened to leases and requests: grants, releases,
+/// expirations, forwards.
+fn write_lease_counters(out: &mut String, w: &[WorkerMetrics]) {
+    single(
         out,
         "dlockd_grants_total",
         "counter",
         "Leases granted (try-locks answered success).",
+        sum(w, |m| &m.requests[RequestOutcome::LockGranted as usize]),
     );
-    let _ = writeln!(
-        out,
-        "dlockd_grants_total {}",
-        sum(w, |m| &m.requests[RequestOutcome::LockGranted as usize])
-    );
-    header(
+    single(
         out,
         "dlockd_releases_total",
         "counter",
         "Leases released by their holder (unlocks answered success).",
+        sum(w, |m| &m.requests[RequestOutcome::UnlockSuccess as usize]),
     );
-    let _ = writeln!(
-        out,
-        "dlockd_releases_total {}",
-        sum(w, |m| &m.requests[RequestOutcome::UnlockSuccess as usize])
-    );
-    header(
+    single(
         out,
         "dlockd_expirations_total",
         "counter",
         "Expired leases reclaimed by the timing wheel.",
+        sum(w, |m| &m.expirations),
     );
-    let _ = writeln!(
-        out,
-        "dlockd_expirations_total {}",
-        sum(w, |m| &m.expirations)
-    );
-    header(
+    single(
         out,
         "dlockd_forwards_total",
         "counter",
         "Requests forwarded to the worker that owns their shard.",
+        sum(w, |m| &m.forwards),
     );
-    let _ = writeln!(out, "dlockd_forwards_total {}", sum(w, |m| &m.forwards));
+}
 
+/// `dlockd_inbox_depth`: one series per shard.
+fn write_inbox_depths(out: &mut String, inbox_depths: &[usize]) {
     header(
         out,
         "dlockd_inbox_depth",
         "gauge",
         "Forwarded requests waiting in each shard's inbox.",
     );
-    for (shard, depth) in g.inbox_depths.iter().enumerate() {
+    for (shard, depth) in inbox_depths.iter().enumerate() {
         let _ = writeln!(out, "dlockd_inbox_depth{{shard=\"{shard}\"}} {depth}");
     }
+}
 
-    header(
+/// What the server, not the workers' counters, knows: the open connections, the grace after
+/// an unclean stop, and the connections each worker took on.
+fn write_connections(out: &mut String, g: &Gauges<'_>) {
+    single(
         out,
         "dlockd_open_connections",
         "gauge",
         "Open client connections (the admin listener's are not counted).",
+        g.connections,
     );
-    let _ = writeln!(out, "dlockd_open_connections {}", g.connections);
-    header(
+    single(
         out,
         "dlockd_crash_grace_remaining_seconds",
         "gauge",
         "After an unclean stop with --data-dir: seconds before try-locks are granted again \
          (every try-lock answers {\"success\":false} until then); 0 otherwise.",
-    );
-    let _ = writeln!(
-        out,
-        "dlockd_crash_grace_remaining_seconds {}.{:03}",
-        g.crash_grace_remaining_ms / 1000,
-        g.crash_grace_remaining_ms % 1000
+        format_args!(
+            "{}.{:03}",
+            g.crash_grace_remaining_ms / 1000,
+            g.crash_grace_remaining_ms % 1000
+        ),
     );
     header(
         out,
@@ -472,7 +494,10 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
             "dlockd_connections_accepted_total{{worker=\"{worker}\"}} {n}"
         );
     }
+}
 
+/// `dlockd_limit_hits_total`: one series per limit.
+fn write_limit_hits(out: &mut String, w: &[WorkerMetrics]) {
     header(
         out,
         "dlockd_limit_hits_total",
@@ -483,7 +508,10 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
         let n = sum(w, |m| &m.limits[i]);
         let _ = writeln!(out, "dlockd_limit_hits_total{{limit=\"{limit}\"}} {n}");
     }
+}
 
+/// `dlockd_parse_errors_total`: one series per framing error.
+fn write_parse_errors(out: &mut String, w: &[WorkerMetrics]) {
     header(
         out,
         "dlockd_parse_errors_total",
@@ -495,7 +523,10 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
         let n = sum(w, |m| &m.parse_errors[i]);
         let _ = writeln!(out, "dlockd_parse_errors_total{{kind=\"{kind}\"}} {n}");
     }
+}
 
+/// `dlockd_build_info`: the running version, as a label.
+fn write_build_info(out: &mut String) {
     header(
         out,
         "dlockd_build_info",
