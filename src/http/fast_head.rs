@@ -15,8 +15,9 @@
 //! with this path the fixed-answer ceiling went from 1,985 to 1,381 instructions per
 //! request, dlockd from 3,001 to 2,383.
 
-use super::request::{HeadFacts, HeaderName, MAX_HEADERS};
-use super::{Method, Version};
+use super::head::{BodyFraming, Head, HeadFacts, HeaderName};
+use super::limits::{Limits, MAX_HEADERS};
+use super::{HttpError, Method, Version};
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -33,11 +34,7 @@ pub(super) struct FastHead<'b> {
 
 impl FastHead<'_> {
     /// Decides the head, as [`HeadFacts::finish`] does; `buf` is the one it was parsed from.
-    pub fn finish(
-        self,
-        buf: &[u8],
-        limits: &super::Limits,
-    ) -> Result<(super::request::Head, super::request::BodyFraming), super::HttpError> {
+    pub fn finish(self, buf: &[u8], limits: &Limits) -> Result<(Head, BodyFraming), HttpError> {
         self.facts.finish(
             buf,
             self.method,
@@ -224,7 +221,6 @@ const TOKEN: [bool; 256] = {
 #[cfg(test)]
 mod tests {
     use super::super::request::check_fast_head;
-    use super::super::Limits;
     use super::*;
     use proptest::prelude::*;
 
