@@ -470,3 +470,7 @@ fn interpret_head(
 #[cfg(test)]
 #[path = "request_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "fast_head_tests.rs"]
+mod fast_head_tests;
