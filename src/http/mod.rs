@@ -22,11 +22,14 @@ mod error;
 mod fast_head;
 #[doc(hidden)]
 pub mod fuzzing;
+mod head;
+mod limits;
 mod request;
 mod response;
 
 pub use error::HttpError;
-pub use request::{Body, Frame, Framer, Limits, Request, CHUNK_FRAMING_SLACK_BYTES, MAX_HEADERS};
+pub use limits::{Limits, CHUNK_FRAMING_SLACK_BYTES, MAX_HEADERS};
+pub use request::{Body, Frame, Framer, Request};
 pub use response::{reason, write_response, write_response_with, Connection, CONTINUE};
 
 /// The request methods the routes distinguish; everything else is `Other`.

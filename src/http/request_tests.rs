@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::http::fuzzing::{check_splits, transcript, End, Framed, Transcript};
+use crate::http::CHUNK_FRAMING_SLACK_BYTES;
 use proptest::prelude::*;
 
 const LIMITS: Limits = Limits {

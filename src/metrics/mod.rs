@@ -13,7 +13,7 @@
 //! Nothing here does I/O or reads a clock: the connection loop passes the latency it measured
 //! with the clock readings it already takes (one per read batch, one before its write).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::api::Answer;
@@ -335,7 +335,25 @@ fn seconds(us: u64) -> String {
 /// Renders every metric in the Prometheus text format 0.0.4.
 pub fn render(g: &Gauges<'_>, out: &mut String) {
     let w = g.workers;
+    write_requests(out, w);
+    write_latency(out, w);
+    write_leases(out, w);
+    write_lease_counters(out, w);
+    write_inbox_depths(out, g.inbox_depths);
+    write_connections(out, g);
+    write_limit_hits(out, w);
+    write_parse_errors(out, w);
+    write_build_info(out);
+}
 
+/// A family of one unlabelled series: its HELP and TYPE lines, then its value.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// `dlockd_requests_total`: one series per (route, outcome).
+fn write_requests(out: &mut String, w: &[WorkerMetrics]) {
     header(
         out,
         "dlockd_requests_total",
@@ -349,7 +367,10 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
             "dlockd_requests_total{{route=\"{route}\",outcome=\"{outcome}\"}} {n}"
         );
     }
+}
 
+/// `dlockd_request_duration_seconds`: the cumulative buckets, `+Inf`, the sum and the count.
+fn write_latency(out: &mut String, w: &[WorkerMetrics]) {
     header(
         out,
         "dlockd_request_duration_seconds",
@@ -376,7 +397,10 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
         seconds(sum(w, |m| &m.latency_sum_us))
     );
     let _ = writeln!(out, "dlockd_request_duration_seconds_count {cumulative}");
+}
 
+/// `dlockd_leases`: one series per shard.
+fn write_leases(out: &mut String, w: &[WorkerMetrics]) {
     header(
         out,
         "dlockd_leases",
@@ -387,77 +411,75 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
     for (shard, m) in w.iter().enumerate() {
         let _ = writeln!(out, "dlockd_leases{{shard=\"{shard}\"}} {}", m.leases());
     }
+}
 
-    header(
+/// The whole-process counters of what happened to leases and requests: grants, releases,
+/// expirations, forwards.
+fn write_lease_counters(out: &mut String, w: &[WorkerMetrics]) {
+    single(
         out,
         "dlockd_grants_total",
         "counter",
         "Leases granted (try-locks answered success).",
+        sum(w, |m| &m.requests[RequestOutcome::LockGranted as usize]),
     );
-    let _ = writeln!(
-        out,
-        "dlockd_grants_total {}",
-        sum(w, |m| &m.requests[RequestOutcome::LockGranted as usize])
-    );
-    header(
+    single(
         out,
         "dlockd_releases_total",
         "counter",
         "Leases released by their holder (unlocks answered success).",
+        sum(w, |m| &m.requests[RequestOutcome::UnlockSuccess as usize]),
     );
-    let _ = writeln!(
-        out,
-        "dlockd_releases_total {}",
-        sum(w, |m| &m.requests[RequestOutcome::UnlockSuccess as usize])
-    );
-    header(
+    single(
         out,
         "dlockd_expirations_total",
         "counter",
         "Expired leases reclaimed by the timing wheel.",
+        sum(w, |m| &m.expirations),
     );
-    let _ = writeln!(
-        out,
-        "dlockd_expirations_total {}",
-        sum(w, |m| &m.expirations)
-    );
-    header(
+    single(
         out,
         "dlockd_forwards_total",
         "counter",
         "Requests forwarded to the worker that owns their shard.",
+        sum(w, |m| &m.forwards),
     );
-    let _ = writeln!(out, "dlockd_forwards_total {}", sum(w, |m| &m.forwards));
+}
 
+/// `dlockd_inbox_depth`: one series per shard.
+fn write_inbox_depths(out: &mut String, inbox_depths: &[usize]) {
     header(
         out,
         "dlockd_inbox_depth",
         "gauge",
         "Forwarded requests waiting in each shard's inbox.",
     );
-    for (shard, depth) in g.inbox_depths.iter().enumerate() {
+    for (shard, depth) in inbox_depths.iter().enumerate() {
         let _ = writeln!(out, "dlockd_inbox_depth{{shard=\"{shard}\"}} {depth}");
     }
+}
 
-    header(
+/// What the server, not the workers' counters, knows: the open connections, the grace after
+/// an unclean stop, and the connections each worker took on.
+fn write_connections(out: &mut String, g: &Gauges<'_>) {
+    single(
         out,
         "dlockd_open_connections",
         "gauge",
         "Open client connections (the admin listener's are not counted).",
+        g.connections,
     );
-    let _ = writeln!(out, "dlockd_open_connections {}", g.connections);
-    header(
+    single(
         out,
         "dlockd_crash_grace_remaining_seconds",
         "gauge",
         "After an unclean stop with --data-dir: seconds before try-locks are granted again \
          (every try-lock answers {\"success\":false} until then); 0 otherwise.",
-    );
-    let _ = writeln!(
-        out,
-        "dlockd_crash_grace_remaining_seconds {}.{:03}",
-        g.crash_grace_remaining_ms / 1000,
-        g.crash_grace_remaining_ms % 1000
+        format_args!(
+            "{}.{:03}",
+            g.crash_grace_remaining_ms / 1000,
+            g.crash_grace_remaining_ms % 1000
+        ),
     );
     header(
         out,
@@ -472,7 +494,10 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
             "dlockd_connections_accepted_total{{worker=\"{worker}\"}} {n}"
         );
     }
+}
 
+/// `dlockd_limit_hits_total`: one series per limit.
+fn write_limit_hits(out: &mut String, w: &[WorkerMetrics]) {
     header(
         out,
         "dlockd_limit_hits_total",
@@ -483,7 +508,10 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
         let n = sum(w, |m| &m.limits[i]);
         let _ = writeln!(out, "dlockd_limit_hits_total{{limit=\"{limit}\"}} {n}");
     }
+}
 
+/// `dlockd_parse_errors_total`: one series per framing error.
+fn write_parse_errors(out: &mut String, w: &[WorkerMetrics]) {
     header(
         out,
         "dlockd_parse_errors_total",
@@ -495,7 +523,10 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
         let n = sum(w, |m| &m.parse_errors[i]);
         let _ = writeln!(out, "dlockd_parse_errors_total{{kind=\"{kind}\"}} {n}");
     }
+}
 
+/// `dlockd_build_info`: the running version, as a label.
+fn write_build_info(out: &mut String) {
     header(
         out,
         "dlockd_build_info",
@@ -619,6 +650,171 @@ mod tests {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
             assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
         }
+    }
+
+    // The whole text a scrape reads, byte for byte, for a fixed set of counters that differ
+    // from series to series: every family's HELP and TYPE lines, its series in order, and the
+    // formatting of every value (seconds, the grace period's millisecond decimals) stay as
+    // they are, so a refactor of the writer cannot change a byte unnoticed.
+    #[test]
+    fn scrape_text_is_pinned() {
+        let w = [WorkerMetrics::new(true), WorkerMetrics::new(true)];
+        let outcomes = [
+            RequestOutcome::LockGranted,
+            RequestOutcome::LockRefused,
+            RequestOutcome::LockError,
+            RequestOutcome::UnlockSuccess,
+            RequestOutcome::UnlockDoesNotExist,
+            RequestOutcome::UnlockBelongsToOthers,
+            RequestOutcome::UnlockError,
+            RequestOutcome::Other1xx,
+            RequestOutcome::Other2xx,
+            RequestOutcome::Other3xx,
+            RequestOutcome::Other4xx,
+            RequestOutcome::Other5xx,
+        ];
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            for _ in 0..=i {
+                w[i % 2].request(outcome);
+            }
+        }
+        w[0].latency(1, 10);
+        w[0].latency(2, 11);
+        w[1].latency(3, 2_500);
+        w[1].latency(1, 20_000_000);
+        w[0].forward();
+        w[0].forward();
+        w[1].forward();
+        w[0].expired(5);
+        w[0].set_leases(7);
+        w[1].set_leases(11);
+        let limits = [
+            Limit::Connections,
+            Limit::Leases,
+            Limit::HeaderSize,
+            Limit::BodySize,
+            Limit::IdleTimeout,
+            Limit::ReadTimeout,
+            Limit::WriteTimeout,
+        ];
+        for (i, limit) in limits.into_iter().enumerate() {
+            w[1].limit(limit, 10 * (i as u64 + 1));
+        }
+        for (i, e) in HttpError::ALL.into_iter().enumerate() {
+            for _ in 0..=i {
+                w[i % 2].parse_error(e);
+            }
+        }
+        let mut text = String::new();
+        render(
+            &Gauges {
+                workers: &w,
+                connections: 3,
+                accepted: &[5, 6],
+                inbox_depths: &[0, 2],
+                crash_grace_remaining_ms: 1_005,
+            },
+            &mut text,
+        );
+        let expected = concat!(
+            r#"# HELP dlockd_requests_total Requests answered, by route (lock, unlock, other) and outcome.
+# TYPE dlockd_requests_total counter
+dlockd_requests_total{route="lock",outcome="granted"} 1
+dlockd_requests_total{route="lock",outcome="refused"} 2
+dlockd_requests_total{route="lock",outcome="error"} 3
+dlockd_requests_total{route="unlock",outcome="success"} 4
+dlockd_requests_total{route="unlock",outcome="lock_does_not_exist"} 5
+dlockd_requests_total{route="unlock",outcome="lock_belongs_to_others"} 6
+dlockd_requests_total{route="unlock",outcome="error"} 7
+dlockd_requests_total{route="other",outcome="1xx"} 8
+dlockd_requests_total{route="other",outcome="2xx"} 9
+dlockd_requests_total{route="other",outcome="3xx"} 10
+dlockd_requests_total{route="other",outcome="4xx"} 11
+dlockd_requests_total{route="other",outcome="5xx"} 12
+# HELP dlockd_request_duration_seconds Server-side latency: from the read that completed a request to the write of its answer.
+# TYPE dlockd_request_duration_seconds histogram
+dlockd_request_duration_seconds_bucket{le="0.00001"} 1
+dlockd_request_duration_seconds_bucket{le="0.000025"} 3
+dlockd_request_duration_seconds_bucket{le="0.00005"} 3
+dlockd_request_duration_seconds_bucket{le="0.0001"} 3
+dlockd_request_duration_seconds_bucket{le="0.00025"} 3
+dlockd_request_duration_seconds_bucket{le="0.0005"} 3
+dlockd_request_duration_seconds_bucket{le="0.001"} 3
+dlockd_request_duration_seconds_bucket{le="0.0025"} 6
+dlockd_request_duration_seconds_bucket{le="0.005"} 6
+dlockd_request_duration_seconds_bucket{le="0.01"} 6
+dlockd_request_duration_seconds_bucket{le="0.025"} 6
+dlockd_request_duration_seconds_bucket{le="0.05"} 6
+dlockd_request_duration_seconds_bucket{le="0.1"} 6
+dlockd_request_duration_seconds_bucket{le="0.25"} 6
+dlockd_request_duration_seconds_bucket{le="0.5"} 6
+dlockd_request_duration_seconds_bucket{le="1"} 6
+dlockd_request_duration_seconds_bucket{le="2.5"} 6
+dlockd_request_duration_seconds_bucket{le="5"} 6
+dlockd_request_duration_seconds_bucket{le="10"} 6
+dlockd_request_duration_seconds_bucket{le="+Inf"} 7
+dlockd_request_duration_seconds_sum 20.007532
+dlockd_request_duration_seconds_count 7
+# HELP dlockd_leases Leases stored per shard: live ones, plus expired ones not yet reclaimed (at most one reclaim tick, 100 ms, old).
+# TYPE dlockd_leases gauge
+dlockd_leases{shard="0"} 7
+dlockd_leases{shard="1"} 11
+# HELP dlockd_grants_total Leases granted (try-locks answered success).
+# TYPE dlockd_grants_total counter
+dlockd_grants_total 1
+# HELP dlockd_releases_total Leases released by their holder (unlocks answered success).
+# TYPE dlockd_releases_total counter
+dlockd_releases_total 4
+# HELP dlockd_expirations_total Expired leases reclaimed by the timing wheel.
+# TYPE dlockd_expirations_total counter
+dlockd_expirations_total 5
+# HELP dlockd_forwards_total Requests forwarded to the worker that owns their shard.
+# TYPE dlockd_forwards_total counter
+dlockd_forwards_total 3
+# HELP dlockd_inbox_depth Forwarded requests waiting in each shard's inbox.
+# TYPE dlockd_inbox_depth gauge
+dlockd_inbox_depth{shard="0"} 0
+dlockd_inbox_depth{shard="1"} 2
+# HELP dlockd_open_connections Open client connections (the admin listener's are not counted).
+# TYPE dlockd_open_connections gauge
+dlockd_open_connections 3
+# HELP dlockd_crash_grace_remaining_seconds After an unclean stop with --data-dir: seconds before try-locks are granted again (every try-lock answers {"success":false} until then); 0 otherwise.
+# TYPE dlockd_crash_grace_remaining_seconds gauge
+dlockd_crash_grace_remaining_seconds 1.005
+# HELP dlockd_connections_accepted_total Client connections each worker took on, accepted or handed over by another worker to even out the load (including those refused at the limit).
+# TYPE dlockd_connections_accepted_total counter
+dlockd_connections_accepted_total{worker="0"} 5
+dlockd_connections_accepted_total{worker="1"} 6
+# HELP dlockd_limit_hits_total Work refused or connections closed by a configured bound, by limit.
+# TYPE dlockd_limit_hits_total counter
+dlockd_limit_hits_total{limit="connections"} 10
+dlockd_limit_hits_total{limit="leases"} 20
+dlockd_limit_hits_total{limit="header_size"} 37
+dlockd_limit_hits_total{limit="body_size"} 63
+dlockd_limit_hits_total{limit="idle_timeout"} 50
+dlockd_limit_hits_total{limit="read_timeout"} 60
+dlockd_limit_hits_total{limit="write_timeout"} 70
+# HELP dlockd_parse_errors_total Requests that could not be framed as HTTP/1.1, by kind (each closed its connection).
+# TYPE dlockd_parse_errors_total counter
+dlockd_parse_errors_total{kind="malformed"} 1
+dlockd_parse_errors_total{kind="version_not_supported"} 2
+dlockd_parse_errors_total{kind="head_too_large"} 3
+dlockd_parse_errors_total{kind="too_many_headers"} 4
+dlockd_parse_errors_total{kind="bad_host"} 5
+dlockd_parse_errors_total{kind="bad_content_length"} 6
+dlockd_parse_errors_total{kind="length_with_transfer_encoding"} 7
+dlockd_parse_errors_total{kind="transfer_encoding_on_http10"} 8
+dlockd_parse_errors_total{kind="unsupported_transfer_encoding"} 9
+dlockd_parse_errors_total{kind="bad_chunk"} 10
+dlockd_parse_errors_total{kind="chunk_framing_too_large"} 11
+dlockd_parse_errors_total{kind="body_too_large"} 12
+# HELP dlockd_build_info Always 1; the labels name the running version.
+# TYPE dlockd_build_info gauge
+dlockd_build_info{version=""#,
+            env!("CARGO_PKG_VERSION"),
+            "\"} 1\n"
+        );
+        assert_eq!(text, expected);
     }
 
     // With metrics off nothing is counted.

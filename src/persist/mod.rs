@@ -216,6 +216,42 @@ impl fmt::Debug for Persist {
 /// Opens the data dir, finds how the last run ended, writes this run's first promise, and
 /// starts the persister. `clock` is the server's lease clock. Returns the leases to put back.
 pub fn recover(dir: &Path, clock: Clock) -> Result<(Persist, Vec<Restored>), PersistError> {
+    let lock = lock_dir(dir)?;
+    let (mut file, record) = HorizonFile::open(dir).map_err(PersistError::Horizon)?;
+    let mut notes = Vec::new();
+    let snapshot = match &record {
+        Some(record) if record.clean => read_snapshot(dir, record, &mut notes),
+        _ => None,
+    };
+    let now_mark = WallMark::now();
+    let now_ms = clock.now_ms();
+    let found = find_last_stop(record.as_ref(), snapshot, now_mark, now_ms);
+    let generation = record.map_or(1, |r| r.generation + 1);
+    let promise = write_first_promise(&mut file, generation, &found, now_ms)?;
+    remove_spent_snapshot(dir, &mut notes);
+    let durable = Arc::new(Durable::new(promise.horizon_ms, promise.ceiling));
+    let persister = start_persister(&durable, file, generation, clock)
+        .map_err(|e| PersistError::Dir(dir.to_path_buf(), e))?;
+    Ok((
+        Persist {
+            dir: dir.to_path_buf(),
+            lock,
+            durable,
+            generation,
+            clock,
+            persister: Mutex::new(Some(persister)),
+            refuse_until_ms: found.refuse_until_ms,
+            first_token: found.first_token,
+            last_stop: found.last_stop,
+            notes,
+        },
+        found.restored,
+    ))
+}
+
+/// Creates the data dir if need be and takes its lock file, which stays held while this
+/// server may grant: a second server on the dir is refused.
+fn lock_dir(dir: &Path) -> Result<File, PersistError> {
     let dir_error = |e| PersistError::Dir(dir.to_path_buf(), e);
     std::fs::create_dir_all(dir).map_err(dir_error)?;
     let lock = OpenOptions::new()
@@ -226,52 +262,70 @@ pub fn recover(dir: &Path, clock: Clock) -> Result<(Persist, Vec<Restored>), Per
         .open(dir.join("lock"))
         .map_err(dir_error)?;
     match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(PersistError::InUse(dir.to_path_buf()))
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(dir_error(e)),
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(PersistError::InUse(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(dir_error(e)),
     }
-    let (mut file, record) = HorizonFile::open(dir).map_err(PersistError::Horizon)?;
-    let mut notes = Vec::new();
+}
+
+/// The snapshot the clean stop `record` wrote, if it is there and from that run. Any other
+/// finding is said in `notes`; an unreadable snapshot is moved aside.
+fn read_snapshot(dir: &Path, record: &HorizonRecord, notes: &mut Vec<String>) -> Option<Snapshot> {
     let snapshot_path = snapshot::path(dir);
-    let snapshot = match &record {
-        Some(record) if record.clean => match Snapshot::read(dir) {
-            Ok(Some(s)) if s.generation == record.generation => Some(s),
-            Ok(Some(s)) => {
-                notes.push(format!(
-                    "snapshot {} refused: it is from run {}, the clean stop was run {}",
-                    snapshot_path.display(),
-                    s.generation,
-                    record.generation
-                ));
-                None
-            }
-            Ok(None) => {
-                notes.push(format!(
-                    "snapshot {} refused: the last run stopped cleanly but the file is missing",
-                    snapshot_path.display()
-                ));
-                None
-            }
-            Err(e) => {
-                let aside = dir.join("snapshot.rejected");
-                let moved = match std::fs::rename(&snapshot_path, &aside) {
-                    Ok(()) => format!("moved to {}", aside.display()),
-                    Err(e) => format!("could not be moved aside: {e}"),
-                };
-                notes.push(format!(
-                    "snapshot {} refused: {e}; {moved}; treating the last stop as a crash",
-                    snapshot_path.display()
-                ));
-                None
-            }
-        },
-        _ => None,
-    };
-    let now_mark = WallMark::now();
-    let now_ms = clock.now_ms();
-    let (last_stop, restored, first_token) = match (&record, snapshot) {
+    match Snapshot::read(dir) {
+        Ok(Some(s)) if s.generation == record.generation => Some(s),
+        Ok(Some(s)) => {
+            notes.push(format!(
+                "snapshot {} refused: it is from run {}, the clean stop was run {}",
+                snapshot_path.display(),
+                s.generation,
+                record.generation
+            ));
+            None
+        }
+        Ok(None) => {
+            notes.push(format!(
+                "snapshot {} refused: the last run stopped cleanly but the file is missing",
+                snapshot_path.display()
+            ));
+            None
+        }
+        Err(e) => {
+            let aside = dir.join("snapshot.rejected");
+            let moved = match std::fs::rename(&snapshot_path, &aside) {
+                Ok(()) => format!("moved to {}", aside.display()),
+                Err(e) => format!("could not be moved aside: {e}"),
+            };
+            notes.push(format!(
+                "snapshot {} refused: {e}; {moved}; treating the last stop as a crash",
+                snapshot_path.display()
+            ));
+            None
+        }
+    }
+}
+
+/// How the last run ended, and what this run starts from.
+struct Found {
+    last_stop: LastStop,
+    /// The leases to put back, on this run's clock.
+    restored: Vec<Restored>,
+    first_token: u64,
+    /// Try-locks are refused before this tick (after an unclean stop); 0 otherwise.
+    refuse_until_ms: u64,
+}
+
+/// Decides how the last run ended from its last horizon `record` and the `snapshot` of its
+/// clean stop, if any: a clean stop puts back the leases still live after the time spent
+/// down, anything else refuses try-locks through the horizon. `now_mark` and `now_ms` are
+/// the same instant on the wall clock and on this run's clock.
+fn find_last_stop(
+    record: Option<&HorizonRecord>,
+    snapshot: Option<Snapshot>,
+    now_mark: WallMark,
+    now_ms: u64,
+) -> Found {
+    let (last_stop, restored, first_token) = match (record, snapshot) {
         (None, _) => (LastStop::Fresh, Vec::new(), 1),
         (Some(record), Some(snap)) => {
             let passed = now_mark.passed_since(&snap.mark);
@@ -311,14 +365,35 @@ pub fn recover(dir: &Path, clock: Clock) -> Result<(Persist, Vec<Restored>), Per
         LastStop::Unclean { refuse_ms } => now_ms.saturating_add(refuse_ms),
         _ => 0,
     };
-    // This run's first promise covers the leases put back and the refusal.
-    let horizon_ms = restored
+    Found {
+        last_stop,
+        restored,
+        first_token,
+        refuse_until_ms,
+    }
+}
+
+/// What this run first promises, on its clock.
+struct Promise {
+    horizon_ms: u64,
+    ceiling: u64,
+}
+
+/// Durably writes this run's first promise, `generation`, which covers the leases put back
+/// and the refusal, and a block of tokens from the first one. The record says "not clean".
+fn write_first_promise(
+    file: &mut HorizonFile,
+    generation: u64,
+    found: &Found,
+    now_ms: u64,
+) -> Result<Promise, PersistError> {
+    let horizon_ms = found
+        .restored
         .iter()
         .map(|l| l.last_live_ms)
-        .fold(refuse_until_ms, u64::max)
+        .fold(found.refuse_until_ms, u64::max)
         .max(now_ms);
-    let ceiling = first_token.saturating_add(TOKEN_BLOCK);
-    let generation = record.map_or(1, |r| r.generation + 1);
+    let ceiling = found.first_token.saturating_add(TOKEN_BLOCK);
     file.store(&HorizonRecord {
         generation,
         mark: WallMark::now(),
@@ -327,7 +402,16 @@ pub fn recover(dir: &Path, clock: Clock) -> Result<(Persist, Vec<Restored>), Per
         clean: false,
     })
     .map_err(|e| PersistError::Horizon(HorizonError::Io(file.path().to_path_buf(), e)))?;
-    // The new record says "not clean": the snapshot is spent. Removed so nobody mistakes it.
+    Ok(Promise {
+        horizon_ms,
+        ceiling,
+    })
+}
+
+/// Once the first promise says "not clean", the snapshot is spent: removed so nobody
+/// mistakes it. A failure is said in `notes`.
+fn remove_spent_snapshot(dir: &Path, notes: &mut Vec<String>) {
+    let snapshot_path = snapshot::path(dir);
     match std::fs::remove_file(&snapshot_path) {
         Ok(()) => {
             let _ = horizon::sync_dir(dir);
@@ -338,30 +422,21 @@ pub fn recover(dir: &Path, clock: Clock) -> Result<(Persist, Vec<Restored>), Per
             snapshot_path.display()
         )),
     }
-    let durable = Arc::new(Durable::new(horizon_ms, ceiling));
-    let persister = {
-        let durable = durable.clone();
-        std::thread::Builder::new()
-            .name("dlockd-persister".into())
-            .spawn(move || persist_loop(&durable, file, generation, clock))
-            .map_err(dir_error)?
-    };
+}
+
+/// Starts the persister thread on `file`, and lets `durable` wake it.
+fn start_persister(
+    durable: &Arc<Durable>,
+    file: HorizonFile,
+    generation: u64,
+    clock: Clock,
+) -> io::Result<JoinHandle<HorizonFile>> {
+    let shared = durable.clone();
+    let persister = std::thread::Builder::new()
+        .name("dlockd-persister".into())
+        .spawn(move || persist_loop(&shared, file, generation, clock))?;
     let _ = durable.persister.set(persister.thread().clone());
-    Ok((
-        Persist {
-            dir: dir.to_path_buf(),
-            lock,
-            durable,
-            generation,
-            clock,
-            persister: Mutex::new(Some(persister)),
-            refuse_until_ms,
-            first_token,
-            last_stop,
-            notes,
-        },
-        restored,
-    ))
+    Ok(persister)
 }
 
 /// The persister: moves the promise ahead of what connections ask for, one durable write at
