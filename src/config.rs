@@ -126,8 +126,21 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_EXPIRY_S: u32 = 3600;
 /// Upper bound on `--workers`: each worker is a pinned thread with its own shard.
 pub const MAX_WORKERS: usize = 1024;
-/// Upper bound on the number of stores: a `StoreId` is a `u16`.
-pub const MAX_STORES: usize = 1024;
+/// The most stores a configuration may name, as a literal, so that the refusal can say it.
+macro_rules! max_stores {
+    () => {
+        1024
+    };
+}
+
+/// Upper bound on the number of configured stores. The API could number more
+/// ([`crate::api::MAX_STORES`], as many as a `StoreId` can); this is the limit a configuration
+/// is held to, well below it.
+pub const MAX_STORES: usize = max_stores!();
+const _: () = assert!(MAX_STORES <= crate::api::MAX_STORES);
+
+/// Why more than [`MAX_STORES`] stores are refused.
+const TOO_MANY_STORES: &str = concat!("more than ", max_stores!(), " stores");
 
 /// The `--help` text: every knob, its environment variable and its default.
 pub const HELP: &str = "\
@@ -371,7 +384,7 @@ impl Flags {
             }
         }
         if stores.len() > MAX_STORES {
-            return Err(bad("--store", "", "more than 1024 stores"));
+            return Err(bad("--store", "", TOO_MANY_STORES));
         }
 
         let data_dir = match pick(self.data_dir, "DLOCKD_DATA_DIR") {
@@ -833,5 +846,21 @@ mod tests {
         ] {
             assert!(HELP.contains(flag), "{flag} is missing from --help");
         }
+    }
+
+    // The store limit holds: MAX_STORES stores start, one more is refused with a message
+    // that says the limit.
+    #[test]
+    fn more_than_max_stores_are_refused() {
+        let names: Vec<String> = (0..=MAX_STORES).map(|i| format!("s{i}")).collect();
+        let at_most = names[..MAX_STORES].join(",");
+        let c = parse(&[], &[("DLOCKD_STORES", &at_most)]).unwrap();
+        assert_eq!(c.stores.len(), MAX_STORES);
+        let over = names.join(",");
+        let err = parse(&[], &[("DLOCKD_STORES", &over)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("invalid value \"\" for --store: more than {MAX_STORES} stores")
+        );
     }
 }
