@@ -1,10 +1,10 @@
-//! How each kind of value is written: addresses, sizes, counts, times. Every refusal names
-//! the flag it concerns.
+//! How each kind of value is written: addresses, sizes, counts, times, the io driver. Every
+//! refusal names the flag it concerns.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{bad, ConfigError};
+use super::{bad, ConfigError, DriverChoice};
 
 /// `IP:PORT`, `[IPv6]:PORT`, or `HOST:PORT`: a host name stands for every address it resolves
 /// to at start (`localhost:3500` is 127.0.0.1:3500 and [::1]:3500 where both exist), in the
@@ -33,6 +33,15 @@ pub fn parse_addrs(flag: &'static str, value: &str) -> Result<Vec<SocketAddr>, C
         return Err(bad(flag, value, "the host name resolves to no address"));
     }
     Ok(addrs)
+}
+
+/// A port number `var` gives, on 127.0.0.1; a refusal names the variable.
+pub fn loopback_port(var: &'static str, value: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    let port: u16 = value
+        .trim()
+        .parse()
+        .map_err(|_| bad(var, value, "not a port number"))?;
+    Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
 }
 
 pub fn parse_count(
@@ -106,4 +115,14 @@ pub fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, Confi
         return Err(bad(flag, value, "more than a week"));
     }
     Ok(d)
+}
+
+/// `auto`, `uring` (or `io_uring`), `legacy` (or `epoll`).
+pub fn parse_driver(flag: &'static str, value: &str) -> Result<DriverChoice, ConfigError> {
+    match value {
+        "auto" => Ok(DriverChoice::Auto),
+        "uring" | "io_uring" => Ok(DriverChoice::Uring),
+        "legacy" | "epoll" => Ok(DriverChoice::Legacy),
+        other => Err(bad(flag, other, "expected auto, uring or legacy")),
+    }
 }
