@@ -722,6 +722,290 @@ mod tests {
         }
     }
 
+    // --help is written from the table: each knob has its own entry, which names its
+    // environment variable and its default value; no flag or variable is two knobs'.
+    #[test]
+    fn help_shows_every_knob_with_its_variable() {
+        let help = HELP.to_string();
+        let lines: Vec<&str> = help.lines().collect();
+        for knob in knobs::KNOBS {
+            let head = format!("  {} ", knob.usage());
+            let at = lines
+                .iter()
+                .position(|l| l.starts_with(&head))
+                .unwrap_or_else(|| panic!("{} has no entry in --help", knob.flag));
+            let rest = lines[at + 1..]
+                .iter()
+                .take_while(|l| l.starts_with("    "))
+                .copied();
+            let entry: Vec<&str> = std::iter::once(lines[at]).chain(rest).collect();
+            let entry = entry.join("\n");
+            assert!(
+                entry.contains(&format!("[{}", knob.env)),
+                "{} does not name {}: {entry}",
+                knob.flag,
+                knob.env
+            );
+            if let Some(value) = knob.default.filter(|v| !v.is_empty()) {
+                assert!(entry.contains(value), "{}: no default: {entry}", knob.flag);
+            }
+        }
+        for (i, knob) in knobs::KNOBS.iter().enumerate() {
+            for earlier in &knobs::KNOBS[..i] {
+                assert_ne!(knob.flag, earlier.flag);
+                assert_ne!(knob.env, earlier.env);
+            }
+        }
+    }
+
+    /// How a test reads one knob back from a configuration.
+    type Look = fn(&Config) -> String;
+
+    /// A knob's test values: what its flag and its variable say, the arguments under which
+    /// its default applies, and where it shows in a configuration.
+    struct Layers {
+        flag: &'static str,
+        from_flag: String,
+        from_env: String,
+        default_with: &'static [&'static str],
+        look: Look,
+    }
+
+    fn layers(flag: &'static str, from_flag: &str, from_env: &str, look: Look) -> Layers {
+        Layers {
+            flag,
+            from_flag: from_flag.to_string(),
+            from_env: from_env.to_string(),
+            default_with: &[],
+            look,
+        }
+    }
+
+    /// Two directories of component files, each declaring one in-memory lock store.
+    struct ComponentDirs {
+        root: std::path::PathBuf,
+    }
+
+    impl ComponentDirs {
+        fn new(tag: &str) -> ComponentDirs {
+            let root =
+                std::env::temp_dir().join(format!("dlockd-config-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            for name in ["from-flag", "from-env"] {
+                let dir = root.join(name);
+                std::fs::create_dir_all(&dir).expect("dir");
+                let yaml = format!(
+                    "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n\
+                     spec:\n  type: lock.in-memory\n"
+                );
+                std::fs::write(dir.join("lock.yaml"), yaml).expect("write");
+            }
+            ComponentDirs { root }
+        }
+
+        fn dir(&self, name: &str) -> String {
+            self.root.join(name).display().to_string()
+        }
+    }
+
+    impl Drop for ComponentDirs {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+
+    fn layer_cases(dirs: &ComponentDirs) -> Vec<Layers> {
+        vec![
+            layers("--listen", "127.0.0.1:4001", "127.0.0.1:4002", |c| {
+                format!("{:?}", c.listen)
+            }),
+            layers("--store", "x", "a", |c| format!("{:?}", c.stores)),
+            layers("--workers", "1022", "1023", |c| c.workers.to_string()),
+            layers("--app-id", "x", "y", |c| c.app_id.clone()),
+            layers("--insecure-bind", "", "1", |c| c.insecure_bind.to_string()),
+            layers("--io-driver", "legacy", "uring", |c| {
+                format!("{:?}", c.driver)
+            }),
+            layers("--max-header-bytes", "16k", "32768", |c| {
+                c.max_header_bytes.to_string()
+            }),
+            layers("--max-body-bytes", "1MiB", "2048", |c| {
+                c.max_body_bytes.to_string()
+            }),
+            layers("--max-id-bytes", "64", "2k", |c| c.max_id_bytes.to_string()),
+            layers("--max-connections", "5", "6", |c| {
+                c.max_connections.to_string()
+            }),
+            layers("--max-leases", "1k", "99", |c| c.max_leases.to_string()),
+            layers("--header-timeout", "1s", "2m", |c| {
+                format!("{:?}", c.header_timeout)
+            }),
+            layers("--body-timeout", "500ms", "3", |c| {
+                format!("{:?}", c.body_timeout)
+            }),
+            layers("--idle-timeout", "1h", "7s", |c| {
+                format!("{:?}", c.idle_timeout)
+            }),
+            layers("--shutdown-timeout", "2s", "30s", |c| {
+                format!("{:?}", c.shutdown_timeout)
+            }),
+            layers("--grpc-listen", "127.0.0.1:5001", "off", |c| {
+                format!("{:?}", c.grpc_listen)
+            }),
+            layers("--metrics-listen", "off", "127.0.0.1:9999", |c| {
+                format!("{:?}", c.metrics_listen)
+            }),
+            layers(
+                "--resources-path",
+                &dirs.dir("from-flag"),
+                &dirs.dir("from-env"),
+                |c| format!("{:?}", c.stores),
+            ),
+            layers("--data-dir", "/flag/dir", "/env/dir", |c| {
+                format!("{:?}", c.data_dir)
+            }),
+            Layers {
+                default_with: &["--data-dir", "dlockd-data"],
+                ..layers("--max-expiry", "60", "120", |c| {
+                    format!("{:?}", c.max_expiry_s)
+                })
+            },
+            layers("--log-level", "debug", "warn", |c| {
+                format!("{:?}", c.log_level)
+            }),
+        ]
+    }
+
+    // For every knob of the table, a flag wins over its variable and the variable over the
+    // default: the variable means what the flag would, the flag is not moved by the variable,
+    // and the default is what the flag gives with the table's default value. A switch is on
+    // by its flag whatever its variable says.
+    #[test]
+    fn flag_beats_environment_beats_default_for_every_knob() {
+        let dirs = ComponentDirs::new("layers");
+        let cases = layer_cases(&dirs);
+        let covered: Vec<&str> = cases.iter().map(|c| c.flag).collect();
+        let table: Vec<&str> = knobs::KNOBS.iter().map(|k| k.flag).collect();
+        assert_eq!(covered, table, "each knob of the table has a case");
+        for case in &cases {
+            let knob = knobs::find(case.flag).expect("a knob");
+            let look = |args: &[&str], env: &[(&str, &str)]| match parse(args, env) {
+                Ok(config) => (case.look)(&config),
+                Err(e) => panic!("{args:?} {env:?}: {e}"),
+            };
+            if knob.kind == Kind::Switch {
+                assert_eq!(look(&[], &[]), "false", "{}", knob.flag);
+                assert_eq!(look(&[], &[(knob.env, "1")]), "true", "{}", knob.flag);
+                assert_eq!(look(&[], &[(knob.env, "true")]), "true", "{}", knob.flag);
+                assert_eq!(look(&[], &[(knob.env, "0")]), "false", "{}", knob.flag);
+                assert_eq!(
+                    look(&[knob.flag], &[(knob.env, "0")]),
+                    "true",
+                    "{}",
+                    knob.flag
+                );
+                continue;
+            }
+            let (from_flag, from_env) = (case.from_flag.as_str(), case.from_env.as_str());
+            let default = look(&[], &[]);
+            let env = look(&[], &[(knob.env, from_env)]);
+            let flag = look(&[knob.flag, from_flag], &[(knob.env, from_env)]);
+            assert_ne!(env, default, "{}: the variable is applied", knob.flag);
+            assert_ne!(flag, env, "{}: the flag wins", knob.flag);
+            assert_eq!(flag, look(&[knob.flag, from_flag], &[]), "{}", knob.flag);
+            assert_eq!(env, look(&[knob.flag, from_env], &[]), "{}", knob.flag);
+            if let Some(value) = knob.default {
+                let mut args = case.default_with.to_vec();
+                let by_default = look(&args, &[]);
+                args.extend([knob.flag, value]);
+                assert_eq!(by_default, look(&args, &[]), "{}: the default", knob.flag);
+            }
+        }
+    }
+
+    // The Dapr port variables come after the knob's own variable and before its default,
+    // and before the side ports that follow an ephemeral --listen; a bad one is named.
+    #[test]
+    fn dapr_port_variables_come_after_the_knobs_own() {
+        let c = parse(&[], &[("DAPR_GRPC_PORT", "50100")]).unwrap();
+        assert_eq!(
+            c.grpc_listen,
+            Some(vec!["127.0.0.1:50100".parse().unwrap()])
+        );
+        let c = parse(&["--listen", "127.0.0.1:0"], &[("DAPR_GRPC_PORT", "50100")]).unwrap();
+        assert_eq!(
+            c.grpc_listen,
+            Some(vec!["127.0.0.1:50100".parse().unwrap()])
+        );
+        let c = parse(
+            &[],
+            &[
+                ("DAPR_GRPC_PORT", "50100"),
+                ("DLOCKD_GRPC_LISTEN", "127.0.0.1:1"),
+                ("DAPR_HTTP_PORT", "3601"),
+                ("DLOCKD_LISTEN", "127.0.0.1:4000"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.grpc_listen, Some(vec!["127.0.0.1:1".parse().unwrap()]));
+        assert_eq!(c.listen, vec!["127.0.0.1:4000".parse().unwrap()]);
+        for var in ["DAPR_HTTP_PORT", "DAPR_GRPC_PORT"] {
+            let err = parse(&[], &[(var, "http")]).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("invalid value \"http\" for {var}: not a port number")
+            );
+        }
+    }
+
+    /// A value each kind refuses, or `None` for a kind that takes any.
+    fn refused(kind: Kind) -> Option<&'static str> {
+        match kind {
+            Kind::Addrs { .. } => Some("nowhere"),
+            Kind::Size { .. } => Some("12q"),
+            Kind::Count { .. } => Some("twelve"),
+            Kind::Time => Some("10 parsecs"),
+            Kind::Dir { blank: Some(_) } => Some(" "),
+            Kind::Dir { blank: None } => Some("/nonexistent/dlockd-components"),
+            Kind::Names => Some(""),
+            Kind::Driver => Some("kqueue"),
+            Kind::Level => Some("chatty"),
+            Kind::Text | Kind::Switch => None,
+        }
+    }
+
+    // A bad value of every kind, from the flag or from its variable, and a number outside a
+    // knob's range, are refused with a message naming the flag; a flag without its value is
+    // named too. RUST_LOG alone is passed over when it names no level: other programs share it.
+    #[test]
+    fn a_bad_value_of_each_kind_names_the_flag() {
+        let named = |args: &[&str], env: &[(&str, &str)], flag: &str| {
+            let msg = match parse(args, env) {
+                Ok(_) => panic!("{args:?} {env:?} is accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(msg.contains(flag), "{args:?} {env:?}: {msg}");
+        };
+        for knob in knobs::KNOBS {
+            if knob.kind != Kind::Switch {
+                named(&[knob.flag], &[], knob.flag);
+            }
+            if let Kind::Size { min, max } | Kind::Count { min, max } = knob.kind {
+                named(&[knob.flag, &(max + 1).to_string()], &[], knob.flag);
+                named(&[knob.flag, &(min - 1).to_string()], &[], knob.flag);
+            }
+            let Some(value) = refused(knob.kind) else {
+                continue;
+            };
+            named(&[knob.flag, value], &[], knob.flag);
+            if knob.kind == Kind::Level {
+                assert!(parse(&[], &[(knob.env, value)]).is_ok());
+            } else {
+                named(&[], &[(knob.env, value)], knob.flag);
+            }
+        }
+    }
+
     // The store limit holds: MAX_STORES stores start, one more is refused with a message
     // that says the limit.
     #[test]
