@@ -346,91 +346,132 @@ fn metadata_of(y: &Yaml) -> Result<Vec<Entry>, FieldError> {
     Ok(out)
 }
 
-/// The `lock.redis` settings of a component's metadata.
-fn redis_settings(metadata: &[Entry]) -> Result<RedisSettings, FieldError> {
-    let get = |key: &str| {
-        metadata
+/// A component's `spec.metadata`, looked up by name.
+struct Metadata<'a>(&'a [Entry]);
+
+impl<'a> Metadata<'a> {
+    /// The value of `key` and its position in the list.
+    fn get(&self, key: &str) -> Option<(&'a str, usize)> {
+        self.0
             .iter()
             .find(|e| e.name == key)
             .map(|e| (e.value.as_str(), e.at))
-    };
-    let path = |i: usize| format!("spec.metadata[{i}].value");
-    let flag = |key: &str| -> Result<bool, FieldError> {
-        match get(key) {
+    }
+
+    /// The position of `key`, or the first when it is absent: where an error points.
+    fn at(&self, key: &str) -> usize {
+        self.get(key).map_or(0, |(_, i)| i)
+    }
+
+    /// The value of `key` when it is given and not empty.
+    fn nonempty(&self, key: &str) -> Option<String> {
+        self.get(key)
+            .map(|(v, _)| v.to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A boolean, false when absent.
+    fn flag(&self, key: &str) -> Result<bool, FieldError> {
+        match self.get(key) {
             None => Ok(false),
-            Some((v, i)) => {
-                parse_bool(v).ok_or_else(|| (path(i), format!("{key}: {v:?} is not a boolean")))
-            }
-        }
-    };
-    let host = match get("redisHost") {
-        Some((h, _)) if !h.is_empty() => h.to_string(),
-        Some((_, i)) => return Err((path(i), "redisHost is empty".into())),
-        None => return Err(("spec.metadata".into(), "redisHost is missing".into())),
-    };
-    if let Some((kind, i)) = get("redisType") {
-        if kind.eq_ignore_ascii_case("cluster") {
-            return Err((
-                path(i),
-                "redisType cluster: Redis Cluster is not supported for locks, as with daprd \
-                 (a lock could be lost in a failover between shards)"
-                    .into(),
-            ));
-        }
-        if !kind.is_empty() && !kind.eq_ignore_ascii_case("node") {
-            return Err((path(i), format!("redisType {kind:?}: expected node")));
+            Some((v, i)) => parse_bool(v)
+                .ok_or_else(|| (value_path(i), format!("{key}: {v:?} is not a boolean"))),
         }
     }
-    let failover = flag("failover")?;
+}
+
+/// The field path of the value at position `i` of `spec.metadata`.
+fn value_path(i: usize) -> String {
+    format!("spec.metadata[{i}].value")
+}
+
+/// The `lock.redis` settings of a component's metadata.
+fn redis_settings(metadata: &[Entry]) -> Result<RedisSettings, FieldError> {
+    let meta = Metadata(metadata);
+    let host = redis_host(&meta)?;
+    check_redis_type(&meta)?;
+    let failover = meta.flag("failover")?;
     if host.contains(',') && !failover {
-        let i = get("redisHost").map_or(0, |(_, i)| i);
         return Err((
-            path(i),
+            value_path(meta.at("redisHost")),
             "redisHost names several hosts (a Redis Cluster): not supported for locks, as with \
              daprd"
                 .into(),
         ));
     }
-    let tls = flag("enableTLS")?;
-    let nonempty = |key: &str| {
-        get(key)
-            .map(|(v, _)| v.to_string())
-            .filter(|v| !v.is_empty())
-    };
+    let tls = meta.flag("enableTLS")?;
     let sentinel = if failover {
-        let Some(master) = nonempty("sentinelMasterName") else {
-            let i = get("failover").map_or(0, |(_, i)| i);
-            return Err((
-                path(i),
-                "failover: true needs sentinelMasterName, the name the sentinels monitor the \
-                 master by"
-                    .into(),
-            ));
-        };
-        Some(Sentinel {
-            master,
-            username: nonempty("sentinelUsername"),
-            password: nonempty("sentinelPassword"),
-        })
+        Some(sentinel_of(&meta)?)
     } else {
         None
-    };
-    let db = match get("redisDB") {
-        None => 0,
-        Some(("", _)) => 0,
-        Some((v, i)) => v
-            .parse()
-            .map_err(|_| (path(i), format!("redisDB: {v:?} is not a database number")))?,
     };
     Ok(RedisSettings {
         host,
         tls,
         sentinel,
-        username: nonempty("redisUsername"),
-        password: nonempty("redisPassword"),
-        db,
-        key_prefix: KeyPrefix::parse(get("keyPrefix").map_or("", |(v, _)| v)),
+        username: meta.nonempty("redisUsername"),
+        password: meta.nonempty("redisPassword"),
+        db: redis_db(&meta)?,
+        key_prefix: KeyPrefix::parse(meta.get("keyPrefix").map_or("", |(v, _)| v)),
     })
+}
+
+/// `redisHost`, which must be given and not empty.
+fn redis_host(meta: &Metadata<'_>) -> Result<String, FieldError> {
+    match meta.get("redisHost") {
+        Some((h, _)) if !h.is_empty() => Ok(h.to_string()),
+        Some((_, i)) => Err((value_path(i), "redisHost is empty".into())),
+        None => Err(("spec.metadata".into(), "redisHost is missing".into())),
+    }
+}
+
+/// `redisType`: a single node (the default); Redis Cluster is refused, as daprd refuses it.
+fn check_redis_type(meta: &Metadata<'_>) -> Result<(), FieldError> {
+    let Some((kind, i)) = meta.get("redisType") else {
+        return Ok(());
+    };
+    if kind.eq_ignore_ascii_case("cluster") {
+        return Err((
+            value_path(i),
+            "redisType cluster: Redis Cluster is not supported for locks, as with daprd \
+             (a lock could be lost in a failover between shards)"
+                .into(),
+        ));
+    }
+    if !kind.is_empty() && !kind.eq_ignore_ascii_case("node") {
+        return Err((value_path(i), format!("redisType {kind:?}: expected node")));
+    }
+    Ok(())
+}
+
+/// The sentinel settings of `failover: true`, which needs the master's name.
+fn sentinel_of(meta: &Metadata<'_>) -> Result<Sentinel, FieldError> {
+    let Some(master) = meta.nonempty("sentinelMasterName") else {
+        return Err((
+            value_path(meta.at("failover")),
+            "failover: true needs sentinelMasterName, the name the sentinels monitor the \
+             master by"
+                .into(),
+        ));
+    };
+    Ok(Sentinel {
+        master,
+        username: meta.nonempty("sentinelUsername"),
+        password: meta.nonempty("sentinelPassword"),
+    })
+}
+
+/// `redisDB`, 0 when absent or empty.
+fn redis_db(meta: &Metadata<'_>) -> Result<u32, FieldError> {
+    match meta.get("redisDB") {
+        None | Some(("", _)) => Ok(0),
+        Some((v, i)) => v.parse().map_err(|_| {
+            (
+                value_path(i),
+                format!("redisDB: {v:?} is not a database number"),
+            )
+        }),
+    }
 }
 
 /// Go's `strconv.ParseBool`, which daprd's metadata decoding uses.

@@ -1,12 +1,27 @@
 //! Every knob of the server: its default, its flag, its environment variable, validated once
 //! at start. A flag wins over its environment variable; the environment wins over the default.
 //!
+//! The knobs are one table (`knobs.rs`): the command line parser looks flags up in it, the
+//! resolver takes each knob's default and bounds from it, and `--help` is written from it. The
+//! few knobs with a rule of their own besides (a Dapr port variable, side listeners that
+//! follow an ephemeral `--listen`, `RUST_LOG`, the stores of component files, `--max-expiry`
+//! with a data dir, `--insecure-bind`) have it in a named function of the resolver.
+//!
 //! Nothing here reads the process environment or arguments directly: [`Config::parse`] takes
 //! them as arguments, so tests drive it with plain lists.
 
+mod knobs;
+mod values;
+
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::components::Backend;
+pub use knobs::Help;
+use knobs::{Kind, Knob};
+use values::{loopback_port, parse_addrs, parse_count, parse_driver, parse_duration, parse_size};
 
 /// Which io driver the workers run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,90 +121,30 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:3500";
-/// Dapr's metrics port, on loopback: `/debug/lease` shows lock owners.
-pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9090";
-/// Dapr's gRPC port, on loopback.
-pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50001";
-pub const DEFAULT_STORE: &str = "lockstore";
-pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
-pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
-pub const DEFAULT_MAX_ID_BYTES: usize = 1024;
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-pub const DEFAULT_MAX_LEASES: usize = 10_000_000;
-pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-/// `--max-expiry` with a data dir: an hour. After a crash, grants wait at most this (plus a
-/// second) for the leases of the last run.
-pub const DEFAULT_MAX_EXPIRY_S: u32 = 3600;
 /// Upper bound on `--workers`: each worker is a pinned thread with its own shard.
 pub const MAX_WORKERS: usize = 1024;
-/// Upper bound on the number of stores: a `StoreId` is a `u16`.
-pub const MAX_STORES: usize = 1024;
+
+/// The most stores a configuration may name, as a literal, so that the refusal can say it.
+macro_rules! max_stores {
+    () => {
+        1024
+    };
+}
+
+/// Upper bound on the number of configured stores. The API could number more
+/// ([`crate::api::MAX_STORES`], as many as a `StoreId` can); this is the limit a configuration
+/// is held to, well below it.
+pub const MAX_STORES: usize = max_stores!();
+const _: () = assert!(MAX_STORES <= crate::api::MAX_STORES);
+
+/// Why more than [`MAX_STORES`] stores are refused.
+const TOO_MANY_STORES: &str = concat!("more than ", max_stores!(), " stores");
 
 /// The `--help` text: every knob, its environment variable and its default.
-pub const HELP: &str = "\
-dlockd: a drop-in server for the Dapr Distributed Lock API (v1.0-alpha1)
+pub const HELP: Help = Help;
 
-USAGE: dlockd [FLAGS]
-
-Each flag can also be set by the environment variable in brackets; a flag wins.
-
-  --listen ADDR            HTTP address, IP:PORT or HOST:PORT (a host name binds every
-                           address it resolves to) [DLOCKD_LISTEN] (default 127.0.0.1:3500;
-                           127.0.0.1:$DAPR_HTTP_PORT when DAPR_HTTP_PORT is set)
-  --store NAME             a lock store name; repeat for more [DLOCKD_STORES, comma-separated]
-                           (default: one store named lockstore)
-  --workers N              worker threads, one shard each, pinned to cores
-                           [DLOCKD_WORKERS] (default: the available cores)
-  --app-id ID              the app id reported by /v1.0/metadata [APP_ID] (default empty)
-  --insecure-bind          allow a non-loopback --listen without DAPR_API_TOKEN
-                           [DLOCKD_INSECURE_BIND=1]
-  --io-driver D            auto | uring | legacy [DLOCKD_IO_DRIVER] (default auto: io_uring
-                           when the kernel allows it, else epoll, said at start)
-  --max-header-bytes N     request line + headers limit [DLOCKD_MAX_HEADER_BYTES] (8KiB)
-  --max-body-bytes N       request body limit [DLOCKD_MAX_BODY_BYTES] (64KiB)
-  --max-id-bytes N         resourceId and lockOwner length limit [DLOCKD_MAX_ID_BYTES] (1024)
-  --max-connections N      open client connections, whole process [DLOCKD_MAX_CONNECTIONS]
-                           (10000)
-  --max-leases N           stored leases, whole process, split over the shards
-                           [DLOCKD_MAX_LEASES] (10000000)
-  --header-timeout T       time to receive a request's head [DLOCKD_HEADER_TIMEOUT] (10s)
-  --body-timeout T         time to receive a request's body [DLOCKD_BODY_TIMEOUT] (10s)
-  --idle-timeout T         keep-alive idle time before closing [DLOCKD_IDLE_TIMEOUT] (120s)
-  --shutdown-timeout T     time SIGTERM/SIGINT allow in-flight work to finish
-                           [DLOCKD_SHUTDOWN_TIMEOUT] (10s)
-  --grpc-listen ADDR       the gRPC API (dapr.proto.runtime.v1.Dapr TryLockAlpha1,
-                           UnlockAlpha1, GetMetadata) at IP:PORT or HOST:PORT, or off
-                           [DLOCKD_GRPC_LISTEN] (default
-                           127.0.0.1:50001; 127.0.0.1:$DAPR_GRPC_PORT when it is set;
-                           127.0.0.1:0 when --listen asks for port 0)
-  --metrics-listen ADDR    admin address (IP:PORT or HOST:PORT) serving /metrics
-                           (Prometheus), /debug/lease and /debug/shards, or off
-                           [DLOCKD_METRICS_LISTEN] (default
-                           127.0.0.1:9090; 127.0.0.1:0 when --listen asks for port 0)
-  --resources-path DIR     read lock stores from the Dapr component files (*.yaml) in DIR:
-                           lock.redis and lock.in-memory [DLOCKD_RESOURCES_PATH]; --store
-                           adds in-memory stores beside them
-  --data-dir DIR           keep leases and fencing tokens across restarts and crashes in DIR
-                           [DLOCKD_DATA_DIR] (default none: restart safety off, no tokens)
-  --max-expiry S           the longest expiryInSeconds a try-lock may ask for
-                           [DLOCKD_MAX_EXPIRY] (default 3600 with --data-dir, else no limit);
-                           after a crash, grants wait at most this plus 1s
-  --log-level L            off | error | warn | info | debug | trace [RUST_LOG, which may
-                           also say dlockd=L] (default info); the API token and lock owners
-                           are never logged
-  -h, --help               this text
-  -V, --version            the version
-
-Sizes take a suffix: 8KiB, 64k, 1MiB, or plain bytes. Times: 500ms, 10s, 2m, or plain seconds.
-A host name binds every address it resolves to. An address another process listens on stops
-the start (exit 1): no address is ever served by two processes.
-DAPR_API_TOKEN, when set, is required in the dapr-api-token header of every request except
-GET /v1.0/healthz and GET /v1.0/healthz/outbound.
-";
+/// The API token's variable, which no flag sets.
+const API_TOKEN_VAR: &str = "DAPR_API_TOKEN";
 
 impl Config {
     /// Parses `args` (without the program name) with `env` as the fallback for each flag.
@@ -198,47 +153,30 @@ impl Config {
         I: IntoIterator<Item = String>,
         E: Fn(&str) -> Option<String>,
     {
-        let mut flags = Flags::default();
+        let mut given = Vec::new();
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let (name, inline) = match arg.split_once('=') {
-                Some((name, value)) if name.starts_with("--") => (name.to_string(), Some(value)),
-                _ => (arg.clone(), None),
+                Some((name, value)) if name.starts_with("--") => (name, Some(value)),
+                _ => (arg.as_str(), None),
             };
-            let mut value = |flag: &'static str| -> Result<String, ConfigError> {
-                match inline {
-                    Some(v) => Ok(v.to_string()),
-                    None => args.next().ok_or(ConfigError::MissingValue(flag)),
-                }
-            };
-            match name.as_str() {
+            match name {
                 "-h" | "--help" => return Ok(Command::Help),
                 "-V" | "--version" => return Ok(Command::Version),
-                "--listen" => flags.listen = Some(value("--listen")?),
-                "--store" => flags.stores.push(value("--store")?),
-                "--workers" => flags.workers = Some(value("--workers")?),
-                "--app-id" => flags.app_id = Some(value("--app-id")?),
-                "--insecure-bind" => flags.insecure_bind = true,
-                "--io-driver" => flags.driver = Some(value("--io-driver")?),
-                "--max-header-bytes" => flags.max_header_bytes = Some(value("--max-header-bytes")?),
-                "--max-body-bytes" => flags.max_body_bytes = Some(value("--max-body-bytes")?),
-                "--max-id-bytes" => flags.max_id_bytes = Some(value("--max-id-bytes")?),
-                "--max-connections" => flags.max_connections = Some(value("--max-connections")?),
-                "--max-leases" => flags.max_leases = Some(value("--max-leases")?),
-                "--header-timeout" => flags.header_timeout = Some(value("--header-timeout")?),
-                "--body-timeout" => flags.body_timeout = Some(value("--body-timeout")?),
-                "--idle-timeout" => flags.idle_timeout = Some(value("--idle-timeout")?),
-                "--shutdown-timeout" => flags.shutdown_timeout = Some(value("--shutdown-timeout")?),
-                "--metrics-listen" => flags.metrics_listen = Some(value("--metrics-listen")?),
-                "--grpc-listen" => flags.grpc_listen = Some(value("--grpc-listen")?),
-                "--log-level" => flags.log_level = Some(value("--log-level")?),
-                "--data-dir" => flags.data_dir = Some(value("--data-dir")?),
-                "--resources-path" => flags.resources_path = Some(value("--resources-path")?),
-                "--max-expiry" => flags.max_expiry = Some(value("--max-expiry")?),
-                _ => return Err(ConfigError::UnknownFlag(arg)),
+                _ => {}
             }
+            let Some(knob) = knobs::find(name) else {
+                return Err(ConfigError::UnknownFlag(arg));
+            };
+            let value = match (knob.kind, inline) {
+                (Kind::Switch, _) => String::new(),
+                (_, Some(value)) => value.to_string(),
+                (_, None) => args.next().ok_or(ConfigError::MissingValue(knob.flag))?,
+            };
+            given.push((knob, value));
         }
-        flags.resolve(&env).map(|c| Command::Run(Box::new(c)))
+        let resolver = Resolver { given, env: &env };
+        resolver.config().map(|c| Command::Run(Box::new(c)))
     }
 
     /// The leases each shard may store.
@@ -247,259 +185,309 @@ impl Config {
     }
 }
 
-/// Raw flag values before the environment and defaults fill the gaps.
-#[derive(Default)]
-struct Flags {
-    listen: Option<String>,
-    stores: Vec<String>,
-    workers: Option<String>,
-    app_id: Option<String>,
-    insecure_bind: bool,
-    driver: Option<String>,
-    max_header_bytes: Option<String>,
-    max_body_bytes: Option<String>,
-    max_id_bytes: Option<String>,
-    max_connections: Option<String>,
-    max_leases: Option<String>,
-    header_timeout: Option<String>,
-    body_timeout: Option<String>,
-    idle_timeout: Option<String>,
-    shutdown_timeout: Option<String>,
-    metrics_listen: Option<String>,
-    grpc_listen: Option<String>,
-    log_level: Option<String>,
-    data_dir: Option<String>,
-    max_expiry: Option<String>,
-    resources_path: Option<String>,
+/// The flags of a command line and the environment, made into a [`Config`]: for each knob its
+/// flag, else its variable, else its default.
+struct Resolver<'a> {
+    /// Each flag given, in order, with its value (empty for a switch).
+    given: Vec<(&'static Knob, String)>,
+    env: &'a dyn Fn(&str) -> Option<String>,
 }
 
-impl Flags {
-    fn resolve(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let pick = |flag: Option<String>, var: &str| flag.or_else(|| env(var));
+/// The lock stores and where each one's leases live.
+struct Stores {
+    names: Vec<String>,
+    backends: Vec<Backend>,
+    /// What reading the component files passed over.
+    notes: Vec<String>,
+}
 
-        let listen = match pick(self.listen, "DLOCKD_LISTEN") {
-            Some(v) => parse_addrs("--listen", &v)?,
-            None => match env("DAPR_HTTP_PORT") {
-                Some(port) => {
-                    let port: u16 = port.trim().parse().map_err(|_| ConfigError::BadValue {
-                        flag: "DAPR_HTTP_PORT",
-                        value: port.clone(),
-                        why: "not a port number",
-                    })?;
-                    vec![SocketAddr::from(([127, 0, 0, 1], port))]
-                }
-                None => parse_addrs("--listen", DEFAULT_LISTEN)?,
-            },
-        };
+impl Resolver<'_> {
+    fn config(&self) -> Result<Config, ConfigError> {
+        let listen = self.listen()?;
         let ephemeral = listen.iter().any(|a| a.port() == 0);
-
-        // An ephemeral main port (tests running many servers at once) gets an ephemeral admin
-        // port too, unless one is asked for; the start-up output names the bound one.
-        let metrics_listen = match pick(self.metrics_listen, "DLOCKD_METRICS_LISTEN") {
-            Some(v) if v.trim() == "off" => None,
-            Some(v) => Some(parse_addrs("--metrics-listen", &v)?),
-            None if ephemeral => Some(vec![SocketAddr::from(([127, 0, 0, 1], 0))]),
-            None => Some(parse_addrs("--metrics-listen", DEFAULT_METRICS_LISTEN)?),
-        };
-
-        let grpc_listen = match pick(self.grpc_listen, "DLOCKD_GRPC_LISTEN") {
-            Some(v) if v.trim() == "off" => None,
-            Some(v) => Some(parse_addrs("--grpc-listen", &v)?),
-            None => match env("DAPR_GRPC_PORT") {
-                Some(port) => {
-                    let port: u16 = port.trim().parse().map_err(|_| ConfigError::BadValue {
-                        flag: "DAPR_GRPC_PORT",
-                        value: port.clone(),
-                        why: "not a port number",
-                    })?;
-                    Some(vec![SocketAddr::from(([127, 0, 0, 1], port))])
-                }
-                None if ephemeral => Some(vec![SocketAddr::from(([127, 0, 0, 1], 0))]),
-                None => Some(parse_addrs("--grpc-listen", DEFAULT_GRPC_LISTEN)?),
-            },
-        };
-
-        // RUST_LOG is shared with other programs: what does not name a level for dlockd is
-        // ignored there, where a bad --log-level is refused.
-        let log_level = match self.log_level {
-            Some(v) => crate::log::Level::parse(&v).map_err(|_| ConfigError::BadValue {
-                flag: "--log-level",
-                value: v,
-                why: "expected off, error, warn, info, debug or trace",
-            })?,
-            None => env("RUST_LOG")
-                .and_then(|v| crate::log::Level::parse(&v).ok())
-                .unwrap_or(Some(crate::log::Level::Info)),
-        };
-
-        let app_id = pick(self.app_id, "APP_ID").unwrap_or_default();
-        let resources_path = pick(self.resources_path, "DLOCKD_RESOURCES_PATH");
-        let mut stores = self.stores;
-        if stores.is_empty() {
-            if let Some(list) = env("DLOCKD_STORES") {
-                stores = list.split(',').map(|s| s.trim().to_string()).collect();
-            } else if resources_path.is_none() {
-                // With component files, the stores are theirs: daprd adds no default either.
-                stores.push(DEFAULT_STORE.to_string());
-            }
-        }
-        let mut backends = vec![crate::components::Backend::InMemory; stores.len()];
-        let mut component_notes = Vec::new();
-        if let Some(dir) = &resources_path {
-            let (components, notes) =
-                crate::components::load_dir(std::path::Path::new(dir), &app_id)
-                    .map_err(ConfigError::Components)?;
-            component_notes = notes;
-            for component in components {
-                if stores.contains(&component.name) {
-                    return Err(ConfigError::Components(crate::components::ComponentError {
-                        file: component.file,
-                        field: "metadata.name".into(),
-                        why: format!("lock store {:?} is also named by --store", component.name),
-                    }));
-                }
-                stores.push(component.name);
-                backends.push(component.backend);
-            }
-        }
-        for (i, store) in stores.iter().enumerate() {
-            if store.is_empty() {
-                return Err(bad("--store", store, "a store name cannot be empty"));
-            }
-            if stores[..i].contains(store) {
-                return Err(bad("--store", store, "the store is named twice"));
-            }
-        }
-        if stores.len() > MAX_STORES {
-            return Err(bad("--store", "", "more than 1024 stores"));
-        }
-
-        let data_dir = match pick(self.data_dir, "DLOCKD_DATA_DIR") {
-            Some(v) if v.trim().is_empty() => {
-                return Err(bad("--data-dir", &v, "a data dir cannot be empty"))
-            }
-            Some(v) => Some(std::path::PathBuf::from(v)),
-            None => None,
-        };
-        let max_expiry_s = match pick(self.max_expiry, "DLOCKD_MAX_EXPIRY") {
-            // At most i32::MAX: it fits a u32.
-            Some(v) => Some(parse_count("--max-expiry", &v, 1, i32::MAX as usize)? as u32),
-            None => data_dir.as_ref().map(|_| DEFAULT_MAX_EXPIRY_S),
-        };
-
-        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = match pick(self.workers, "DLOCKD_WORKERS") {
-            Some(v) => parse_count("--workers", &v, 1, MAX_WORKERS)?,
-            None => available.min(MAX_WORKERS),
-        };
-
-        let driver = match pick(self.driver, "DLOCKD_IO_DRIVER").as_deref() {
-            None | Some("auto") => DriverChoice::Auto,
-            Some("uring") | Some("io_uring") => DriverChoice::Uring,
-            Some("legacy") | Some("epoll") => DriverChoice::Legacy,
-            Some(other) => return Err(bad("--io-driver", other, "expected auto, uring or legacy")),
-        };
-
-        let api_token = env("DAPR_API_TOKEN")
+        let metrics_listen = self.addrs(&knobs::METRICS_LISTEN, ephemeral)?;
+        let grpc_listen = self.addrs(&knobs::GRPC_LISTEN, ephemeral)?;
+        let log_level = self.log_level()?;
+        let app_id = self.text(&knobs::APP_ID);
+        let stores = self.stores(&app_id)?;
+        let data_dir = self.dir(&knobs::DATA_DIR)?;
+        let max_expiry_s = self.max_expiry(data_dir.is_some())?;
+        let workers = self.workers()?;
+        let driver = self.driver(&knobs::IO_DRIVER)?;
+        let api_token = (self.env)(API_TOKEN_VAR)
             .filter(|t| !t.is_empty())
             .map(String::into_bytes);
-        let insecure_bind = self.insecure_bind
-            || env("DLOCKD_INSECURE_BIND").is_some_and(|v| matches!(v.as_str(), "1" | "true"));
-        if let Some(&public) = listen.iter().find(|a| !a.ip().is_loopback()) {
-            if api_token.is_none() && !insecure_bind {
-                return Err(ConfigError::InsecureBind(public));
-            }
-        }
-
-        let size = |flag: &'static str, value: Option<String>, var: &str, default, min, max| {
-            pick(value, var).map_or(Ok(default), |v| parse_size(flag, &v, min, max))
-        };
-        let time = |flag: &'static str, value: Option<String>, var: &str, default| {
-            pick(value, var).map_or(Ok(default), |v| parse_duration(flag, &v))
-        };
-        const MIB: usize = 1024 * 1024;
-        let config = Config {
+        let insecure_bind = self.switch(&knobs::INSECURE_BIND);
+        check_bind(&listen, api_token.is_some(), insecure_bind)?;
+        Ok(Config {
             listen,
-            stores,
-            backends,
-            component_notes,
+            stores: stores.names,
+            backends: stores.backends,
+            component_notes: stores.notes,
             workers,
             app_id,
             api_token,
             insecure_bind,
             driver,
-            max_header_bytes: size(
-                "--max-header-bytes",
-                self.max_header_bytes,
-                "DLOCKD_MAX_HEADER_BYTES",
-                DEFAULT_MAX_HEADER_BYTES,
-                256,
-                MIB,
-            )?,
-            max_body_bytes: size(
-                "--max-body-bytes",
-                self.max_body_bytes,
-                "DLOCKD_MAX_BODY_BYTES",
-                DEFAULT_MAX_BODY_BYTES,
-                64,
-                64 * MIB,
-            )?,
-            max_id_bytes: size(
-                "--max-id-bytes",
-                self.max_id_bytes,
-                "DLOCKD_MAX_ID_BYTES",
-                DEFAULT_MAX_ID_BYTES,
-                1,
-                MIB,
-            )?,
-            max_connections: size(
-                "--max-connections",
-                self.max_connections,
-                "DLOCKD_MAX_CONNECTIONS",
-                DEFAULT_MAX_CONNECTIONS,
-                1,
-                10_000_000,
-            )?,
-            max_leases: size(
-                "--max-leases",
-                self.max_leases,
-                "DLOCKD_MAX_LEASES",
-                DEFAULT_MAX_LEASES,
-                1,
-                1 << 34,
-            )?,
-            header_timeout: time(
-                "--header-timeout",
-                self.header_timeout,
-                "DLOCKD_HEADER_TIMEOUT",
-                DEFAULT_HEADER_TIMEOUT,
-            )?,
-            body_timeout: time(
-                "--body-timeout",
-                self.body_timeout,
-                "DLOCKD_BODY_TIMEOUT",
-                DEFAULT_BODY_TIMEOUT,
-            )?,
-            idle_timeout: time(
-                "--idle-timeout",
-                self.idle_timeout,
-                "DLOCKD_IDLE_TIMEOUT",
-                DEFAULT_IDLE_TIMEOUT,
-            )?,
-            shutdown_timeout: time(
-                "--shutdown-timeout",
-                self.shutdown_timeout,
-                "DLOCKD_SHUTDOWN_TIMEOUT",
-                DEFAULT_SHUTDOWN_TIMEOUT,
-            )?,
+            max_header_bytes: self.size(&knobs::MAX_HEADER_BYTES)?,
+            max_body_bytes: self.size(&knobs::MAX_BODY_BYTES)?,
+            max_id_bytes: self.size(&knobs::MAX_ID_BYTES)?,
+            max_connections: self.size(&knobs::MAX_CONNECTIONS)?,
+            max_leases: self.size(&knobs::MAX_LEASES)?,
+            header_timeout: self.time(&knobs::HEADER_TIMEOUT)?,
+            body_timeout: self.time(&knobs::BODY_TIMEOUT)?,
+            idle_timeout: self.time(&knobs::IDLE_TIMEOUT)?,
+            shutdown_timeout: self.time(&knobs::SHUTDOWN_TIMEOUT)?,
             metrics_listen,
             grpc_listen,
             log_level,
             data_dir,
             max_expiry_s,
             fixed_answer: false,
+        })
+    }
+
+    /// The value the command line last gives `knob`.
+    fn flag(&self, knob: &Knob) -> Option<&str> {
+        self.given
+            .iter()
+            .rev()
+            .find(|(k, _)| k.flag == knob.flag)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The flag's value, else the variable's.
+    fn given(&self, knob: &Knob) -> Option<String> {
+        self.flag(knob)
+            .map(str::to_string)
+            .or_else(|| (self.env)(knob.env))
+    }
+
+    /// The flag's value, else the variable's, else the table's default.
+    fn value(&self, knob: &Knob) -> Option<String> {
+        self.given(knob)
+            .or_else(|| knob.default.map(str::to_string))
+    }
+
+    fn size(&self, knob: &'static Knob) -> Result<usize, ConfigError> {
+        let Kind::Size { min, max } = knob.kind else {
+            unreachable!("{} is not a size", knob.flag)
         };
-        Ok(config)
+        parse_size(knob.flag, &self.value(knob).unwrap_or_default(), min, max)
+    }
+
+    /// `None` when neither flag, variable nor table gives a value.
+    fn count(&self, knob: &'static Knob) -> Result<Option<usize>, ConfigError> {
+        let Kind::Count { min, max } = knob.kind else {
+            unreachable!("{} is not a count", knob.flag)
+        };
+        self.value(knob)
+            .map(|v| parse_count(knob.flag, &v, min, max))
+            .transpose()
+    }
+
+    fn time(&self, knob: &'static Knob) -> Result<Duration, ConfigError> {
+        debug_assert_eq!(knob.kind, Kind::Time, "{}", knob.flag);
+        parse_duration(knob.flag, &self.value(knob).unwrap_or_default())
+    }
+
+    fn text(&self, knob: &'static Knob) -> String {
+        debug_assert_eq!(knob.kind, Kind::Text, "{}", knob.flag);
+        self.value(knob).unwrap_or_default()
+    }
+
+    fn dir(&self, knob: &'static Knob) -> Result<Option<PathBuf>, ConfigError> {
+        let Kind::Dir { blank } = knob.kind else {
+            unreachable!("{} is not a directory", knob.flag)
+        };
+        match (self.value(knob), blank) {
+            (Some(v), Some(why)) if v.trim().is_empty() => Err(bad(knob.flag, &v, why)),
+            (v, _) => Ok(v.map(PathBuf::from)),
+        }
+    }
+
+    /// On when the flag is given, or its variable says `1` or `true`.
+    fn switch(&self, knob: &'static Knob) -> bool {
+        debug_assert_eq!(knob.kind, Kind::Switch, "{}", knob.flag);
+        self.flag(knob).is_some()
+            || (self.env)(knob.env).is_some_and(|v| matches!(v.as_str(), "1" | "true"))
+    }
+
+    fn driver(&self, knob: &'static Knob) -> Result<DriverChoice, ConfigError> {
+        debug_assert_eq!(knob.kind, Kind::Driver, "{}", knob.flag);
+        parse_driver(knob.flag, &self.value(knob).unwrap_or_default())
+    }
+
+    /// A listener's addresses, `None` for `off`. Without flag or variable, the knob's port
+    /// variable gives a loopback port when it is set, and a side listener follows an
+    /// ephemeral `--listen` (tests running many servers at once) to port 0; the start-up
+    /// output names the bound one.
+    fn addrs(
+        &self,
+        knob: &'static Knob,
+        ephemeral: bool,
+    ) -> Result<Option<Vec<SocketAddr>>, ConfigError> {
+        let Kind::Addrs {
+            off,
+            port_var,
+            follows_port_0,
+        } = knob.kind
+        else {
+            unreachable!("{} is not an address", knob.flag)
+        };
+        if let Some(v) = self.given(knob) {
+            if off && v.trim() == "off" {
+                return Ok(None);
+            }
+            return parse_addrs(knob.flag, &v).map(Some);
+        }
+        if let Some((var, port)) = port_var.and_then(|var| Some((var, (self.env)(var)?))) {
+            return loopback_port(var, &port).map(Some);
+        }
+        if follows_port_0 && ephemeral {
+            return Ok(Some(vec![SocketAddr::from(([127, 0, 0, 1], 0))]));
+        }
+        parse_addrs(knob.flag, knob.default.unwrap_or_default()).map(Some)
+    }
+
+    /// `--listen`, which cannot be off.
+    fn listen(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        let Some(listen) = self.addrs(&knobs::LISTEN, false)? else {
+            unreachable!("--listen cannot be off")
+        };
+        Ok(listen)
+    }
+
+    /// `--log-level`, else `RUST_LOG`, else the default. `RUST_LOG` is shared with other
+    /// programs: what does not name a level for dlockd is passed over there, where a bad
+    /// `--log-level` is refused.
+    fn log_level(&self) -> Result<Option<crate::log::Level>, ConfigError> {
+        let knob = &knobs::LOG_LEVEL;
+        let strict = |v: &str| {
+            crate::log::Level::parse(v).map_err(|_| {
+                bad(
+                    knob.flag,
+                    v,
+                    "expected off, error, warn, info, debug or trace",
+                )
+            })
+        };
+        if let Some(v) = self.flag(knob) {
+            return strict(v);
+        }
+        match (self.env)(knob.env).and_then(|v| crate::log::Level::parse(&v).ok()) {
+            Some(level) => Ok(level),
+            None => strict(knob.default.unwrap_or_default()),
+        }
+    }
+
+    /// `--workers`, else the available cores (at most [`MAX_WORKERS`]).
+    fn workers(&self) -> Result<usize, ConfigError> {
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(self
+            .count(&knobs::WORKERS)?
+            .unwrap_or(available.min(MAX_WORKERS)))
+    }
+
+    /// `--max-expiry`; its default applies only with a data dir, whose restart after a crash
+    /// it bounds.
+    fn max_expiry(&self, with_data_dir: bool) -> Result<Option<u32>, ConfigError> {
+        let knob = &knobs::MAX_EXPIRY;
+        if !with_data_dir && self.given(knob).is_none() {
+            return Ok(None);
+        }
+        match self.count(knob)? {
+            Some(s) => u32::try_from(s)
+                .map(Some)
+                .map_err(|_| bad(knob.flag, &s.to_string(), "out of range")),
+            None => Ok(None),
+        }
+    }
+
+    /// The stores `--store` names, then those of the component files of `--resources-path`.
+    fn stores(&self, app_id: &str) -> Result<Stores, ConfigError> {
+        let resources = self.dir(&knobs::RESOURCES_PATH)?;
+        let mut names = self.store_names(resources.is_none());
+        let mut backends = vec![Backend::InMemory; names.len()];
+        let mut notes = Vec::new();
+        if let Some(dir) = &resources {
+            notes = add_components(dir, app_id, &mut names, &mut backends)?;
+        }
+        check_stores(&names)?;
+        Ok(Stores {
+            names,
+            backends,
+            notes,
+        })
+    }
+
+    /// Every `--store`, else the variable's list, else the default store; with component
+    /// files the stores are theirs, and no default is added (daprd adds none either).
+    fn store_names(&self, with_default: bool) -> Vec<String> {
+        let knob = &knobs::STORE;
+        let flags: Vec<String> = self
+            .given
+            .iter()
+            .filter(|(k, _)| k.flag == knob.flag)
+            .map(|(_, name)| name.clone())
+            .collect();
+        if !flags.is_empty() {
+            return flags;
+        }
+        match (self.env)(knob.env) {
+            Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+            None if with_default => knob.default.iter().map(|s| s.to_string()).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Adds the lock stores of the component files in `dir` after `names`, and returns what
+/// reading them passed over. A component may not take the name of a `--store`.
+fn add_components(
+    dir: &Path,
+    app_id: &str,
+    names: &mut Vec<String>,
+    backends: &mut Vec<Backend>,
+) -> Result<Vec<String>, ConfigError> {
+    let (components, notes) =
+        crate::components::load_dir(dir, app_id).map_err(ConfigError::Components)?;
+    for component in components {
+        if names.contains(&component.name) {
+            return Err(ConfigError::Components(crate::components::ComponentError {
+                file: component.file,
+                field: "metadata.name".into(),
+                why: format!("lock store {:?} is also named by --store", component.name),
+            }));
+        }
+        names.push(component.name);
+        backends.push(component.backend);
+    }
+    Ok(notes)
+}
+
+/// Every store has a name, each name once, and there are at most [`MAX_STORES`].
+fn check_stores(names: &[String]) -> Result<(), ConfigError> {
+    let flag = knobs::STORE.flag;
+    for (i, store) in names.iter().enumerate() {
+        if store.is_empty() {
+            return Err(bad(flag, store, "a store name cannot be empty"));
+        }
+        if names[..i].contains(store) {
+            return Err(bad(flag, store, "the store is named twice"));
+        }
+    }
+    if names.len() > MAX_STORES {
+        return Err(bad(flag, "", TOO_MANY_STORES));
+    }
+    Ok(())
+}
+
+/// A non-loopback address needs an API token, or `--insecure-bind` to say it is meant.
+fn check_bind(listen: &[SocketAddr], token: bool, insecure: bool) -> Result<(), ConfigError> {
+    match listen.iter().find(|a| !a.ip().is_loopback()) {
+        Some(&public) if !token && !insecure => Err(ConfigError::InsecureBind(public)),
+        _ => Ok(()),
     }
 }
 
@@ -509,108 +497,6 @@ fn bad(flag: &'static str, value: &str, why: &'static str) -> ConfigError {
         value: value.to_string(),
         why,
     }
-}
-
-/// `IP:PORT`, `[IPv6]:PORT`, or `HOST:PORT`: a host name stands for every address it resolves
-/// to at start (`localhost:3500` is 127.0.0.1:3500 and [::1]:3500 where both exist), in the
-/// resolver's order, each once.
-fn parse_addrs(flag: &'static str, value: &str) -> Result<Vec<SocketAddr>, ConfigError> {
-    let text = value.trim();
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(vec![addr]);
-    }
-    let shape = "expected IP:PORT or HOST:PORT, e.g. 127.0.0.1:3500 or localhost:3500";
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(bad(flag, value, shape));
-    };
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(bad(flag, value, shape));
-    }
-    let resolved = std::net::ToSocketAddrs::to_socket_addrs(text)
-        .map_err(|_| bad(flag, value, "the host name does not resolve"))?;
-    let mut addrs: Vec<SocketAddr> = Vec::new();
-    for addr in resolved {
-        if !addrs.contains(&addr) {
-            addrs.push(addr);
-        }
-    }
-    if addrs.is_empty() {
-        return Err(bad(flag, value, "the host name resolves to no address"));
-    }
-    Ok(addrs)
-}
-
-fn parse_count(
-    flag: &'static str,
-    value: &str,
-    min: usize,
-    max: usize,
-) -> Result<usize, ConfigError> {
-    match value.trim().parse::<usize>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        Ok(_) => Err(bad(flag, value, "out of range")),
-        Err(_) => Err(bad(flag, value, "not a whole number")),
-    }
-}
-
-/// Parses `8192`, `8k`, `8KiB`, `1m`, `1MiB` (binary multiples).
-fn parse_size(
-    flag: &'static str,
-    value: &str,
-    min: usize,
-    max: usize,
-) -> Result<usize, ConfigError> {
-    let v = value.trim();
-    let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (digits, suffix) = v.split_at(digits_end);
-    let multiplier: usize = match suffix.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1024,
-        "m" | "mb" | "mib" => 1024 * 1024,
-        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
-        _ => {
-            return Err(bad(
-                flag,
-                value,
-                "expected a size such as 8192, 8KiB or 1MiB",
-            ))
-        }
-    };
-    let n: usize = digits
-        .parse()
-        .map_err(|_| bad(flag, value, "expected a size such as 8192, 8KiB or 1MiB"))?;
-    let n = n
-        .checked_mul(multiplier)
-        .ok_or_else(|| bad(flag, value, "too large"))?;
-    if !(min..=max).contains(&n) {
-        return Err(bad(flag, value, "out of range"));
-    }
-    Ok(n)
-}
-
-/// Parses `500ms`, `10s`, `2m`, `1h`, or plain seconds. Zero is refused: a zero timeout would
-/// close every connection at once.
-fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, ConfigError> {
-    let v = value.trim();
-    let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (digits, suffix) = v.split_at(digits_end);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| bad(flag, value, "expected a time such as 500ms, 10s or 2m"))?;
-    let d = match suffix {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(bad(flag, value, "expected a time such as 500ms, 10s or 2m")),
-    };
-    if d.is_zero() {
-        return Err(bad(flag, value, "must be more than zero"));
-    }
-    if d > Duration::from_secs(7 * 24 * 3600) {
-        return Err(bad(flag, value, "more than a week"));
-    }
-    Ok(d)
 }
 
 #[cfg(test)]
@@ -813,6 +699,7 @@ mod tests {
     // Every flag the parser knows is documented in --help.
     #[test]
     fn help_documents_every_flag() {
+        let help = HELP.to_string();
         for flag in [
             "--listen",
             "--store",
@@ -831,7 +718,307 @@ mod tests {
             "--shutdown-timeout",
             "--metrics-listen",
         ] {
-            assert!(HELP.contains(flag), "{flag} is missing from --help");
+            assert!(help.contains(flag), "{flag} is missing from --help");
         }
+    }
+
+    // --help is written from the table: each knob has its own entry, which names its
+    // environment variable and its default value; no flag or variable is two knobs'.
+    #[test]
+    fn help_shows_every_knob_with_its_variable() {
+        let help = HELP.to_string();
+        let lines: Vec<&str> = help.lines().collect();
+        for knob in knobs::KNOBS {
+            let head = format!("  {} ", knob.usage());
+            let at = lines
+                .iter()
+                .position(|l| l.starts_with(&head))
+                .unwrap_or_else(|| panic!("{} has no entry in --help", knob.flag));
+            let rest = lines[at + 1..]
+                .iter()
+                .take_while(|l| l.starts_with("    "))
+                .copied();
+            let entry: Vec<&str> = std::iter::once(lines[at]).chain(rest).collect();
+            let entry = entry.join("\n");
+            assert!(
+                entry.contains(&format!("[{}", knob.env)),
+                "{} does not name {}: {entry}",
+                knob.flag,
+                knob.env
+            );
+            if let Some(value) = knob.default.filter(|v| !v.is_empty()) {
+                assert!(entry.contains(value), "{}: no default: {entry}", knob.flag);
+            }
+        }
+        for (i, knob) in knobs::KNOBS.iter().enumerate() {
+            for earlier in &knobs::KNOBS[..i] {
+                assert_ne!(knob.flag, earlier.flag);
+                assert_ne!(knob.env, earlier.env);
+            }
+        }
+    }
+
+    /// How a test reads one knob back from a configuration.
+    type Look = fn(&Config) -> String;
+
+    /// A knob's test values: what its flag and its variable say, the arguments under which
+    /// its default applies, and where it shows in a configuration.
+    struct Layers {
+        flag: &'static str,
+        from_flag: String,
+        from_env: String,
+        default_with: &'static [&'static str],
+        look: Look,
+    }
+
+    fn layers(flag: &'static str, from_flag: &str, from_env: &str, look: Look) -> Layers {
+        Layers {
+            flag,
+            from_flag: from_flag.to_string(),
+            from_env: from_env.to_string(),
+            default_with: &[],
+            look,
+        }
+    }
+
+    /// Two directories of component files, each declaring one in-memory lock store.
+    struct ComponentDirs {
+        root: std::path::PathBuf,
+    }
+
+    impl ComponentDirs {
+        fn new(tag: &str) -> ComponentDirs {
+            let root =
+                std::env::temp_dir().join(format!("dlockd-config-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            for name in ["from-flag", "from-env"] {
+                let dir = root.join(name);
+                std::fs::create_dir_all(&dir).expect("dir");
+                let yaml = format!(
+                    "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n\
+                     spec:\n  type: lock.in-memory\n"
+                );
+                std::fs::write(dir.join("lock.yaml"), yaml).expect("write");
+            }
+            ComponentDirs { root }
+        }
+
+        fn dir(&self, name: &str) -> String {
+            self.root.join(name).display().to_string()
+        }
+    }
+
+    impl Drop for ComponentDirs {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+
+    fn layer_cases(dirs: &ComponentDirs) -> Vec<Layers> {
+        vec![
+            layers("--listen", "127.0.0.1:4001", "127.0.0.1:4002", |c| {
+                format!("{:?}", c.listen)
+            }),
+            layers("--store", "x", "a", |c| format!("{:?}", c.stores)),
+            layers("--workers", "1022", "1023", |c| c.workers.to_string()),
+            layers("--app-id", "x", "y", |c| c.app_id.clone()),
+            layers("--insecure-bind", "", "1", |c| c.insecure_bind.to_string()),
+            layers("--io-driver", "legacy", "uring", |c| {
+                format!("{:?}", c.driver)
+            }),
+            layers("--max-header-bytes", "16k", "32768", |c| {
+                c.max_header_bytes.to_string()
+            }),
+            layers("--max-body-bytes", "1MiB", "2048", |c| {
+                c.max_body_bytes.to_string()
+            }),
+            layers("--max-id-bytes", "64", "2k", |c| c.max_id_bytes.to_string()),
+            layers("--max-connections", "5", "6", |c| {
+                c.max_connections.to_string()
+            }),
+            layers("--max-leases", "1k", "99", |c| c.max_leases.to_string()),
+            layers("--header-timeout", "1s", "2m", |c| {
+                format!("{:?}", c.header_timeout)
+            }),
+            layers("--body-timeout", "500ms", "3", |c| {
+                format!("{:?}", c.body_timeout)
+            }),
+            layers("--idle-timeout", "1h", "7s", |c| {
+                format!("{:?}", c.idle_timeout)
+            }),
+            layers("--shutdown-timeout", "2s", "30s", |c| {
+                format!("{:?}", c.shutdown_timeout)
+            }),
+            layers("--grpc-listen", "127.0.0.1:5001", "off", |c| {
+                format!("{:?}", c.grpc_listen)
+            }),
+            layers("--metrics-listen", "off", "127.0.0.1:9999", |c| {
+                format!("{:?}", c.metrics_listen)
+            }),
+            layers(
+                "--resources-path",
+                &dirs.dir("from-flag"),
+                &dirs.dir("from-env"),
+                |c| format!("{:?}", c.stores),
+            ),
+            layers("--data-dir", "/flag/dir", "/env/dir", |c| {
+                format!("{:?}", c.data_dir)
+            }),
+            Layers {
+                default_with: &["--data-dir", "dlockd-data"],
+                ..layers("--max-expiry", "60", "120", |c| {
+                    format!("{:?}", c.max_expiry_s)
+                })
+            },
+            layers("--log-level", "debug", "warn", |c| {
+                format!("{:?}", c.log_level)
+            }),
+        ]
+    }
+
+    // For every knob of the table, a flag wins over its variable and the variable over the
+    // default: the variable means what the flag would, the flag is not moved by the variable,
+    // and the default is what the flag gives with the table's default value. A switch is on
+    // by its flag whatever its variable says.
+    #[test]
+    fn flag_beats_environment_beats_default_for_every_knob() {
+        let dirs = ComponentDirs::new("layers");
+        let cases = layer_cases(&dirs);
+        let covered: Vec<&str> = cases.iter().map(|c| c.flag).collect();
+        let table: Vec<&str> = knobs::KNOBS.iter().map(|k| k.flag).collect();
+        assert_eq!(covered, table, "each knob of the table has a case");
+        for case in &cases {
+            let knob = knobs::find(case.flag).expect("a knob");
+            let look = |args: &[&str], env: &[(&str, &str)]| match parse(args, env) {
+                Ok(config) => (case.look)(&config),
+                Err(e) => panic!("{args:?} {env:?}: {e}"),
+            };
+            if knob.kind == Kind::Switch {
+                assert_eq!(look(&[], &[]), "false", "{}", knob.flag);
+                assert_eq!(look(&[], &[(knob.env, "1")]), "true", "{}", knob.flag);
+                assert_eq!(look(&[], &[(knob.env, "true")]), "true", "{}", knob.flag);
+                assert_eq!(look(&[], &[(knob.env, "0")]), "false", "{}", knob.flag);
+                assert_eq!(
+                    look(&[knob.flag], &[(knob.env, "0")]),
+                    "true",
+                    "{}",
+                    knob.flag
+                );
+                continue;
+            }
+            let (from_flag, from_env) = (case.from_flag.as_str(), case.from_env.as_str());
+            let default = look(&[], &[]);
+            let env = look(&[], &[(knob.env, from_env)]);
+            let flag = look(&[knob.flag, from_flag], &[(knob.env, from_env)]);
+            assert_ne!(env, default, "{}: the variable is applied", knob.flag);
+            assert_ne!(flag, env, "{}: the flag wins", knob.flag);
+            assert_eq!(flag, look(&[knob.flag, from_flag], &[]), "{}", knob.flag);
+            assert_eq!(env, look(&[knob.flag, from_env], &[]), "{}", knob.flag);
+            if let Some(value) = knob.default {
+                let mut args = case.default_with.to_vec();
+                let by_default = look(&args, &[]);
+                args.extend([knob.flag, value]);
+                assert_eq!(by_default, look(&args, &[]), "{}: the default", knob.flag);
+            }
+        }
+    }
+
+    // The Dapr port variables come after the knob's own variable and before its default,
+    // and before the side ports that follow an ephemeral --listen; a bad one is named.
+    #[test]
+    fn dapr_port_variables_come_after_the_knobs_own() {
+        let c = parse(&[], &[("DAPR_GRPC_PORT", "50100")]).unwrap();
+        assert_eq!(
+            c.grpc_listen,
+            Some(vec!["127.0.0.1:50100".parse().unwrap()])
+        );
+        let c = parse(&["--listen", "127.0.0.1:0"], &[("DAPR_GRPC_PORT", "50100")]).unwrap();
+        assert_eq!(
+            c.grpc_listen,
+            Some(vec!["127.0.0.1:50100".parse().unwrap()])
+        );
+        let c = parse(
+            &[],
+            &[
+                ("DAPR_GRPC_PORT", "50100"),
+                ("DLOCKD_GRPC_LISTEN", "127.0.0.1:1"),
+                ("DAPR_HTTP_PORT", "3601"),
+                ("DLOCKD_LISTEN", "127.0.0.1:4000"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.grpc_listen, Some(vec!["127.0.0.1:1".parse().unwrap()]));
+        assert_eq!(c.listen, vec!["127.0.0.1:4000".parse().unwrap()]);
+        for var in ["DAPR_HTTP_PORT", "DAPR_GRPC_PORT"] {
+            let err = parse(&[], &[(var, "http")]).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("invalid value \"http\" for {var}: not a port number")
+            );
+        }
+    }
+
+    /// A value each kind refuses, or `None` for a kind that takes any.
+    fn refused(kind: Kind) -> Option<&'static str> {
+        match kind {
+            Kind::Addrs { .. } => Some("nowhere"),
+            Kind::Size { .. } => Some("12q"),
+            Kind::Count { .. } => Some("twelve"),
+            Kind::Time => Some("10 parsecs"),
+            Kind::Dir { blank: Some(_) } => Some(" "),
+            Kind::Dir { blank: None } => Some("/nonexistent/dlockd-components"),
+            Kind::Names => Some(""),
+            Kind::Driver => Some("kqueue"),
+            Kind::Level => Some("chatty"),
+            Kind::Text | Kind::Switch => None,
+        }
+    }
+
+    // A bad value of every kind, from the flag or from its variable, and a number outside a
+    // knob's range, are refused with a message naming the flag; a flag without its value is
+    // named too. RUST_LOG alone is passed over when it names no level: other programs share it.
+    #[test]
+    fn a_bad_value_of_each_kind_names_the_flag() {
+        let named = |args: &[&str], env: &[(&str, &str)], flag: &str| {
+            let msg = match parse(args, env) {
+                Ok(_) => panic!("{args:?} {env:?} is accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(msg.contains(flag), "{args:?} {env:?}: {msg}");
+        };
+        for knob in knobs::KNOBS {
+            if knob.kind != Kind::Switch {
+                named(&[knob.flag], &[], knob.flag);
+            }
+            if let Kind::Size { min, max } | Kind::Count { min, max } = knob.kind {
+                named(&[knob.flag, &(max + 1).to_string()], &[], knob.flag);
+                named(&[knob.flag, &(min - 1).to_string()], &[], knob.flag);
+            }
+            let Some(value) = refused(knob.kind) else {
+                continue;
+            };
+            named(&[knob.flag, value], &[], knob.flag);
+            if knob.kind == Kind::Level {
+                assert!(parse(&[], &[(knob.env, value)]).is_ok());
+            } else {
+                named(&[], &[(knob.env, value)], knob.flag);
+            }
+        }
+    }
+
+    // The store limit holds: MAX_STORES stores start, one more is refused with a message
+    // that says the limit.
+    #[test]
+    fn more_than_max_stores_are_refused() {
+        let names: Vec<String> = (0..=MAX_STORES).map(|i| format!("s{i}")).collect();
+        let at_most = names[..MAX_STORES].join(",");
+        let c = parse(&[], &[("DLOCKD_STORES", &at_most)]).unwrap();
+        assert_eq!(c.stores.len(), MAX_STORES);
+        let over = names.join(",");
+        let err = parse(&[], &[("DLOCKD_STORES", &over)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("invalid value \"\" for --store: more than {MAX_STORES} stores")
+        );
     }
 }
