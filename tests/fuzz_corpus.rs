@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use dlockd::api::fuzzing::{BodyDecoder, BodyKind};
 use dlockd::http::fuzzing::{transcript, FUZZ_LIMITS};
-use dlockd::lease::{Advanced, LeaseError, LeaseTable, StoreId, UnlockStatus};
+use dlockd::lease::model::Offset;
+use dlockd::lease::{LeaseError, LeaseTable, StoreId};
 use fuzz::lease::{LeaseOp, LeaseRun, Table, MAX_TTL_MS};
 use fuzz::request::{
     BodyChoice, Decor, Framing, MethodChoice, Req, RouteChoice, Session, Step, StoreChoice,
@@ -176,6 +177,12 @@ fn replay_catches_a_decoder_that_allows_duplicates() {
 struct OneTickLate(LeaseTable);
 
 impl Table for OneTickLate {
+    fn table(&self) -> &LeaseTable {
+        &self.0
+    }
+    fn table_mut(&mut self) -> &mut LeaseTable {
+        &mut self.0
+    }
     fn try_lock(
         &mut self,
         store: StoreId,
@@ -187,23 +194,57 @@ impl Table for OneTickLate {
         self.0
             .try_lock(store, resource, owner, ttl_ms.saturating_add(1), now_ms)
     }
-    fn unlock(&mut self, store: StoreId, resource: &[u8], owner: &[u8], now: u64) -> UnlockStatus {
-        self.0.unlock(store, resource, owner, now)
+}
+
+/// A lease table that hands out its first fencing token for every grant.
+struct TokenStandsStill {
+    table: LeaseTable,
+    first: Option<u64>,
+}
+
+impl Table for TokenStandsStill {
+    fn table(&self) -> &LeaseTable {
+        &self.table
     }
-    fn advance(&mut self, now_ms: u64) -> usize {
-        self.0.advance(now_ms)
+    fn table_mut(&mut self) -> &mut LeaseTable {
+        &mut self.table
     }
-    fn advance_at_most(&mut self, now_ms: u64, budget: usize) -> Advanced {
-        self.0.advance_at_most(now_ms, budget)
+    fn try_lock_fenced(
+        &mut self,
+        store: StoreId,
+        resource: &[u8],
+        owner: &[u8],
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<u64>, LeaseError> {
+        let got = self
+            .table
+            .try_lock_fenced(store, resource, owner, ttl_ms, now_ms)?;
+        Ok(got.map(|token| *self.first.get_or_insert(token)))
     }
-    fn holder(&self, store: StoreId, resource: &[u8], now_ms: u64) -> Option<(&[u8], u64)> {
-        Table::holder(&self.0, store, resource, now_ms)
+}
+
+/// A lease table that ends a restored lease one millisecond before its saved end.
+struct RestoredEndsEarly(LeaseTable);
+
+impl Table for RestoredEndsEarly {
+    fn table(&self) -> &LeaseTable {
+        &self.0
     }
-    fn len(&self) -> usize {
-        self.0.len()
+    fn table_mut(&mut self) -> &mut LeaseTable {
+        &mut self.0
     }
-    fn scheduled(&self) -> usize {
-        self.0.scheduled()
+    fn restore(
+        &mut self,
+        store: StoreId,
+        resource: &[u8],
+        owner: &[u8],
+        last_live_ms: u64,
+        token: u64,
+        now_ms: u64,
+    ) -> Result<bool, LeaseError> {
+        let early = last_live_ms.saturating_sub(1);
+        self.0.restore(store, resource, owner, early, token, now_ms)
     }
 }
 
@@ -213,6 +254,33 @@ fn replay_catches_a_table_that_ends_leases_late() {
     replay("lease_ops", |data| {
         let run = LeaseRun::read(&mut Reader::new(data));
         fuzz::lease::run_against(&run, &mut OneTickLate(LeaseTable::new(run.max_leases)));
+    });
+}
+
+#[test]
+#[should_panic(expected = "does not grow")]
+fn replay_catches_a_fencing_token_that_does_not_grow() {
+    // Fencing: every grant's token is larger than every token before it.
+    replay("lease_ops", |data| {
+        let run = LeaseRun::read(&mut Reader::new(data));
+        let mut table = TokenStandsStill {
+            table: LeaseTable::new(run.max_leases),
+            first: None,
+        };
+        fuzz::lease::run_against(&run, &mut table);
+    });
+}
+
+#[test]
+#[should_panic(expected = "holder")]
+fn replay_catches_a_restored_lease_that_ends_early() {
+    // Restore: a saved lease is held through its own last live tick, never less.
+    replay("lease_ops", |data| {
+        let run = LeaseRun::read(&mut Reader::new(data));
+        fuzz::lease::run_against(
+            &run,
+            &mut RestoredEndsEarly(LeaseTable::new(run.max_leases)),
+        );
     });
 }
 
@@ -831,6 +899,22 @@ fn lease_seeds() -> Vec<(&'static str, LeaseRun)> {
         owner,
     };
     let to_end = |pick, after| LeaseOp::ToEnd { pick, after };
+    let fenced = |store, resource, owner, ttl_ms| LeaseOp::TryLockFenced {
+        store,
+        resource,
+        owner,
+        ttl_ms,
+    };
+    let enable = |first| LeaseOp::EnableFencing { first };
+    let ahead = |by| Offset { back: false, by };
+    let back = |by| Offset { back: true, by };
+    let restore = |store, resource, owner, end, token| LeaseOp::Restore {
+        store,
+        resource,
+        owner,
+        end,
+        token,
+    };
     let mut seeds = Vec::new();
     for (name, ttl_ms) in [
         ("boundary_1ms", 1),
@@ -942,6 +1026,85 @@ fn lease_seeds() -> Vec<(&'static str, LeaseRun)> {
                 LeaseOp::Wait { ms: 1 << 30 },
                 LeaseOp::AdvanceAtMost { budget: 0 },
                 LeaseOp::Advance,
+            ],
+        },
+    ));
+    seeds.push((
+        "fencing_from_the_first_token",
+        LeaseRun {
+            start_ms: 0,
+            max_leases: 8,
+            ops: vec![
+                enable(500),
+                fenced(0, 0, 0, 10),
+                lock(0, 1, 0, 10),
+                fenced(0, 0, 1, 10),
+                LeaseOp::Wait { ms: 5 },
+                fenced(0, 0, 1, 10),
+                LeaseOp::Wait { ms: 6 },
+                fenced(0, 0, 1, 10),
+                unlock(0, 0, 1),
+                fenced(0, 0, 2, 1000),
+                enable(10),
+                fenced(1, 0, 0, 1000),
+                enable(1 << 40),
+                lock(2, 5, 3, MAX_TTL_MS),
+                LeaseOp::Live,
+                to_end(0, true),
+                LeaseOp::Advance,
+                LeaseOp::Live,
+            ],
+        },
+    ));
+    seeds.push((
+        "fencing_off",
+        LeaseRun {
+            start_ms: 17,
+            max_leases: 3,
+            ops: vec![
+                fenced(0, 0, 0, 10),
+                restore(1, 1, 1, ahead(20), ahead(9)),
+                LeaseOp::Live,
+                enable(1),
+                fenced(0, 1, 0, 5),
+                LeaseOp::Wait { ms: 21 },
+                LeaseOp::Advance,
+                enable(1),
+                fenced(0, 0, 2, 5),
+                restore(0, 0, 1, ahead(5), ahead(0)),
+                restore(0, 2, 1, ahead(5), back(1)),
+                fenced(0, 3, 0, 5),
+                LeaseOp::Live,
+            ],
+        },
+    ));
+    seeds.push((
+        "restore_at_start_up",
+        LeaseRun {
+            start_ms: 123_456,
+            max_leases: 5,
+            ops: vec![
+                enable(1000),
+                restore(0, 0, 0, ahead(50), back(7)),
+                restore(0, 0, 1, ahead(60), ahead(0)),
+                restore(0, 2, 1, ahead(3000), ahead(3000)),
+                restore(1, 3, 2, back(5), ahead(1)),
+                restore(2, 4, 3, ahead(u64::MAX), ahead(0)),
+                LeaseOp::Live,
+                fenced(0, 0, 1, 5),
+                LeaseOp::Wait { ms: 50 },
+                fenced(0, 0, 1, 5),
+                LeaseOp::Wait { ms: 1 },
+                LeaseOp::Advance,
+                fenced(0, 0, 1, 5),
+                restore(1, 5, 0, ahead(1 << 41), ahead(1 << 39)),
+                restore(1, 1, 0, ahead(10), ahead(0)),
+                fenced(1, 1, 0, 10),
+                LeaseOp::Live,
+                LeaseOp::Wait { ms: 3000 },
+                LeaseOp::AdvanceAtMost { budget: 1 },
+                fenced(1, 1, 0, 10),
+                LeaseOp::Live,
             ],
         },
     ));

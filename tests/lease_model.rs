@@ -1,180 +1,30 @@
 //! Model-based test of the lease table: random sequences of operations run against
-//! [`LeaseTable`] and a plain `BTreeMap<(store, resource), (owner, last_live_ms)>`, compared
-//! after every step.
+//! [`LeaseTable`] and the library's reference model (`dlockd::lease::model`, a plain
+//! `BTreeMap`), compared after every step by the same check the `lease_ops` fuzz target runs.
 //!
 //! The model is the contract's lock semantics and nothing else: a lease granted at `g` with
 //! `ttl` is live on every tick of `g ..= g + ttl` (saturating), try-lock grants iff there is no
-//! live lease, unlock answers by the live lease's owner. It never reclaims anything, so it
-//! also checks that reclamation (the wheel) never changes an answer. Time only moves forward
-//! here, in steps of a few ticks, in jumps up to 2^42 ms, and exactly onto the last live tick
-//! of a lease or the tick after.
+//! live lease, unlock answers by the live lease's owner; fencing tokens start at the first one
+//! configured and grow strictly with every grant; a restored lease is held through its end with
+//! its own token. It never reclaims anything, so it also checks that reclamation (the wheel)
+//! never changes an answer. Time only moves forward here, in steps of a few ticks, in jumps up
+//! to 2^42 ms, and exactly onto the last live tick of a lease or the tick after.
+//!
+//! The keys here are fewer than the fuzz target's (two stores, four resources, three owners),
+//! so that operations meet on the same key often.
 
-use std::collections::BTreeMap;
-
-use dlockd::lease::{LeaseError, LeaseTable, StoreId, UnlockStatus};
+use dlockd::lease::model::{self, Offset, Op, MAX_TTL_MS};
+use dlockd::lease::{LeaseError, LeaseTable, StoreId};
 use proptest::prelude::*;
 
-/// The longest lease the contract allows: an int32 of seconds.
-const MAX_TTL_MS: u64 = 2_147_483_647 * 1000;
 const STORES: u16 = 2;
-const RESOURCES: [&[u8]; 4] = [
-    b"order-1",
-    b"order-10",
-    b"5f0c2f3e-9a51-4a5b-8d7e-0c1b2a3d4e5f",
-    b"5f0c2f3e-9a51-4a5b-8d7e-0c1b2a3d4e50",
-];
-const OWNERS: [&[u8]; 3] = [
-    b"8d1b4c6a-2f3e-4b5c-9d0e-1f2a3b4c5d6e",
-    b"8d1b4c6a-2f3e-4b5c-9d0e-1f2a3b4c5d6f",
-    b"worker-b",
-];
+const RESOURCES: usize = 4;
+const OWNERS: usize = 3;
 
-#[derive(Clone, Debug)]
-enum Op {
-    TryLock {
-        store: u16,
-        resource: usize,
-        owner: usize,
-        ttl_ms: u64,
-    },
-    Unlock {
-        store: u16,
-        resource: usize,
-        owner: usize,
-    },
-    Advance,
-    /// Time moves forward by a few ticks or by a huge jump.
-    Wait(u64),
-    /// Time moves to the last live tick of the `pick`-th lease of the model (or the tick
-    /// after it), unless that is in the past.
-    ToEnd {
-        pick: usize,
-        after: bool,
-    },
-}
-
-/// The reference: what is live is decided by the stored last live tick alone.
-#[derive(Default)]
-struct Model {
-    leases: BTreeMap<(u16, usize), (usize, u64)>,
-}
-
-impl Model {
-    fn live(&self, key: (u16, usize), now_ms: u64) -> Option<(usize, u64)> {
-        self.leases
-            .get(&key)
-            .copied()
-            .filter(|&(_, last_live_ms)| now_ms <= last_live_ms)
-    }
-
-    fn live_count(&self, now_ms: u64) -> usize {
-        self.leases.values().filter(|l| now_ms <= l.1).count()
-    }
-
-    /// Leases whose first dead tick is `now_ms`: those the contract lets a reclaimer keep for
-    /// one more tick.
-    fn ended_this_tick(&self, now_ms: u64) -> usize {
-        let just_dead = |l: &&(usize, u64)| l.1.checked_add(1) == Some(now_ms);
-        self.leases.values().filter(just_dead).count()
-    }
-}
-
-/// Runs `ops` from `start_ms` on a table of `max_leases` and the model, asserting agreement
+/// Runs `ops` from `start_ms` on a new table of `max_leases` and the model, checking agreement
 /// after every step.
-fn run(start_ms: u64, max_leases: usize, ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut table = LeaseTable::new(max_leases);
-    let mut model = Model::default();
-    let mut now = start_ms;
-    for (step, op) in ops.iter().enumerate() {
-        match *op {
-            Op::TryLock {
-                store,
-                resource,
-                owner,
-                ttl_ms,
-            } => {
-                let key = (store, resource);
-                let expected = if model.live(key, now).is_some() {
-                    Ok(false)
-                } else if model.live_count(now) >= max_leases {
-                    Err(LeaseError::TableFull { max_leases })
-                } else {
-                    model
-                        .leases
-                        .insert(key, (owner, now.saturating_add(ttl_ms)));
-                    Ok(true)
-                };
-                let got = table.try_lock(
-                    StoreId(store),
-                    RESOURCES[resource],
-                    OWNERS[owner],
-                    ttl_ms,
-                    now,
-                );
-                prop_assert_eq!(got, expected, "step {} {:?} at {}", step, op, now);
-            }
-            Op::Unlock {
-                store,
-                resource,
-                owner,
-            } => {
-                let key = (store, resource);
-                let expected = match model.live(key, now) {
-                    None => UnlockStatus::LockDoesNotExist,
-                    Some((holder, _)) if holder == owner => {
-                        model.leases.remove(&key);
-                        UnlockStatus::Success
-                    }
-                    Some(_) => UnlockStatus::LockBelongsToOthers,
-                };
-                let got = table.unlock(StoreId(store), RESOURCES[resource], OWNERS[owner], now);
-                prop_assert_eq!(got, expected, "step {} {:?} at {}", step, op, now);
-            }
-            Op::Advance => {
-                let before = table.len();
-                let removed = table.advance(now);
-                prop_assert_eq!(before - removed, table.len(), "advance's count");
-                let live = model.live_count(now);
-                let slack = model.ended_this_tick(now);
-                prop_assert!(
-                    live <= table.len() && table.len() <= live + slack,
-                    "step {}: after advance({}) the table stores {} with {} live and {} ended \
-                     this tick",
-                    step,
-                    now,
-                    table.len(),
-                    live,
-                    slack
-                );
-            }
-            Op::Wait(delta_ms) => now = now.saturating_add(delta_ms),
-            Op::ToEnd { pick, after } => {
-                let count = model.leases.len().max(1);
-                if let Some(&(_, last_live_ms)) = model.leases.values().nth(pick % count) {
-                    now = now.max(last_live_ms.saturating_add(u64::from(after)));
-                }
-            }
-        }
-        for store in 0..STORES {
-            for (resource, &resource_bytes) in RESOURCES.iter().enumerate() {
-                let expected = model
-                    .live((store, resource), now)
-                    .map(|(owner, last_live_ms)| (OWNERS[owner], last_live_ms - now));
-                let got = table.holder(StoreId(store), resource_bytes, now);
-                prop_assert_eq!(
-                    got,
-                    expected,
-                    "step {} holder({}, {})",
-                    step,
-                    store,
-                    resource
-                );
-            }
-        }
-        prop_assert!(table.len() >= model.live_count(now));
-        prop_assert!(table.len() <= max_leases);
-    }
-    Ok(())
+fn run(start_ms: u64, max_leases: usize, ops: &[Op]) -> Result<(), String> {
+    model::run(&mut LeaseTable::new(max_leases), start_ms, max_leases, ops)
 }
 
 fn ttl_ms() -> impl Strategy<Value = u64> {
@@ -194,17 +44,78 @@ fn wait_ms() -> impl Strategy<Value = u64> {
     ]
 }
 
+/// A restored lease's end from now: passed, soon, far, or never.
+fn end() -> impl Strategy<Value = Offset> {
+    prop_oneof![
+        (0u64..=300).prop_map(|by| Offset { back: true, by }),
+        (0u64..=3000).prop_map(|by| Offset { back: false, by }),
+        (0u64..(1 << 42)).prop_map(|by| Offset { back: false, by }),
+        Just(Offset {
+            back: false,
+            by: u64::MAX
+        }),
+    ]
+}
+
+/// A restored token from the next one: below it, at it, just above, or far above.
+fn token() -> impl Strategy<Value = Offset> {
+    prop_oneof![
+        (0u64..=600).prop_map(|by| Offset { back: true, by }),
+        (0u64..=3).prop_map(|by| Offset { back: false, by }),
+        (0u64..(1 << 40)).prop_map(|by| Offset { back: false, by }),
+    ]
+}
+
+fn first_token() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(0u64), Just(1), 0u64..(1 << 48)]
+}
+
+fn restore() -> impl Strategy<Value = Op> {
+    (0..STORES, 0..RESOURCES, 0..OWNERS, end(), token()).prop_map(
+        |(store, resource, owner, end, token)| Op::Restore {
+            store,
+            resource,
+            owner,
+            end,
+            token,
+        },
+    )
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..STORES, 0..RESOURCES.len(), 0..OWNERS.len(), ttl_ms()).prop_map(
+        4 => (0..STORES, 0..RESOURCES, 0..OWNERS, ttl_ms()).prop_map(
             |(store, resource, owner, ttl_ms)| Op::TryLock { store, resource, owner, ttl_ms }
         ),
-        3 => (0..STORES, 0..RESOURCES.len(), 0..OWNERS.len())
+        2 => (0..STORES, 0..RESOURCES, 0..OWNERS, ttl_ms()).prop_map(
+            |(store, resource, owner, ttl_ms)| Op::TryLockFenced { store, resource, owner, ttl_ms }
+        ),
+        3 => (0..STORES, 0..RESOURCES, 0..OWNERS)
             .prop_map(|(store, resource, owner)| Op::Unlock { store, resource, owner }),
+        1 => (0..STORES, 0..RESOURCES).prop_map(|(store, resource)| Op::Holder { store, resource }),
         2 => Just(Op::Advance),
-        2 => wait_ms().prop_map(Op::Wait),
+        1 => (0usize..4).prop_map(|budget| Op::AdvanceAtMost { budget }),
+        2 => wait_ms().prop_map(|ms| Op::Wait { ms }),
         2 => (0usize..8, any::<bool>()).prop_map(|(pick, after)| Op::ToEnd { pick, after }),
+        1 => first_token().prop_map(|first| Op::EnableFencing { first }),
+        1 => restore(),
+        1 => Just(Op::Live),
     ]
+}
+
+/// What a server does at start-up: fencing enabled (or not), then saved leases put back.
+fn start_up() -> impl Strategy<Value = Vec<Op>> {
+    (
+        proptest::option::of(first_token()),
+        proptest::collection::vec(restore(), 0..4),
+    )
+        .prop_map(|(first, restores)| {
+            first
+                .map(|first| Op::EnableFencing { first })
+                .into_iter()
+                .chain(restores)
+                .collect()
+        })
 }
 
 proptest! {
@@ -218,11 +129,14 @@ proptest! {
     fn table_agrees_with_the_model(
         start_ms in prop_oneof![Just(0u64), 0u64..(1 << 41), Just((1u64 << 42) - 3)],
         max_leases in prop_oneof![Just(2usize), Just(3), Just(64)],
+        start_up in start_up(),
         ops in proptest::collection::vec(op(), 1..120),
     ) {
-        // Protects every answer of the table (try-lock, unlock, holder, TableFull) against the
-        // contract's semantics, and the bound on what advance leaves stored.
-        run(start_ms, max_leases, &ops)?;
+        // Protects every answer of the table (try-lock, unlock, holder, TableFull, fencing
+        // tokens, restore, the live list) against the contract's semantics, and the bounds on
+        // what advance leaves stored and in the wheel.
+        let ops: Vec<Op> = start_up.into_iter().chain(ops).collect();
+        run(start_ms, max_leases, &ops).map_err(TestCaseError::fail)?;
     }
 }
 
@@ -299,7 +213,9 @@ fn regression_a_later_turn_in_the_top_levels_current_slot_hid_the_others() {
     // of another top-level slot was not reclaimed when it expired.
     let ops = [
         Op::Advance,
-        Op::Wait((1 << 42) - 1000),
+        Op::Wait {
+            ms: (1 << 42) - 1000,
+        },
         lock(0, 0, 0, 2000),
         lock(0, 1, 0, 500),
         Op::ToEnd {
@@ -314,6 +230,51 @@ fn regression_a_later_turn_in_the_top_levels_current_slot_hid_the_others() {
         Op::Advance,
     ];
     if let Err(failure) = run(0, 64, &ops) {
+        panic!("{failure}");
+    }
+}
+
+#[test]
+fn restored_leases_hold_their_tokens_and_later_grants_go_above() {
+    // Protects start-up through the public API: fencing from its first token, saved leases
+    // held by their owners through their ends with their own tokens (one already past its end
+    // held through the current tick), and every later grant's token above all of them.
+    let restore = |resource, owner, end, token| Op::Restore {
+        store: 0,
+        resource,
+        owner,
+        end,
+        token,
+    };
+    let ahead = |by| Offset { back: false, by };
+    let back = |by| Offset { back: true, by };
+    let fenced = |resource, owner| Op::TryLockFenced {
+        store: 1,
+        resource,
+        owner,
+        ttl_ms: 1000,
+    };
+    let ops = [
+        Op::EnableFencing { first: 70 },
+        restore(0, 0, ahead(40), back(3)),
+        restore(0, 1, ahead(90), ahead(0)),
+        restore(1, 1, ahead(2000), ahead(500)),
+        restore(2, 2, back(10), ahead(0)),
+        Op::Live,
+        fenced(0, 0),
+        lock(0, 0, 2, 5),
+        // The model's second lease in key order: resource 0's, restored through 1040.
+        Op::ToEnd {
+            pick: 1,
+            after: false,
+        },
+        lock(0, 0, 2, 5),
+        Op::Wait { ms: 1 },
+        Op::Advance,
+        lock(0, 0, 2, 5),
+        Op::Live,
+    ];
+    if let Err(failure) = run(1000, 8, &ops) {
         panic!("{failure}");
     }
 }

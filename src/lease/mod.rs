@@ -30,6 +30,8 @@
 use std::fmt;
 
 mod key;
+#[doc(hidden)]
+pub mod model;
 mod pages;
 mod table;
 pub mod wheel;
