@@ -72,11 +72,6 @@ pub struct Config {
     pub data_dir: Option<std::path::PathBuf>,
     /// The longest `expiryInSeconds` a try-lock may ask for; `None`: any positive int32.
     pub max_expiry_s: Option<u32>,
-    /// Benchmarking only, set by the `dlockd-ceiling` binary and by no flag: answer every
-    /// framed request `{"success":true}` without routing, decoding or locking, to measure the
-    /// runtime and HTTP layer alone.
-    #[doc(hidden)]
-    pub fixed_answer: bool,
 }
 
 /// What the command line asks for.
@@ -243,7 +238,6 @@ impl Resolver<'_> {
             log_level,
             data_dir,
             max_expiry_s,
-            fixed_answer: false,
         })
     }
 
