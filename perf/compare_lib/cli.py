@@ -25,7 +25,9 @@ from .side_by_side import side_by_side
 from .storm import storm
 
 
-def parse_args():
+def parse_args(argv=None):
+    """The command line (`argv`, default sys.argv[1:]), checked and with its defaults filled
+    in; a bad one exits with the usage and the reason (status 2)."""
     p = argparse.ArgumentParser(
         prog="perf/compare",
         description="dlockd side by side with the ceiling, redis-server and nginx, on loopback.",
@@ -76,7 +78,9 @@ def parse_args():
                    help=f"a subset of {','.join(ALL_SERVERS)} (default: all)")
     p.add_argument("--requests", type=int, default=None,
                    help=f"--instructions: counted requests (default {DEFAULT_INSTR_REQUESTS})")
-    args = p.parse_args()
+    p.add_argument("--no-record", action="store_true",
+                   help="print the section but do not append it to perf/RESULTS.md")
+    args = p.parse_args(argv)
 
     modes = [m for m in ("instructions", "memory", "expiry_storm", "open_loop")
              if getattr(args, m)]

@@ -96,12 +96,17 @@ def client_template(args):
     return " ".join(argv)
 
 
-def write_results(kind, args, tables, notes, head=None):
-    """Append a section to RESULTS.md and print it. `head`: the mode's own lines about how it
-    ran (side by side and instructions have theirs here)."""
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    command = shlex.join(["perf/compare", *sys.argv[1:]])
-    commit = git_commit()
+def section_text(kind, args, tables, notes, head=None, now=None, commit=None, command=None):
+    """The RESULTS.md section of a comparison: its title, its head (command, commit, machine,
+    how it ran) and its tables. `head`: the mode's own lines about how it ran (side by side
+    and instructions have theirs here). `now`, `commit` and `command` default to the present
+    time, the checkout's commit and this process's command line."""
+    if now is None:
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if command is None:
+        command = shlex.join(["perf/compare", *sys.argv[1:]])
+    if commit is None:
+        commit = git_commit()
     title = f"## {now} · {commit} · {kind}"
     if args.quick:
         title += " · QUICK SMOKE RUN (not a measurement)"
@@ -163,19 +168,30 @@ def write_results(kind, args, tables, notes, head=None):
     lines.append("")
     for t in tables:
         lines += [t, ""]
-    section = "\n".join(lines)
-    if RESULTS.exists():
-        old = RESULTS.read_text()
-        if not old.endswith("\n"):
-            old += "\n"
-        text = old + "\n" + section
-    else:
-        text = (
+    return "\n".join(lines)
+
+
+def appended(old, section):
+    """RESULTS.md's text with `section` added at its end; `old` is its text now, None when
+    there is no RESULTS.md yet (it then starts with its title and a word on its sections)."""
+    if old is None:
+        return (
             "# perf/compare results\n\n"
             "Sections are appended by `perf/compare`, newest last. Each names its commit, its "
             "machine and the command that reproduces it; perf/README.md says how to read them.\n"
             "\n" + section
         )
-    RESULTS.write_text(text)
-    log(f"== appended to {RESULTS}")
+    if not old.endswith("\n"):
+        old += "\n"
+    return old + "\n" + section
+
+
+def write_results(kind, args, tables, notes, head=None, results=RESULTS):
+    """Print the section and append it to `results` (RESULTS.md), unless --no-record."""
+    section = section_text(kind, args, tables, notes, head)
+    if args.no_record:
+        log(f"== not appended to {results} (--no-record)")
+    else:
+        results.write_text(appended(results.read_text() if results.exists() else None, section))
+        log(f"== appended to {results}")
     print(section)
