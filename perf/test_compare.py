@@ -1,25 +1,32 @@
 """Tests of perf/compare's pure parts: the command line, the tables, the ratios, the section
-written to RESULTS.md, the server and client command lines. No server is started and nothing
-is built: `python3 -m unittest discover -s perf -p 'test_*.py'` runs them in about a second.
+written to RESULTS.md, the server and client command lines, and --baseline's git worktree.
+No server is started and nothing is built (the baseline's cargo build is replaced):
+`python3 -m unittest discover -s perf -p 'test_*.py'` runs them in a few seconds. They need
+a git checkout of the repository (--baseline HEAD).
 """
 
 import contextlib
 import io
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare_lib import config  # noqa: E402
+from compare_lib import baseline, config  # noqa: E402
+from compare_lib.common import Fail  # noqa: E402
 from compare_lib.cli import parse_args  # noqa: E402
 from compare_lib.client import loadgen_argv, server_driver  # noqa: E402
 from compare_lib.fmt import (  # noqa: E402
     fmt_cpu, fmt_mib, fmt_ms, fmt_rate, fmt_ratio, fmt_ratio_of_ratios, fmt_us,
 )
-from compare_lib.instructions import callgrind_total  # noqa: E402
+from compare_lib.instructions import (  # noqa: E402
+    callgrind_total, cross_shard_table, instructions_table,
+)
 from compare_lib.leases import dlockd_lease_flags, fill_argv, fill_connections  # noqa: E402
 from compare_lib.open_loop import open_loop_table  # noqa: E402
 from compare_lib.report import appended, section_text, write_results  # noqa: E402
@@ -254,7 +261,8 @@ class CommandLine(unittest.TestCase):
         a = parse_args(["--memory", "--leases", "10,20", "--servers", "dlockd"])
         self.assertEqual(a.leases, [10, 20])
         a = parse_args(["--depths", "4", "--placements", "split", "--servers", "redis,dlockd"])
-        self.assertEqual((a.depths, a.placements, a.servers), ([4], ["split"], ["redis", "dlockd"]))
+        self.assertEqual((a.depths, a.placements, a.servers),
+                         ([4], ["split"], ["redis", "dlockd"]))
 
     def test_refusals(self):
         self.assertIn("at most one of", usage_error(["--memory", "--instructions"]))
@@ -371,6 +379,151 @@ class Callgrind(unittest.TestCase):
             Path(prefix + ".3").write_text("events: Ir\nsummary: 1\ntotals: 777\n")
             total, _ = callgrind_total(prefix, before | {prefix + ".2"})
             self.assertEqual(total, 777)
+
+
+class Baseline(unittest.TestCase):
+    """--baseline REV: dlockd built from REV, run as dlockd-base beside dlockd."""
+
+    def test_servers_follow_their_counterparts(self):
+        a = parse_args(["--baseline", "HEAD", "--servers", "redis,dlockd-2w,ceiling,dlockd"])
+        self.assertEqual(a.servers, ["redis", "dlockd-2w", "dlockd-base-2w", "ceiling", "dlockd",
+                                     "dlockd-base"])
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                              stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+        self.assertEqual(a.baseline_commit, head)
+        self.assertTrue(head.startswith(a.baseline_short))
+        a = parse_args(["--instructions", "--baseline", "HEAD", "--servers", "dlockd,ceiling"])
+        self.assertEqual(a.servers, ["dlockd", "dlockd-base", "ceiling"])
+        # The side-by-side order puts each right after its counterpart too.
+        for servers in config.WORKLOAD_SERVERS.values():
+            for b, of in config.BASE_SERVERS.items():
+                self.assertEqual(servers.index(b), servers.index(of) + 1)
+        self.assertIsNone(parse_args([]).baseline_commit)
+
+    def test_refusals(self):
+        self.assertIn("names no commit",
+                      usage_error(["--baseline", "no-such-revision-anywhere"]))
+        self.assertIn("does not combine with --memory",
+                      usage_error(["--memory", "--baseline", "HEAD"]))
+        self.assertIn("does not combine with --open-loop",
+                      usage_error(["--open-loop", "--baseline", "HEAD"]))
+        self.assertIn("--servers names neither",
+                      usage_error(["--baseline", "HEAD", "--servers", "ceiling,redis"]))
+        self.assertIn("--servers names no dlockd",
+                      usage_error(["--instructions", "--baseline", "HEAD", "--servers",
+                                   "dlockd-2w"]))
+
+    def test_run_exactly_as_dlockd(self):
+        bins = dict(BINS, **{"dlockd-base": "/base/dlockd"})
+        with tempfile.TemporaryDirectory() as d:
+            for b, of in config.BASE_SERVERS.items():
+                kw = {"valgrind": ["valgrind"], "io_driver": "legacy",
+                      "dlockd_flags": ["--max-leases", "9"]}
+                theirs, their_cpus = server_argv(of, bins, 4000, d, **kw)
+                mine, my_cpus = server_argv(b, bins, 4000, d, **kw)
+                self.assertEqual(mine, [("/base/dlockd" if x == "/b/dlockd" else x)
+                                        for x in theirs])
+                self.assertIn("/base/dlockd", mine)
+                self.assertEqual(my_cpus, their_cpus)
+            with self.assertRaises(Fail):
+                server_argv("dlockd-base", BINS, 4000, d)
+
+    def test_side_by_side_ratios(self):
+        sums = {"dlockd": summary(110, 90, 4.0), "dlockd-base": summary(100, 100, 5.0),
+                "dlockd-2w": summary(80, 150, 8.0), "dlockd-base-2w": summary(40, 300, 8.0),
+                "ceiling": summary(200, 100, 2.0), "ceiling-2w": summary(200, 100, 3.0)}
+        t = side_by_side_table("x", sums, list(sums))
+        self.assertIn("| dlockd-base (the baseline), 1 worker | 100 |", t)
+        self.assertIn("| this commit / the baseline | req/s | server CPU per request | p99 |", t)
+        self.assertIn("| dlockd / dlockd-base | 1.10 | 0.80 | 0.90 |", t)
+        self.assertIn("| dlockd-2w / dlockd-base-2w | 2.00 | 1.00 | 0.50 |", t)
+        # The cross-shard table keeps its rows in their places; the baseline's comes last.
+        cross = t[t.index("| cross-shard |"):].splitlines()
+        self.assertTrue(cross[2].startswith("| dlockd 2 workers / 1 worker |"))
+        self.assertTrue(cross[4].startswith("| forwarding's part:"))
+        self.assertEqual(cross[5], "| dlockd-base 2 workers / 1 worker | 0.40 | 1.60 | 3.00 |")
+        self.assertNotIn("| dlockd / dlockd-base", side_by_side_table(
+            "x", {"dlockd": sums["dlockd"]}, ["dlockd"]))
+
+    def test_instruction_tables(self):
+        args = parse_args(["--instructions", "--baseline", "HEAD", "--depths", "1,16"])
+        per = {("dlockd", 1): 12_000, ("dlockd", 16): 6_000,
+               ("dlockd-base", 1): 15_000, ("dlockd-base", 16): 5_000,
+               ("ceiling", 1): 6_000, ("ceiling", 16): 3_000}
+        t = instructions_table(args, per, ["dlockd", "dlockd-base", "ceiling"])
+        self.assertIn("| dlockd-base (the baseline), 1 worker | 15,000 | 5,000 |", t)
+        self.assertIn("| ratio dlockd / dlockd-base | 0.80 | 1.20 |", t)
+        self.assertIn("| ratio dlockd / ceiling | 2.00 | 2.00 |", t)
+        self.assertIn("| difference, dlockd − dlockd-base (instructions per request) | "
+                      "-3,000 | +1,000 |", t)
+        per.update({("dlockd-2w", 1): 24_000, ("dlockd-2w", 16): 9_000,
+                    ("dlockd-base-2w", 1): 30_000, ("dlockd-base-2w", 16): 9_000})
+        names = ["dlockd", "dlockd-2w", "dlockd-base", "dlockd-base-2w"]
+        t = cross_shard_table(args, per, names)
+        self.assertIn("| ratio 2 workers / 1 worker | 2.00 | 1.50 |", t)
+        self.assertIn("| ratio 2 workers / 1 worker, dlockd-base | 2.00 | 1.80 |", t)
+        self.assertIn("| ratio dlockd-2w / dlockd-base-2w | 0.80 | 1.00 |", t)
+        self.assertNotIn("dlockd-base", cross_shard_table(args, per, names[:2]))
+
+    def test_the_section_names_the_baseline(self):
+        argv = ["--quick", "--baseline", "HEAD", "--servers", "dlockd,dlockd-2w"]
+        args = parse_args(argv)
+        s = section_text("side by side", args, ["### t"], {}, now="now", commit="abc1234",
+                         command="perf/compare " + " ".join(argv))
+        self.assertTrue(s.startswith(f"## now · abc1234 · side by side · baseline "
+                                     f"{args.baseline_short} · QUICK SMOKE RUN"))
+        line = next(x for x in s.splitlines() if x.startswith("- baseline: "))
+        self.assertIn(args.baseline_commit, line)
+        self.assertIn(f'"{args.baseline_subject}"', line)
+        self.assertIn("`--baseline HEAD`", line)
+        self.assertIn("dlockd-base as dlockd, dlockd-base-2w as dlockd-2w", line)
+        plain = section_text("side by side", parse_args([]), [], {}, now="now", commit="c",
+                             command="perf/compare")
+        self.assertNotIn("baseline", plain)
+
+    def git_worktrees(self):
+        return subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=config.ROOT,
+                              stdout=subprocess.PIPE, text=True, check=True).stdout
+
+    def test_built_in_a_worktree_of_the_commit_that_is_removed_after(self):
+        full, short, _ = baseline.resolve("HEAD")
+        seen = {}
+
+        def fake_build(extra, wanted, cwd, env, note):
+            seen["head"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd,
+                                          stdout=subprocess.PIPE, text=True,
+                                          check=True).stdout.strip()
+            seen["cargo.toml"] = (Path(cwd) / "Cargo.toml").exists()
+            seen["listed"] = str(cwd) in self.git_worktrees()
+            seen["args"] = (extra, wanted, env["CARGO_TARGET_DIR"])
+            return {"dlockd": str(Path(env["CARGO_TARGET_DIR"]) / "release" / "dlockd")}
+
+        with tempfile.TemporaryDirectory() as d, \
+                mock.patch.object(baseline, "cargo_build", fake_build):
+            path, _, _ = quiet(baseline.build_baseline, full, short, d)
+            self.assertEqual(seen["head"], full)
+            self.assertTrue(seen["cargo.toml"])
+            self.assertTrue(seen["listed"])
+            target = str(Path(d) / "baseline-target")
+            self.assertEqual(seen["args"], (["--bin", "dlockd"], ["dlockd"], target))
+            self.assertEqual(path, target + "/release/dlockd")
+            src = Path(d) / "baseline-src"
+            self.assertFalse(src.exists())
+            self.assertNotIn(str(src), self.git_worktrees())
+
+    def test_the_worktree_is_removed_when_the_build_fails(self):
+        full, short, _ = baseline.resolve("HEAD")
+
+        def failing_build(*_a, **_kw):
+            raise Fail("cargo failed")
+
+        with tempfile.TemporaryDirectory() as d, \
+                mock.patch.object(baseline, "cargo_build", failing_build):
+            with self.assertRaises(Fail):
+                quiet(baseline.build_baseline, full, short, d)
+            src = Path(d) / "baseline-src"
+            self.assertFalse(src.exists())
+            self.assertNotIn(str(src), self.git_worktrees())
 
 
 if __name__ == "__main__":

@@ -37,12 +37,13 @@ def ensure_packages():
             raise Fail(f"`{' '.join(sudo + cmd)}` failed")
 
 
-def cargo_build(extra, wanted):
-    """Build with cargo and return {binary name: path} for the executables in `wanted`,
-    wherever CARGO_TARGET_DIR puts them."""
+def cargo_build(extra, wanted, cwd=ROOT, env=None, note=""):
+    """Build with cargo in `cwd` (with the environment `env`, default this process's) and
+    return {binary name: path} for the executables in `wanted`, wherever CARGO_TARGET_DIR
+    puts them. `note` follows the command in the log."""
     cmd = ["cargo", "build", "--release", "--message-format=json-render-diagnostics", *extra]
-    log(f"== {' '.join(cmd[:3] + cmd[4:])}")
-    r = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
+    log(f"== {' '.join(cmd[:3] + cmd[4:])}{note}")
+    r = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True, check=False)
     if r.returncode != 0:
         raise Fail(f"`{' '.join(cmd)}` failed (exit {r.returncode})")
     found = {}

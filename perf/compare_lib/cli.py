@@ -7,14 +7,16 @@ import signal
 import sys
 import tempfile
 
+from . import baseline
 from .build import build, ensure_packages
 from .common import Fail, Interrupted, log
 from .config import (
-    ALL_SERVERS, BUSY_WARN, CLIENT_CPU, DEFAULT_CONNECTIONS, DEFAULT_DEPTHS, DEFAULT_DURATION_S,
-    DEFAULT_INSTR_REQUESTS, DEFAULT_MEMORY_LEASES, DEFAULT_ROUNDS, DEFAULT_STORM_DURATION_S,
-    DEFAULT_STORM_EXPIRY_S, DEFAULT_STORM_LEASES, DEFAULT_STORM_RATE, DEFAULT_WARMUP_S,
-    QUICK_DURATION_S, QUICK_INSTR_REQUESTS, QUICK_MEMORY_LEASES, QUICK_STORM_DURATION_S,
-    QUICK_STORM_EXPIRY_S, QUICK_STORM_LEASES, QUICK_STORM_RATE, STORM_SERVERS,
+    ALL_SERVERS, BASE_SERVERS, BUSY_WARN, CLIENT_CPU, DEFAULT_CONNECTIONS, DEFAULT_DEPTHS,
+    DEFAULT_DURATION_S, DEFAULT_INSTR_REQUESTS, DEFAULT_MEMORY_LEASES, DEFAULT_ROUNDS,
+    DEFAULT_STORM_DURATION_S, DEFAULT_STORM_EXPIRY_S, DEFAULT_STORM_LEASES, DEFAULT_STORM_RATE,
+    DEFAULT_WARMUP_S, QUICK_DURATION_S, QUICK_INSTR_REQUESTS, QUICK_MEMORY_LEASES,
+    QUICK_STORM_DURATION_S, QUICK_STORM_EXPIRY_S, QUICK_STORM_LEASES, QUICK_STORM_RATE,
+    STORM_SERVERS,
 )
 from .instructions import instructions
 from .memory import memory
@@ -78,6 +80,10 @@ def parse_args(argv=None):
                    help=f"a subset of {','.join(ALL_SERVERS)} (default: all)")
     p.add_argument("--requests", type=int, default=None,
                    help=f"--instructions: counted requests (default {DEFAULT_INSTR_REQUESTS})")
+    p.add_argument("--baseline", metavar="REV", default=None,
+                   help="also dlockd built from git revision REV of this repository, as "
+                        "dlockd-base beside dlockd (and dlockd-base-2w beside dlockd-2w), run "
+                        "exactly as they are: side by side or with --instructions")
     p.add_argument("--no-record", action="store_true",
                    help="print the section but do not append it to perf/RESULTS.md")
     args = p.parse_args(argv)
@@ -144,7 +150,33 @@ def parse_args(argv=None):
     if (args.memory or args.expiry_storm) and not set(args.servers) & set(STORM_SERVERS):
         p.error(f"--memory and --expiry-storm measure {' and '.join(STORM_SERVERS)}: "
                 "--servers names neither")
+    args.baseline_commit = args.baseline_short = args.baseline_subject = None
+    if args.baseline is not None:
+        with_baseline(p, args)
     return args
+
+
+def with_baseline(p, args):
+    """--baseline: checks it, names its commit in `args` (baseline_commit, baseline_short,
+    baseline_subject) and adds each baseline server right after its counterpart in
+    args.servers."""
+    modes = [m for m in ("memory", "expiry_storm", "open_loop") if getattr(args, m)]
+    if modes:
+        p.error("--baseline adds dlockd-base to the side-by-side tables and to --instructions; "
+                "it does not combine with --" + modes[0].replace("_", "-"))
+    counterparts = ["dlockd"] if args.instructions else list(BASE_SERVERS.values())
+    if not set(counterparts) & set(args.servers):
+        p.error("--baseline measures the baseline beside " + " or ".join(counterparts)
+                + ": --servers names " + ("neither" if len(counterparts) > 1 else "no dlockd"))
+    found = baseline.resolve(args.baseline)
+    if found is None:
+        p.error(f"--baseline: {args.baseline!r} names no commit of this repository")
+    args.baseline_commit, args.baseline_short, args.baseline_subject = found
+    servers = []
+    for name in args.servers:
+        servers.append(name)
+        servers += [b for b, of in BASE_SERVERS.items() if of == name]
+    args.servers = servers
 
 
 def on_signal(signum, _frame):
@@ -162,14 +194,17 @@ def main():
         raise Fail(f"CPUs 0 and 1 must both be available (this process may use {sorted(cpus)})")
     ensure_packages()
     bins = build()
-    busy = busy_per_cpu()
-    # Instruction counts do not depend on other load; times and rates do.
-    if not args.instructions and any(b > BUSY_WARN for b in busy.values()):
-        log("compare: warning: other programs keep the CPUs busy ("
-            + ", ".join(f"CPU {c} {b:.0%}" for c, b in sorted(busy.items()))
-            + "): the numbers will be noisy")
     workdir = tempfile.mkdtemp(prefix="dlockd-compare-")
     try:
+        if args.baseline_commit is not None:
+            bins["dlockd-base"] = baseline.build_baseline(args.baseline_commit,
+                                                          args.baseline_short, workdir)
+        busy = busy_per_cpu()
+        # Instruction counts do not depend on other load; times and rates do.
+        if not args.instructions and any(b > BUSY_WARN for b in busy.values()):
+            log("compare: warning: other programs keep the CPUs busy ("
+                + ", ".join(f"CPU {c} {b:.0%}" for c, b in sorted(busy.items()))
+                + "): the numbers will be noisy")
         if args.instructions:
             tables, notes = instructions(args, bins, workdir)
             notes["busy"] = busy

@@ -92,19 +92,28 @@ OPEN_LOOP_TARGET = 0.5
 BUSY_SAMPLE_S = 1.0
 BUSY_WARN = 0.10
 
-# workload -> servers that take part in it (in alternation order)
+# The servers --servers may name.
 ALL_SERVERS = ["dlockd", "dlockd-datadir", "dlockd-redis", "dlockd-nometrics", "dlockd-2w",
                "ceiling", "ceiling-2w", "redis", "nginx"]
+# --baseline REV: dlockd built from REV, run exactly as the server it is named after (the
+# same command line but for the binary, the same CPUs, the same client). Each is measured
+# when --baseline is given and its counterpart is in --servers, right after it.
+BASE_SERVERS = {"dlockd-base": "dlockd", "dlockd-base-2w": "dlockd-2w"}
+# workload -> servers that take part in it (in alternation order)
 WORKLOAD_SERVERS = {
-    "uncontended": ALL_SERVERS,
-    "contended": ["dlockd", "dlockd-2w", "redis"],
-    "churn": ["dlockd", "dlockd-2w", "redis"],
+    "uncontended": ["dlockd", "dlockd-base", "dlockd-datadir", "dlockd-redis",
+                    "dlockd-nometrics", "dlockd-2w", "dlockd-base-2w", "ceiling", "ceiling-2w",
+                    "redis", "nginx"],
+    "contended": ["dlockd", "dlockd-base", "dlockd-2w", "dlockd-base-2w", "redis"],
+    "churn": ["dlockd", "dlockd-base", "dlockd-2w", "dlockd-base-2w", "redis"],
 }
-INSTR_SERVERS = ["dlockd", "dlockd-datadir", "dlockd-nometrics", "ceiling", "redis"]
+INSTR_SERVERS = ["dlockd", "dlockd-base", "dlockd-datadir", "dlockd-nometrics", "ceiling",
+                 "redis"]
 # The dlockd servers: they print a start-up line naming their I/O driver, take --check in
 # the warm-up, and get the probe try-lock. Only dlockd-datadir runs with a data dir; only
 # dlockd-redis keeps its store in a redis-server of its own (started with it, see new_server).
-DLOCKD_SERVERS = ("dlockd", "dlockd-datadir", "dlockd-redis", "dlockd-nometrics", "dlockd-2w")
+DLOCKD_SERVERS = ("dlockd", "dlockd-base", "dlockd-datadir", "dlockd-redis", "dlockd-nometrics",
+                  "dlockd-2w", "dlockd-base-2w")
 DATADIR_SERVERS = ("dlockd-datadir",)
 CEILING_SERVERS = ("ceiling", "ceiling-2w")
 REDIS_STORE_SERVERS = ("dlockd-redis",)
@@ -117,6 +126,8 @@ LABELS = {
     "dlockd-datadir": "dlockd, 1 worker, --data-dir (fresh)",
     "dlockd-redis": "dlockd, 1 worker, lock.redis store (+ its redis-server)",
     "dlockd-2w": "dlockd, 2 workers",
+    "dlockd-base": "dlockd-base (the baseline), 1 worker",
+    "dlockd-base-2w": "dlockd-base (the baseline), 2 workers",
     "ceiling": "ceiling (dlockd-ceiling, 1 worker)",
     "ceiling-2w": "ceiling, 2 workers",
     "redis": "redis-server (RESP, Dapr's lock.redis commands)",

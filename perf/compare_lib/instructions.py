@@ -10,7 +10,7 @@ from pathlib import Path
 from .client import loadgen_argv, run_loadgen, server_driver
 from .common import Fail, log
 from .config import (
-    CALLGRIND_CONTROL_TIMEOUT_S, CLIENT_CPU, DATADIR_SERVERS, DLOCKD_SERVERS,
+    BASE_SERVERS, CALLGRIND_CONTROL_TIMEOUT_S, CLIENT_CPU, DATADIR_SERVERS, DLOCKD_SERVERS,
     INSTR_COUNT_TOLERANCE, INSTR_SERVERS, INSTR_WARMUP_REQUESTS, LABELS, LOADGEN_COUNT_TIMEOUT_S,
     PROBE_TIMEOUT_VALGRIND_S, READY_TIMEOUT_VALGRIND_S,
 )
@@ -102,8 +102,9 @@ def instructions(args, bins, workdir):
     for depth in args.depths:
         for name in main:
             io_driver = None
-            if name in ("dlockd", "dlockd-nometrics", "ceiling"):
-                io_driver = drivers.get(name, "uring")
+            if name in ("dlockd", "dlockd-base", "dlockd-nometrics", "ceiling"):
+                # The baseline starts on the driver dlockd ended up on.
+                io_driver = drivers.get(name, drivers.get(BASE_SERVERS.get(name), "uring"))
             try:
                 ipr, total, done, line = count_instructions(args, bins, workdir, name, depth,
                                                             io_driver)
@@ -122,23 +123,7 @@ def instructions(args, bins, workdir):
                 )
             per[(name, depth)] = ipr
             log(f"{name} depth {depth}: {total} Ir / {done} requests = {ipr:,.0f} per request")
-    lines = [
-        f"### user-space instructions per request (callgrind), uncontended, "
-        f"{args.connections} connections, {args.requests} requests after "
-        f"{INSTR_WARMUP_REQUESTS} of warm-up",
-        "",
-        "| server | " + " | ".join(f"depth {d}" for d in args.depths) + " |",
-        "|---|" + "---:|" * len(args.depths),
-    ]
-    for name in main:
-        cells = [f"{per[(name, d)]:,.0f}" for d in args.depths]
-        lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
-    if "dlockd" in args.servers:
-        for other in ("dlockd-nometrics", "ceiling", "redis"):
-            if other in args.servers:
-                cells = [fmt_ratio(per[("dlockd", d)], per[(other, d)]) for d in args.depths]
-                lines.append(f"| ratio dlockd / {other} | " + " | ".join(cells) + " |")
-    sections = ["\n".join(lines)] if main else []
+    sections = [instructions_table(args, per, main)] if main else []
     # dlockd's counts on the legacy driver, by depth: the data dir's and the cross-shard
     # table both compare against it, and a count repeats almost exactly.
     legacy = {}
@@ -147,6 +132,34 @@ def instructions(args, bins, workdir):
     if "dlockd" in args.servers and "dlockd-2w" in args.servers:
         sections.append(cross_shard_instructions(args, bins, workdir, notes, legacy))
     return sections, notes
+
+
+def instructions_table(args, per, servers):
+    """The main table: a row per server of `servers` with its instructions per request at
+    each depth (`per`: {(server, depth): count}), then dlockd's ratios to the others, and
+    with a baseline dlockd's difference to it."""
+    lines = [
+        f"### user-space instructions per request (callgrind), uncontended, "
+        f"{args.connections} connections, {args.requests} requests after "
+        f"{INSTR_WARMUP_REQUESTS} of warm-up",
+        "",
+        "| server | " + " | ".join(f"depth {d}" for d in args.depths) + " |",
+        "|---|" + "---:|" * len(args.depths),
+    ]
+    for name in servers:
+        cells = [f"{per[(name, d)]:,.0f}" for d in args.depths]
+        lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+    if "dlockd" in servers:
+        for other in ("dlockd-base", "dlockd-nometrics", "ceiling", "redis"):
+            if other in servers:
+                cells = [fmt_ratio(per[("dlockd", d)], per[(other, d)]) for d in args.depths]
+                lines.append(f"| ratio dlockd / {other} | " + " | ".join(cells) + " |")
+        if "dlockd-base" in servers:
+            cells = [f"{per[('dlockd', d)] - per[('dlockd-base', d)]:+,.0f}"
+                     for d in args.depths]
+            lines.append("| difference, dlockd − dlockd-base (instructions per request) | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def datadir_instructions(args, bins, workdir, notes, legacy):
@@ -197,8 +210,11 @@ def cross_shard_instructions(args, bins, workdir, notes, legacy):
     driver: under valgrind, which runs one thread at a time, a worker parked in io_uring is
     not woken by another's message, so only epoll serves 2 workers there."""
     per = {}
+    names = ["dlockd", "dlockd-2w"]
+    if "dlockd-base-2w" in args.servers:
+        names += ["dlockd-base", "dlockd-base-2w"]
     for depth in args.depths:
-        for name in ("dlockd", "dlockd-2w"):
+        for name in names:
             if name == "dlockd" and depth in legacy:
                 per[(name, depth)] = legacy[depth]
                 continue
@@ -210,6 +226,12 @@ def cross_shard_instructions(args, bins, workdir, notes, legacy):
                 f"{ipr:,.0f} per request")
     notes["cross-shard rows"] = ("dlockd with `--io-driver legacy`, 1 and 2 workers; "
                                  "all threads counted")
+    return cross_shard_table(args, per, names)
+
+
+def cross_shard_table(args, per, names):
+    """The cross-shard table: dlockd with 1 and 2 workers and their ratio, and the same for
+    the baseline when `names` has it, with dlockd's 2 workers over the baseline's."""
     lines = [
         f"### the cross-shard path: user-space instructions per request (callgrind), "
         f"epoll driver, uncontended, {args.connections} connections",
@@ -222,4 +244,14 @@ def cross_shard_instructions(args, bins, workdir, notes, legacy):
         lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
     cells = [fmt_ratio(per[("dlockd-2w", d)], per[("dlockd", d)]) for d in args.depths]
     lines.append("| ratio 2 workers / 1 worker | " + " | ".join(cells) + " |")
+    if "dlockd-base-2w" in names:
+        for name in ("dlockd-base", "dlockd-base-2w"):
+            cells = [f"{per[(name, d)]:,.0f}" for d in args.depths]
+            lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+        cells = [fmt_ratio(per[("dlockd-base-2w", d)], per[("dlockd-base", d)])
+                 for d in args.depths]
+        lines.append("| ratio 2 workers / 1 worker, dlockd-base | " + " | ".join(cells) + " |")
+        cells = [fmt_ratio(per[("dlockd-2w", d)], per[("dlockd-base-2w", d)])
+                 for d in args.depths]
+        lines.append("| ratio dlockd-2w / dlockd-base-2w | " + " | ".join(cells) + " |")
     return "\n".join(lines)

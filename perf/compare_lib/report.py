@@ -12,8 +12,8 @@ from pathlib import Path
 from .client import loadgen_argv
 from .common import log
 from .config import (
-    BUSY_SAMPLE_S, BUSY_WARN, CLIENT_CPU, PROBE_REDIS_KEY, PROBE_STORE, RESULTS, ROOT, SERVER_CPU,
-    TWO_WORKER_CPUS,
+    BASE_SERVERS, BUSY_SAMPLE_S, BUSY_WARN, CLIENT_CPU, PROBE_REDIS_KEY, PROBE_STORE, RESULTS,
+    ROOT, SERVER_CPU, TWO_WORKER_CPUS,
 )
 from .procs import clock_ticks
 
@@ -81,12 +81,24 @@ def machine_lines(notes, noisy_matters):
             f"- busy before the run (other programs): {text}"
             + (" (**other load was running: these numbers are noisy**)" if noisy else "")
         )
-    for key in ("dlockd driver", "ceiling driver", "dlockd driver under valgrind",
+    for key in ("dlockd driver", "dlockd-base driver", "ceiling driver",
+                "dlockd driver under valgrind", "dlockd-base driver under valgrind",
                 "dlockd-datadir driver under valgrind", "dlockd-nometrics driver under valgrind",
                 "ceiling driver under valgrind", "loadgen driver", "data dir"):
         if notes.get(key):
             lines.append(f"- {key}: {notes[key]}")
     return lines
+
+
+def baseline_line(args):
+    """The head's line about --baseline: which commit dlockd-base is, and how it was built
+    and run."""
+    mirrors = [f"{b} as {of}" for b, of in BASE_SERVERS.items() if b in args.servers]
+    return (f"- baseline: {args.baseline_short} ({args.baseline_commit}, "
+            f"\"{args.baseline_subject}\"; `--baseline {args.baseline}`): dlockd built from "
+            "that commit with `cargo build --release --bin dlockd` in a temporary git worktree "
+            "into a target dir of its own, and run exactly as dlockd is, with the same flags, "
+            f"CPUs and client: {', '.join(mirrors)}")
 
 
 def client_template(args):
@@ -108,6 +120,8 @@ def section_text(kind, args, tables, notes, head=None, now=None, commit=None, co
     if commit is None:
         commit = git_commit()
     title = f"## {now} · {commit} · {kind}"
+    if args.baseline_commit is not None:
+        title += f" · baseline {args.baseline_short}"
     if args.quick:
         title += " · QUICK SMOKE RUN (not a measurement)"
     lines = [title, ""]
@@ -124,6 +138,8 @@ def section_text(kind, args, tables, notes, head=None, now=None, commit=None, co
             "",
         ]
     lines += [f"- command: `{command}`", f"- commit: {commit}"]
+    if args.baseline_commit is not None:
+        lines.append(baseline_line(args))
     lines += machine_lines(notes, noisy_matters=not args.instructions)
     if head is not None:
         lines += head

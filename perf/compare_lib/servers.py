@@ -12,8 +12,8 @@ from pathlib import Path
 
 from .common import Fail, log
 from .config import (
-    CEILING_SERVERS, DLOCKD_SERVERS, NGINX_CONF, PROBE_STORE, REDIS_COMPONENT, REDIS_STORE_SERVERS,
-    SERVER_CPU, STOP_TIMEOUT_S, STORE_REDIS_NAME, TWO_WORKER_CPUS,
+    BASE_SERVERS, CEILING_SERVERS, DLOCKD_SERVERS, NGINX_CONF, PROBE_STORE, REDIS_COMPONENT,
+    REDIS_STORE_SERVERS, SERVER_CPU, STOP_TIMEOUT_S, STORE_REDIS_NAME, TWO_WORKER_CPUS,
 )
 from .procs import cpu_ticks, free_port, voluntary_switches
 
@@ -163,7 +163,15 @@ def server_argv(name, bins, port, workdir, valgrind=None, io_driver=None, dlockd
                 store_port=None):
     """(argv, cpus) for server `name` on `port`. `valgrind` is an argv prefix;
     `dlockd_flags` are added to dlockd's command line (not the ceiling's); `store_port` is
-    the port of dlockd-redis's redis-server (see new_server)."""
+    the port of dlockd-redis's redis-server (see new_server). A baseline server
+    (BASE_SERVERS) gets its counterpart's command line and CPUs with the baseline's binary,
+    bins["dlockd-base"]."""
+    if name in BASE_SERVERS:
+        if "dlockd-base" not in bins:
+            raise Fail(f"{name} needs the baseline's binary (--baseline)")
+        return server_argv(BASE_SERVERS[name], {**bins, "dlockd": bins["dlockd-base"]}, port,
+                           workdir, valgrind=valgrind, io_driver=io_driver,
+                           dlockd_flags=dlockd_flags, store_port=store_port)
     listen = f"127.0.0.1:{port}"
     prefix = valgrind or []
     driver = ["--io-driver", io_driver] if io_driver else []

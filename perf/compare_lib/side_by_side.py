@@ -6,8 +6,8 @@ import time
 from .client import loadgen_argv, loadgen_driver, run_loadgen, server_driver
 from .common import log
 from .config import (
-    CEILING_SERVERS, CLIENT_CPU, DLOCKD_SERVERS, LABELS, LOADGEN_SLACK_S, MIN_CPU_TICKS,
-    PROBE_TIMEOUT_S, RATIOS, READY_TIMEOUT_S, WORKLOAD_SERVERS,
+    BASE_SERVERS, CEILING_SERVERS, CLIENT_CPU, DLOCKD_SERVERS, LABELS, LOADGEN_SLACK_S,
+    MIN_CPU_TICKS, PROBE_TIMEOUT_S, RATIOS, READY_TIMEOUT_S, WORKLOAD_SERVERS,
 )
 from .fmt import fmt_cpu, fmt_rate, fmt_ratio, fmt_ratio_of_ratios, fmt_us
 from .probes import (
@@ -49,7 +49,8 @@ def measure_one(args, bins, workdir, name, workload, placement, depth, notes, ra
         if notes.get("loadgen driver") is None:
             notes["loadgen driver"] = loadgen_driver(warm_result)
         if server.says_driver:
-            key = "ceiling driver" if name in CEILING_SERVERS else "dlockd driver"
+            key = ("ceiling driver" if name in CEILING_SERVERS else
+                   "dlockd-base driver" if name in BASE_SERVERS else "dlockd driver")
             if notes.get(key) is None:
                 notes[key] = server_driver(server.startup_line())
         server.check_alive()
@@ -141,6 +142,20 @@ def side_by_side_table(title, summary, servers):
                 f"| dlockd / {n} | {fmt_ratio(d['rps'], o['rps'])} | "
                 f"{fmt_ratio(d['cpu'], o['cpu'])} | {fmt_ratio(d['p99'], o['p99'])} |"
             )
+    pairs = [(of, b) for b, of in BASE_SERVERS.items() if of in summary and b in summary]
+    if pairs:
+        # This commit over the baseline: the same server, the same command line and client.
+        lines += [
+            "",
+            "| this commit / the baseline | req/s | server CPU per request | p99 |",
+            "|---|---:|---:|---:|",
+        ]
+        for of, b in pairs:
+            n, o = summary[of], summary[b]
+            lines.append(
+                f"| {of} / {b} | {fmt_ratio(n['rps'], o['rps'])} | "
+                f"{fmt_ratio(n['cpu'], o['cpu'])} | {fmt_ratio(n['p99'], o['p99'])} |"
+            )
     dd = summary.get("dlockd-datadir")
     if d and dd:
         # Restart safety's price: the same server with the data dir on over off.
@@ -194,6 +209,13 @@ def side_by_side_table(title, summary, servers):
                 + " | ".join(fmt_ratio_of_ratios(two[k], d[k], c2[k], c1[k])
                              for k in ("rps", "cpu", "p99")) + " |",
             ]
+        # The same for the baseline; last, so that the rows above keep their places.
+        b1, b2 = summary.get("dlockd-base"), summary.get("dlockd-base-2w")
+        if b1 and b2:
+            lines.append(
+                f"| dlockd-base 2 workers / 1 worker | {fmt_ratio(b2['rps'], b1['rps'])} | "
+                f"{fmt_ratio(b2['cpu'], b1['cpu'])} | {fmt_ratio(b2['p99'], b1['p99'])} |"
+            )
     low = [n for n in servers if n in summary and summary[n]["ticks"] < MIN_CPU_TICKS]
     if low:
         lines += ["", f"CPU time of {', '.join(low)} was under {MIN_CPU_TICKS} clock ticks "
