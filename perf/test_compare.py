@@ -288,12 +288,22 @@ class ServerCommandLines(unittest.TestCase):
     def test_dlockd_and_two_workers(self):
         argv, cpus = server_argv("dlockd", BINS, 4000, self.workdir)
         self.assertEqual(argv, ["/b/dlockd", "--listen", "127.0.0.1:4000", "--workers", "1",
-                                "--metrics-listen", "127.0.0.1:0"])
+                                "--metrics-listen", "127.0.0.1:0",
+                                "--grpc-listen", "127.0.0.1:0"])
         self.assertEqual(cpus, config.SERVER_CPU)
         argv, cpus = server_argv("dlockd-2w", BINS, 4000, self.workdir, io_driver="legacy")
         self.assertEqual(argv[3:5], ["--workers", "2"])
         self.assertEqual(argv[-2:], ["--io-driver", "legacy"])
         self.assertEqual(cpus, config.TWO_WORKER_CPUS)
+
+    def test_every_dlockd_on_ephemeral_ports(self):
+        # Fixed ports (metrics 9090, gRPC 50001) may be held by other processes.
+        for name in ("dlockd", "dlockd-nometrics", "dlockd-datadir", "dlockd-redis",
+                     "dlockd-2w"):
+            argv, _ = server_argv(name, BINS, 4000, self.workdir, store_port=4001)
+            self.assertEqual(argv[argv.index("--grpc-listen") + 1], "127.0.0.1:0", name)
+            metrics = argv[argv.index("--metrics-listen") + 1]
+            self.assertIn(metrics, ("127.0.0.1:0", "off"), name)
 
     def test_valgrind_prefix_and_no_metrics(self):
         argv, _ = server_argv("dlockd-nometrics", BINS, 4000, self.workdir,

@@ -177,20 +177,23 @@ def server_argv(name, bins, port, workdir, valgrind=None, io_driver=None, dlockd
     driver = ["--io-driver", io_driver] if io_driver else []
     # The admin listener on an ephemeral port: Dapr's 9090 may be taken on this machine.
     metrics_on = ["--metrics-listen", "127.0.0.1:0"]
+    # dlockd's gRPC face, on as by default, on an ephemeral port too: another process may
+    # hold its default 50001.
+    grpc = ["--grpc-listen", "127.0.0.1:0"]
     if name == "dlockd":
-        argv = [bins["dlockd"], "--listen", listen, "--workers", "1", *metrics_on, *driver,
-                *dlockd_flags]
+        argv = [bins["dlockd"], "--listen", listen, "--workers", "1", *metrics_on, *grpc,
+                *driver, *dlockd_flags]
         return prefix + argv, SERVER_CPU
     if name == "dlockd-nometrics":
         argv = [bins["dlockd"], "--listen", listen, "--workers", "1", "--metrics-listen", "off",
-                *driver, *dlockd_flags]
+                *grpc, *driver, *dlockd_flags]
         return prefix + argv, SERVER_CPU
     if name == "dlockd-datadir":
         # dlockd's command line plus a data dir that no start has used: a fresh data dir, so
         # no snapshot to load and no refusal after an unclean stop.
         ddir = tempfile.mkdtemp(prefix=f"datadir-{port}-", dir=workdir)
-        argv = [bins["dlockd"], "--listen", listen, "--workers", "1", *metrics_on, *driver,
-                "--data-dir", ddir, *dlockd_flags]
+        argv = [bins["dlockd"], "--listen", listen, "--workers", "1", *metrics_on, *grpc,
+                *driver, "--data-dir", ddir, *dlockd_flags]
         return prefix + argv, SERVER_CPU
     if name == "dlockd-redis":
         if store_port is None:
@@ -202,13 +205,13 @@ def server_argv(name, bins, port, workdir, valgrind=None, io_driver=None, dlockd
         cdir = tempfile.mkdtemp(prefix=f"components-{port}-", dir=workdir)
         (Path(cdir) / f"{PROBE_STORE}.yaml").write_text(
             REDIS_COMPONENT.format(store=PROBE_STORE, port=store_port))
-        argv = [bins["dlockd"], "--listen", listen, "--workers", "1", *metrics_on, *driver,
-                "--resources-path", cdir, "--app-id=", *dlockd_flags]
+        argv = [bins["dlockd"], "--listen", listen, "--workers", "1", *metrics_on, *grpc,
+                *driver, "--resources-path", cdir, "--app-id=", *dlockd_flags]
         return prefix + argv, SERVER_CPU
     if name == "dlockd-2w":
         # Its second worker pins itself to CPU 1, so it gets both CPUs.
-        argv = [bins["dlockd"], "--listen", listen, "--workers", "2", *metrics_on, *driver,
-                *dlockd_flags]
+        argv = [bins["dlockd"], "--listen", listen, "--workers", "2", *metrics_on, *grpc,
+                *driver, *dlockd_flags]
         return prefix + argv, TWO_WORKER_CPUS
     if name in CEILING_SERVERS:
         workers = "2" if name == "ceiling-2w" else "1"
