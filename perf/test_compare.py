@@ -22,7 +22,7 @@ from compare_lib.common import Fail  # noqa: E402
 from compare_lib.cli import parse_args  # noqa: E402
 from compare_lib.client import loadgen_argv, server_driver  # noqa: E402
 from compare_lib.fmt import (  # noqa: E402
-    fmt_cpu, fmt_mib, fmt_ms, fmt_rate, fmt_ratio, fmt_ratio_of_ratios, fmt_us,
+    fmt_cpu, fmt_diff, fmt_mib, fmt_ms, fmt_rate, fmt_ratio, fmt_ratio_of_ratios, fmt_us,
 )
 from compare_lib.instructions import (  # noqa: E402
     callgrind_total, cross_shard_table, instructions_table,
@@ -95,6 +95,11 @@ class Formatting(unittest.TestCase):
         self.assertEqual(fmt_ratio_of_ratios(4, 2, 3, 3), "2.00")
         self.assertEqual(fmt_ratio_of_ratios(4, 2, 0, 3), "–")
         self.assertEqual(fmt_ratio_of_ratios(4, None, 3, 3), "–")
+
+    def test_differences(self):
+        self.assertEqual(fmt_diff(1234.4), "+1,234")
+        self.assertEqual(fmt_diff(-56.6), "-57")
+        self.assertEqual(fmt_diff(-0.3), "+0")
 
 
 class Summaries(unittest.TestCase):

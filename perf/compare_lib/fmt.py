@@ -38,3 +38,9 @@ def fmt_mib(kb):
 
 def fmt_ms(us):
     return "–" if us is None else f"{us / 1000:.1f}"
+
+
+def fmt_diff(v):
+    """A signed difference rounded to a whole number: "+1,234", "-56", and "+0" for what
+    rounds to zero (not "-0")."""
+    return f"{round(v):+,}"

@@ -14,7 +14,7 @@ from .config import (
     INSTR_COUNT_TOLERANCE, INSTR_SERVERS, INSTR_WARMUP_REQUESTS, LABELS, LOADGEN_COUNT_TIMEOUT_S,
     PROBE_TIMEOUT_VALGRIND_S, READY_TIMEOUT_VALGRIND_S,
 )
-from .fmt import fmt_ratio
+from .fmt import fmt_diff, fmt_ratio
 from .probes import check_horizon_moved, check_probe, data_dir_note, horizon_mtime
 from .procs import free_port
 from .servers import Server, protocol_of, server_argv
@@ -155,8 +155,7 @@ def instructions_table(args, per, servers):
                 cells = [fmt_ratio(per[("dlockd", d)], per[(other, d)]) for d in args.depths]
                 lines.append(f"| ratio dlockd / {other} | " + " | ".join(cells) + " |")
         if "dlockd-base" in servers:
-            cells = [f"{per[('dlockd', d)] - per[('dlockd-base', d)]:+,.0f}"
-                     for d in args.depths]
+            cells = [fmt_diff(per[("dlockd", d)] - per[("dlockd-base", d)]) for d in args.depths]
             lines.append("| difference, dlockd − dlockd-base (instructions per request) | "
                          + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -199,7 +198,7 @@ def datadir_instructions(args, bins, workdir, notes, legacy):
     cells = [fmt_ratio(per[("dlockd-datadir", d)], per[("dlockd", d)]) for d in args.depths]
     lines.append("| ratio dlockd-datadir / dlockd (data dir on / off) | "
                  + " | ".join(cells) + " |")
-    cells = [f"{per[('dlockd-datadir', d)] - per[('dlockd', d)]:+,.0f}" for d in args.depths]
+    cells = [fmt_diff(per[("dlockd-datadir", d)] - per[("dlockd", d)]) for d in args.depths]
     lines.append("| difference, on − off (instructions per request) | "
                  + " | ".join(cells) + " |")
     return "\n".join(lines)
