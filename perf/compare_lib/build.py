@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 
 from .common import Fail, log
@@ -43,11 +44,23 @@ def cargo_build(extra, wanted, cwd=ROOT, env=None, note=""):
     puts them. `note` follows the command in the log."""
     cmd = ["cargo", "build", "--release", "--message-format=json-render-diagnostics", *extra]
     log(f"== {' '.join(cmd[:3] + cmd[4:])}{note}")
-    r = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True, check=False)
-    if r.returncode != 0:
-        raise Fail(f"`{' '.join(cmd)}` failed (exit {r.returncode})")
+    # Its own process group, so that on an error, Ctrl-C or SIGTERM cargo and the rustc
+    # processes it started stop together (a rustc outlives a killed cargo otherwise).
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, _ = proc.communicate()
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise Fail(f"`{' '.join(cmd)}` failed (exit {proc.returncode})")
     found = {}
-    for line in r.stdout.splitlines():
+    for line in stdout.splitlines():
         try:
             msg = json.loads(line)
         except ValueError:
