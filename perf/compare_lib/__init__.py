@@ -1,0 +1,1 @@
+"""perf/compare's code, one module per part (perf/compare lists them)."""

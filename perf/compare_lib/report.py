@@ -1,0 +1,213 @@
+"""The report: the section's head (commit, machine, how it ran) and RESULTS.md."""
+
+import datetime
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .client import loadgen_argv
+from .common import log
+from .config import (
+    BASE_SERVERS, BUSY_SAMPLE_S, BUSY_WARN, CLIENT_CPU, PROBE_REDIS_KEY, PROBE_STORE, RESULTS,
+    ROOT, SERVER_CPU, TWO_WORKER_CPUS,
+)
+from .procs import clock_ticks
+
+
+def git_commit():
+    def git(*a):
+        r = subprocess.run(["git", "--no-optional-locks", *a], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                           check=False)
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    head = git("rev-parse", "--short", "HEAD")
+    if head is None:
+        return "unknown (not a git checkout)"
+    # RESULTS.md is written by this script: its own changes do not make the tree dirty.
+    dirty = git("status", "--porcelain", "--", ".", ":(exclude)perf/RESULTS.md")
+    return head + ("-dirty" if dirty else "")
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def busy_per_cpu(seconds=BUSY_SAMPLE_S):
+    """{cpu: fraction busy} over `seconds`, from /proc/stat: load left by other programs
+    would land on the servers and the client alike and make the numbers noisy."""
+
+    def sample():
+        out = {}
+        for line in Path("/proc/stat").read_text().splitlines():
+            m = re.match(r"cpu(\d+)\s+(.*)", line)
+            if m:
+                v = [int(x) for x in m.group(2).split()]
+                idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+                out[int(m.group(1))] = (sum(v[:8]), idle)
+        return out
+
+    a = sample()
+    time.sleep(seconds)
+    b = sample()
+    busy = {}
+    for cpu, (total, idle) in b.items():
+        if cpu in a:
+            dt, di = total - a[cpu][0], idle - a[cpu][1]
+            busy[cpu] = 1 - di / dt if dt > 0 else 0.0
+    return busy
+
+
+def machine_lines(notes, noisy_matters):
+    lines = [
+        f"- machine: nproc {len(os.sched_getaffinity(0))} (of {os.cpu_count()} CPUs), "
+        f"{cpu_model()}, kernel {os.uname().release}",
+    ]
+    busy = notes.get("busy")
+    if busy:
+        text = ", ".join(f"CPU {c} {b:.0%}" for c, b in sorted(busy.items()))
+        noisy = noisy_matters and any(b > BUSY_WARN for b in busy.values())
+        lines.append(
+            f"- busy before the run (other programs): {text}"
+            + (" (**other load was running: these numbers are noisy**)" if noisy else "")
+        )
+    for key in ("dlockd driver", "dlockd-base driver", "ceiling driver",
+                "dlockd driver under valgrind", "dlockd-base driver under valgrind",
+                "dlockd-datadir driver under valgrind", "dlockd-nometrics driver under valgrind",
+                "ceiling driver under valgrind", "loadgen driver", "data dir"):
+        if notes.get(key):
+            lines.append(f"- {key}: {notes[key]}")
+    return lines
+
+
+def baseline_line(args):
+    """The head's line about --baseline: which commit dlockd-base is, and how it was built
+    and run."""
+    mirrors = [f"{b} as {of}" for b, of in BASE_SERVERS.items() if b in args.servers]
+    return (f"- baseline: {args.baseline_short} ({args.baseline_commit}, "
+            f"\"{args.baseline_subject}\"; `--baseline {args.baseline}`): dlockd built from "
+            "that commit with `cargo build --release --bin dlockd` in a temporary git worktree "
+            "into a target dir of its own, and run exactly as dlockd is, with the same flags, "
+            f"CPUs and client: {', '.join(mirrors)}")
+
+
+def client_template(args):
+    """The measured run's client command, with what varies between runs in capitals."""
+    argv = loadgen_argv({"dlockd-loadgen": "dlockd-loadgen"}, "PORT", "http|resp", "W",
+                        args.connections, "D", "C", ("duration", args.duration), False)
+    return " ".join(argv)
+
+
+def section_text(kind, args, tables, notes, head=None, now=None, commit=None, command=None):
+    """The RESULTS.md section of a comparison: its title, its head (command, commit, machine,
+    how it ran) and its tables. `head`: the mode's own lines about how it ran (side by side
+    and instructions have theirs here). `now`, `commit` and `command` default to the present
+    time, the checkout's commit and this process's command line."""
+    if now is None:
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if command is None:
+        command = shlex.join(["perf/compare", *sys.argv[1:]])
+    if commit is None:
+        commit = git_commit()
+    title = f"## {now} · {commit} · {kind}"
+    if args.baseline_commit is not None:
+        title += f" · baseline {args.baseline_short}"
+    if args.quick:
+        title += " · QUICK SMOKE RUN (not a measurement)"
+    lines = [title, ""]
+    if args.quick:
+        if args.instructions:
+            too_small = "too few requests for the start-up costs to wash out"
+        elif args.memory:
+            too_small = "too few leases for the fixed costs to wash out"
+        else:
+            too_small = "too short and too few rounds"
+        lines += [
+            f"> A `--quick` run: {too_small} for its numbers to be compared with anything; "
+            "it shows only that the whole comparison runs.",
+            "",
+        ]
+    lines += [f"- command: `{command}`", f"- commit: {commit}"]
+    if args.baseline_commit is not None:
+        lines.append(baseline_line(args))
+    lines += machine_lines(notes, noisy_matters=not args.instructions)
+    if head is not None:
+        lines += head
+    elif kind == "side by side":
+        lines += [
+            f"- runs: {args.rounds} round(s) of {args.duration:g} s per server, alternating, "
+            f"each after a separate {args.warmup:g} s warm-up; medians over the rounds",
+            f"- placement: server on CPU {SERVER_CPU} (dlockd, 2 workers: CPUs "
+            f"{TWO_WORKER_CPUS}); "
+            f"colo: client on CPU {CLIENT_CPU['colo']}, split: client on CPU "
+            f"{CLIENT_CPU['split']}",
+            f"- client, measured run: `{client_template(args)}` (C: the client's CPU, "
+            "W: the workload, D: the depth; resp for redis-server)",
+            f"- server CPU: utime+stime of the server's processes from /proc/PID/stat "
+            f"(CLK_TCK {clock_ticks()}), over the measured run, per request",
+            "- server sleeps: voluntary context switches of the server's threads (and its "
+            "processes') from /proc/PID/task/TID/status over the measured run, per 1,000 "
+            "requests: how often a thread waited for work and had to be woken",
+        ]
+        if "dlockd-2w" in args.servers:
+            lines.append(
+                "- dlockd with 2 workers shares the 2 vCPUs with the client: its req/s and "
+                "latency here do not show thread-per-core scaling (see perf/README.md)"
+            )
+        if "dlockd-redis" in args.servers:
+            lines.append(
+                f"- dlockd-redis: dlockd, 1 worker, `--resources-path` with one component "
+                f"file making `{PROBE_STORE}` a `lock.redis` store on a fresh redis-server "
+                f"of its own (the redis anchor's command line), both on CPU {SERVER_CPU}: in "
+                "colo the client, dlockd and its redis-server share that core, in split the "
+                "client has the other. Its server CPU is both processes'. Every start's probe "
+                f"try-lock created the key `{PROBE_REDIS_KEY}` in that redis-server and its "
+                "unlock removed it; every measured run sent it at least one SET or EVALSHA "
+                "per request the client counted, and dlockd's /metrics counted no error "
+                "answer (no 500)"
+            )
+    else:
+        lines += [
+            "- server on CPU 0 under `valgrind --tool=callgrind`, client on CPU 1; counters "
+            "zeroed after the warm-up, dumped after the counted requests; user space only",
+        ]
+    lines.append("")
+    for t in tables:
+        lines += [t, ""]
+    return "\n".join(lines)
+
+
+def appended(old, section):
+    """RESULTS.md's text with `section` added at its end; `old` is its text now, None when
+    there is no RESULTS.md yet (it then starts with its title and a word on its sections)."""
+    if old is None:
+        return (
+            "# perf/compare results\n\n"
+            "Sections are appended by `perf/compare`, newest last. Each names its commit, its "
+            "machine and the command that reproduces it; perf/README.md says how to read them.\n"
+            "\n" + section
+        )
+    if not old.endswith("\n"):
+        old += "\n"
+    return old + "\n" + section
+
+
+def write_results(kind, args, tables, notes, head=None, results=RESULTS):
+    """Print the section and append it to `results` (RESULTS.md), unless --no-record."""
+    section = section_text(kind, args, tables, notes, head)
+    if args.no_record:
+        log(f"== not appended to {results} (--no-record)")
+    else:
+        results.write_text(appended(results.read_text() if results.exists() else None, section))
+        log(f"== appended to {results}")
+    print(section)

@@ -1,0 +1,266 @@
+"""The servers: their command lines, starting, watching and stopping them."""
+
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .common import Fail, log
+from .config import (
+    BASE_SERVERS, CEILING_SERVERS, DLOCKD_SERVERS, NGINX_CONF, PROBE_STORE, REDIS_COMPONENT,
+    REDIS_STORE_SERVERS, SERVER_CPU, STOP_TIMEOUT_S, STORE_REDIS_NAME, TWO_WORKER_CPUS,
+)
+from .procs import cpu_ticks, free_port, voluntary_switches
+
+
+class Server:
+    """One server process, started in its own session so that Ctrl-C reaches only this
+    script and its whole process group can be stopped by the group's id. `companions`:
+    servers it needs (dlockd-redis's redis-server), started before it and stopped after it;
+    their CPU time is counted with its own."""
+
+    def __init__(self, name, argv, port, workdir, ready_timeout, cpus, companions=()):
+        self.name = name
+        self.companions = list(companions)
+        # dlockd and the ceiling print one start-up line naming their I/O driver.
+        self.says_driver = name in DLOCKD_SERVERS or name in CEILING_SERVERS
+        self.port = port
+        self.argv = ["taskset", "-c", cpus, *argv]
+        self.ready_timeout = ready_timeout
+        self.log_path = Path(workdir) / f"{name}-{port}.log"
+        self.proc = None
+
+    def start(self):
+        for companion in self.companions:
+            companion.start()
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        RUNNING.append(self)
+        self.wait_ready()
+
+    def log_tail(self, lines=15):
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join("    " + line for line in text[-lines:])
+
+    def startup_line(self):
+        """dlockd's or the ceiling's start-up line, which names its I/O driver, or "".
+        The listener accepts before the line is printed, and under valgrind on io_uring the
+        main thread may print it only once requests have arrived: read it after a run."""
+        if not self.says_driver:
+            return ""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                for line in f:
+                    if " listening on " in line:
+                        return line.strip()
+        except OSError:
+            pass
+        return ""
+
+    def wait_ready(self):
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise Fail(
+                    f"{self.name} exited (status {self.proc.returncode}) before it accepted "
+                    f"connections: {shlex.join(self.argv)}\n{self.log_tail()}"
+                )
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise Fail(
+                    f"{self.name} did not accept connections on 127.0.0.1:{self.port} within "
+                    f"{self.ready_timeout:.0f} s: {shlex.join(self.argv)}\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def check_alive(self):
+        if self.proc.poll() is not None:
+            raise Fail(
+                f"{self.name} died during the run (status {self.proc.returncode})\n"
+                f"{self.log_tail()}"
+            )
+        for companion in self.companions:
+            companion.check_alive()
+
+    def cpu_ticks(self):
+        """(all, companions'): utime + stime of this server's processes and its
+        companions', and of the companions' alone."""
+        own = cpu_ticks(self.proc.pid)
+        theirs = sum(cpu_ticks(c.proc.pid) for c in self.companions)
+        return own + theirs, theirs
+
+    def sleeps(self):
+        """Voluntary context switches of this server's threads and its companions'."""
+        return voluntary_switches(self.proc.pid) + sum(
+            voluntary_switches(c.proc.pid) for c in self.companions)
+
+    def stop(self, sig=signal.SIGTERM):
+        try:
+            self.stop_own(sig)
+        finally:
+            for companion in self.companions:
+                companion.stop()
+
+    def stop_own(self, sig):
+        # Not running (never started, or stopped already: a companion is stopped by its
+        # server and may still be in stop_all's list).
+        if self.proc is None or self not in RUNNING:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+        else:
+            # The leader is gone; a child (nginx's worker) may outlive it in the group.
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self in RUNNING:
+            RUNNING.remove(self)
+
+
+# Every server started and not yet stopped, for the clean-up on any way out.
+RUNNING = []
+
+
+def stop_all():
+    for server in list(RUNNING):
+        try:
+            server.stop()
+        except Exception as e:  # clean-up goes on for the others
+            log(f"compare: stopping {server.name}: {e}")
+
+
+def server_argv(name, bins, port, workdir, valgrind=None, io_driver=None, dlockd_flags=(),
+                store_port=None):
+    """(argv, cpus) for server `name` on `port`. `valgrind` is an argv prefix;
+    `dlockd_flags` are added to dlockd's command line (not the ceiling's); `store_port` is
+    the port of dlockd-redis's redis-server (see new_server). A baseline server
+    (BASE_SERVERS) gets its counterpart's command line and CPUs with the baseline's binary,
+    bins["dlockd-base"]."""
+    if name in BASE_SERVERS:
+        if "dlockd-base" not in bins:
+            raise Fail(f"{name} needs the baseline's binary (--baseline)")
+        return server_argv(BASE_SERVERS[name], {**bins, "dlockd": bins["dlockd-base"]}, port,
+                           workdir, valgrind=valgrind, io_driver=io_driver,
+                           dlockd_flags=dlockd_flags, store_port=store_port)
+    listen = f"127.0.0.1:{port}"
+    prefix = valgrind or []
+    driver = ["--io-driver", io_driver] if io_driver else []
+    # The admin listener on an ephemeral port: Dapr's 9090 may be taken on this machine.
+    metrics_on = ["--metrics-listen", "127.0.0.1:0"]
+    # dlockd's gRPC face, on as by default, on an ephemeral port too: another process may
+    # hold its default 50001.
+    grpc = ["--grpc-listen", "127.0.0.1:0"]
+    if name == "dlockd":
+        argv = [bins["dlockd"], "--listen", listen, "--workers", "1", *metrics_on, *grpc,
+                *driver, *dlockd_flags]
+        return prefix + argv, SERVER_CPU
+    if name == "dlockd-nometrics":
+        argv = [bins["dlockd"], "--listen", listen, "--workers", "1", "--metrics-listen", "off",
+                *grpc, *driver, *dlockd_flags]
+        return prefix + argv, SERVER_CPU
+    if name == "dlockd-datadir":
+        # dlockd's command line plus a data dir that no start has used: a fresh data dir, so
+        # no snapshot to load and no refusal after an unclean stop.
+        ddir = tempfile.mkdtemp(prefix=f"datadir-{port}-", dir=workdir)
+        argv = [bins["dlockd"], "--listen", listen, "--workers", "1", *metrics_on, *grpc,
+                *driver, "--data-dir", ddir, *dlockd_flags]
+        return prefix + argv, SERVER_CPU
+    if name == "dlockd-redis":
+        if store_port is None:
+            raise Fail("dlockd-redis needs its redis-server's port (start it with new_server)")
+        # A new directory per start with one component file: the client's store as a
+        # lock.redis store on this start's redis-server. keyPrefix stays at its default
+        # (appid) and the app id is set empty, so that an APP_ID in the environment cannot
+        # change the keys: lock||<resourceId>, as the redis anchor's client commands.
+        cdir = tempfile.mkdtemp(prefix=f"components-{port}-", dir=workdir)
+        (Path(cdir) / f"{PROBE_STORE}.yaml").write_text(
+            REDIS_COMPONENT.format(store=PROBE_STORE, port=store_port))
+        argv = [bins["dlockd"], "--listen", listen, "--workers", "1", *metrics_on, *grpc,
+                *driver, "--resources-path", cdir, "--app-id=", *dlockd_flags]
+        return prefix + argv, SERVER_CPU
+    if name == "dlockd-2w":
+        # Its second worker pins itself to CPU 1, so it gets both CPUs.
+        argv = [bins["dlockd"], "--listen", listen, "--workers", "2", *metrics_on, *grpc,
+                *driver, *dlockd_flags]
+        return prefix + argv, TWO_WORKER_CPUS
+    if name in CEILING_SERVERS:
+        workers = "2" if name == "ceiling-2w" else "1"
+        argv = [bins["dlockd-ceiling"], "--listen", listen, "--workers", workers, *metrics_on,
+                *driver]
+        return prefix + argv, TWO_WORKER_CPUS if workers == "2" else SERVER_CPU
+    if name == "redis":
+        rdir = Path(workdir) / f"redis-{port}"
+        rdir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            shutil.which("redis-server") or "redis-server",
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--dir", str(rdir),
+            "--logfile", "",
+        ]
+        return prefix + argv, SERVER_CPU
+    if name == "nginx":
+        ndir = Path(workdir) / f"nginx-{port}"
+        ndir.mkdir(parents=True, exist_ok=True)
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf = ndir / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(user=user, dir=ndir, port=port))
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        argv = [nginx, "-p", str(ndir), "-c", str(conf), "-e", str(ndir / "error.log")]
+        return prefix + argv, SERVER_CPU
+    raise Fail(f"unknown server {name}")
+
+
+def new_server(name, bins, port, workdir, ready_timeout, **kw):
+    """A Server for `name` on `port` (not started). dlockd-redis gets its companion: a fresh
+    redis-server on a port of its own, with the redis anchor's command line and pinning (CPU
+    0, the server's), started before dlockd (each worker connects to it at start) and stopped
+    after it. `kw` goes to server_argv."""
+    companions = []
+    if name in REDIS_STORE_SERVERS:
+        rport = free_port()
+        while rport == port:
+            rport = free_port()
+        rargv, rcpus = server_argv("redis", bins, rport, workdir)
+        companions.append(Server(STORE_REDIS_NAME, rargv, rport, workdir, ready_timeout,
+                                 rcpus))
+        kw["store_port"] = rport
+    argv, cpus = server_argv(name, bins, port, workdir, **kw)
+    return Server(name, argv, port, workdir, ready_timeout, cpus, companions)
+
+
+def protocol_of(name):
+    return "resp" if name == "redis" else "http"

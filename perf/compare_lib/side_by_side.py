@@ -1,0 +1,261 @@
+"""The side-by-side comparison: one measured run per server, alternating, and its tables."""
+
+import statistics
+import time
+
+from .client import loadgen_argv, loadgen_driver, run_loadgen, server_driver
+from .common import log
+from .config import (
+    BASE_SERVERS, CEILING_SERVERS, CLIENT_CPU, DLOCKD_SERVERS, LABELS, LOADGEN_SLACK_S,
+    MIN_CPU_TICKS, PROBE_TIMEOUT_S, RATIOS, READY_TIMEOUT_S, WORKLOAD_SERVERS,
+)
+from .fmt import fmt_cpu, fmt_rate, fmt_ratio, fmt_ratio_of_ratios, fmt_us
+from .probes import (
+    check_horizon_moved, check_no_errors_answered, check_probe, check_store_redis_calls,
+    data_dir_note, horizon_mtime, store_redis_calls,
+)
+from .procs import clock_ticks, free_port
+from .servers import new_server, protocol_of
+
+
+def open_loop_pacer(placement, rate):
+    """How the client paces an open loop: in split placement, where it has a CPU of its own,
+    each request at its own time (`--pacer spin`); co-located, its spinning would take the
+    server's CPU, so on its 1 ms timer."""
+    if rate and placement == "split":
+        return "spin"
+    return None
+
+
+def measure_one(args, bins, workdir, name, workload, placement, depth, notes, rate=0):
+    """Start `name`, warm it up, measure one run, stop it. Returns the client's result with
+    the server's CPU µs per request added. `rate` > 0: warm-up and measured run are open loop
+    at that rate."""
+    port = free_port()
+    server = new_server(name, bins, port, workdir, READY_TIMEOUT_S)
+    cpu = CLIENT_CPU[placement]
+    protocol = protocol_of(name)
+    what = f"{name} {workload} {placement} depth {depth}"
+    pacer = open_loop_pacer(placement, rate)
+    try:
+        server.start()
+        if name in DLOCKD_SERVERS:
+            check_probe(server, PROBE_TIMEOUT_S)
+        # Unmeasured warm-up; --check only where the answers depend on the request.
+        warm = loadgen_argv(bins, port, protocol, workload, args.connections, depth, cpu,
+                            ("duration", args.warmup), name in DLOCKD_SERVERS, rate=rate,
+                            pacer=pacer)
+        warm_result = run_loadgen(warm, args.warmup + LOADGEN_SLACK_S, f"{what} (warm-up)")
+        if notes.get("loadgen driver") is None:
+            notes["loadgen driver"] = loadgen_driver(warm_result)
+        if server.says_driver:
+            key = ("ceiling driver" if name in CEILING_SERVERS else
+                   "dlockd-base driver" if name in BASE_SERVERS else "dlockd driver")
+            if notes.get(key) is None:
+                notes[key] = server_driver(server.startup_line())
+        server.check_alive()
+        measured = loadgen_argv(bins, port, protocol, workload, args.connections, depth, cpu,
+                                ("duration", args.duration), False, rate=rate, pacer=pacer)
+        horizon_before = horizon_mtime(server)
+        calls_before = store_redis_calls(server)
+        sleeps_before = server.sleeps()
+        before, store_before = server.cpu_ticks()
+        result = run_loadgen(measured, args.duration + LOADGEN_SLACK_S, what)
+        after, store_after = server.cpu_ticks()
+        sleeps_after = server.sleeps()
+        server.check_alive()
+        check_horizon_moved(server, horizon_before, what)
+        check_store_redis_calls(server, calls_before, result["requests"], what)
+        check_no_errors_answered(server, what)
+    finally:
+        server.stop()
+    # Server CPU: the server's processes and its companions' (dlockd-redis's redis-server).
+    per_request = 1e6 / clock_ticks() / result["requests"]
+    result["server_cpu_us"] = (after - before) * per_request
+    result["server_cpu_ticks"] = after - before
+    result["server_sleeps_per_kreq"] = (sleeps_after - sleeps_before) * 1000 / result["requests"]
+    if server.companions:
+        result["companion_cpu_us"] = (store_after - store_before) * per_request
+    return result
+
+
+def summarize(runs):
+    rps = [r["rps"] for r in runs]
+    med = statistics.median
+
+    def client_cpu(r):
+        v = r.get("client_cpu_ns_per_req")
+        return v / 1000 if isinstance(v, (int, float)) else None
+
+    ccpu = [c for c in (client_cpu(r) for r in runs) if c is not None]
+    maxes = [r["max_us"] for r in runs if isinstance(r.get("max_us"), (int, float))]
+    companion = [r["companion_cpu_us"] for r in runs if "companion_cpu_us" in r]
+    return {
+        "rps": med(rps),
+        "rps_min": min(rps),
+        "rps_max": max(rps),
+        "p50": med(r["p50_us"] for r in runs),
+        "p99": med(r["p99_us"] for r in runs),
+        "p99_min": min(r["p99_us"] for r in runs),
+        "p99_max": max(r["p99_us"] for r in runs),
+        "p999": med(r["p999_us"] for r in runs),
+        "max": med(maxes) if maxes else None,
+        "cpu": med(r["server_cpu_us"] for r in runs),
+        "ticks": min(r["server_cpu_ticks"] for r in runs),
+        "sleeps": med(r["server_sleeps_per_kreq"] for r in runs),
+        "client_cpu": med(ccpu) if ccpu else None,
+        # dlockd-redis: its redis-server's part of "cpu" (median over the rounds on its own).
+        "companion_cpu": med(companion) if companion else None,
+        "runs": len(runs),
+    }
+
+
+def side_by_side_table(title, summary, servers):
+    lines = [
+        f"### {title}",
+        "",
+        "| server | req/s (median) | min–max | p50 µs | p99 µs | p99.9 µs "
+        "| server CPU µs/req | client CPU µs/req | server sleeps /1k req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in servers:
+        s = summary.get(name)
+        if s is None:
+            continue
+        lines.append(
+            f"| {LABELS[name]} | {fmt_rate(s['rps'])} | "
+            f"{fmt_rate(s['rps_min'])}–{fmt_rate(s['rps_max'])} | {fmt_us(s['p50'])} | "
+            f"{fmt_us(s['p99'])} | {fmt_us(s['p999'])} | {fmt_cpu(s['cpu'])} | "
+            f"{fmt_cpu(s['client_cpu'])} | {s['sleeps']:.2f} |"
+        )
+    d = summary.get("dlockd")
+    rows = [n for n in RATIOS if n in summary]
+    if d and rows:
+        lines += [
+            "",
+            "| ratio | req/s | server CPU per request | p99 |",
+            "|---|---:|---:|---:|",
+        ]
+        for n in rows:
+            o = summary[n]
+            lines.append(
+                f"| dlockd / {n} | {fmt_ratio(d['rps'], o['rps'])} | "
+                f"{fmt_ratio(d['cpu'], o['cpu'])} | {fmt_ratio(d['p99'], o['p99'])} |"
+            )
+    pairs = [(of, b) for b, of in BASE_SERVERS.items() if of in summary and b in summary]
+    if pairs:
+        # This commit over the baseline: the same server, the same command line and client.
+        lines += [
+            "",
+            "| this commit / the baseline | req/s | server CPU per request | p99 |",
+            "|---|---:|---:|---:|",
+        ]
+        for of, b in pairs:
+            n, o = summary[of], summary[b]
+            lines.append(
+                f"| {of} / {b} | {fmt_ratio(n['rps'], o['rps'])} | "
+                f"{fmt_ratio(n['cpu'], o['cpu'])} | {fmt_ratio(n['p99'], o['p99'])} |"
+            )
+    dd = summary.get("dlockd-datadir")
+    if d and dd:
+        # Restart safety's price: the same server with the data dir on over off.
+        lines += [
+            "",
+            "| data dir on / off | req/s | server CPU per request | p99 |",
+            "|---|---:|---:|---:|",
+            f"| dlockd-datadir / dlockd | {fmt_ratio(dd['rps'], d['rps'])} | "
+            f"{fmt_ratio(dd['cpu'], d['cpu'])} | {fmt_ratio(dd['p99'], d['p99'])} |",
+        ]
+    rs = summary.get("dlockd-redis")
+    redis = summary.get("redis")
+    if rs and (d or redis):
+        # The Redis store: over the in-memory store (the same dlockd), and over Redis driven
+        # directly by the same client with the same commands (what going through dlockd adds).
+        lines += [
+            "",
+            "| Redis store | req/s | server CPU per request | p99 |",
+            "|---|---:|---:|---:|",
+        ]
+        for other, o in (("dlockd", d), ("redis", redis)):
+            if o:
+                lines.append(
+                    f"| dlockd-redis / {other} | {fmt_ratio(rs['rps'], o['rps'])} | "
+                    f"{fmt_ratio(rs['cpu'], o['cpu'])} | {fmt_ratio(rs['p99'], o['p99'])} |"
+                )
+        if rs["companion_cpu"] is not None:
+            lines += [
+                "",
+                "dlockd-redis's server CPU is dlockd's and its redis-server's together; of it, "
+                f"its redis-server: {fmt_cpu(rs['companion_cpu'])} µs/req (median).",
+            ]
+    two = summary.get("dlockd-2w")
+    if d and two:
+        # The cross-shard path: with 2 workers about half the requests are forwarded.
+        lines += [
+            "",
+            "| cross-shard | req/s | server CPU per request | p99 |",
+            "|---|---:|---:|---:|",
+            f"| dlockd 2 workers / 1 worker | {fmt_ratio(two['rps'], d['rps'])} | "
+            f"{fmt_ratio(two['cpu'], d['cpu'])} | {fmt_ratio(two['p99'], d['p99'])} |",
+        ]
+        c1, c2 = summary.get("ceiling"), summary.get("ceiling-2w")
+        if c1 and c2:
+            # The same for the ceiling, which forwards nothing: the machine's part. What
+            # dlockd's ratio has beyond it is the forwarding's.
+            lines += [
+                f"| ceiling 2 workers / 1 worker | {fmt_ratio(c2['rps'], c1['rps'])} | "
+                f"{fmt_ratio(c2['cpu'], c1['cpu'])} | {fmt_ratio(c2['p99'], c1['p99'])} |",
+                "| forwarding's part: dlockd's ratio / the ceiling's | "
+                + " | ".join(fmt_ratio_of_ratios(two[k], d[k], c2[k], c1[k])
+                             for k in ("rps", "cpu", "p99")) + " |",
+            ]
+        # The same for the baseline; last, so that the rows above keep their places.
+        b1, b2 = summary.get("dlockd-base"), summary.get("dlockd-base-2w")
+        if b1 and b2:
+            lines.append(
+                f"| dlockd-base 2 workers / 1 worker | {fmt_ratio(b2['rps'], b1['rps'])} | "
+                f"{fmt_ratio(b2['cpu'], b1['cpu'])} | {fmt_ratio(b2['p99'], b1['p99'])} |"
+            )
+    low = [n for n in servers if n in summary and summary[n]["ticks"] < MIN_CPU_TICKS]
+    if low:
+        lines += ["", f"CPU time of {', '.join(low)} was under {MIN_CPU_TICKS} clock ticks "
+                      "in a run: its CPU per request is coarse."]
+    return "\n".join(lines)
+
+
+def side_by_side(args, bins, workdir):
+    workloads = ["uncontended", "contended", "churn"] if args.all else ["uncontended"]
+    configs = [
+        (w, p, d)
+        for w in workloads
+        for p in args.placements
+        for d in args.depths
+    ]
+    total = sum(len([s for s in WORKLOAD_SERVERS[w] if s in args.servers]) for w, _, _ in configs)
+    total *= args.rounds
+    notes = {}
+    tables = []
+    done = 0
+    started = time.monotonic()
+    for workload, placement, depth in configs:
+        servers = [s for s in WORKLOAD_SERVERS[workload] if s in args.servers]
+        runs = {s: [] for s in servers}
+        for rnd in range(args.rounds):
+            for name in servers:
+                done += 1
+                r = measure_one(args, bins, workdir, name, workload, placement, depth, notes)
+                runs[name].append(r)
+                log(
+                    f"[{done}/{total}] {workload} {placement} depth {depth} round {rnd + 1} "
+                    f"{name}: {fmt_rate(r['rps'])} req/s, p50 {fmt_us(r['p50_us'])} µs, "
+                    f"p99 {fmt_us(r['p99_us'])} µs, server CPU {r['server_cpu_us']:.2f} µs/req, "
+                    f"{r['server_sleeps_per_kreq']:.2f} sleeps/1k req"
+                )
+        summary = {s: summarize(v) for s, v in runs.items() if v}
+        title = f"{workload}, {placement}, depth {depth}, {args.connections} connections"
+        tables.append(side_by_side_table(title, summary, servers))
+    log(f"== {done} runs in {time.monotonic() - started:.0f} s")
+    if any("dlockd-datadir" in WORKLOAD_SERVERS[w] for w in workloads) and \
+            "dlockd-datadir" in args.servers:
+        notes["data dir"] = data_dir_note(workdir)
+    return tables, notes

@@ -1,0 +1,545 @@
+"""Tests of perf/compare's pure parts: the command line, the tables, the ratios, the section
+written to RESULTS.md, the server and client command lines, and --baseline's git worktree.
+No server is started and nothing is built (the baseline's cargo build is replaced):
+`python3 -m unittest discover -s perf -p 'test_*.py'` runs them in a few seconds. They need
+a git checkout of the repository (--baseline HEAD).
+"""
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_lib import baseline, config  # noqa: E402
+from compare_lib.common import Fail  # noqa: E402
+from compare_lib.cli import parse_args  # noqa: E402
+from compare_lib.client import loadgen_argv, server_driver  # noqa: E402
+from compare_lib.fmt import (  # noqa: E402
+    fmt_cpu, fmt_diff, fmt_mib, fmt_ms, fmt_rate, fmt_ratio, fmt_ratio_of_ratios, fmt_us,
+)
+from compare_lib.instructions import (  # noqa: E402
+    callgrind_total, cross_shard_table, instructions_table,
+)
+from compare_lib.leases import dlockd_lease_flags, fill_argv, fill_connections  # noqa: E402
+from compare_lib.open_loop import open_loop_table  # noqa: E402
+from compare_lib.report import appended, section_text, write_results  # noqa: E402
+from compare_lib.servers import server_argv  # noqa: E402
+from compare_lib.side_by_side import side_by_side_table, summarize  # noqa: E402
+
+BINS = {"dlockd": "/b/dlockd", "dlockd-ceiling": "/b/dlockd-ceiling",
+        "dlockd-loadgen": "/b/dlockd-loadgen"}
+
+
+def quiet(fn, *a, **kw):
+    """fn(*a, **kw) with its stdout and stderr captured: (result, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        result = fn(*a, **kw)
+    return result, out.getvalue(), err.getvalue()
+
+
+def usage_error(argv):
+    """The message of the usage error parse_args(argv) exits with (status 2)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            parse_args(argv)
+        except SystemExit as e:
+            if e.code != 2:
+                raise AssertionError(f"exit {e.code}, not 2, for {argv}") from None
+            return err.getvalue()
+    raise AssertionError(f"{argv} was accepted")
+
+
+def run(rps, p99=100.0, cpu_us=5.0, ticks=500, client_ns=4000, **extra):
+    """One client result as measure_one returns it."""
+    r = {"rps": rps, "p50_us": p99 / 2, "p99_us": p99, "p999_us": p99 * 2, "max_us": p99 * 4,
+         "server_cpu_us": cpu_us, "server_cpu_ticks": ticks, "server_sleeps_per_kreq": 1.5,
+         "client_cpu_ns_per_req": client_ns}
+    r.update(extra)
+    return r
+
+
+def summary(rps, p99, cpu, ticks=500):
+    return summarize([run(rps, p99=p99, cpu_us=cpu, ticks=ticks)])
+
+
+class Formatting(unittest.TestCase):
+    def test_rates(self):
+        self.assertEqual(fmt_rate(1_234_567), "1.23 M")
+        self.assertEqual(fmt_rate(45_849), "45.8 k")
+        self.assertEqual(fmt_rate(999), "999")
+
+    def test_latencies_and_cpu(self):
+        self.assertEqual(fmt_us(None), "–")
+        self.assertEqual(fmt_us(99.94), "99.9")
+        self.assertEqual(fmt_us(100.4), "100")
+        self.assertEqual(fmt_cpu(None), "–")
+        self.assertEqual(fmt_cpu(5.126), "5.13")
+        self.assertEqual(fmt_mib(2048), "2.0")
+        self.assertEqual(fmt_ms(1500), "1.5")
+
+    def test_ratios(self):
+        self.assertEqual(fmt_ratio(3, 2), "1.50")
+        self.assertEqual(fmt_ratio(1, 0), "–")
+        self.assertEqual(fmt_ratio(None, 1), "–")
+        self.assertEqual(fmt_ratio(1, None), "–")
+        # (4 / 2) / (3 / 3)
+        self.assertEqual(fmt_ratio_of_ratios(4, 2, 3, 3), "2.00")
+        self.assertEqual(fmt_ratio_of_ratios(4, 2, 0, 3), "–")
+        self.assertEqual(fmt_ratio_of_ratios(4, None, 3, 3), "–")
+
+    def test_differences(self):
+        self.assertEqual(fmt_diff(1234.4), "+1,234")
+        self.assertEqual(fmt_diff(-56.6), "-57")
+        self.assertEqual(fmt_diff(-0.3), "+0")
+
+
+class Summaries(unittest.TestCase):
+    def test_medians_and_ranges_over_rounds(self):
+        s = summarize([run(10, p99=300, cpu_us=3), run(30, p99=100, cpu_us=1, ticks=50),
+                       run(20, p99=200, cpu_us=2)])
+        self.assertEqual((s["rps"], s["rps_min"], s["rps_max"]), (20, 10, 30))
+        self.assertEqual((s["p99"], s["p99_min"], s["p99_max"]), (200, 100, 300))
+        self.assertEqual(s["cpu"], 2)
+        self.assertEqual(s["ticks"], 50)  # the coarsest run counts
+        self.assertEqual(s["client_cpu"], 4.0)  # ns -> µs
+        self.assertIsNone(s["companion_cpu"])
+        self.assertEqual(s["runs"], 3)
+
+    def test_missing_client_cpu_and_companion(self):
+        s = summarize([run(10, client_ns=None, companion_cpu_us=0.5),
+                       run(10, client_ns=None, companion_cpu_us=1.5)])
+        self.assertIsNone(s["client_cpu"])
+        self.assertEqual(s["companion_cpu"], 1.0)
+
+
+class SideBySideTable(unittest.TestCase):
+    def test_rows_and_ratios(self):
+        sums = {"dlockd": summary(40_000, 200, 5.0), "ceiling": summary(20_000, 400, 10.0),
+                "redis": summary(80_000, 100, 2.5)}
+        t = side_by_side_table("uncontended, colo, depth 1, 64 connections", sums,
+                               ["dlockd", "ceiling", "redis"])
+        lines = t.splitlines()
+        self.assertEqual(lines[0], "### uncontended, colo, depth 1, 64 connections")
+        self.assertIn("| dlockd, 1 worker | 40.0 k | 40.0 k–40.0 k | 100 | 200 | 400 | 5.00 | "
+                      "4.00 | 1.50 |", lines)
+        self.assertIn("| dlockd / ceiling | 2.00 | 0.50 | 0.50 |", lines)
+        self.assertIn("| dlockd / redis | 0.50 | 2.00 | 2.00 |", lines)
+        self.assertNotIn("| dlockd / nginx", t)
+        self.assertNotIn("clock ticks", t)
+        self.assertNotIn("cross-shard", t)
+
+    def test_no_ratios_without_dlockd(self):
+        t = side_by_side_table("x", {"redis": summary(1, 1, 1)}, ["redis"])
+        self.assertNotIn("| ratio |", t)
+
+    def test_cross_shard_and_the_forwardings_part(self):
+        sums = {"dlockd": summary(100, 100, 4.0), "dlockd-2w": summary(80, 150, 8.0),
+                "ceiling": summary(200, 100, 2.0), "ceiling-2w": summary(200, 100, 3.0)}
+        t = side_by_side_table("x", sums, ["dlockd", "dlockd-2w", "ceiling", "ceiling-2w"])
+        self.assertIn("| dlockd 2 workers / 1 worker | 0.80 | 2.00 | 1.50 |", t)
+        self.assertIn("| ceiling 2 workers / 1 worker | 1.00 | 1.50 | 1.00 |", t)
+        # dlockd's ratio over the ceiling's: 0.8 / 1, 2 / 1.5, 1.5 / 1
+        self.assertIn("| forwarding's part: dlockd's ratio / the ceiling's | 0.80 | 1.33 | 1.50 |",
+                      t)
+
+    def test_data_dir_and_redis_store(self):
+        rs = summarize([run(50, p99=300, cpu_us=9.0, companion_cpu_us=4.0)])
+        sums = {"dlockd": summary(100, 100, 4.0), "dlockd-datadir": summary(90, 110, 5.0),
+                "dlockd-redis": rs, "redis": summary(200, 50, 3.0)}
+        t = side_by_side_table("x", sums, ["dlockd", "dlockd-datadir", "dlockd-redis", "redis"])
+        self.assertIn("| dlockd-datadir / dlockd | 0.90 | 1.25 | 1.10 |", t)
+        self.assertIn("| dlockd-redis / dlockd | 0.50 | 2.25 | 3.00 |", t)
+        self.assertIn("| dlockd-redis / redis | 0.25 | 3.00 | 6.00 |", t)
+        self.assertIn("of it, its redis-server: 4.00 µs/req (median)", t)
+
+    def test_coarse_cpu_time_is_flagged(self):
+        sums = {"dlockd": summary(100, 100, 4.0, ticks=99), "redis": summary(100, 100, 4.0)}
+        t = side_by_side_table("x", sums, ["dlockd", "redis"])
+        self.assertIn(f"CPU time of dlockd was under {config.MIN_CPU_TICKS} clock ticks", t)
+
+
+class OpenLoopTable(unittest.TestCase):
+    def table(self, dlockd_p99, redis_rps_min=10_000):
+        args = parse_args(["--open-loop"])
+        sums = {"dlockd": summary(10_000, dlockd_p99, 3.0),
+                "redis": summarize([run(redis_rps_min, p99=100, cpu_us=3.0)])}
+        return open_loop_table("colo", args, [run(20_000), run(20_000)], 10_000, sums,
+                               ["dlockd", "redis"])
+
+    def test_target_met(self):
+        t = self.table(dlockd_p99=50)
+        self.assertIn("redis-server's p99: 0.50 (met).", t)
+        self.assertIn("| dlockd / redis | 0.50 | 0.50 | 0.50 |", t)
+        self.assertNotIn("did not keep up", t)
+
+    def test_target_not_met_and_a_server_behind(self):
+        t = self.table(dlockd_p99=51, redis_rps_min=9_700)
+        self.assertIn("redis-server's p99: 0.51 (not met).", t)
+        self.assertIn("redis answered fewer than 98 % of the offered requests", t)
+
+
+class Sections(unittest.TestCase):
+    def section(self, argv, tables=("### t\n\n| a |",), head=None):
+        args = parse_args(argv)
+        return section_text("side by side", args, list(tables), {}, head,
+                            now="2026-01-02 03:04 UTC", commit="abc1234",
+                            command="perf/compare " + " ".join(argv))
+
+    def test_head_and_tables(self):
+        s = self.section(["--servers", "dlockd,dlockd-2w"])
+        lines = s.splitlines()
+        self.assertEqual(lines[0], "## 2026-01-02 03:04 UTC · abc1234 · side by side")
+        self.assertIn("- command: `perf/compare --servers dlockd,dlockd-2w`", lines)
+        self.assertIn("- commit: abc1234", lines)
+        self.assertIn("- runs: 3 round(s) of 10 s per server, alternating, each after a "
+                      "separate 1 s warm-up; medians over the rounds", lines)
+        self.assertTrue(any("dlockd with 2 workers shares the 2 vCPUs" in x for x in lines))
+        self.assertFalse(any(x.startswith("- dlockd-redis:") for x in lines))
+        self.assertIn("### t\n\n| a |\n", s)
+        self.assertNotIn("QUICK", s)
+
+    def test_quick_runs_say_so(self):
+        s = self.section(["--quick"])
+        self.assertTrue(s.startswith("## 2026-01-02 03:04 UTC · abc1234 · side by side · "
+                                     "QUICK SMOKE RUN (not a measurement)\n"))
+        self.assertIn("too short and too few rounds", s)
+        s = self.section(["--quick", "--instructions"])
+        self.assertIn("too few requests for the start-up costs to wash out", s)
+
+    def test_a_modes_own_head(self):
+        s = self.section(["--memory"], head=["- mine"])
+        self.assertIn("\n- mine\n", s)
+        self.assertNotIn("- runs:", s)
+
+    def test_appended(self):
+        self.assertEqual(appended("# r\n\nold", "## new"), "# r\n\nold\n\n## new")
+        self.assertEqual(appended("# r\n\nold\n", "## new"), "# r\n\nold\n\n## new")
+        fresh = appended(None, "## new")
+        self.assertTrue(fresh.startswith("# perf/compare results\n\n"))
+        self.assertTrue(fresh.endswith("\n\n## new"))
+
+    def test_write_results_appends_or_not(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "RESULTS.md"
+            path.write_text("# r\n")
+            args = parse_args(["--quick", "--no-record"])
+            _, out, err = quiet(write_results, "side by side", args, ["### t"], {},
+                                results=path)
+            self.assertEqual(path.read_text(), "# r\n")
+            self.assertIn("### t", out)
+            self.assertIn("not appended", err)
+            args = parse_args(["--quick"])
+            _, out, _ = quiet(write_results, "side by side", args, ["### t"], {}, results=path)
+            # print() adds a newline to the section
+            self.assertEqual(path.read_text(), "# r\n\n" + out[:-1])
+
+
+class CommandLine(unittest.TestCase):
+    def test_defaults(self):
+        a = parse_args([])
+        self.assertEqual((a.rounds, a.duration, a.warmup, a.connections),
+                         (config.DEFAULT_ROUNDS, config.DEFAULT_DURATION_S,
+                          config.DEFAULT_WARMUP_S, config.DEFAULT_CONNECTIONS))
+        self.assertEqual(a.depths, [1, 16])
+        self.assertEqual(a.placements, ["colo", "split"])
+        self.assertEqual(a.servers, config.ALL_SERVERS)
+        self.assertEqual(a.requests, config.DEFAULT_INSTR_REQUESTS)
+        self.assertFalse(a.no_record)
+
+    def test_quick_and_mode_defaults(self):
+        a = parse_args(["--quick"])
+        self.assertEqual((a.rounds, a.duration, a.requests),
+                         (1, config.QUICK_DURATION_S, config.QUICK_INSTR_REQUESTS))
+        self.assertEqual(a.leases, config.QUICK_MEMORY_LEASES)
+        a = parse_args(["--expiry-storm"])
+        self.assertEqual(a.placements, ["colo"])
+        self.assertEqual(a.duration, config.DEFAULT_STORM_DURATION_S)
+        a = parse_args(["--memory", "--leases", "10,20", "--servers", "dlockd"])
+        self.assertEqual(a.leases, [10, 20])
+        a = parse_args(["--depths", "4", "--placements", "split", "--servers", "redis,dlockd"])
+        self.assertEqual((a.depths, a.placements, a.servers),
+                         ([4], ["split"], ["redis", "dlockd"]))
+
+    def test_refusals(self):
+        self.assertIn("at most one of", usage_error(["--memory", "--instructions"]))
+        self.assertIn("does not combine with --open-loop", usage_error(["--all", "--open-loop"]))
+        self.assertIn("unknown server 'foo'", usage_error(["--servers", "dlockd,foo"]))
+        self.assertIn("unknown placement", usage_error(["--placements", "far"]))
+        self.assertIn("--depths", usage_error(["--depths", "0"]))
+        self.assertIn("--depths: expected numbers", usage_error(["--depths", "a"]))
+        self.assertIn("shorter than --duration",
+                      usage_error(["--expiry-storm", "--storm-expiry", "20"]))
+        self.assertIn("needs redis", usage_error(["--open-loop", "--servers", "dlockd"]))
+        self.assertIn("--servers names neither", usage_error(["--memory", "--servers", "nginx"]))
+
+
+class ServerCommandLines(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.workdir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_dlockd_and_two_workers(self):
+        argv, cpus = server_argv("dlockd", BINS, 4000, self.workdir)
+        self.assertEqual(argv, ["/b/dlockd", "--listen", "127.0.0.1:4000", "--workers", "1",
+                                "--metrics-listen", "127.0.0.1:0",
+                                "--grpc-listen", "127.0.0.1:0"])
+        self.assertEqual(cpus, config.SERVER_CPU)
+        argv, cpus = server_argv("dlockd-2w", BINS, 4000, self.workdir, io_driver="legacy")
+        self.assertEqual(argv[3:5], ["--workers", "2"])
+        self.assertEqual(argv[-2:], ["--io-driver", "legacy"])
+        self.assertEqual(cpus, config.TWO_WORKER_CPUS)
+
+    def test_every_dlockd_on_ephemeral_ports(self):
+        # Fixed ports (metrics 9090, gRPC 50001) may be held by other processes.
+        for name in ("dlockd", "dlockd-nometrics", "dlockd-datadir", "dlockd-redis",
+                     "dlockd-2w"):
+            argv, _ = server_argv(name, BINS, 4000, self.workdir, store_port=4001)
+            self.assertEqual(argv[argv.index("--grpc-listen") + 1], "127.0.0.1:0", name)
+            metrics = argv[argv.index("--metrics-listen") + 1]
+            self.assertIn(metrics, ("127.0.0.1:0", "off"), name)
+
+    def test_valgrind_prefix_and_no_metrics(self):
+        argv, _ = server_argv("dlockd-nometrics", BINS, 4000, self.workdir,
+                              valgrind=["valgrind", "--tool=callgrind"])
+        self.assertEqual(argv[:3], ["valgrind", "--tool=callgrind", "/b/dlockd"])
+        self.assertIn("off", argv)
+
+    def test_every_data_dir_start_is_fresh(self):
+        a, _ = server_argv("dlockd-datadir", BINS, 4000, self.workdir)
+        b, _ = server_argv("dlockd-datadir", BINS, 4000, self.workdir)
+        da, db = a[a.index("--data-dir") + 1], b[b.index("--data-dir") + 1]
+        self.assertNotEqual(da, db)
+        self.assertEqual(os.listdir(da), [])
+        self.assertTrue(da.startswith(self.workdir))
+
+    def test_redis_store_component(self):
+        argv, _ = server_argv("dlockd-redis", BINS, 4000, self.workdir, store_port=4001)
+        cdir = Path(argv[argv.index("--resources-path") + 1])
+        text = (cdir / f"{config.PROBE_STORE}.yaml").read_text()
+        self.assertIn("type: lock.redis", text)
+        self.assertIn("value: 127.0.0.1:4001", text)
+        self.assertIn("--app-id=", argv)
+
+    def test_ceiling_and_anchors(self):
+        argv, cpus = server_argv("ceiling-2w", BINS, 4000, self.workdir)
+        self.assertEqual(argv[0], "/b/dlockd-ceiling")
+        self.assertEqual(cpus, config.TWO_WORKER_CPUS)
+        argv, _ = server_argv("redis", BINS, 4000, self.workdir)
+        self.assertEqual(argv[argv.index("--port") + 1], "4000")
+        argv, _ = server_argv("nginx", BINS, 4000, self.workdir)
+        conf = Path(argv[argv.index("-c") + 1]).read_text()
+        self.assertIn("listen 127.0.0.1:4000;", conf)
+        self.assertIn("keepalive_requests 1000000000;", conf)
+
+
+class ClientCommandLines(unittest.TestCase):
+    def test_duration_run(self):
+        argv = loadgen_argv(BINS, 4000, "http", "uncontended", 64, 16, "0", ("duration", 2.5),
+                            True)
+        self.assertEqual(argv[:4], ["taskset", "-c", "0", "/b/dlockd-loadgen"])
+        self.assertEqual(argv[argv.index("--duration") + 1], "2500ms")
+        self.assertEqual(argv[-2:], ["--check", "--json"])
+        self.assertNotIn("--requests", argv)
+        self.assertNotIn("--pacer", argv)
+
+    def test_counted_open_loop_run(self):
+        argv = loadgen_argv(BINS, 4000, "resp", "churn", 8, 1, "1", ("requests", 500), False,
+                            rate=1000, resources=500, expiry=5, pacer="spin")
+        for flag, value in (("--requests", "500"), ("--rate", "1000"), ("--resources", "500"),
+                            ("--expiry", "5"), ("--pacer", "spin"), ("--protocol", "resp")):
+            self.assertEqual(argv[argv.index(flag) + 1], value)
+        self.assertNotIn("--check", argv)
+
+    def test_fill(self):
+        self.assertEqual(fill_connections(1_000_000), 16)
+        self.assertEqual(fill_connections(7), 7)
+        self.assertEqual(fill_connections(17), 1)
+        argv = fill_argv(BINS, 4000, "http", 1_000_000, 3600)
+        self.assertEqual(argv[argv.index("--connections") + 1], "16")
+        self.assertEqual(argv[argv.index("--resources") + 1], "1000000")
+        self.assertEqual(dlockd_lease_flags(config.DLOCKD_DEFAULT_MAX_LEASES // 2), [])
+        self.assertEqual(dlockd_lease_flags(6_000_000), ["--max-leases", "12000000"])
+
+    def test_server_driver(self):
+        line = ("dlockd 0.1.0 listening on 127.0.0.1:3500 with 1 worker, io_uring driver, "
+                "stores: lockstore (in memory)")
+        self.assertEqual(server_driver(line), "io_uring")
+        line = ("dlockd 0.1.0 listening on 127.0.0.1:3500 with 1 worker, legacy (epoll) driver "
+                "(io_uring unavailable: EPERM), stores: lockstore")
+        self.assertEqual(server_driver(line), "legacy (epoll) (io_uring unavailable: EPERM)")
+        self.assertIsNone(server_driver(""))
+
+
+class Callgrind(unittest.TestCase):
+    def test_total_of_a_new_dump(self):
+        with tempfile.TemporaryDirectory() as d:
+            prefix = str(Path(d) / "callgrind.out")
+            Path(prefix + ".1").write_text("events: Ir\nsummary: 5\ntotals: 5\n")
+            before = {prefix + ".1"}
+            Path(prefix + ".2").write_text("events: Ir\nsummary: 123456\n")
+            total, path = callgrind_total(prefix, before)
+            self.assertEqual((total, path), (123456, prefix + ".2"))
+            Path(prefix + ".3").write_text("events: Ir\nsummary: 1\ntotals: 777\n")
+            total, _ = callgrind_total(prefix, before | {prefix + ".2"})
+            self.assertEqual(total, 777)
+
+
+class Baseline(unittest.TestCase):
+    """--baseline REV: dlockd built from REV, run as dlockd-base beside dlockd."""
+
+    def test_servers_follow_their_counterparts(self):
+        a = parse_args(["--baseline", "HEAD", "--servers", "redis,dlockd-2w,ceiling,dlockd"])
+        self.assertEqual(a.servers, ["redis", "dlockd-2w", "dlockd-base-2w", "ceiling", "dlockd",
+                                     "dlockd-base"])
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                              stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+        self.assertEqual(a.baseline_commit, head)
+        self.assertTrue(head.startswith(a.baseline_short))
+        a = parse_args(["--instructions", "--baseline", "HEAD", "--servers", "dlockd,ceiling"])
+        self.assertEqual(a.servers, ["dlockd", "dlockd-base", "ceiling"])
+        # The side-by-side order puts each right after its counterpart too.
+        for servers in config.WORKLOAD_SERVERS.values():
+            for b, of in config.BASE_SERVERS.items():
+                self.assertEqual(servers.index(b), servers.index(of) + 1)
+        self.assertIsNone(parse_args([]).baseline_commit)
+
+    def test_refusals(self):
+        self.assertIn("names no commit",
+                      usage_error(["--baseline", "no-such-revision-anywhere"]))
+        self.assertIn("does not combine with --memory",
+                      usage_error(["--memory", "--baseline", "HEAD"]))
+        self.assertIn("does not combine with --open-loop",
+                      usage_error(["--open-loop", "--baseline", "HEAD"]))
+        self.assertIn("--servers names neither",
+                      usage_error(["--baseline", "HEAD", "--servers", "ceiling,redis"]))
+        self.assertIn("--servers names no dlockd",
+                      usage_error(["--instructions", "--baseline", "HEAD", "--servers",
+                                   "dlockd-2w"]))
+
+    def test_run_exactly_as_dlockd(self):
+        bins = dict(BINS, **{"dlockd-base": "/base/dlockd"})
+        with tempfile.TemporaryDirectory() as d:
+            for b, of in config.BASE_SERVERS.items():
+                kw = {"valgrind": ["valgrind"], "io_driver": "legacy",
+                      "dlockd_flags": ["--max-leases", "9"]}
+                theirs, their_cpus = server_argv(of, bins, 4000, d, **kw)
+                mine, my_cpus = server_argv(b, bins, 4000, d, **kw)
+                self.assertEqual(mine, [("/base/dlockd" if x == "/b/dlockd" else x)
+                                        for x in theirs])
+                self.assertIn("/base/dlockd", mine)
+                self.assertEqual(my_cpus, their_cpus)
+            with self.assertRaises(Fail):
+                server_argv("dlockd-base", BINS, 4000, d)
+
+    def test_side_by_side_ratios(self):
+        sums = {"dlockd": summary(110, 90, 4.0), "dlockd-base": summary(100, 100, 5.0),
+                "dlockd-2w": summary(80, 150, 8.0), "dlockd-base-2w": summary(40, 300, 8.0),
+                "ceiling": summary(200, 100, 2.0), "ceiling-2w": summary(200, 100, 3.0)}
+        t = side_by_side_table("x", sums, list(sums))
+        self.assertIn("| dlockd-base (the baseline), 1 worker | 100 |", t)
+        self.assertIn("| this commit / the baseline | req/s | server CPU per request | p99 |", t)
+        self.assertIn("| dlockd / dlockd-base | 1.10 | 0.80 | 0.90 |", t)
+        self.assertIn("| dlockd-2w / dlockd-base-2w | 2.00 | 1.00 | 0.50 |", t)
+        # The cross-shard table keeps its rows in their places; the baseline's comes last.
+        cross = t[t.index("| cross-shard |"):].splitlines()
+        self.assertTrue(cross[2].startswith("| dlockd 2 workers / 1 worker |"))
+        self.assertTrue(cross[4].startswith("| forwarding's part:"))
+        self.assertEqual(cross[5], "| dlockd-base 2 workers / 1 worker | 0.40 | 1.60 | 3.00 |")
+        self.assertNotIn("| dlockd / dlockd-base", side_by_side_table(
+            "x", {"dlockd": sums["dlockd"]}, ["dlockd"]))
+
+    def test_instruction_tables(self):
+        args = parse_args(["--instructions", "--baseline", "HEAD", "--depths", "1,16"])
+        per = {("dlockd", 1): 12_000, ("dlockd", 16): 6_000,
+               ("dlockd-base", 1): 15_000, ("dlockd-base", 16): 5_000,
+               ("ceiling", 1): 6_000, ("ceiling", 16): 3_000}
+        t = instructions_table(args, per, ["dlockd", "dlockd-base", "ceiling"])
+        self.assertIn("| dlockd-base (the baseline), 1 worker | 15,000 | 5,000 |", t)
+        self.assertIn("| ratio dlockd / dlockd-base | 0.80 | 1.20 |", t)
+        self.assertIn("| ratio dlockd / ceiling | 2.00 | 2.00 |", t)
+        self.assertIn("| difference, dlockd − dlockd-base (instructions per request) | "
+                      "-3,000 | +1,000 |", t)
+        per.update({("dlockd-2w", 1): 24_000, ("dlockd-2w", 16): 9_000,
+                    ("dlockd-base-2w", 1): 30_000, ("dlockd-base-2w", 16): 9_000})
+        names = ["dlockd", "dlockd-2w", "dlockd-base", "dlockd-base-2w"]
+        t = cross_shard_table(args, per, names)
+        self.assertIn("| ratio 2 workers / 1 worker | 2.00 | 1.50 |", t)
+        self.assertIn("| ratio 2 workers / 1 worker, dlockd-base | 2.00 | 1.80 |", t)
+        self.assertIn("| ratio dlockd-2w / dlockd-base-2w | 0.80 | 1.00 |", t)
+        self.assertNotIn("dlockd-base", cross_shard_table(args, per, names[:2]))
+
+    def test_the_section_names_the_baseline(self):
+        argv = ["--quick", "--baseline", "HEAD", "--servers", "dlockd,dlockd-2w"]
+        args = parse_args(argv)
+        s = section_text("side by side", args, ["### t"], {}, now="now", commit="abc1234",
+                         command="perf/compare " + " ".join(argv))
+        self.assertTrue(s.startswith(f"## now · abc1234 · side by side · baseline "
+                                     f"{args.baseline_short} · QUICK SMOKE RUN"))
+        line = next(x for x in s.splitlines() if x.startswith("- baseline: "))
+        self.assertIn(args.baseline_commit, line)
+        self.assertIn(f'"{args.baseline_subject}"', line)
+        self.assertIn("`--baseline HEAD`", line)
+        self.assertIn("dlockd-base as dlockd, dlockd-base-2w as dlockd-2w", line)
+        plain = section_text("side by side", parse_args([]), [], {}, now="now", commit="c",
+                             command="perf/compare")
+        self.assertNotIn("baseline", plain)
+
+    def git_worktrees(self):
+        return subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=config.ROOT,
+                              stdout=subprocess.PIPE, text=True, check=True).stdout
+
+    def test_built_in_a_worktree_of_the_commit_that_is_removed_after(self):
+        full, short, _ = baseline.resolve("HEAD")
+        seen = {}
+
+        def fake_build(extra, wanted, cwd, env, note):
+            seen["head"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd,
+                                          stdout=subprocess.PIPE, text=True,
+                                          check=True).stdout.strip()
+            seen["cargo.toml"] = (Path(cwd) / "Cargo.toml").exists()
+            seen["listed"] = str(cwd) in self.git_worktrees()
+            seen["args"] = (extra, wanted, env["CARGO_TARGET_DIR"])
+            return {"dlockd": str(Path(env["CARGO_TARGET_DIR"]) / "release" / "dlockd")}
+
+        with tempfile.TemporaryDirectory() as d, \
+                mock.patch.object(baseline, "cargo_build", fake_build):
+            path, _, _ = quiet(baseline.build_baseline, full, short, d)
+            self.assertEqual(seen["head"], full)
+            self.assertTrue(seen["cargo.toml"])
+            self.assertTrue(seen["listed"])
+            target = str(Path(d) / "baseline-target")
+            self.assertEqual(seen["args"], (["--bin", "dlockd"], ["dlockd"], target))
+            self.assertEqual(path, target + "/release/dlockd")
+            src = Path(d) / "baseline-src"
+            self.assertFalse(src.exists())
+            self.assertNotIn(str(src), self.git_worktrees())
+
+    def test_the_worktree_is_removed_when_the_build_fails(self):
+        full, short, _ = baseline.resolve("HEAD")
+
+        def failing_build(*_a, **_kw):
+            raise Fail("cargo failed")
+
+        with tempfile.TemporaryDirectory() as d, \
+                mock.patch.object(baseline, "cargo_build", failing_build):
+            with self.assertRaises(Fail):
+                quiet(baseline.build_baseline, full, short, d)
+            src = Path(d) / "baseline-src"
+            self.assertFalse(src.exists())
+            self.assertNotIn(str(src), self.git_worktrees())
+
+
+if __name__ == "__main__":
+    unittest.main()
