@@ -10,29 +10,21 @@
 //! Nothing here reads the process environment or arguments directly: [`Config::parse`] takes
 //! them as arguments, so tests drive it with plain lists.
 
+mod error;
 mod knobs;
 mod values;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::components::Backend;
-pub use knobs::Help;
+use error::bad;
+pub use error::ConfigError;
+pub use knobs::{Help, MAX_WORKERS};
 use knobs::{Kind, Knob};
+pub use values::DriverChoice;
 use values::{loopback_port, parse_addrs, parse_count, parse_driver, parse_duration, parse_size};
-
-/// Which io driver the workers run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DriverChoice {
-    /// io_uring when the kernel offers it, else the legacy (epoll) driver, said at start.
-    Auto,
-    /// io_uring or fail.
-    Uring,
-    /// The legacy (epoll) driver.
-    Legacy,
-}
 
 /// The validated configuration of one server.
 #[derive(Clone, Debug)]
@@ -81,43 +73,6 @@ pub enum Command {
     Help,
     Version,
 }
-
-/// A configuration that cannot run, with the flag it concerns.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ConfigError {
-    UnknownFlag(String),
-    MissingValue(&'static str),
-    BadValue {
-        flag: &'static str,
-        value: String,
-        why: &'static str,
-    },
-    InsecureBind(SocketAddr),
-    Components(crate::components::ComponentError),
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::UnknownFlag(flag) => write!(f, "unknown flag {flag:?} (see --help)"),
-            ConfigError::MissingValue(flag) => write!(f, "{flag} needs a value"),
-            ConfigError::BadValue { flag, value, why } => {
-                write!(f, "invalid value {value:?} for {flag}: {why}")
-            }
-            ConfigError::Components(e) => write!(f, "component file {e}"),
-            ConfigError::InsecureBind(addr) => write!(
-                f,
-                "refusing to listen on non-loopback address {addr} without DAPR_API_TOKEN; \
-                 set a token or pass --insecure-bind"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Upper bound on `--workers`: each worker is a pinned thread with its own shard.
-pub const MAX_WORKERS: usize = 1024;
 
 /// The most stores a configuration may name, as a literal, so that the refusal can say it.
 macro_rules! max_stores {
@@ -482,14 +437,6 @@ fn check_bind(listen: &[SocketAddr], token: bool, insecure: bool) -> Result<(), 
     match listen.iter().find(|a| !a.ip().is_loopback()) {
         Some(&public) if !token && !insecure => Err(ConfigError::InsecureBind(public)),
         _ => Ok(()),
-    }
-}
-
-fn bad(flag: &'static str, value: &str, why: &'static str) -> ConfigError {
-    ConfigError::BadValue {
-        flag,
-        value: value.to_string(),
-        why,
     }
 }
 

@@ -34,7 +34,7 @@ use simd_json::{fill_tape_padded, Buffers, ErrorType, Node, StaticNode, Tape, IN
 
 use super::fast_body;
 use super::number;
-use super::Operation;
+use super::op::Operation;
 
 /// protojson's default recursion limit: the request message takes one level, a skipped
 /// value may nest the remaining 9 999.

@@ -9,8 +9,8 @@ use std::fmt;
 use crate::lease::LeaseError;
 
 use super::body::BodyError;
+use super::op::{Operation, RejectCode, Rejection};
 use super::response::{self, Response};
-use super::Operation;
 
 /// Everything the API answers with an error, in daprd's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,16 +78,16 @@ impl ApiError<'_> {
     /// The gRPC status daprd gives this error (not configured → FailedPrecondition; malformed
     /// or unknown → InvalidArgument; a store's failure → Internal) and its message, the same
     /// text as over HTTP.
-    pub(crate) fn rejection(&self) -> super::Rejection {
+    pub(crate) fn rejection(&self) -> Rejection {
         let status = self.response().status;
         let code = match self {
-            ApiError::StoreNotConfigured => super::RejectCode::FailedPrecondition,
-            _ if status == 400 => super::RejectCode::InvalidArgument,
-            _ => super::RejectCode::Internal,
+            ApiError::StoreNotConfigured => RejectCode::FailedPrecondition,
+            _ if status == 400 => RejectCode::InvalidArgument,
+            _ => RejectCode::Internal,
         };
         let mut message = Vec::with_capacity(96);
         self.write_message(&mut message);
-        super::Rejection {
+        Rejection {
             code,
             message: String::from_utf8_lossy(&message).into_owned(),
         }

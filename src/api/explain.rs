@@ -27,8 +27,8 @@ use crate::log::{self, Level};
 
 use super::body;
 use super::error::ApiError;
+use super::op::Operation;
 use super::response::Response;
-use super::Operation;
 
 /// The most unknown names one line lists; the others are counted.
 pub(super) const MAX_NAMES: usize = 8;

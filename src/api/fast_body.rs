@@ -16,7 +16,7 @@
 //! tests hold the first to a byte loop and to the second, and `canonical` to the matcher it
 //! replaced.
 
-use super::Operation;
+use super::op::Operation;
 
 /// Digits of the longest int32 (2147483648 has 10).
 const MAX_INT_DIGITS: usize = 10;

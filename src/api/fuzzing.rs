@@ -9,7 +9,9 @@ use crate::http::Method;
 
 use super::body;
 use super::fast_body;
-use super::{Api, ApiConfig, LockOp, OpKind, Operation, Outcome, Response};
+use super::op::{LockOp, OpKind, Operation, Outcome};
+use super::response::Response;
+use super::{Api, ApiConfig};
 
 /// Which request message a body is decoded as (the crate's own `Operation`, made public for
 /// the fuzz targets).

@@ -14,6 +14,9 @@
 //!    refusal an unknown key may explain also names the keys the body carried
 //!    (`explain.rs`).
 //!
+//! What this layer hands to the shards and takes back from them, a [`LockOp`] and an
+//! [`Answer`], is in `op.rs`, with the refusals the gRPC face gives ([`Rejection`]).
+//!
 //! Invariants:
 //! - No request bytes make anything here panic: every bad input is an answer.
 //! - A [`LockOp`] always has a known store, a non-empty `resource` and `owner` of at most
@@ -33,9 +36,11 @@ mod fast_body;
 pub mod fuzzing;
 mod json;
 mod number;
+mod op;
 mod response;
 mod route;
 
+pub use op::{Answer, LockOp, OpKind, Operation, Outcome, RejectCode, Rejection};
 pub use response::{Response, ResponseBody};
 
 use crate::http::Method;
@@ -70,13 +75,6 @@ pub struct ApiConfig {
     /// Each store's component type for `/v1.0/metadata` (`lock.redis`, ...); a store past the
     /// end of the list is `lock.in-memory`.
     pub store_types: Vec<&'static str>,
-}
-
-/// Which of the two lock routes a request took.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operation {
-    TryLock,
-    Unlock,
 }
 
 /// The configured stores, searchable by name.
@@ -181,49 +179,6 @@ impl OnlyStore {
             None
         }
     }
-}
-
-/// What to do with a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome<'a> {
-    /// Send this answer.
-    Respond(Response),
-    /// Decide this operation on the shard that owns it, then send [`answer_response`].
-    Lock(LockOp<'a>),
-}
-
-/// A lock operation with its parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpKind {
-    /// `expiry_s >= 1`.
-    TryLock {
-        expiry_s: u32,
-    },
-    Unlock,
-}
-
-/// A validated lock operation, borrowing the decoded ids from the [`Api`]'s buffers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LockOp<'a> {
-    pub kind: OpKind,
-    pub store: StoreId,
-    /// The decoded `resourceId`: non-empty, at most `max_id_bytes`, without `||`.
-    pub resource: &'a [u8],
-    /// The decoded `lockOwner`: non-empty, at most `max_id_bytes`.
-    pub owner: &'a [u8],
-}
-
-/// What a shard decided (`Send + Copy`: it crosses threads).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Answer {
-    TryLock(Result<bool, LeaseError>),
-    /// A try-lock granted with a fencing token (`--data-dir`), live through `last_live_ms`.
-    /// Its answer may be written only once both are durably promised (`crate::persist`).
-    Granted {
-        token: u64,
-        last_live_ms: u64,
-    },
-    Unlock(UnlockStatus),
 }
 
 impl Api {
@@ -465,21 +420,6 @@ fn encode_metadata(app_id: &str, stores: &[String], types: &[&str]) -> Vec<u8> {
     out
 }
 
-/// The gRPC status of a lock request refused before or by a store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RejectCode {
-    FailedPrecondition,
-    InvalidArgument,
-    Internal,
-}
-
-/// A lock request refused: the gRPC code daprd gives and its message (the HTTP text).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rejection {
-    pub code: RejectCode,
-    pub message: String,
-}
-
 /// The lock API's checks for a caller that is not HTTP (the gRPC face): the same stores, API
 /// token and validation, in daprd's order and with its messages.
 pub struct LockValidator {
@@ -579,16 +519,6 @@ impl LockValidator {
             self.max_id_bytes,
             self.max_expiry_s,
         )
-    }
-}
-
-impl OpKind {
-    /// Which route asks for it.
-    pub fn operation(self) -> Operation {
-        match self {
-            OpKind::TryLock { .. } => Operation::TryLock,
-            OpKind::Unlock => Operation::Unlock,
-        }
     }
 }
 

@@ -24,7 +24,7 @@ use std::ops::Range;
 
 use crate::http::Method;
 
-use super::Operation;
+use super::op::Operation;
 
 /// Why Go's `url.ParseRequestURI` rejects a target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use super::MAX_WORKERS;
+/// Upper bound on `--workers`: each worker is a pinned thread with its own shard.
+pub const MAX_WORKERS: usize = 1024;
 
 const MIB: usize = 1024 * 1024;
 

@@ -1,10 +1,10 @@
-//! How each kind of value is written: addresses, sizes, counts, times, the io driver. Every
-//! refusal names the flag it concerns.
+//! How each kind of value is written: addresses, sizes, counts, times, the io driver
+//! ([`DriverChoice`]). Every refusal names the flag it concerns.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{bad, ConfigError, DriverChoice};
+use super::error::{bad, ConfigError};
 
 /// `IP:PORT`, `[IPv6]:PORT`, or `HOST:PORT`: a host name stands for every address it resolves
 /// to at start (`localhost:3500` is 127.0.0.1:3500 and [::1]:3500 where both exist), in the
@@ -115,6 +115,17 @@ pub fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, Confi
         return Err(bad(flag, value, "more than a week"));
     }
     Ok(d)
+}
+
+/// Which io driver the workers run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriverChoice {
+    /// io_uring when the kernel offers it, else the legacy (epoll) driver, said at start.
+    Auto,
+    /// io_uring or fail.
+    Uring,
+    /// The legacy (epoll) driver.
+    Legacy,
 }
 
 /// `auto`, `uring` (or `io_uring`), `legacy` (or `epoll`).

@@ -11,7 +11,7 @@
 //! - Framing bytes (everything that is not chunk data) stay below `framing_limit`, so tiny
 //!   chunks or endless extensions and trailers cannot make the wire size grow without bound.
 
-use super::HttpError;
+use super::error::HttpError;
 
 /// A chunk size has at most 16 hex digits: any more cannot fit in 64 bits (Go's rule).
 const MAX_CHUNK_SIZE_DIGITS: u8 = 16;

@@ -17,7 +17,7 @@ pub enum HttpError {
     VersionNotSupported,
     /// The head (request line and headers) is longer than `max_header_bytes`.
     HeadTooLarge,
-    /// More header lines than [`crate::http::MAX_HEADERS`].
+    /// More header lines than [`MAX_HEADERS`](super::limits::MAX_HEADERS).
     TooManyHeaders,
     /// An HTTP/1.1 request without `Host`, or any request with more than one (RFC 9112 §3.2).
     BadHost,

@@ -15,9 +15,10 @@
 //! with this path the fixed-answer ceiling went from 1,985 to 1,381 instructions per
 //! request, dlockd from 3,001 to 2,383.
 
+use super::error::HttpError;
 use super::head::{BodyFraming, Head, HeadFacts, HeaderName};
 use super::limits::{Limits, MAX_HEADERS};
-use super::{HttpError, Method, Version};
+use super::method::{Method, Version};
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;

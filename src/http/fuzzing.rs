@@ -12,7 +12,10 @@
 //! reference parse in the fuzz crate (`fuzz/src/http.rs`), which needs nothing but these
 //! transcripts.
 
-use super::{Body, Frame, Framer, HttpError, Limits, Method, Version};
+use super::error::HttpError;
+use super::limits::Limits;
+use super::method::{Method, Version};
+use super::request::{Body, Frame, Framer};
 
 /// Small limits, so that fuzz inputs reach them.
 pub const FUZZ_LIMITS: Limits = Limits {

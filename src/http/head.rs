@@ -5,8 +5,9 @@
 
 use std::ops::Range;
 
+use super::error::HttpError;
 use super::limits::Limits;
-use super::{HttpError, Method, Version};
+use super::method::{Method, Version};
 
 /// What the rest of the framing needs from a parsed head.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -24,25 +24,12 @@ mod fast_head;
 pub mod fuzzing;
 mod head;
 mod limits;
+mod method;
 mod request;
 mod response;
 
 pub use error::HttpError;
 pub use limits::{Limits, CHUNK_FRAMING_SLACK_BYTES, MAX_HEADERS};
+pub use method::{Method, Version};
 pub use request::{Body, Frame, Framer, Request};
 pub use response::{reason, write_response, write_response_with, Connection, CONTINUE};
-
-/// The request methods the routes distinguish; everything else is `Other`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Post,
-    Other,
-}
-
-/// The protocol version of a request line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Version {
-    Http10,
-    Http11,
-}

@@ -20,10 +20,11 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::chunked::ChunkDecoder;
+use super::error::HttpError;
 use super::fast_head;
 use super::head::{BodyFraming, Head, HeadFacts};
 use super::limits::{Limits, MAX_HEADERS};
-use super::{HttpError, Method, Version};
+use super::method::{Method, Version};
 
 /// What the framer found at the front of the buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,6 +5,8 @@
 //! caller's buffer with no allocation besides that buffer growing: lengths are formatted on
 //! the stack.
 
+use super::method::Version;
+
 /// The interim answer to `Expect: 100-continue`.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -22,11 +24,11 @@ pub enum Connection {
 impl Connection {
     /// The header of an answer to a request of `version`: `close` when the connection closes
     /// after it, else keep-alive as that version spells it.
-    pub fn of(version: super::Version, close: bool) -> Connection {
+    pub fn of(version: Version, close: bool) -> Connection {
         match (close, version) {
             (true, _) => Connection::Close,
-            (false, super::Version::Http10) => Connection::KeepAlive10,
-            (false, super::Version::Http11) => Connection::KeepAlive11,
+            (false, Version::Http10) => Connection::KeepAlive10,
+            (false, Version::Http11) => Connection::KeepAlive11,
         }
     }
 }

@@ -33,7 +33,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::{Advanced, LeaseError, LeaseTable, LiveLease, StoreId, UnlockStatus};
+use super::table::{Advanced, LeaseTable, LiveLease};
+use super::types::{LeaseError, StoreId, UnlockStatus};
 
 /// The longest lease the API asks for: an int32 of seconds.
 pub const MAX_TTL_MS: u64 = 2_147_483_647 * 1000;

@@ -40,8 +40,8 @@ use slab::Slab;
 
 use super::key::Key;
 use super::pages::Pages;
+use super::types::{LeaseError, StoreId, UnlockStatus};
 use super::wheel::{Polled, TimerId, Wheel};
-use super::{LeaseError, StoreId, UnlockStatus};
 
 /// The largest `max_leases` a table honours: slab indices travel as `u32`, and the wheel
 /// reserves the top two. Memory runs out long before.
@@ -164,7 +164,7 @@ fn spread(hash: u32) -> u64 {
     u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// One shard's leases. See the module docs of [`crate::lease`] for the time semantics.
+/// One shard's leases. See the module docs of [`lease`](super) for the time semantics.
 pub struct LeaseTable {
     leases: Slab<Lease>,
     by_hash: Box<[HashTable<u32, Pages>]>,

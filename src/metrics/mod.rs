@@ -55,26 +55,26 @@ const OUTCOME_LABELS: [(&str, &str); OUTCOMES] = [
     ("other", "5xx"),
 ];
 
-/// The route a request that the API answered itself took, told from its target: the API
-/// answers errors of the lock routes too (validation, token, body), and those count as the
-/// lock route's errors.
+/// The `route` label of `dlockd_requests_total` for a request that the API answered itself,
+/// told from its target: the API answers errors of the lock routes too (validation, token,
+/// body), and those count as the lock route's errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
+pub enum RouteLabel {
     Lock,
     Unlock,
     Other,
 }
 
-impl Route {
+impl RouteLabel {
     /// The lock routes' prefixes, as daprd's router matches them (a target Go's path
     /// clean-up would route there by another spelling counts as `Other`).
-    pub fn of_target(target: &[u8]) -> Route {
+    pub fn of_target(target: &[u8]) -> RouteLabel {
         if target.starts_with(b"/v1.0-alpha1/lock/") {
-            Route::Lock
+            RouteLabel::Lock
         } else if target.starts_with(b"/v1.0-alpha1/unlock/") {
-            Route::Unlock
+            RouteLabel::Unlock
         } else {
-            Route::Other
+            RouteLabel::Other
         }
     }
 }
@@ -97,11 +97,11 @@ impl RequestOutcome {
     }
 
     /// The outcome of a request the API answered without a shard.
-    pub fn of_response(route: Route, status: u16) -> RequestOutcome {
+    pub fn of_response(route: RouteLabel, status: u16) -> RequestOutcome {
         match route {
-            Route::Lock => RequestOutcome::LockError,
-            Route::Unlock => RequestOutcome::UnlockError,
-            Route::Other => match status {
+            RouteLabel::Lock => RequestOutcome::LockError,
+            RouteLabel::Unlock => RequestOutcome::UnlockError,
+            RouteLabel::Other => match status {
                 100..=199 => RequestOutcome::Other1xx,
                 200..=299 => RequestOutcome::Other2xx,
                 300..=399 => RequestOutcome::Other3xx,
@@ -577,7 +577,7 @@ mod tests {
         w[1].answer(Answer::TryLock(Err(LeaseError::TableFull {
             max_leases: 1,
         })));
-        w[0].request(RequestOutcome::of_response(Route::Other, 404));
+        w[0].request(RequestOutcome::of_response(RouteLabel::Other, 404));
         w[0].latency(2, 7);
         w[1].latency(1, 30);
         w[1].latency(1, 99_000_000);

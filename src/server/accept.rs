@@ -8,9 +8,10 @@ use std::time::Duration;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::{TcpListener, TcpStream};
 
+use super::answering::Answering;
 use super::conn;
+use super::driver::Driver;
 use super::worker::{ConnGuard, Worker};
-use super::{Answering, Driver};
 use crate::metrics::Limit;
 use crate::shard::{Mail, ShardId};
 

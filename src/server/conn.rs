@@ -37,7 +37,7 @@ use crate::api::{answer_response, Answer, OpKind, Outcome, Response};
 use crate::dispatch::{note_promise, Decision};
 use crate::http::{self, Body, Connection, Frame, Framer, Limits, Request};
 use crate::lease::{Key, StoreId};
-use crate::metrics::{RequestOutcome, Route, WorkerMetrics};
+use crate::metrics::{RequestOutcome, RouteLabel, WorkerMetrics};
 use crate::persist::Need;
 
 /// Free space asked of the read buffer before each read.
@@ -109,7 +109,7 @@ impl Respond for Locks {
             Outcome::Respond(resp) => {
                 if metrics.enabled() {
                     metrics.request(RequestOutcome::of_response(
-                        Route::of_target(target),
+                        RouteLabel::of_target(target),
                         resp.status,
                     ));
                 }

@@ -11,7 +11,9 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{grpc, start_answering, Answering, Server};
+use super::answering::Answering;
+use super::handle::Server;
+use super::{grpc, start};
 use crate::components::Backend;
 use crate::config::Config;
 use crate::log::{self, Level};
@@ -35,7 +37,7 @@ pub fn run_until_signal(config: Config, name: &str, answering: Answering) -> Exi
         }
     };
     let shutdown_timeout = config.shutdown_timeout;
-    let server = match start_answering(config, answering) {
+    let server = match start::start(config, answering) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("{name}: error: {e}");

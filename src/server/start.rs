@@ -9,9 +9,13 @@
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{mpsc, Arc};
 
+use super::answering::Answering;
+use super::driver::{uring_runtime, Driver};
+use super::error::StartError;
+use super::handle::Server;
 use super::shared::Shared;
 use super::thread::{self, Spec};
-use super::{admin, grpc, listen, Answering, Driver, Server, StartError};
+use super::{admin, grpc, listen};
 use crate::clock::Clock;
 use crate::components::Backend;
 use crate::config::{Config, DriverChoice};
@@ -223,22 +227,4 @@ fn choose_driver(choice: DriverChoice) -> Result<(Driver, Option<String>), Start
             Err(why) => Ok((Driver::Legacy, Some(why))),
         },
     }
-}
-
-/// Builds an io_uring runtime with `IORING_SETUP_COOP_TASKRUN` (completions are not signalled
-/// by interrupting the thread; measured at 1.55–1.76× the req/s with client and server on
-/// separate cores), or without it on kernels older than 5.19 that refuse the flag.
-pub(super) fn uring_runtime(
-) -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
-    let mut coop = io_uring::IoUring::builder();
-    coop.setup_coop_taskrun();
-    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .uring_builder(coop)
-        .enable_timer()
-        .build()
-        .or_else(|_| {
-            monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                .enable_timer()
-                .build()
-        })
 }

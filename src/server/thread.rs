@@ -10,12 +10,15 @@ use std::sync::{mpsc, Arc};
 
 use monoio::net::TcpListener;
 
+use super::answering::Answering;
+use super::driver::{uring_runtime, Driver};
+use super::error::StartError;
 use super::pending::Pending;
 use super::reaper::Reaper;
 use super::shared::{Shared, MAX_IN_FLIGHT_PER_WORKER};
 use super::signal::Signal;
 use super::worker::Worker;
-use super::{accept, housekeeping, inbound, Answering, Driver, StartError};
+use super::{accept, housekeeping, inbound};
 use crate::api::{Api, ApiConfig};
 use crate::dispatch::Shard;
 use crate::lease::LeaseTable;
@@ -54,7 +57,7 @@ fn run(spec: Spec) {
     // Pinning is best effort: a cpuset that excludes the core still serves, unpinned.
     let _ = monoio::utils::bind_to_cpu_set([spec.core]);
     match spec.driver {
-        Driver::IoUring => match super::start::uring_runtime() {
+        Driver::IoUring => match uring_runtime() {
             Ok(mut rt) => rt.block_on(main(spec)),
             Err(e) => {
                 let _ = spec

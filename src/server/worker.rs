@@ -11,11 +11,12 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::answering::Answering;
+use super::driver::Driver;
 use super::pending::Pending;
 use super::reaper::Reaper;
 use super::shared::Shared;
 use super::signal::Signal;
-use super::{Answering, Driver};
 use crate::api::{Answer, Api, LockOp, OpKind};
 use crate::dispatch::{Decision, Shard};
 use crate::lease::{Key, StoreId};

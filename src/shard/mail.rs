@@ -4,8 +4,9 @@
 
 use crate::api::{Answer, OpKind};
 use crate::lease::{Key, StoreId};
-use crate::shard::{ShardId, SlotId};
 use crate::store::StoreOutcome;
+
+use super::ids::{ShardId, SlotId};
 
 /// A request forwarded to the shard that owns its key.
 pub struct Forward {

@@ -11,7 +11,8 @@
 use std::cell::{Cell, RefCell};
 use std::task::{Poll, Waker};
 
-use super::{Inbox, ShardId};
+use super::ids::ShardId;
+use super::inbox::Inbox;
 use crate::task::Yields;
 
 /// Empty vectors kept for batches, of each kind.

@@ -33,7 +33,7 @@ use redis_protocol::resp2::decode::decode_range;
 use redis_protocol::resp2::encode::encode_borrowed;
 use redis_protocol::resp2::types::{BorrowedFrame, RangeFrame};
 
-use super::{Deliver, LocalFuture, RemoteStore, StoreError, StoreFailure, StoreOutcome};
+use super::seam::{Deliver, LocalFuture, RemoteStore, StoreError, StoreFailure, StoreOutcome};
 use crate::api::{Answer, OpKind};
 use crate::components::{RedisSettings, Sentinel};
 use crate::lease::UnlockStatus;
