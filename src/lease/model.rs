@@ -554,27 +554,7 @@ impl Checker {
                 resource,
                 owner,
                 ttl_ms,
-            } => {
-                let (store, resource, owner) = (StoreId(store), RESOURCES[resource], OWNERS[owner]);
-                let expected = self
-                    .model
-                    .try_lock_fenced(store, resource, owner, ttl_ms, now);
-                let got = table.try_lock_fenced(store, resource, owner, ttl_ms, now);
-                if let (Ok(Some(token)), true) = (got, self.model.fencing()) {
-                    if let Some(top) = self.top_token {
-                        ensure!(
-                            token > top,
-                            "try_lock_fenced: token {token} does not grow past {top}, the \
-                             largest before it"
-                        );
-                    }
-                    self.top_token = Some(token);
-                }
-                ensure!(
-                    got == expected,
-                    "try_lock_fenced: {got:?}, the model says {expected:?}"
-                );
-            }
+            } => self.try_lock_fenced(table, store, resource, owner, ttl_ms)?,
             Op::EnableFencing { first } => {
                 if !self.model.has_live_without_token(now) {
                     self.model.enable_fencing(first);
@@ -587,23 +567,7 @@ impl Checker {
                 owner,
                 end,
                 token,
-            } => {
-                let (store, resource, owner) = (StoreId(store), RESOURCES[resource], OWNERS[owner]);
-                let last_live_ms = end.from(now);
-                let token = token.from(self.model.next_token().unwrap_or(0));
-                let expected = self
-                    .model
-                    .restore(store, resource, owner, last_live_ms, token, now);
-                let got = table.restore(store, resource, owner, last_live_ms, token, now);
-                ensure!(
-                    got == expected,
-                    "restore (last live {last_live_ms}, token {token}): {got:?}, the model \
-                     says {expected:?}"
-                );
-                if got == Ok(true) && self.model.fencing() {
-                    self.top_token = self.top_token.max(Some(token));
-                }
-            }
+            } => self.restore(table, store, resource, owner, end, token)?,
             Op::Unlock {
                 store,
                 resource,
@@ -628,30 +592,8 @@ impl Checker {
                     Held(expected)
                 );
             }
-            Op::Advance => {
-                let before = table.len();
-                let removed = table.advance(now);
-                ensure!(
-                    before - removed == table.len(),
-                    "advance's count: removed {removed} of {before}, {} left",
-                    table.len()
-                );
-                self.check_reclaimed(table, "after advance")?;
-            }
-            Op::AdvanceAtMost { budget } => {
-                let before = table.len();
-                let step = table.advance_at_most(now, budget);
-                let removed = step.reclaimed;
-                ensure!(removed <= budget, "over budget: removed {removed}");
-                ensure!(
-                    before - removed == table.len(),
-                    "advance_at_most's count: removed {removed} of {before}, {} left",
-                    table.len()
-                );
-                if step.finished {
-                    self.check_reclaimed(table, "after advance_at_most")?;
-                }
-            }
+            Op::Advance => self.advance(table, None)?,
+            Op::AdvanceAtMost { budget } => self.advance(table, Some(budget))?,
             Op::Wait { ms } => self.now_ms = now.saturating_add(ms),
             Op::ToEnd { pick, after } => {
                 if let Some(last_live_ms) = self.model.last_live_of(pick) {
@@ -666,6 +608,95 @@ impl Checker {
                     "live: {got:?}, the model says {expected:?}"
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// A fenced try-lock: the model's answer, and a granted token above every one before.
+    fn try_lock_fenced(
+        &mut self,
+        table: &mut dyn Table,
+        store: u16,
+        resource: usize,
+        owner: usize,
+        ttl_ms: u64,
+    ) -> Result<(), String> {
+        let now = self.now_ms;
+        let (store, resource, owner) = (StoreId(store), RESOURCES[resource], OWNERS[owner]);
+        let expected = self
+            .model
+            .try_lock_fenced(store, resource, owner, ttl_ms, now);
+        let got = table.try_lock_fenced(store, resource, owner, ttl_ms, now);
+        if let (Ok(Some(token)), true) = (got, self.model.fencing()) {
+            if let Some(top) = self.top_token {
+                ensure!(
+                    token > top,
+                    "try_lock_fenced: token {token} does not grow past {top}, the largest \
+                     before it"
+                );
+            }
+            self.top_token = Some(token);
+        }
+        ensure!(
+            got == expected,
+            "try_lock_fenced: {got:?}, the model says {expected:?}"
+        );
+        Ok(())
+    }
+
+    /// A restore: the model's answer; a restored token counts among those handed out.
+    fn restore(
+        &mut self,
+        table: &mut dyn Table,
+        store: u16,
+        resource: usize,
+        owner: usize,
+        end: Offset,
+        token: Offset,
+    ) -> Result<(), String> {
+        let now = self.now_ms;
+        let (store, resource, owner) = (StoreId(store), RESOURCES[resource], OWNERS[owner]);
+        let last_live_ms = end.from(now);
+        let token = token.from(self.model.next_token().unwrap_or(0));
+        let expected = self
+            .model
+            .restore(store, resource, owner, last_live_ms, token, now);
+        let got = table.restore(store, resource, owner, last_live_ms, token, now);
+        ensure!(
+            got == expected,
+            "restore (last live {last_live_ms}, token {token}): {got:?}, the model says \
+             {expected:?}"
+        );
+        if got == Ok(true) && self.model.fencing() {
+            self.top_token = self.top_token.max(Some(token));
+        }
+        Ok(())
+    }
+
+    /// `advance` (no budget) or `advance_at_most`: the count it reports is what it removed,
+    /// within the budget, and once finished nothing expired is left.
+    fn advance(&mut self, table: &mut dyn Table, budget: Option<usize>) -> Result<(), String> {
+        let now = self.now_ms;
+        let before = table.len();
+        let (removed, finished, what) = match budget {
+            None => (table.advance(now), true, "advance"),
+            Some(budget) => {
+                let step = table.advance_at_most(now, budget);
+                ensure!(
+                    step.reclaimed <= budget,
+                    "over budget: removed {}",
+                    step.reclaimed
+                );
+                (step.reclaimed, step.finished, "advance_at_most")
+            }
+        };
+        ensure!(
+            before - removed == table.len(),
+            "{what}'s count: removed {removed} of {before}, {} left",
+            table.len()
+        );
+        if finished {
+            self.check_reclaimed(table, &format!("after {what}"))?;
         }
         Ok(())
     }

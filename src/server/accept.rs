@@ -2,7 +2,7 @@
 //! connections are spread over the workers.
 
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use monoio::io::AsyncWriteRentExt;
@@ -105,15 +105,15 @@ pub(super) async fn accept_loop(
 /// worker that serves the fewest. It is already counted in the process-wide connections.
 fn place(worker: &Rc<Worker>, stream: std::net::TcpStream, over_limit: bool) {
     let shared = &worker.shared;
-    let me = worker.id.0;
-    let guard = |at: usize| {
-        shared.open[at].fetch_add(1, Ordering::Relaxed);
+    let me = worker.id;
+    let count = |at: ShardId| {
+        shared.open[at.0].fetch_add(1, Ordering::Relaxed);
     };
     if over_limit {
-        guard(me);
+        count(me);
         let guard = ConnGuard::new(worker.clone());
         worker.metrics().limit(Limit::Connections, 1);
-        shared.accepted[me].fetch_add(1, Ordering::Relaxed);
+        shared.accepted[me.0].fetch_add(1, Ordering::Relaxed);
         if let Some(stream) = adopt(worker, stream) {
             monoio::spawn(refuse(stream, guard));
         }
@@ -123,29 +123,30 @@ fn place(worker: &Rc<Worker>, stream: std::net::TcpStream, over_limit: bool) {
     // Once shutdown began, the worker handed to may already have stopped: a connection that
     // arrives now is served here (and closed as idle by the drain).
     if to != me && !shared.shutting_down.load(Ordering::SeqCst) {
-        guard(to);
-        worker.outbox.request(ShardId(to), Mail::Conn(stream));
+        count(to);
+        worker.outbox.request(to, Mail::Conn(stream));
         return;
     }
-    guard(me);
+    count(me);
     take_on(worker, stream, ConnGuard::new(worker.clone()));
 }
 
 /// The worker a new connection should go to: `me` unless `me` serves more than
-/// [`SPREAD_SLACK`] connections above the worker that serves the fewest.
-fn least_busy(open: &[std::sync::atomic::AtomicUsize], me: usize) -> usize {
+/// [`SPREAD_SLACK`] connections above the worker that serves the fewest (`open[i]` is what
+/// worker `i` serves).
+fn least_busy(open: &[AtomicUsize], me: ShardId) -> ShardId {
     if open.len() == 1 {
         return me;
     }
-    let mine = open[me].load(Ordering::Relaxed);
+    let mine = open[me.0].load(Ordering::Relaxed);
     let (fewest, least) = open
         .iter()
         .map(|n| n.load(Ordering::Relaxed))
         .enumerate()
         .min_by_key(|&(_, n)| n)
-        .unwrap_or((me, mine));
+        .unwrap_or((me.0, mine));
     if mine > least + SPREAD_SLACK {
-        fewest
+        ShardId(fewest)
     } else {
         me
     }
@@ -180,4 +181,33 @@ fn adopt(worker: &Worker, stream: std::net::TcpStream) -> Option<TcpStream> {
 async fn refuse(mut stream: TcpStream, _guard: ConnGuard) {
     let write = stream.write_all(TOO_MANY_CONNECTIONS);
     let _ = monoio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(counts: &[usize]) -> Vec<AtomicUsize> {
+        counts.iter().map(|&n| AtomicUsize::new(n)).collect()
+    }
+
+    // A worker keeps a new connection while it serves at most one more than the least busy
+    // worker, and hands it to that worker past that; alone, it keeps everything. A burst that
+    // one worker accepts thus ends split evenly.
+    #[test]
+    fn connections_go_to_the_least_busy_worker_past_the_slack() {
+        assert_eq!(least_busy(&open(&[50]), ShardId(0)), ShardId(0));
+        assert_eq!(least_busy(&open(&[1, 0]), ShardId(0)), ShardId(0));
+        assert_eq!(least_busy(&open(&[2, 0]), ShardId(0)), ShardId(1));
+        assert_eq!(least_busy(&open(&[3, 2, 1]), ShardId(0)), ShardId(2));
+        assert_eq!(least_busy(&open(&[0, 5]), ShardId(1)), ShardId(0));
+        // 64 connections accepted by worker 0 of 2, each placed as `place` places it.
+        let counts = open(&[0, 0]);
+        for _ in 0..64 {
+            let to = least_busy(&counts, ShardId(0));
+            counts[to.0].fetch_add(1, Ordering::Relaxed);
+        }
+        let split: Vec<usize> = counts.iter().map(|n| n.load(Ordering::Relaxed)).collect();
+        assert!(split[0].abs_diff(split[1]) <= 2, "{split:?}");
+    }
 }

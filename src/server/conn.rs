@@ -203,7 +203,10 @@ struct Conn<'w> {
 
 /// Serves one connection until it closes. One async function holds the whole loop, and its
 /// steps are plain functions: on the hot path (one read, its requests answered here, one
-/// write) nothing is a future of its own but the socket's read and write.
+/// write) nothing is a future of its own but the socket's read and write. It is longer than
+/// the rest of the file's functions on purpose: split into async methods, each a future of
+/// its own, the loop cost the fixed-answer ceiling 3,401 instructions a request at depth 1
+/// against 3,128 in one piece (callgrind, 1 worker, 64 connections).
 pub(super) async fn serve<R: Respond>(guard: ConnGuard, mut stream: TcpStream) {
     let worker: &Worker = &guard.worker;
     let config = &worker.shared.config;
