@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use dlockd::api::fuzzing::{BodyDecoder, BodyKind};
 use dlockd::http::fuzzing::{transcript, FUZZ_LIMITS};
 use dlockd::lease::model::Offset;
-use dlockd::lease::{LeaseError, LeaseTable, StoreId};
+use dlockd::lease::{LeaseError, LeaseTable, Renewal, StoreId, UnlockStatus};
 use fuzz::lease::{LeaseOp, LeaseRun, Table, MAX_TTL_MS};
 use fuzz::request::{
     BodyChoice, Decor, Framing, MethodChoice, Req, RouteChoice, Session, Step, StoreChoice,
@@ -246,6 +246,49 @@ impl Table for RestoredEndsEarly {
         let early = last_live_ms.saturating_sub(1);
         self.0.restore(store, resource, owner, early, token, now_ms)
     }
+}
+
+/// A lease table whose renewal brings an expired lease back.
+struct RenewalRevives(LeaseTable);
+
+impl Table for RenewalRevives {
+    fn table(&self) -> &LeaseTable {
+        &self.0
+    }
+    fn table_mut(&mut self) -> &mut LeaseTable {
+        &mut self.0
+    }
+    fn renew(
+        &mut self,
+        store: StoreId,
+        resource: &[u8],
+        owner: &[u8],
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Renewal {
+        match self.0.renew(store, resource, owner, ttl_ms, now_ms) {
+            Renewal::Refused(UnlockStatus::LockDoesNotExist) => {
+                match self.0.try_lock(store, resource, owner, ttl_ms, now_ms) {
+                    Ok(true) => Renewal::Renewed {
+                        last_live_ms: now_ms.saturating_add(ttl_ms),
+                        token: 0,
+                    },
+                    _ => Renewal::Refused(UnlockStatus::LockDoesNotExist),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "renew")]
+fn replay_catches_a_renewal_that_revives_an_expired_lease() {
+    // Renewal: an expired lease is never brought back, even if nobody took it since.
+    replay("lease_ops", |data| {
+        let run = LeaseRun::read(&mut Reader::new(data));
+        fuzz::lease::run_against(&run, &mut RenewalRevives(LeaseTable::new(run.max_leases)));
+    });
 }
 
 #[test]
@@ -1104,6 +1147,50 @@ fn lease_seeds() -> Vec<(&'static str, LeaseRun)> {
                 LeaseOp::Wait { ms: 3000 },
                 LeaseOp::AdvanceAtMost { budget: 1 },
                 fenced(1, 1, 0, 10),
+                LeaseOp::Live,
+            ],
+        },
+    ));
+    let renew = |store, resource, owner, ttl_ms| LeaseOp::Renew {
+        store,
+        resource,
+        owner,
+        ttl_ms,
+    };
+    seeds.push((
+        "renewals",
+        LeaseRun {
+            start_ms: 5_000,
+            max_leases: 4,
+            ops: vec![
+                renew(0, 0, 0, 1000),
+                lock(0, 0, 0, 1000),
+                renew(0, 0, 1, 5000),
+                LeaseOp::Wait { ms: 600 },
+                renew(0, 0, 0, 1000),
+                LeaseOp::AdvanceAtMost { budget: 0 },
+                LeaseOp::Wait { ms: 600 },
+                LeaseOp::Advance,
+                renew(0, 0, 0, 100),
+                to_end(0, false),
+                LeaseOp::Advance,
+                to_end(0, true),
+                renew(0, 0, 0, 1000),
+                LeaseOp::Advance,
+                enable(40),
+                fenced(1, 1, 2, 1000),
+                renew(1, 1, 2, MAX_TTL_MS),
+                LeaseOp::Advance,
+                renew(1, 1, 2, 1),
+                LeaseOp::Wait { ms: 2 },
+                LeaseOp::Advance,
+                LeaseOp::Live,
+                // A lease that never ends, renewed to end: filed, then reclaimed.
+                restore(2, 4, 3, ahead(u64::MAX), ahead(0)),
+                LeaseOp::Advance,
+                renew(2, 4, 3, 1),
+                LeaseOp::Wait { ms: 5 },
+                LeaseOp::Advance,
                 LeaseOp::Live,
             ],
         },

@@ -100,6 +100,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => first_token().prop_map(|first| Op::EnableFencing { first }),
         1 => restore(),
         1 => Just(Op::Live),
+        2 => (0..STORES, 0..RESOURCES, 0..OWNERS, ttl_ms()).prop_map(
+            |(store, resource, owner, ttl_ms)| Op::Renew { store, resource, owner, ttl_ms }
+        ),
     ]
 }
 

@@ -35,7 +35,7 @@ use super::wire::{Reader, Writer};
 /// The most operations one input runs.
 const MAX_OPS: usize = 256;
 /// Operations [`read_op`] knows.
-const OPS: usize = 11;
+const OPS: usize = 12;
 
 /// One input: where the clock starts, the table's bound, the operations.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,7 +238,18 @@ fn read_op(r: &mut Reader<'_>) -> LeaseOp {
                 token,
             }
         }
-        _ => LeaseOp::Live,
+        10 => LeaseOp::Live,
+        _ => {
+            let (store, resource) = read_key(r);
+            let owner = r.below(OWNERS.len());
+            let ttl_ms = read_ttl(r);
+            LeaseOp::Renew {
+                store,
+                resource,
+                owner,
+                ttl_ms,
+            }
+        }
     }
 }
 
@@ -323,6 +334,18 @@ fn write_op(op: &LeaseOp, w: &mut Writer) {
         }
         LeaseOp::Live => {
             w.choice(10);
+        }
+        LeaseOp::Renew {
+            store,
+            resource,
+            owner,
+            ttl_ms,
+        } => {
+            w.choice(11)
+                .choice(store.into())
+                .choice(resource)
+                .choice(owner);
+            write_ttl(w, ttl_ms);
         }
     }
 }

@@ -37,4 +37,4 @@ pub mod wheel;
 
 pub use key::Key;
 pub use table::{Advanced, LeaseTable, LiveLease, MAX_LEASES_LIMIT};
-pub use types::{LeaseError, StoreId, UnlockStatus};
+pub use types::{LeaseError, Renewal, StoreId, UnlockStatus};

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::table::{Advanced, LeaseTable, LiveLease};
-use super::types::{LeaseError, StoreId, UnlockStatus};
+use super::types::{LeaseError, Renewal, StoreId, UnlockStatus};
 
 /// The longest lease the API asks for: an int32 of seconds.
 pub const MAX_TTL_MS: u64 = 2_147_483_647 * 1000;
@@ -259,6 +259,35 @@ impl Model {
         }
     }
 
+    /// As [`LeaseTable::renew`]: the owner's live lease lives `ttl_ms` from `now_ms`, its token
+    /// kept; an expired lease stays expired.
+    pub fn renew(
+        &mut self,
+        store: StoreId,
+        resource: &[u8],
+        owner: &[u8],
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Renewal {
+        let fencing = self.next_token.is_some();
+        let Some(lease) = self
+            .leases
+            .get_mut(&store)
+            .and_then(|leases| leases.get_mut(resource))
+            .filter(|lease| now_ms <= lease.last_live_ms)
+        else {
+            return Renewal::Refused(UnlockStatus::LockDoesNotExist);
+        };
+        if lease.owner != owner {
+            return Renewal::Refused(UnlockStatus::LockBelongsToOthers);
+        }
+        lease.last_live_ms = now_ms.saturating_add(ttl_ms);
+        Renewal::Renewed {
+            last_live_ms: lease.last_live_ms,
+            token: if fencing { lease.token.unwrap_or(0) } else { 0 },
+        }
+    }
+
     /// As [`LeaseTable::holder`]: the live holder and its remaining ticks.
     pub fn holder(&self, store: StoreId, resource: &[u8], now_ms: u64) -> Option<(&[u8], u64)> {
         self.live(store, resource, now_ms)
@@ -363,6 +392,17 @@ pub trait Table {
         now_ms: u64,
     ) -> UnlockStatus {
         self.table_mut().unlock(store, resource, owner, now_ms)
+    }
+    fn renew(
+        &mut self,
+        store: StoreId,
+        resource: &[u8],
+        owner: &[u8],
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Renewal {
+        self.table_mut()
+            .renew(store, resource, owner, ttl_ms, now_ms)
     }
     fn advance(&mut self, now_ms: u64) -> usize {
         self.table_mut().advance(now_ms)
@@ -474,6 +514,13 @@ pub enum Op {
     },
     /// The live leases are listed, as for a snapshot.
     Live,
+    /// A renewal of the lease by `owner`, to live `ttl_ms` from now.
+    Renew {
+        store: u16,
+        resource: usize,
+        owner: usize,
+        ttl_ms: u64,
+    },
 }
 
 /// Returns `Err` with its message unless the condition holds.
@@ -599,6 +646,20 @@ impl Checker {
                 if let Some(last_live_ms) = self.model.last_live_of(pick) {
                     self.now_ms = now.max(last_live_ms.saturating_add(u64::from(after)));
                 }
+            }
+            Op::Renew {
+                store,
+                resource,
+                owner,
+                ttl_ms,
+            } => {
+                let (store, resource, owner) = (StoreId(store), RESOURCES[resource], OWNERS[owner]);
+                let expected = self.model.renew(store, resource, owner, ttl_ms, now);
+                let got = table.renew(store, resource, owner, ttl_ms, now);
+                ensure!(
+                    got == expected,
+                    "renew: {got:?}, the model says {expected:?}"
+                );
             }
             Op::Live => {
                 let expected = self.model.live_leases(now);

@@ -40,7 +40,7 @@ use slab::Slab;
 
 use super::key::Key;
 use super::pages::Pages;
-use super::types::{LeaseError, StoreId, UnlockStatus};
+use super::types::{LeaseError, Renewal, StoreId, UnlockStatus};
 use super::wheel::{Polled, TimerId, Wheel};
 
 /// The largest `max_leases` a table honours: slab indices travel as `u32`, and the wheel
@@ -442,6 +442,54 @@ impl LeaseTable {
         found.remove();
         self.remove_unmapped(index);
         status
+    }
+
+    /// Extends `owner`'s live lease of (store, resource) to live `ttl_ms` from `now_ms` (its
+    /// token kept); a lease that has expired is never brought back, even if nobody took it
+    /// since (`LockDoesNotExist`), and another owner's is left untouched
+    /// (`LockBelongsToOthers`). The new end may be earlier than the old one: a renewal sets
+    /// the lease's time left, as a fresh grant would.
+    pub fn renew(
+        &mut self,
+        store: StoreId,
+        resource: &[u8],
+        owner: &[u8],
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Renewal {
+        let Some(index) = self.find(self.key_hash(store, resource), store, resource) else {
+            return Renewal::Refused(UnlockStatus::LockDoesNotExist);
+        };
+        let lease = &self.leases[index];
+        if !lease.is_live(now_ms) {
+            return Renewal::Refused(UnlockStatus::LockDoesNotExist);
+        }
+        if lease.owner() != owner {
+            return Renewal::Refused(UnlockStatus::LockBelongsToOthers);
+        }
+        let last_live_ms = now_ms.saturating_add(ttl_ms);
+        let lease = &mut self.leases[index];
+        if lease.in_wheel {
+            // Filed at its old end: filed again, at the new one, when the young list settles.
+            lease.in_wheel = false;
+            let due_ms = lease.due_ms();
+            self.unfile(index, due_ms);
+            self.leases[index].last_live_ms = last_live_ms;
+            self.schedule(index);
+        } else if lease.due_ms().is_none() {
+            // It never ended, so nothing files it (a young one may also sit on the young
+            // list still; filing it twice is filing it once).
+            lease.last_live_ms = last_live_ms;
+            self.schedule(index);
+        } else {
+            // Young: the young list files it at whatever end it has then.
+            lease.last_live_ms = last_live_ms;
+        }
+        let token = self.tokens.get(index).copied().unwrap_or(0);
+        Renewal::Renewed {
+            last_live_ms,
+            token: if self.next_token.is_some() { token } else { 0 },
+        }
     }
 
     /// Reclaims the memory of leases that have expired by `now_ms`; returns how many it

@@ -18,6 +18,14 @@ pub enum UnlockStatus {
     InternalError = 3,
 }
 
+/// What a renewal did: the lease renewed (its new last live tick, and its token, 0 when
+/// fencing is off), or why not (`LockDoesNotExist`, `LockBelongsToOthers`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    Renewed { last_live_ms: u64, token: u64 },
+    Refused(UnlockStatus),
+}
+
 /// Why a lease table could not answer a try-lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaseError {
