@@ -14,8 +14,8 @@
 //!
 //! The caller only carries these out: it frames, asks, awaits in request order and writes.
 
-use crate::api::{Answer, LockOp, OpKind};
-use crate::lease::{LeaseTable, StoreId};
+use crate::api::{Answer, Holding, LockOp, OpKind};
+use crate::lease::{LeaseTable, Renewal, StoreId, UnlockStatus};
 use crate::persist::Need;
 use crate::shard::{ShardId, ShardMap};
 
@@ -129,6 +129,31 @@ impl Shard {
                 }
             }
             OpKind::Unlock => Answer::Unlock(table.unlock(store, resource, owner, now_ms)),
+            OpKind::Renew { expiry_s } => {
+                let ttl_ms = u64::from(expiry_s) * 1000;
+                match table.renew(store, resource, owner, ttl_ms, now_ms) {
+                    // With a data dir the lease keeps its token, and its new end must be
+                    // durable before the answer goes.
+                    Renewal::Renewed {
+                        last_live_ms,
+                        token,
+                    } if self.refuse_until_ms.is_some() => Answer::Renewed {
+                        token,
+                        last_live_ms,
+                    },
+                    Renewal::Renewed { .. } => Answer::Renew(UnlockStatus::Success),
+                    Renewal::Refused(status) => Answer::Renew(status),
+                }
+            }
+            OpKind::Holder => Answer::Holder(match table.holder(store, resource, now_ms) {
+                None => Holding::default(),
+                Some((holder, remaining_ms)) => Holding {
+                    locked: true,
+                    owned_by_caller: !owner.is_empty() && holder == owner,
+                    remaining_ms,
+                    waiters: 0,
+                },
+            }),
         }
     }
 }
@@ -138,6 +163,10 @@ impl Shard {
 #[inline]
 pub fn note_promise(need: &mut Need, answer: Answer) {
     if let Answer::Granted {
+        token,
+        last_live_ms,
+    }
+    | Answer::Renewed {
         token,
         last_live_ms,
     } = answer

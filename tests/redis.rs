@@ -33,6 +33,68 @@ fn dlockd_on(redis: &TestRedis, extra: &[(&str, &str)]) -> (dlockd::server::Serv
 const DAPRD_UNLOCK: &str = "local v = redis.call(\"get\",KEYS[1]); if v==false then return -1 end; if v~=ARGV[1] then return -2 else return redis.call(\"del\",KEYS[1]) end";
 
 #[test]
+fn renew_and_holder_ask_redis() {
+    // Protects dlockd's own routes on a Redis store: a renewal sets the key's time to live in
+    // Redis when the owner holds it (by dlockd or by a daprd sidecar: the same key), answers
+    // 2 for another owner and 1 for no key, and a holder query reads the key's owner and time
+    // left from Redis, never telling the owner.
+    let redis = TestRedis::start();
+    let (server, _components) = dlockd_on(&redis, &[]);
+    let mut c = Client::connect(server.local_addr());
+    let renew = |c: &mut Client, resource: &str, owner: &str, expiry: i64| {
+        c.post(
+            "/v1.0-alpha1/lock/redislock/renew",
+            &format!(
+                r#"{{"resourceId":"{resource}","lockOwner":"{owner}","expiryInSeconds":{expiry}}}"#
+            ),
+        )
+    };
+    let holder = |c: &mut Client, body: &str| c.post("/v1.0-alpha1/lock/redislock/holder", body);
+    assert_json(&renew(&mut c, "r", "a", 10), 200, r#"{"status":1}"#);
+    assert_json(&c.lock("redislock", "r", "a", 10), 200, LOCKED);
+    assert_json(&renew(&mut c, "r", "b", 500), 200, r#"{"status":2}"#);
+    let ttl = || -> i64 {
+        let answer = redis.cmd(&["TTL", "lock||checkout||r"]);
+        answer.trim_start_matches(':').parse().expect("a TTL")
+    };
+    assert!(ttl() <= 10);
+    assert_json(&renew(&mut c, "r", "a", 500), 200, r#"{"status":0}"#);
+    let ttl = ttl();
+    assert!((490..=500).contains(&ttl), "{ttl}");
+    assert_eq!(redis.cmd(&["GET", "lock||checkout||r"]), "a");
+    // A daprd sidecar's lock, renewed and read through dlockd.
+    assert_eq!(
+        redis.cmd(&["SET", "lock||checkout||d", "sidecar", "EX", "30", "NX"]),
+        "+OK"
+    );
+    assert_json(&renew(&mut c, "d", "sidecar", 300), 200, r#"{"status":0}"#);
+    let mine = holder(&mut c, r#"{"resourceId":"d","lockOwner":"sidecar"}"#);
+    assert_eq!(mine.status, 200);
+    let body = mine.body_str();
+    assert!(
+        body.starts_with(r#"{"locked":true,"ownedByCaller":true,"remainingMs":"#),
+        "{body}"
+    );
+    let value: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    let left = value["remainingMs"].as_u64().expect("remainingMs");
+    assert!((290_000..=300_000).contains(&left), "{left}");
+    let theirs = holder(&mut c, r#"{"resourceId":"d"}"#);
+    assert!(
+        theirs.body_str().contains(r#""ownedByCaller":false"#)
+            && !theirs.body_str().contains("sidecar"),
+        "{}",
+        theirs.body_str()
+    );
+    assert_json(
+        &holder(&mut c, r#"{"resourceId":"none"}"#),
+        200,
+        r#"{"locked":false}"#,
+    );
+    drop(c);
+    assert!(server.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
 fn locks_are_shared_with_daprd_sidecars() {
     // Protects interoperability: a lock a daprd sidecar took (its key layout written straight
     // into Redis) is held for dlockd's clients, and one dlockd took is held for daprd: the

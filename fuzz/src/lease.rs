@@ -26,7 +26,7 @@
 //! as it did. (A larger byte now picks among 11 operations instead of 7.)
 
 use dlockd::lease::model::{self, Offset};
-use dlockd::lease::{LeaseError, LeaseTable, StoreId, UnlockStatus};
+use dlockd::lease::{LeaseError, LeaseTable, Renewal, StoreId, UnlockStatus};
 
 pub use dlockd::lease::model::{Op as LeaseOp, Table, MAX_TTL_MS, OWNERS, RESOURCES, STORES};
 
@@ -388,6 +388,26 @@ impl Model {
             Some(m) => m.unlock(StoreId(store), resource, owner, now_ms),
             None => UnlockStatus::LockDoesNotExist,
         }
+    }
+
+    pub fn renew(
+        &mut self,
+        store: u16,
+        resource: &[u8],
+        owner: &[u8],
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Renewal {
+        match &mut self.inner {
+            Some(m) => m.renew(StoreId(store), resource, owner, ttl_ms, now_ms),
+            None => Renewal::Refused(UnlockStatus::LockDoesNotExist),
+        }
+    }
+
+    pub fn holder(&self, store: u16, resource: &[u8], now_ms: u64) -> Option<(&[u8], u64)> {
+        self.inner
+            .as_ref()?
+            .holder(StoreId(store), resource, now_ms)
     }
 }
 

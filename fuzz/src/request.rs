@@ -23,10 +23,10 @@
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use dlockd::api::fuzzing::{check_lock_op, check_response, BodyKind};
-use dlockd::api::{answer_response, Answer, Api, ApiConfig, OpKind, Outcome, Response};
+use dlockd::api::{answer_response, Answer, Api, ApiConfig, Holding, OpKind, Outcome, Response};
 use dlockd::dispatch::{Decision, Shard};
 use dlockd::http::{write_response, Body, Connection, Frame, Framer, Limits, Method, Version};
-use dlockd::lease::{LeaseTable, StoreId};
+use dlockd::lease::{LeaseTable, Renewal, StoreId, UnlockStatus};
 use dlockd::shard::ShardId;
 use serde_json::Value;
 
@@ -962,8 +962,41 @@ fn expect_lease_answer(answer_of_model: Answer) -> ExpectedAnswer {
             },
             close: false,
         },
-        Answer::Unlock(status) => exact(format!(r#"{{"status":{}}}"#, status as u8).as_bytes()),
+        Answer::Unlock(status) | Answer::Renew(status) => {
+            exact(format!(r#"{{"status":{}}}"#, status as u8).as_bytes())
+        }
+        Answer::Renewed { .. } => exact(br#"{"status":0}"#),
+        Answer::Holder(h) if !h.locked => exact(br#"{"locked":false}"#),
+        Answer::Holder(h) => exact(
+            format!(
+                r#"{{"locked":true,"ownedByCaller":{},"remainingMs":{},"waiters":{}}}"#,
+                h.owned_by_caller, h.remaining_ms, h.waiters
+            )
+            .as_bytes(),
+        ),
     }
+}
+
+/// A holder query's body: `{"locked":false}`, or the four members in their order, with the
+/// owner never in it.
+fn check_holding(body: &[u8]) {
+    if body == br#"{"locked":false}"# {
+        return;
+    }
+    let value: Value = serde_json::from_slice(body).expect("a holder answer is JSON");
+    let members = value.as_object().expect("a holder answer is an object");
+    let keys: Vec<&str> = members.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["locked", "ownedByCaller", "remainingMs", "waiters"],
+        "{value}"
+    );
+    assert_eq!(value["locked"], true, "{value}");
+    assert!(value["ownedByCaller"].is_boolean(), "{value}");
+    assert!(
+        value["remainingMs"].is_u64() && value["waiters"].is_u64(),
+        "{value}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1123,6 +1156,29 @@ impl Server<'_> {
                         )),
                         OpKind::Unlock => {
                             Answer::Unlock(model.unlock(op.store.0, op.resource, op.owner, now_ms))
+                        }
+                        OpKind::Renew { expiry_s } => Answer::Renew(
+                            match model.renew(
+                                op.store.0,
+                                op.resource,
+                                op.owner,
+                                u64::from(expiry_s) * 1000,
+                                now_ms,
+                            ) {
+                                Renewal::Renewed { .. } => UnlockStatus::Success,
+                                Renewal::Refused(status) => status,
+                            },
+                        ),
+                        OpKind::Holder => {
+                            Answer::Holder(match model.holder(op.store.0, op.resource, now_ms) {
+                                None => Holding::default(),
+                                Some((holder, remaining_ms)) => Holding {
+                                    locked: true,
+                                    owned_by_caller: !op.owner.is_empty() && holder == op.owner,
+                                    remaining_ms,
+                                    waiters: 0,
+                                },
+                            })
                         }
                     };
                     assert_eq!(answer, want, "{op:?} at {now_ms}");
@@ -1369,7 +1425,10 @@ pub fn check_shape(answer: &Parsed, method: Method) {
                 br#"{"status":2}"#,
                 br#"{"status":3}"#,
             ];
-            if !plain.contains(&body) {
+            if body.starts_with(br#"{"locked":"#) {
+                assert_eq!(method, Method::Post, "holder answers come from POSTs");
+                check_holding(body);
+            } else if !plain.contains(&body) {
                 assert_eq!(method, Method::Get, "only metadata answers other JSON");
                 check_metadata(body, None);
             } else {
@@ -1410,6 +1469,8 @@ pub fn check_shape(answer: &Parsed, method: Method) {
                 (500, "ERR_LOCK_STORE_NOT_CONFIGURED") => message == "lock store is not configured",
                 (500, "ERR_TRY_LOCK") => starts(&["failed to try acquiring lock: "]),
                 (500, "ERR_UNLOCK") => starts(&["failed to release lock: "]),
+                (500, "ERR_RENEW_LOCK") => starts(&["failed to renew lock: "]),
+                (500, "ERR_LOCK_HOLDER") => starts(&["failed to get lock holder: "]),
                 _ => false,
             };
             assert!(fits, "{} {code}: {message:?}", answer.status);

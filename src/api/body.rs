@@ -62,7 +62,9 @@ impl Field {
             "resourceId" | "resource_id" => Some(Field::ResourceId),
             "lockOwner" | "lock_owner" => Some(Field::LockOwner),
             "storeName" | "store_name" => Some(Field::StoreName),
-            "expiryInSeconds" | "expiry_in_seconds" if op == Operation::TryLock => {
+            "expiryInSeconds" | "expiry_in_seconds"
+                if matches!(op, Operation::TryLock | Operation::Renew) =>
+            {
                 Some(Field::ExpiryInSeconds)
             }
             _ => None,

@@ -68,6 +68,9 @@ impl ApiError<'_> {
             | ApiError::StoreFailed { op, .. } => match op {
                 Operation::TryLock => (500, "ERR_TRY_LOCK"),
                 Operation::Unlock => (500, "ERR_UNLOCK"),
+                // dlockd's own routes, named as daprd names its lock errors.
+                Operation::Renew => (500, "ERR_RENEW_LOCK"),
+                Operation::Holder => (500, "ERR_LOCK_HOLDER"),
             },
         };
         let mut message = Vec::with_capacity(96);
@@ -159,6 +162,8 @@ impl Operation {
         match self {
             Operation::TryLock => "failed to try acquiring lock: ",
             Operation::Unlock => "failed to release lock: ",
+            Operation::Renew => "failed to renew lock: ",
+            Operation::Holder => "failed to get lock holder: ",
         }
     }
 }

@@ -62,6 +62,8 @@ pub(super) fn line(op: Operation, body: &[u8], error: &ApiError<'_>) -> Option<S
     line.push_str(match op {
         Operation::TryLock => "try-lock",
         Operation::Unlock => "unlock",
+        Operation::Renew => "renew",
+        Operation::Holder => "holder",
     });
     line.push_str(" on lock store ");
     push_quoted(&mut line, &String::from_utf8_lossy(store));
@@ -413,7 +415,7 @@ mod tests {
                         "resourceId", "resource_id", "lockOwner", "lock_owner", "storeName",
                         "store_name", "expiryInSeconds", "expiry_in_seconds",
                     ],
-                    Operation::Unlock => &[
+                    _ => &[
                         "resourceId", "resource_id", "lockOwner", "lock_owner", "storeName",
                         "store_name",
                     ],

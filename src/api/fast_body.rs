@@ -66,6 +66,8 @@ pub(crate) fn canonical(op: Operation, body: &[u8]) -> Option<(&[u8], &[u8], i32
     let owner = body.get(owner_at..owner_end)?;
     match op {
         Operation::Unlock => (body.get(owner_end..)? == UNLOCK_END).then_some((resource, owner, 0)),
+        // dlockd's own routes take the full decoder: they are not on the hot path.
+        Operation::Renew | Operation::Holder => None,
         Operation::TryLock => {
             let (&last, before) = body.split_last()?;
             let digits_at = owner_end + EXPIRY.len();
@@ -132,6 +134,9 @@ fn plain_positive_int32(digits: &[u8]) -> Option<i32> {
 
 /// One flat object of the request's own keys in any order, with optional whitespace.
 pub(crate) fn any_order(op: Operation, body: &[u8]) -> Option<(&[u8], &[u8], i32)> {
+    if !matches!(op, Operation::TryLock | Operation::Unlock) {
+        return None;
+    }
     let mut p = Scan { bytes: body, at: 0 };
     let mut resource: Option<&[u8]> = None;
     let mut owner: Option<&[u8]> = None;
@@ -642,6 +647,7 @@ mod tests {
         let owner_len = swar::plain_string_len(rest)?;
         let (owner, rest) = rest.split_at(owner_len);
         match op {
+            Operation::Renew | Operation::Holder => None,
             Operation::Unlock => (rest == b"\"}").then_some((resource, owner, 0)),
             Operation::TryLock => {
                 let number = rest

@@ -209,12 +209,13 @@ pub fn check_lock_op(op: &LockOp<'_>, store_count: usize, max_id_bytes: usize) {
         !op.resource.is_empty() && op.resource.len() <= max_id_bytes,
         "{op:?}"
     );
+    // A holder query may leave the owner out.
     assert!(
-        !op.owner.is_empty() && op.owner.len() <= max_id_bytes,
+        (!op.owner.is_empty() || op.kind == OpKind::Holder) && op.owner.len() <= max_id_bytes,
         "{op:?}"
     );
     assert!(!op.resource.windows(2).any(|pair| pair == b"||"), "{op:?}");
-    if let OpKind::TryLock { expiry_s } = op.kind {
+    if let OpKind::TryLock { expiry_s } | OpKind::Renew { expiry_s } = op.kind {
         assert!(expiry_s >= 1, "{op:?}");
     }
 }

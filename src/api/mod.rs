@@ -40,7 +40,7 @@ mod op;
 mod response;
 mod route;
 
-pub use op::{Answer, LockOp, OpKind, Operation, Outcome, RejectCode, Rejection};
+pub use op::{Answer, Holding, LockOp, OpKind, Operation, Outcome, RejectCode, Rejection};
 pub use response::{Response, ResponseBody};
 
 use crate::http::Method;
@@ -300,17 +300,21 @@ fn validate<'s>(
     max_expiry_s: u32,
 ) -> Result<(OpKind, StoreId), ApiError<'s>> {
     let kind = match op {
-        Operation::TryLock => match u32::try_from(fields.expiry_s) {
+        Operation::TryLock | Operation::Renew => match u32::try_from(fields.expiry_s) {
             Ok(expiry_s) if expiry_s > max_expiry_s => {
                 return Err(ApiError::ExpiryAboveMax {
                     store,
                     max_s: max_expiry_s,
                 })
             }
-            Ok(expiry_s) if expiry_s > 0 => OpKind::TryLock { expiry_s },
+            Ok(expiry_s) if expiry_s > 0 && op == Operation::TryLock => {
+                OpKind::TryLock { expiry_s }
+            }
+            Ok(expiry_s) if expiry_s > 0 => OpKind::Renew { expiry_s },
             _ => return Err(ApiError::ExpiryNotPositive { store }),
         },
         Operation::Unlock => OpKind::Unlock,
+        Operation::Holder => OpKind::Holder,
     };
     if stores.names.is_empty() {
         return Err(ApiError::StoreNotConfigured);
@@ -318,7 +322,8 @@ fn validate<'s>(
     if fields.resource.is_empty() {
         return Err(ApiError::ResourceIdEmpty { store });
     }
-    if fields.owner.is_empty() {
+    // A holder query may leave the owner out: it is only compared.
+    if fields.owner.is_empty() && op != Operation::Holder {
         return Err(ApiError::LockOwnerEmpty { store });
     }
     if fields.resource.len() > max_id_bytes {
@@ -560,6 +565,9 @@ pub fn answer_response(answer: Answer) -> Response {
             response::STATUS_LOCK_BELONGS_TO_OTHERS
         }
         Answer::Unlock(UnlockStatus::InternalError) => response::STATUS_INTERNAL_ERROR,
+        Answer::Renew(status) => answer_response(Answer::Unlock(status)),
+        Answer::Renewed { token, .. } => response::status_success_fenced(token),
+        Answer::Holder(holding) => response::holding(holding),
     }
 }
 

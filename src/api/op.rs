@@ -6,11 +6,14 @@ use crate::lease::{LeaseError, StoreId, UnlockStatus};
 
 use super::response::Response;
 
-/// Which of the two lock routes a request took.
+/// Which lock route a request took: daprd's two, or one of dlockd's own
+/// (`/v1.0-alpha1/lock/{store}/renew`, `.../holder`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
     TryLock,
     Unlock,
+    Renew,
+    Holder,
 }
 
 /// What to do with a request.
@@ -30,6 +33,12 @@ pub enum OpKind {
         expiry_s: u32,
     },
     Unlock,
+    /// The owner's live lease to live `expiry_s >= 1` from now.
+    Renew {
+        expiry_s: u32,
+    },
+    /// Who holds the lock; the owner, if given, is only compared.
+    Holder,
 }
 
 /// A validated lock operation, borrowing the decoded ids from the `Api`'s buffers.
@@ -39,7 +48,7 @@ pub struct LockOp<'a> {
     pub store: StoreId,
     /// The decoded `resourceId`: non-empty, at most `max_id_bytes`, without `||`.
     pub resource: &'a [u8],
-    /// The decoded `lockOwner`: non-empty, at most `max_id_bytes`.
+    /// The decoded `lockOwner`: at most `max_id_bytes`; non-empty but for a holder query.
     pub owner: &'a [u8],
 }
 
@@ -54,6 +63,27 @@ pub enum Answer {
         last_live_ms: u64,
     },
     Unlock(UnlockStatus),
+    /// A renewal's status, as an unlock's (`Success` without a data dir).
+    Renew(UnlockStatus),
+    /// A renewal with a data dir: the lease's token, and its new last live tick, which must
+    /// be durably promised before the answer is written, as a grant's.
+    Renewed {
+        token: u64,
+        last_live_ms: u64,
+    },
+    /// Who holds a lock.
+    Holder(Holding),
+}
+
+/// What a holder query finds: whether a live lease holds the lock, whether the caller's owner
+/// holds it, its milliseconds left, and how many wait for it. The owner itself is never
+/// told: it is the unlock credential.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Holding {
+    pub locked: bool,
+    pub owned_by_caller: bool,
+    pub remaining_ms: u64,
+    pub waiters: u32,
 }
 
 impl OpKind {
@@ -62,6 +92,8 @@ impl OpKind {
         match self {
             OpKind::TryLock { .. } => Operation::TryLock,
             OpKind::Unlock => Operation::Unlock,
+            OpKind::Renew { .. } => Operation::Renew,
+            OpKind::Holder => Operation::Holder,
         }
     }
 }

@@ -74,6 +74,30 @@ pub(crate) fn success_fenced(token: u64) -> Response {
         ..SUCCESS_TRUE
     }
 }
+/// `{"status":0}` of a renewal with a data dir: the lease's fencing token repeated.
+pub(crate) fn status_success_fenced(token: u64) -> Response {
+    Response {
+        fence: Some(token),
+        ..STATUS_SUCCESS
+    }
+}
+
+/// A holder query's answer: `{"locked":false}`, or
+/// `{"locked":true,"ownedByCaller":B,"remainingMs":N,"waiters":W}` (never the owner).
+pub(crate) fn holding(holding: super::op::Holding) -> Response {
+    if !holding.locked {
+        return Response::json_static(br#"{"locked":false}"#);
+    }
+    let body = format!(
+        r#"{{"locked":true,"ownedByCaller":{},"remainingMs":{},"waiters":{}}}"#,
+        holding.owned_by_caller, holding.remaining_ms, holding.waiters
+    );
+    Response {
+        body: ResponseBody::Owned(body.into_bytes()),
+        ..Response::json_static(b"")
+    }
+}
+
 /// `{"success":false}`: someone holds the lock. daprd always sends the field, never `{}`.
 pub(crate) const SUCCESS_FALSE: Response = Response::json_static(br#"{"success":false}"#);
 /// The unlock answers, one per Dapr `UnlockResponse.Status`. The status is a JSON number,

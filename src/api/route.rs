@@ -281,6 +281,18 @@ impl Router {
                 op: Operation::Unlock,
                 store,
             },
+            // dlockd's own routes: a segment after the store's, where daprd has nothing.
+            (4, Some(b"v1.0-alpha1"), Some(b"lock"), Some(store)) => match segment(3) {
+                Some(b"renew") => Route::Lock {
+                    op: Operation::Renew,
+                    store,
+                },
+                Some(b"holder") => Route::Lock {
+                    op: Operation::Holder,
+                    store,
+                },
+                _ => Route::Unknown,
+            },
             _ => Route::Unknown,
         };
         match (method, route) {

@@ -31,6 +31,13 @@ pub enum RequestOutcome {
     UnlockDoesNotExist,
     UnlockBelongsToOthers,
     UnlockError,
+    RenewSuccess,
+    RenewDoesNotExist,
+    RenewBelongsToOthers,
+    RenewError,
+    HolderLocked,
+    HolderFree,
+    HolderError,
     Other1xx,
     Other2xx,
     Other3xx,
@@ -38,7 +45,7 @@ pub enum RequestOutcome {
     Other5xx,
 }
 
-const OUTCOMES: usize = 12;
+const OUTCOMES: usize = 19;
 /// (route, outcome) label values, indexed by [`RequestOutcome`].
 const OUTCOME_LABELS: [(&str, &str); OUTCOMES] = [
     ("lock", "granted"),
@@ -48,6 +55,13 @@ const OUTCOME_LABELS: [(&str, &str); OUTCOMES] = [
     ("unlock", "lock_does_not_exist"),
     ("unlock", "lock_belongs_to_others"),
     ("unlock", "error"),
+    ("renew", "success"),
+    ("renew", "lock_does_not_exist"),
+    ("renew", "lock_belongs_to_others"),
+    ("renew", "error"),
+    ("holder", "locked"),
+    ("holder", "free"),
+    ("holder", "error"),
     ("other", "1xx"),
     ("other", "2xx"),
     ("other", "3xx"),
@@ -62,6 +76,8 @@ const OUTCOME_LABELS: [(&str, &str); OUTCOMES] = [
 pub enum RouteLabel {
     Lock,
     Unlock,
+    Renew,
+    Holder,
     Other,
 }
 
@@ -69,8 +85,18 @@ impl RouteLabel {
     /// The lock routes' prefixes, as daprd's router matches them (a target Go's path
     /// clean-up would route there by another spelling counts as `Other`).
     pub fn of_target(target: &[u8]) -> RouteLabel {
-        if target.starts_with(b"/v1.0-alpha1/lock/") {
-            RouteLabel::Lock
+        if let Some(rest) = target.strip_prefix(b"/v1.0-alpha1/lock/") {
+            // dlockd's own routes are a segment after the store's.
+            let path = rest.split(|&b| b == b'?').next().unwrap_or_default();
+            let last = path
+                .iter()
+                .rposition(|&b| b == b'/')
+                .map(|at| &path[at + 1..]);
+            match last {
+                Some(b"renew") => RouteLabel::Renew,
+                Some(b"holder") => RouteLabel::Holder,
+                _ => RouteLabel::Lock,
+            }
         } else if target.starts_with(b"/v1.0-alpha1/unlock/") {
             RouteLabel::Unlock
         } else {
@@ -93,6 +119,16 @@ impl RequestOutcome {
                 RequestOutcome::UnlockBelongsToOthers
             }
             Answer::Unlock(UnlockStatus::InternalError) => RequestOutcome::UnlockError,
+            Answer::Renew(UnlockStatus::Success) | Answer::Renewed { .. } => {
+                RequestOutcome::RenewSuccess
+            }
+            Answer::Renew(UnlockStatus::LockDoesNotExist) => RequestOutcome::RenewDoesNotExist,
+            Answer::Renew(UnlockStatus::LockBelongsToOthers) => {
+                RequestOutcome::RenewBelongsToOthers
+            }
+            Answer::Renew(UnlockStatus::InternalError) => RequestOutcome::RenewError,
+            Answer::Holder(holding) if holding.locked => RequestOutcome::HolderLocked,
+            Answer::Holder(_) => RequestOutcome::HolderFree,
         }
     }
 
@@ -101,6 +137,8 @@ impl RequestOutcome {
         match route {
             RouteLabel::Lock => RequestOutcome::LockError,
             RouteLabel::Unlock => RequestOutcome::UnlockError,
+            RouteLabel::Renew => RequestOutcome::RenewError,
+            RouteLabel::Holder => RequestOutcome::HolderError,
             RouteLabel::Other => match status {
                 100..=199 => RequestOutcome::Other1xx,
                 200..=299 => RequestOutcome::Other2xx,
@@ -358,7 +396,7 @@ fn write_requests(out: &mut String, w: &[WorkerMetrics]) {
         out,
         "dlockd_requests_total",
         "counter",
-        "Requests answered, by route (lock, unlock, other) and outcome.",
+        "Requests answered, by route (lock, unlock, renew, holder, other) and outcome.",
     );
     for (i, (route, outcome)) in OUTCOME_LABELS.iter().enumerate() {
         let n = sum(w, |m| &m.requests[i]);
@@ -672,6 +710,13 @@ mod tests {
             RequestOutcome::Other3xx,
             RequestOutcome::Other4xx,
             RequestOutcome::Other5xx,
+            RequestOutcome::RenewSuccess,
+            RequestOutcome::RenewDoesNotExist,
+            RequestOutcome::RenewBelongsToOthers,
+            RequestOutcome::RenewError,
+            RequestOutcome::HolderLocked,
+            RequestOutcome::HolderFree,
+            RequestOutcome::HolderError,
         ];
         for (i, outcome) in outcomes.into_iter().enumerate() {
             for _ in 0..=i {
@@ -717,7 +762,7 @@ mod tests {
             &mut text,
         );
         let expected = concat!(
-            r#"# HELP dlockd_requests_total Requests answered, by route (lock, unlock, other) and outcome.
+            r#"# HELP dlockd_requests_total Requests answered, by route (lock, unlock, renew, holder, other) and outcome.
 # TYPE dlockd_requests_total counter
 dlockd_requests_total{route="lock",outcome="granted"} 1
 dlockd_requests_total{route="lock",outcome="refused"} 2
@@ -726,6 +771,13 @@ dlockd_requests_total{route="unlock",outcome="success"} 4
 dlockd_requests_total{route="unlock",outcome="lock_does_not_exist"} 5
 dlockd_requests_total{route="unlock",outcome="lock_belongs_to_others"} 6
 dlockd_requests_total{route="unlock",outcome="error"} 7
+dlockd_requests_total{route="renew",outcome="success"} 13
+dlockd_requests_total{route="renew",outcome="lock_does_not_exist"} 14
+dlockd_requests_total{route="renew",outcome="lock_belongs_to_others"} 15
+dlockd_requests_total{route="renew",outcome="error"} 16
+dlockd_requests_total{route="holder",outcome="locked"} 17
+dlockd_requests_total{route="holder",outcome="free"} 18
+dlockd_requests_total{route="holder",outcome="error"} 19
 dlockd_requests_total{route="other",outcome="1xx"} 8
 dlockd_requests_total{route="other",outcome="2xx"} 9
 dlockd_requests_total{route="other",outcome="3xx"} 10

@@ -34,7 +34,7 @@ use redis_protocol::resp2::encode::encode_borrowed;
 use redis_protocol::resp2::types::{BorrowedFrame, RangeFrame};
 
 use super::seam::{Deliver, LocalFuture, RemoteStore, StoreError, StoreFailure, StoreOutcome};
-use crate::api::{Answer, OpKind};
+use crate::api::{Answer, Holding, OpKind};
 use crate::components::{RedisSettings, Sentinel};
 use crate::lease::UnlockStatus;
 use crate::shard::SlotId;
@@ -42,6 +42,15 @@ use crate::shard::SlotId;
 /// daprd's unlock script: the key's value is the owner; -1 no such lock, -2 another owner,
 /// else the `DEL` count (1).
 pub const UNLOCK_SCRIPT: &str = "local v = redis.call(\"get\",KEYS[1]); if v==false then return -1 end; if v~=ARGV[1] then return -2 else return redis.call(\"del\",KEYS[1]) end";
+
+/// dlockd's renewal: the key's value is the owner; -1 no such lock, -2 another owner, else
+/// the key lives ARGV[2] more seconds and 0 is answered. Sent by its text (`EVAL`): renewals
+/// are rare beside locks and unlocks.
+pub const RENEW_SCRIPT: &str = "local v = redis.call(\"get\",KEYS[1]); if v==false then return -1 end; if v~=ARGV[1] then return -2 end; redis.call(\"expire\",KEYS[1],ARGV[2]); return 0";
+
+/// dlockd's holder query: the key's value and its milliseconds left, read together.
+pub const HOLDER_SCRIPT: &str =
+    "return {redis.call(\"get\",KEYS[1]), redis.call(\"pttl\",KEYS[1])}";
 
 /// How long a connection attempt, with its handshake, may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -173,6 +182,21 @@ impl RedisClient {
                 push_command(out, &[b"EVALSHA", script_sha, b"1", key, owner]);
                 Some(Retry {
                     key: key.as_slice().into(),
+                    owner: owner.into(),
+                })
+            }
+            OpKind::Renew { expiry_s } => {
+                let mut digits = [0u8; 10];
+                let expiry = decimal(expiry_s, &mut digits);
+                let script = RENEW_SCRIPT.as_bytes();
+                push_command(out, &[b"EVAL", script, b"1", key, owner, expiry]);
+                None
+            }
+            OpKind::Holder => {
+                push_command(out, &[b"EVAL", HOLDER_SCRIPT.as_bytes(), b"1", key]);
+                // The owner the answer is compared with.
+                Some(Retry {
+                    key: Box::default(),
                     owner: owner.into(),
                 })
             }
@@ -508,6 +532,19 @@ impl RedisClient {
                 -2 => UnlockStatus::LockBelongsToOthers,
                 _ => UnlockStatus::InternalError,
             })),
+            (OpKind::Renew { .. }, Reply::Integer(n)) => Ok(Answer::Renew(match n {
+                0 => UnlockStatus::Success,
+                -1 => UnlockStatus::LockDoesNotExist,
+                -2 => UnlockStatus::LockBelongsToOthers,
+                _ => UnlockStatus::InternalError,
+            })),
+            (OpKind::Holder, Reply::Array(found)) => match holding(&found, request.retry) {
+                Some(holding) => Ok(Answer::Holder(holding)),
+                None => failed(
+                    OpKind::Holder,
+                    StoreError::Unexpected(format!("unexpected reply to Holder: {found:?}")),
+                ),
+            },
             (OpKind::Unlock, Reply::Error(e)) if e.starts_with("NOSCRIPT") => {
                 // The script cache was flushed: run this one by its text (the script did not
                 // run, so this is no second unlock) and load it again for the next ones.
@@ -584,6 +621,26 @@ impl RemoteStore for RedisClient {
 
     fn location(&self) -> &str {
         &self.settings.host
+    }
+}
+
+/// What the holder script's answer (the key's value, its milliseconds left) says, for the
+/// caller's owner in `asked`. A key without an expiry (set by hand) reads as the longest time.
+fn holding(found: &[Reply], asked: Option<Retry>) -> Option<Holding> {
+    let owner = asked.map(|a| a.owner).unwrap_or_default();
+    match found {
+        [Reply::Null, Reply::Integer(_)] => Some(Holding::default()),
+        [Reply::Bulk(holder), Reply::Integer(pttl)] => Some(match *pttl {
+            // Gone between the two reads: free.
+            -2 => Holding::default(),
+            pttl => Holding {
+                locked: true,
+                owned_by_caller: !owner.is_empty() && *holder == *owner,
+                remaining_ms: u64::try_from(pttl).unwrap_or(u64::MAX),
+                waiters: 0,
+            },
+        }),
+        _ => None,
     }
 }
 

@@ -46,6 +46,8 @@ impl StoreFailure {
         match self.op {
             Operation::TryLock => RequestOutcome::LockError,
             Operation::Unlock => RequestOutcome::UnlockError,
+            Operation::Renew => RequestOutcome::RenewError,
+            Operation::Holder => RequestOutcome::HolderError,
         }
     }
 

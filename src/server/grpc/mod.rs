@@ -151,7 +151,9 @@ impl Front {
                 Ok(response)
             }
             Answer::TryLock(Err(cause)) => Err(status_of(lease_error_rejection(cause))),
-            Answer::Unlock(_) => Err(Status::internal("an unlock answer to a try-lock")),
+            Answer::Unlock(_) | Answer::Renew(_) | Answer::Renewed { .. } | Answer::Holder(_) => {
+                Err(Status::internal("another operation's answer to a try-lock"))
+            }
         }
     }
 
