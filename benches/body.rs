@@ -113,6 +113,7 @@ fn handle(c: &mut Criterion) {
         api_token: Some(b"0123456789abcdef0123456789abcdef".to_vec()),
         max_id_bytes: 1024,
         max_expiry_s: None,
+        max_wait_ms: 60_000,
         store_types: Vec::new(),
     });
     let target: &[u8] = b"/v1.0-alpha1/lock/lockstore";

@@ -64,6 +64,10 @@ pub struct Config {
     pub data_dir: Option<std::path::PathBuf>,
     /// The longest `expiryInSeconds` a try-lock may ask for; `None`: any positive int32.
     pub max_expiry_s: Option<u32>,
+    /// The longest wait of an acquire (`--max-wait`).
+    pub max_wait: Duration,
+    /// Acquires waiting at once, whole process (`--max-waiters`).
+    pub max_waiters: usize,
 }
 
 /// What the command line asks for.
@@ -97,6 +101,11 @@ pub const HELP: Help = Help;
 const API_TOKEN_VAR: &str = "DAPR_API_TOKEN";
 
 impl Config {
+    /// `--max-wait` in milliseconds: a time is at most a week, which fits.
+    pub fn max_wait_ms(&self) -> u32 {
+        u32::try_from(self.max_wait.as_millis()).unwrap_or(u32::MAX)
+    }
+
     /// Parses `args` (without the program name) with `env` as the fallback for each flag.
     pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
     where
@@ -193,6 +202,8 @@ impl Resolver<'_> {
             log_level,
             data_dir,
             max_expiry_s,
+            max_wait: self.time(&knobs::MAX_WAIT)?,
+            max_waiters: self.size(&knobs::MAX_WAITERS)?,
         })
     }
 
@@ -811,6 +822,8 @@ mod tests {
                     format!("{:?}", c.max_expiry_s)
                 })
             },
+            layers("--max-wait", "5s", "2m", |c| format!("{:?}", c.max_wait)),
+            layers("--max-waiters", "10", "20", |c| c.max_waiters.to_string()),
             layers("--log-level", "debug", "warn", |c| {
                 format!("{:?}", c.log_level)
             }),

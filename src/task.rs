@@ -46,6 +46,36 @@ impl Yields {
     }
 }
 
+/// Wakes one task of the same thread that waits for news (a worker's wait timer): a
+/// notification given while nobody waits is kept for the next wait.
+#[derive(Default)]
+pub struct Notify {
+    notified: std::cell::Cell<bool>,
+    waiter: RefCell<Option<Waker>>,
+}
+
+impl Notify {
+    pub fn notify(&self) {
+        self.notified.set(true);
+        let waiter = self.waiter.borrow_mut().take();
+        if let Some(waker) = waiter {
+            waker.wake();
+        }
+    }
+
+    /// Resolves at the next notification (or at once, for one given since the last wait).
+    pub async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.notified.replace(false) {
+                return Poll::Ready(());
+            }
+            *self.waiter.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
 pub struct YieldNow<'y> {
     yields: &'y Yields,
     parked: bool,

@@ -233,6 +233,68 @@ fn in_flight_request_survives_sigterm() {
     );
 }
 
+// SIGTERM answers every acquire still waiting `{"success":false}`, with Connection: close,
+// before the drain ends; then the process exits 0.
+#[test]
+fn sigterm_answers_every_waiter() {
+    let (mut child, _, addr) = spawn(&["--workers", "2"]);
+    let mut admin = Client::connect(addr);
+    let mut waiters = Vec::new();
+    for i in 0..4 {
+        let resource = format!("held-{i}");
+        assert_json(
+            &admin.lock("lockstore", &resource, "holder", 60),
+            200,
+            LOCKED,
+        );
+        let mut c = Client::connect(addr);
+        c.send(
+            post(
+                "/v1.0-alpha1/lock/lockstore/acquire",
+                &format!(
+                    r#"{{"resourceId":"{resource}","lockOwner":"w","expiryInSeconds":10,"waitTimeoutMs":60000}}"#
+                ),
+            )
+            .as_bytes(),
+        );
+        waiters.push(c);
+        // Parked once the holder query counts it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let held = admin.post(
+                "/v1.0-alpha1/lock/lockstore/holder",
+                &format!(r#"{{"resourceId":"{resource}"}}"#),
+            );
+            if held.body_str().ends_with(r#""waiters":1}"#) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never parked: {}",
+                held.body_str()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    drop(admin);
+    let sent = Instant::now();
+    signal(&child, "-TERM");
+    for mut c in waiters {
+        let r = c.read_response();
+        assert_json(&r, 200, NOT_LOCKED);
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(c.is_closed());
+    }
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "answered at shutdown, not at the wait's end"
+    );
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(5)).code(),
+        Some(0)
+    );
+}
+
 /// Runs `cmd` with io_uring_setup refused by a seccomp filter, as container runtimes do.
 #[allow(unsafe_code)]
 fn without_io_uring(cmd: &mut Command) -> &mut Command {

@@ -33,6 +33,44 @@ fn dlockd_on(redis: &TestRedis, extra: &[(&str, &str)]) -> (dlockd::server::Serv
 const DAPRD_UNLOCK: &str = "local v = redis.call(\"get\",KEYS[1]); if v==false then return -1 end; if v~=ARGV[1] then return -2 else return redis.call(\"del\",KEYS[1]) end";
 
 #[test]
+fn acquire_polls_redis() {
+    // Protects the acquire route on a Redis store, which keeps no waiters: a wait ends granted
+    // once the holder's key is gone (deleted by a daprd sidecar's unlock script here), refused
+    // when its deadline comes first, and a try-lock without a wait.
+    let redis = TestRedis::start();
+    let (server, _components) = dlockd_on(&redis, &[]);
+    let addr = server.local_addr();
+    let acquire = |c: &mut Client, resource: &str, owner: &str, wait_ms: i64| {
+        c.send(
+            post(
+                "/v1.0-alpha1/lock/redislock/acquire",
+                &format!(
+                    r#"{{"resourceId":"{resource}","lockOwner":"{owner}","expiryInSeconds":30,"waitTimeoutMs":{wait_ms}}}"#
+                ),
+            )
+            .as_bytes(),
+        )
+    };
+    let mut c = Client::connect(addr);
+    assert_json(&c.lock("redislock", "q", "a", 30), 200, LOCKED);
+    let started = Instant::now();
+    acquire(&mut c, "q", "b", 150);
+    assert_json(&c.read_response(), 200, NOT_LOCKED);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    acquire(&mut c, "q", "b", 0);
+    assert_json(&c.read_response(), 200, NOT_LOCKED);
+    let mut waiter = Client::connect(addr);
+    acquire(&mut waiter, "q", "b", 30_000);
+    let deleted = redis.cmd(&["EVAL", DAPRD_UNLOCK, "1", "lock||checkout||q", "a"]);
+    assert_eq!(deleted, ":1");
+    assert_json(&waiter.read_response(), 200, LOCKED);
+    assert_eq!(redis.cmd(&["GET", "lock||checkout||q"]), "b");
+    drop(c);
+    drop(waiter);
+    assert!(server.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
 fn renew_and_holder_ask_redis() {
     // Protects dlockd's own routes on a Redis store: a renewal sets the key's time to live in
     // Redis when the owner holds it (by dlockd or by a daprd sidecar: the same key), answers

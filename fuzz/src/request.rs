@@ -1031,6 +1031,7 @@ fn with_api<R>(config: usize, f: impl FnOnce(&mut Api) -> R) -> R {
                 api_token: (config == 1).then(|| TOKEN.to_vec()),
                 max_id_bytes: MAX_ID_BYTES,
                 max_expiry_s: None,
+                max_wait_ms: 60_000,
                 store_types: Vec::new(),
             })
         });
@@ -1146,14 +1147,17 @@ impl Server<'_> {
                         panic!("one shard decided {op:?} elsewhere");
                     };
                     let want = match op.kind {
-                        OpKind::TryLock { expiry_s } => Answer::TryLock(model.try_lock(
-                            op.store.0,
-                            op.resource,
-                            op.owner,
-                            u64::from(expiry_s) * 1000,
-                            now_ms,
-                            MAX_LEASES,
-                        )),
+                        // An acquire that is decided at once (the step said so) is a try-lock.
+                        OpKind::TryLock { expiry_s } | OpKind::Acquire { expiry_s, .. } => {
+                            Answer::TryLock(model.try_lock(
+                                op.store.0,
+                                op.resource,
+                                op.owner,
+                                u64::from(expiry_s) * 1000,
+                                now_ms,
+                                MAX_LEASES,
+                            ))
+                        }
                         OpKind::Unlock => {
                             Answer::Unlock(model.unlock(op.store.0, op.resource, op.owner, now_ms))
                         }

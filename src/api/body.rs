@@ -52,6 +52,7 @@ pub(crate) enum Field {
     LockOwner,
     StoreName,
     ExpiryInSeconds,
+    WaitTimeoutMs,
 }
 
 impl Field {
@@ -63,9 +64,15 @@ impl Field {
             "lockOwner" | "lock_owner" => Some(Field::LockOwner),
             "storeName" | "store_name" => Some(Field::StoreName),
             "expiryInSeconds" | "expiry_in_seconds"
-                if matches!(op, Operation::TryLock | Operation::Renew) =>
+                if matches!(
+                    op,
+                    Operation::TryLock | Operation::Renew | Operation::Acquire
+                ) =>
             {
                 Some(Field::ExpiryInSeconds)
+            }
+            "waitTimeoutMs" | "wait_timeout_ms" if op == Operation::Acquire => {
+                Some(Field::WaitTimeoutMs)
             }
             _ => None,
         }
@@ -78,6 +85,7 @@ impl Field {
             Field::LockOwner => "lockOwner",
             Field::StoreName => "storeName",
             Field::ExpiryInSeconds => "expiryInSeconds",
+            Field::WaitTimeoutMs => "waitTimeoutMs",
         }
     }
 
@@ -99,8 +107,8 @@ pub(crate) enum BodyError {
     DuplicateField(Field),
     /// A string field given something other than a string or `null`.
     NotAString(Field),
-    /// `expiryInSeconds` given something that is not an `int32`.
-    NotAnInt32,
+    /// An `int32` field (`expiryInSeconds`, `waitTimeoutMs`) given something that is not one.
+    NotAnInt32(Field),
 }
 
 impl fmt::Display for BodyError {
@@ -112,7 +120,9 @@ impl fmt::Display for BodyError {
             BodyError::NotAString(field) => {
                 write!(f, "invalid value for string field {}", field.json_name())
             }
-            BodyError::NotAnInt32 => f.write_str("invalid value for int32 field expiryInSeconds"),
+            BodyError::NotAnInt32(field) => {
+                write!(f, "invalid value for int32 field {}", field.json_name())
+            }
         }
     }
 }
@@ -124,6 +134,8 @@ pub(crate) struct LockFields<'a> {
     pub owner: &'a [u8],
     /// Always 0 for an unlock.
     pub expiry_s: i32,
+    /// An acquire's `waitTimeoutMs`; 0 for the other routes.
+    pub wait_ms: i32,
     /// The resource id is known to hold no `|` (so no `||`): the canonical fast path takes
     /// only such ids. `false` says nothing.
     pub no_pipe: bool,
@@ -155,6 +167,7 @@ impl Default for BodyDecoder {
 struct Walked {
     resource_len: usize,
     expiry_s: i32,
+    wait_ms: i32,
 }
 
 /// The end of one parse attempt.
@@ -184,6 +197,7 @@ impl BodyDecoder {
             resource,
             owner,
             expiry_s,
+            wait_ms: 0,
             no_pipe,
         })
     }
@@ -227,6 +241,7 @@ impl BodyDecoder {
             resource,
             owner,
             expiry_s: walked.expiry_s,
+            wait_ms: walked.wait_ms,
             no_pipe: false,
         })
     }
@@ -345,6 +360,7 @@ fn walk(
     let mut resource = "";
     let mut owner = "";
     let mut expiry_s = 0;
+    let mut wait_ms = 0;
     for _ in 0..*entries {
         let Some(Node::String(key)) = nodes.get(at) else {
             return Err(BAD_TAPE);
@@ -364,7 +380,15 @@ fn walk(
             (Field::ResourceId, Node::String(text)) => resource = text,
             (Field::LockOwner, Node::String(text)) => owner = text,
             (Field::StoreName, Node::String(_)) => {}
-            (Field::ExpiryInSeconds, value) => expiry_s = read_int32(value, nodes, value_at, body)?,
+            (Field::ExpiryInSeconds | Field::WaitTimeoutMs, value) => {
+                let n =
+                    read_int32(value, nodes, value_at, body).ok_or(BodyError::NotAnInt32(field))?;
+                if field == Field::WaitTimeoutMs {
+                    wait_ms = n;
+                } else {
+                    expiry_s = n;
+                }
+            }
             (field, _) => return Err(BodyError::NotAString(field)),
         }
     }
@@ -373,6 +397,7 @@ fn walk(
     Ok(Walked {
         resource_len: resource.len(),
         expiry_s,
+        wait_ms,
     })
 }
 
@@ -385,12 +410,7 @@ fn span(node: &Node<'_>) -> usize {
 }
 
 /// Reads an `int32` value; `value` is `nodes[value_at]`.
-fn read_int32(
-    value: &Node<'_>,
-    nodes: &[Node<'_>],
-    value_at: usize,
-    body: &[u8],
-) -> Result<i32, BodyError> {
+fn read_int32(value: &Node<'_>, nodes: &[Node<'_>], value_at: usize, body: &[u8]) -> Option<i32> {
     let read = match value {
         // A plain integer literal: the parser's value is exact.
         Node::Static(StaticNode::I64(n)) => i32::try_from(*n).ok(),
@@ -409,7 +429,7 @@ fn read_int32(
         Node::String(text) => number::int32_from_string(text),
         _ => None,
     };
-    read.ok_or(BodyError::NotAnInt32)
+    read
 }
 
 fn is_number(node: &Node<'_>) -> bool {
@@ -668,33 +688,66 @@ mod tests {
                 br#"{"expiryInSeconds":1,"expiry_in_seconds":1}"#,
                 BodyError::DuplicateField(Field::ExpiryInSeconds),
             ),
-            (br#"{"expiryInSeconds":10.5}"#, BodyError::NotAnInt32),
-            (br#"{"expiryInSeconds":" 10"}"#, BodyError::NotAnInt32),
-            (br#"{"expiryInSeconds":true}"#, BodyError::NotAnInt32),
-            (br#"{"expiryInSeconds":"abc"}"#, BodyError::NotAnInt32),
-            (br#"{"expiryInSeconds":""}"#, BodyError::NotAnInt32),
-            (br#"{"expiryInSeconds":2147483648}"#, BodyError::NotAnInt32),
-            (br#"{"expiryInSeconds":-2147483649}"#, BodyError::NotAnInt32),
+            (
+                br#"{"expiryInSeconds":10.5}"#,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
+            ),
+            (
+                br#"{"expiryInSeconds":" 10"}"#,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
+            ),
+            (
+                br#"{"expiryInSeconds":true}"#,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
+            ),
+            (
+                br#"{"expiryInSeconds":"abc"}"#,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
+            ),
+            (
+                br#"{"expiryInSeconds":""}"#,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
+            ),
+            (
+                br#"{"expiryInSeconds":2147483648}"#,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
+            ),
+            (
+                br#"{"expiryInSeconds":-2147483649}"#,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
+            ),
             (
                 br#"{"expiryInSeconds":"2147483648"}"#,
-                BodyError::NotAnInt32,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
             ),
             (
                 br#"{"expiryInSeconds":18446744073709551615}"#,
-                BodyError::NotAnInt32,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
             ),
             (
                 br#"{"expiryInSeconds":99999999999999999999}"#,
-                BodyError::NotAnInt32,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
             ),
-            (br#"{"expiryInSeconds":1e400}"#, BodyError::NotAnInt32),
-            (br#"{"expiryInSeconds":1e-400}"#, BodyError::NotAnInt32),
+            (
+                br#"{"expiryInSeconds":1e400}"#,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
+            ),
+            (
+                br#"{"expiryInSeconds":1e-400}"#,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
+            ),
             (
                 br#"{"expiryInSeconds":2147483647.0000000001}"#,
-                BodyError::NotAnInt32,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
             ),
-            (br#"{"expiryInSeconds":[10]}"#, BodyError::NotAnInt32),
-            (br#"{"expiryInSeconds":{}}"#, BodyError::NotAnInt32),
+            (
+                br#"{"expiryInSeconds":[10]}"#,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
+            ),
+            (
+                br#"{"expiryInSeconds":{}}"#,
+                BodyError::NotAnInt32(Field::ExpiryInSeconds),
+            ),
             (
                 br#"{"expiryInSeconds":01}"#,
                 BodyError::Syntax("invalid number"),

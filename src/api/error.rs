@@ -27,6 +27,8 @@ pub(crate) enum ApiError<'a> {
     ExpiryNotPositive { store: &'a [u8] },
     /// Try-lock step 1, beside positivity: above `--max-expiry` (not daprd's; it has no cap).
     ExpiryAboveMax { store: &'a [u8], max_s: u32 },
+    /// An acquire's wait below 0 or above `--max-wait`.
+    WaitOutOfRange { store: &'a [u8], max_ms: u32 },
     /// Step 2: no lock store configured at all.
     StoreNotConfigured,
     /// Step 3.
@@ -57,6 +59,7 @@ impl ApiError<'_> {
             ApiError::Malformed(_)
             | ApiError::ExpiryNotPositive { .. }
             | ApiError::ExpiryAboveMax { .. }
+            | ApiError::WaitOutOfRange { .. }
             | ApiError::ResourceIdEmpty { .. }
             | ApiError::LockOwnerEmpty { .. }
             | ApiError::ResourceIdTooLong { .. }
@@ -66,7 +69,7 @@ impl ApiError<'_> {
             ApiError::KeySeparator { op, .. }
             | ApiError::Store { op, .. }
             | ApiError::StoreFailed { op, .. } => match op {
-                Operation::TryLock => (500, "ERR_TRY_LOCK"),
+                Operation::TryLock | Operation::Acquire => (500, "ERR_TRY_LOCK"),
                 Operation::Unlock => (500, "ERR_UNLOCK"),
                 // dlockd's own routes, named as daprd names its lock errors.
                 Operation::Renew => (500, "ERR_RENEW_LOCK"),
@@ -122,6 +125,11 @@ impl ApiError<'_> {
                 &format!("ExpiryInSeconds is above the maximum of {max_s} (--max-expiry)"),
                 store,
             ),
+            ApiError::WaitOutOfRange { store, max_ms } => in_store(
+                out,
+                &format!("WaitTimeoutMs is outside 0 to {max_ms} (--max-wait)"),
+                store,
+            ),
             ApiError::StoreNotConfigured => out.extend_from_slice(b"lock store is not configured"),
             ApiError::ResourceIdEmpty { store } => in_store(out, "ResourceId is empty", store),
             ApiError::LockOwnerEmpty { store } => in_store(out, "LockOwner is empty", store),
@@ -160,7 +168,7 @@ impl Operation {
     /// How daprd opens the message of a failed store call.
     fn failure_prefix(self) -> &'static str {
         match self {
-            Operation::TryLock => "failed to try acquiring lock: ",
+            Operation::TryLock | Operation::Acquire => "failed to try acquiring lock: ",
             Operation::Unlock => "failed to release lock: ",
             Operation::Renew => "failed to renew lock: ",
             Operation::Holder => "failed to get lock holder: ",

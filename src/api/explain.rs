@@ -63,6 +63,7 @@ pub(super) fn line(op: Operation, body: &[u8], error: &ApiError<'_>) -> Option<S
         Operation::TryLock => "try-lock",
         Operation::Unlock => "unlock",
         Operation::Renew => "renew",
+        Operation::Acquire => "acquire",
         Operation::Holder => "holder",
     });
     line.push_str(" on lock store ");

@@ -67,7 +67,7 @@ pub(crate) fn canonical(op: Operation, body: &[u8]) -> Option<(&[u8], &[u8], i32
     match op {
         Operation::Unlock => (body.get(owner_end..)? == UNLOCK_END).then_some((resource, owner, 0)),
         // dlockd's own routes take the full decoder: they are not on the hot path.
-        Operation::Renew | Operation::Holder => None,
+        Operation::Renew | Operation::Acquire | Operation::Holder => None,
         Operation::TryLock => {
             let (&last, before) = body.split_last()?;
             let digits_at = owner_end + EXPIRY.len();
@@ -647,7 +647,7 @@ mod tests {
         let owner_len = swar::plain_string_len(rest)?;
         let (owner, rest) = rest.split_at(owner_len);
         match op {
-            Operation::Renew | Operation::Holder => None,
+            Operation::Renew | Operation::Acquire | Operation::Holder => None,
             Operation::Unlock => (rest == b"\"}").then_some((resource, owner, 0)),
             Operation::TryLock => {
                 let number = rest

@@ -169,6 +169,7 @@ pub fn handle(data: &[u8]) {
                 api_token: with_token.then(|| b"secret".to_vec()),
                 max_id_bytes: FUZZ_MAX_ID_BYTES,
                 max_expiry_s: None,
+                max_wait_ms: 60_000,
                 store_types: Vec::new(),
             })
         }))

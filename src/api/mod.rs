@@ -72,6 +72,8 @@ pub struct ApiConfig {
     pub max_id_bytes: usize,
     /// The longest `expiryInSeconds` accepted (`--max-expiry`); `None`: any positive int32.
     pub max_expiry_s: Option<u32>,
+    /// The longest `waitTimeoutMs` an acquire may ask for (`--max-wait`).
+    pub max_wait_ms: u32,
     /// Each store's component type for `/v1.0/metadata` (`lock.redis`, ...); a store past the
     /// end of the list is `lock.in-memory`.
     pub store_types: Vec<&'static str>,
@@ -268,15 +270,7 @@ fn lock_op<'a>(
         Ok(fields) => fields,
         Err(error) => return Outcome::Respond(ApiError::Malformed(error).response()),
     };
-    match validate(
-        op,
-        store,
-        fields,
-        &checks.stores,
-        known,
-        checks.max_id_bytes,
-        checks.max_expiry_s,
-    ) {
+    match validate(op, store, fields, checks, known) {
         Ok((kind, store)) => Outcome::Lock(LockOp {
             kind,
             store,
@@ -294,26 +288,32 @@ fn validate<'s>(
     op: Operation,
     store: &'s [u8],
     fields: LockFields<'s>,
-    stores: &Stores,
+    checks: &LockValidator,
     known: Option<StoreId>,
-    max_id_bytes: usize,
-    max_expiry_s: u32,
 ) -> Result<(OpKind, StoreId), ApiError<'s>> {
+    let (stores, max_id_bytes) = (&checks.stores, checks.max_id_bytes);
     let kind = match op {
-        Operation::TryLock | Operation::Renew => match u32::try_from(fields.expiry_s) {
-            Ok(expiry_s) if expiry_s > max_expiry_s => {
-                return Err(ApiError::ExpiryAboveMax {
-                    store,
-                    max_s: max_expiry_s,
-                })
-            }
-            Ok(expiry_s) if expiry_s > 0 && op == Operation::TryLock => {
-                OpKind::TryLock { expiry_s }
-            }
-            Ok(expiry_s) if expiry_s > 0 => OpKind::Renew { expiry_s },
-            _ => return Err(ApiError::ExpiryNotPositive { store }),
+        Operation::TryLock => OpKind::TryLock {
+            expiry_s: expiry(store, fields, checks.max_expiry_s)?,
         },
         Operation::Unlock => OpKind::Unlock,
+        Operation::Renew => OpKind::Renew {
+            expiry_s: expiry(store, fields, checks.max_expiry_s)?,
+        },
+        Operation::Acquire => {
+            let expiry_s = expiry(store, fields, checks.max_expiry_s)?;
+            match u32::try_from(fields.wait_ms) {
+                Ok(wait_ms) if wait_ms <= checks.max_wait_ms => {
+                    OpKind::Acquire { expiry_s, wait_ms }
+                }
+                _ => {
+                    return Err(ApiError::WaitOutOfRange {
+                        store,
+                        max_ms: checks.max_wait_ms,
+                    })
+                }
+            }
+        }
         Operation::Holder => OpKind::Holder,
     };
     if stores.names.is_empty() {
@@ -425,6 +425,24 @@ fn encode_metadata(app_id: &str, stores: &[String], types: &[&str]) -> Vec<u8> {
     out
 }
 
+/// daprd's first step for a lease's length: `expiryInSeconds` must be positive, and (our own
+/// bound) at most `--max-expiry`.
+#[inline(always)]
+fn expiry<'s>(
+    store: &'s [u8],
+    fields: LockFields<'s>,
+    max_expiry_s: u32,
+) -> Result<u32, ApiError<'s>> {
+    match u32::try_from(fields.expiry_s) {
+        Ok(expiry_s) if expiry_s > max_expiry_s => Err(ApiError::ExpiryAboveMax {
+            store,
+            max_s: max_expiry_s,
+        }),
+        Ok(expiry_s) if expiry_s > 0 => Ok(expiry_s),
+        _ => Err(ApiError::ExpiryNotPositive { store }),
+    }
+}
+
 /// The lock API's checks for a caller that is not HTTP (the gRPC face): the same stores, API
 /// token and validation, in daprd's order and with its messages.
 pub struct LockValidator {
@@ -433,6 +451,7 @@ pub struct LockValidator {
     api_token: Option<Box<[u8]>>,
     max_id_bytes: usize,
     max_expiry_s: u32,
+    max_wait_ms: u32,
 }
 
 impl LockValidator {
@@ -445,6 +464,7 @@ impl LockValidator {
                 .map(Vec::into_boxed_slice),
             max_id_bytes: config.max_id_bytes,
             max_expiry_s: config.max_expiry_s.unwrap_or(u32::MAX),
+            max_wait_ms: config.max_wait_ms,
         }
     }
 
@@ -469,7 +489,7 @@ impl LockValidator {
         owner: &'a [u8],
         expiry_s: i32,
     ) -> Result<LockOp<'a>, Rejection> {
-        self.check(Operation::TryLock, store, resource, owner, expiry_s)
+        self.check(Operation::TryLock, store, resource, owner, expiry_s, 0)
     }
 
     /// An unlock, validated as the HTTP route validates it.
@@ -479,21 +499,25 @@ impl LockValidator {
         resource: &'a [u8],
         owner: &'a [u8],
     ) -> Result<LockOp<'a>, Rejection> {
-        self.check(Operation::Unlock, store, resource, owner, 0)
+        self.check(Operation::Unlock, store, resource, owner, 0, 0)
     }
 
-    fn check<'a>(
+    /// Any lock route's request, validated as the HTTP route validates it: `expiry_s` and
+    /// `wait_ms` are read only by the routes that take them.
+    pub fn check<'a>(
         &self,
         op: Operation,
         store: &'a [u8],
         resource: &'a [u8],
         owner: &'a [u8],
         expiry_s: i32,
+        wait_ms: i32,
     ) -> Result<LockOp<'a>, Rejection> {
         let fields = LockFields {
             resource,
             owner,
             expiry_s,
+            wait_ms,
             no_pipe: false,
         };
         let (kind, store) = self
@@ -515,15 +539,7 @@ impl LockValidator {
         store: &'s [u8],
         fields: LockFields<'s>,
     ) -> Result<(OpKind, StoreId), ApiError<'s>> {
-        validate(
-            op,
-            store,
-            fields,
-            &self.stores,
-            None,
-            self.max_id_bytes,
-            self.max_expiry_s,
-        )
+        validate(op, store, fields, self, None)
     }
 }
 
@@ -567,7 +583,8 @@ pub fn answer_response(answer: Answer) -> Response {
         Answer::Unlock(UnlockStatus::InternalError) => response::STATUS_INTERNAL_ERROR,
         Answer::Renew(status) => answer_response(Answer::Unlock(status)),
         Answer::Renewed { token, .. } => response::status_success_fenced(token),
-        Answer::Holder(holding) => response::holding(holding),
+        Answer::Holder(h) if !h.locked => response::holder_free(),
+        Answer::Holder(h) => response::holder_locked(h.owned_by_caller, h.remaining_ms, h.waiters),
     }
 }
 

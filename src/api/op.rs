@@ -7,12 +7,13 @@ use crate::lease::{LeaseError, StoreId, UnlockStatus};
 use super::response::Response;
 
 /// Which lock route a request took: daprd's two, or one of dlockd's own
-/// (`/v1.0-alpha1/lock/{store}/renew`, `.../holder`).
+/// (`/v1.0-alpha1/lock/{store}/renew`, `.../acquire`, `.../holder`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
     TryLock,
     Unlock,
     Renew,
+    Acquire,
     Holder,
 }
 
@@ -36,6 +37,12 @@ pub enum OpKind {
     /// The owner's live lease to live `expiry_s >= 1` from now.
     Renew {
         expiry_s: u32,
+    },
+    /// A try-lock that waits up to `wait_ms` for the lock to be free; `wait_ms == 0` is a
+    /// try-lock.
+    Acquire {
+        expiry_s: u32,
+        wait_ms: u32,
     },
     /// Who holds the lock; the owner, if given, is only compared.
     Holder,
@@ -93,6 +100,7 @@ impl OpKind {
             OpKind::TryLock { .. } => Operation::TryLock,
             OpKind::Unlock => Operation::Unlock,
             OpKind::Renew { .. } => Operation::Renew,
+            OpKind::Acquire { .. } => Operation::Acquire,
             OpKind::Holder => Operation::Holder,
         }
     }

@@ -82,15 +82,16 @@ pub(crate) fn status_success_fenced(token: u64) -> Response {
     }
 }
 
-/// A holder query's answer: `{"locked":false}`, or
+/// A holder query's answer when nobody holds the lock.
+pub(crate) fn holder_free() -> Response {
+    Response::json_static(br#"{"locked":false}"#)
+}
+
+/// A holder query's answer when the lock is held:
 /// `{"locked":true,"ownedByCaller":B,"remainingMs":N,"waiters":W}` (never the owner).
-pub(crate) fn holding(holding: super::op::Holding) -> Response {
-    if !holding.locked {
-        return Response::json_static(br#"{"locked":false}"#);
-    }
+pub(crate) fn holder_locked(owned_by_caller: bool, remaining_ms: u64, waiters: u32) -> Response {
     let body = format!(
-        r#"{{"locked":true,"ownedByCaller":{},"remainingMs":{},"waiters":{}}}"#,
-        holding.owned_by_caller, holding.remaining_ms, holding.waiters
+        r#"{{"locked":true,"ownedByCaller":{owned_by_caller},"remainingMs":{remaining_ms},"waiters":{waiters}}}"#
     );
     Response {
         body: ResponseBody::Owned(body.into_bytes()),

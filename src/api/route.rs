@@ -291,6 +291,10 @@ impl Router {
                     op: Operation::Holder,
                     store,
                 },
+                Some(b"acquire") => Route::Lock {
+                    op: Operation::Acquire,
+                    store,
+                },
                 _ => Route::Unknown,
             },
             _ => Route::Unknown,

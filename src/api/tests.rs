@@ -18,6 +18,7 @@ fn api_with(stores: &[&str], token: Option<&str>, max_id_bytes: usize) -> Api {
         api_token: token.map(|t| t.as_bytes().to_vec()),
         max_id_bytes,
         max_expiry_s: None,
+        max_wait_ms: 60_000,
         store_types: Vec::new(),
     })
 }

@@ -355,6 +355,30 @@ pub static MAX_EXPIRY: Knob = Knob {
     ..Knob::BLANK
 };
 
+pub static MAX_WAIT: Knob = Knob {
+    flag: "--max-wait",
+    arg: "T",
+    env: "DLOCKD_MAX_WAIT",
+    kind: Kind::Time,
+    default: Some("60s"),
+    help: "the longest waitTimeoutMs an acquire may ask for",
+    ..Knob::BLANK
+};
+
+pub static MAX_WAITERS: Knob = Knob {
+    flag: "--max-waiters",
+    arg: "N",
+    env: "DLOCKD_MAX_WAITERS",
+    kind: Kind::Size {
+        min: 1,
+        max: 1 << 30,
+    },
+    default: Some("100000"),
+    help: "acquires waiting for a lock, whole process",
+    help_end: "; over it an acquire fails at once",
+    ..Knob::BLANK
+};
+
 pub static LOG_LEVEL: Knob = Knob {
     flag: "--log-level",
     arg: "L",
@@ -389,6 +413,8 @@ pub static KNOBS: &[&Knob] = &[
     &RESOURCES_PATH,
     &DATA_DIR,
     &MAX_EXPIRY,
+    &MAX_WAIT,
+    &MAX_WAITERS,
     &LOG_LEVEL,
 ];
 

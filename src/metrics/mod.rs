@@ -168,9 +168,11 @@ pub enum Limit {
     ReadTimeout,
     /// `--idle-timeout` while a client did not read its answers.
     WriteTimeout,
+    /// `--max-waiters`: an acquire could not wait.
+    Waiters,
 }
 
-const LIMITS: usize = 7;
+const LIMITS: usize = 8;
 const LIMIT_LABELS: [&str; LIMITS] = [
     "connections",
     "leases",
@@ -179,6 +181,7 @@ const LIMIT_LABELS: [&str; LIMITS] = [
     "idle_timeout",
     "read_timeout",
     "write_timeout",
+    "waiters",
 ];
 
 const PARSE_ERRORS: usize = HttpError::ALL.len();
@@ -223,6 +226,8 @@ pub struct WorkerMetrics {
     expirations: AtomicU64,
     /// Leases this worker's shard stores (a gauge, set after every change).
     leases: AtomicU64,
+    /// Acquires parked on this worker's shard (a gauge).
+    waiters: AtomicU64,
     limits: [AtomicU64; LIMITS],
     parse_errors: [AtomicU64; PARSE_ERRORS],
 }
@@ -247,6 +252,7 @@ impl WorkerMetrics {
             forwards: AtomicU64::new(0),
             expirations: AtomicU64::new(0),
             leases: AtomicU64::new(0),
+            waiters: AtomicU64::new(0),
             limits: Default::default(),
             parse_errors: Default::default(),
         }
@@ -308,6 +314,12 @@ impl WorkerMetrics {
     pub fn set_leases(&self, stored: usize) {
         if self.enabled {
             self.leases.store(stored as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set_waiters(&self, parked: usize) {
+        if self.enabled {
+            self.waiters.store(parked as u64, Ordering::Relaxed);
         }
     }
 
@@ -376,6 +388,7 @@ pub fn render(g: &Gauges<'_>, out: &mut String) {
     write_requests(out, w);
     write_latency(out, w);
     write_leases(out, w);
+    write_waiters(out, w);
     write_lease_counters(out, w);
     write_inbox_depths(out, g.inbox_depths);
     write_connections(out, g);
@@ -448,6 +461,20 @@ fn write_leases(out: &mut String, w: &[WorkerMetrics]) {
     );
     for (shard, m) in w.iter().enumerate() {
         let _ = writeln!(out, "dlockd_leases{{shard=\"{shard}\"}} {}", m.leases());
+    }
+}
+
+/// `dlockd_waiters`: one series per shard.
+fn write_waiters(out: &mut String, w: &[WorkerMetrics]) {
+    header(
+        out,
+        "dlockd_waiters",
+        "gauge",
+        "Acquires waiting for a lock, by the shard that owns the lock.",
+    );
+    for (shard, m) in w.iter().enumerate() {
+        let n = m.waiters.load(Ordering::Relaxed);
+        let _ = writeln!(out, "dlockd_waiters{{shard=\"{shard}\"}} {n}");
     }
 }
 
@@ -621,6 +648,7 @@ mod tests {
         w[1].latency(1, 99_000_000);
         w[0].parse_error(HttpError::BodyTooLarge);
         w[1].set_leases(4);
+        w[0].set_waiters(3);
         let text = scrape(&w);
         assert_eq!(
             value(
@@ -676,6 +704,8 @@ mod tests {
         );
         assert_eq!(value(&text, "dlockd_request_duration_seconds_count"), 4);
         assert_eq!(value(&text, "dlockd_leases{shard=\"1\"}"), 4);
+        assert_eq!(value(&text, "dlockd_waiters{shard=\"0\"}"), 3);
+        assert_eq!(value(&text, "dlockd_waiters{shard=\"1\"}"), 0);
         assert_eq!(value(&text, "dlockd_grants_total"), 2);
         assert_eq!(value(&text, "dlockd_open_connections"), 3);
         assert!(
@@ -733,6 +763,7 @@ mod tests {
         w[0].expired(5);
         w[0].set_leases(7);
         w[1].set_leases(11);
+        w[1].set_waiters(2);
         let limits = [
             Limit::Connections,
             Limit::Leases,
@@ -741,6 +772,7 @@ mod tests {
             Limit::IdleTimeout,
             Limit::ReadTimeout,
             Limit::WriteTimeout,
+            Limit::Waiters,
         ];
         for (i, limit) in limits.into_iter().enumerate() {
             w[1].limit(limit, 10 * (i as u64 + 1));
@@ -811,6 +843,10 @@ dlockd_request_duration_seconds_count 7
 # TYPE dlockd_leases gauge
 dlockd_leases{shard="0"} 7
 dlockd_leases{shard="1"} 11
+# HELP dlockd_waiters Acquires waiting for a lock, by the shard that owns the lock.
+# TYPE dlockd_waiters gauge
+dlockd_waiters{shard="0"} 0
+dlockd_waiters{shard="1"} 2
 # HELP dlockd_grants_total Leases granted (try-locks answered success).
 # TYPE dlockd_grants_total counter
 dlockd_grants_total 1
@@ -846,6 +882,7 @@ dlockd_limit_hits_total{limit="body_size"} 63
 dlockd_limit_hits_total{limit="idle_timeout"} 50
 dlockd_limit_hits_total{limit="read_timeout"} 60
 dlockd_limit_hits_total{limit="write_timeout"} 70
+dlockd_limit_hits_total{limit="waiters"} 80
 # HELP dlockd_parse_errors_total Requests that could not be framed as HTTP/1.1, by kind (each closed its connection).
 # TYPE dlockd_parse_errors_total counter
 dlockd_parse_errors_total{kind="malformed"} 1

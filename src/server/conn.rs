@@ -32,6 +32,7 @@ use super::durable::once_durable;
 use super::linger::{Drain, LINGER};
 use super::pending::AwaitAnswer;
 use super::reaper::Phase;
+use super::waits::too_many_waiters;
 use super::worker::{Asked, ConnGuard, Worker};
 use crate::api::{answer_response, Answer, OpKind, Outcome, Response};
 use crate::dispatch::{note_promise, Decision};
@@ -39,6 +40,8 @@ use crate::http::{self, Body, Connection, Frame, Framer, Limits, Request};
 use crate::lease::{Key, StoreId};
 use crate::metrics::{RequestOutcome, RouteLabel, WorkerMetrics};
 use crate::persist::Need;
+use crate::shard::{ShardId, SlotId};
+use crate::store::StoreOutcome;
 
 /// Free space asked of the read buffer before each read.
 const READ_CHUNK: usize = 4096;
@@ -65,6 +68,19 @@ pub(super) enum Step {
         kind: OpKind,
         store: StoreId,
         key: Key,
+    },
+    /// An acquire that waits, parked on shard `owner`; its answer comes to `slot` by `until_ms`.
+    Wait {
+        owner: ShardId,
+        slot: SlotId,
+        until_ms: u64,
+    },
+    /// An acquire that waits on a remote store, which it polls until `until_ms`.
+    Poll {
+        kind: OpKind,
+        store: StoreId,
+        key: Key,
+        until_ms: u64,
     },
 }
 
@@ -127,13 +143,59 @@ impl Respond for Locks {
                 metrics.forward();
                 Asked::Shard(to)
             }
-            Decision::Remote => Asked::Remote,
+            Decision::Wait(owner) => {
+                let key = Key::new(op.resource, op.owner);
+                return wait_step(worker, now_ms, owner, op.kind, op.store, key);
+            }
+            Decision::Remote => {
+                if let OpKind::Acquire { wait_ms, .. } = op.kind {
+                    if wait_ms > 0 {
+                        let until_ms = now_ms.saturating_add(u64::from(wait_ms));
+                        return Step::Poll {
+                            kind: op.kind,
+                            store: op.store,
+                            key: Key::new(op.resource, op.owner),
+                            until_ms,
+                        };
+                    }
+                }
+                Asked::Remote
+            }
         };
         Step::Later {
             asked,
             kind: op.kind,
             store: op.store,
             key: Key::new(op.resource, op.owner),
+        }
+    }
+}
+
+/// An acquire that waits: parked with the shard `owner` (or refused, over `--max-waiters`).
+#[cold]
+#[inline(never)]
+fn wait_step(
+    worker: &Worker,
+    now_ms: u64,
+    owner: ShardId,
+    kind: OpKind,
+    store: StoreId,
+    key: Key,
+) -> Step {
+    let wait_ms = match kind {
+        OpKind::Acquire { wait_ms, .. } => u64::from(wait_ms),
+        _ => 0,
+    };
+    match worker.wait(now_ms, owner, kind, store, key) {
+        Some(slot) => Step::Wait {
+            owner,
+            slot,
+            until_ms: now_ms.saturating_add(wait_ms),
+        },
+        None => {
+            let failure = too_many_waiters(worker);
+            worker.metrics().request(failure.outcome());
+            Step::Ready(failure.response())
         }
     }
 }
@@ -150,6 +212,16 @@ impl Respond for FixedAnswer {
     }
 }
 
+/// How a flush of the queued answers ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flushed {
+    Written,
+    /// Written, and the connection closes after them (shutdown began while they waited).
+    Closing,
+    /// The client went while an acquire waited: nothing more is written.
+    ClientGone,
+}
+
 /// An answer waiting to be written, in request order.
 enum Item<'w> {
     Ready(Response, Connection),
@@ -157,7 +229,15 @@ enum Item<'w> {
     Ask(Option<Ask>, Connection),
     /// Asked; its answer awaited.
     Later(AwaitAnswer<'w>, Connection),
+    /// An acquire waiting on shard `.1` in slot `.2`; its answer awaited while the client is
+    /// there.
+    Wait(AwaitAnswer<'w>, ShardId, SlotId, Connection),
+    /// An acquire polling a remote store, while the client is there.
+    Poll(Polling<'w>, Connection),
 }
+
+/// An acquire's polls of a remote store (`Worker::settle`).
+type Polling<'w> = std::pin::Pin<Box<dyn Future<Output = StoreOutcome> + 'w>>;
 
 /// An operation to ask of whoever decides it.
 struct Ask {
@@ -183,6 +263,8 @@ struct Pass {
     /// Requests answered, and the clock reading that decided them (in µs).
     answered: u64,
     since_us: Option<u64>,
+    /// The latest tick by which an acquire of this pass stops waiting.
+    wait_until_ms: Option<u64>,
 }
 
 /// A connection's state between reads.
@@ -237,8 +319,18 @@ pub(super) async fn serve<R: Respond>(guard: ConnGuard, mut stream: TcpStream) {
         if pass.asks {
             conn.ask_all().await;
         }
+        if let Some(until_ms) = pass.wait_until_ms {
+            // Not idle while a wait lasts (shutdown answers waiters, it does not cut them);
+            // an answer that has not come well after the wait's end closes the connection.
+            watch.arm(Phase::Waiting, until_ms.saturating_add(idle_ms));
+        }
+        let mut close = pass.close;
         if !conn.items.is_empty() {
-            conn.flush().await;
+            match conn.flush(&stream).await {
+                Flushed::Written => {}
+                Flushed::Closing => close = true,
+                Flushed::ClientGone => return,
+            }
         }
         conn.end_pass(&pass);
         // One clock reading serves both deadlines below: a blocked write only makes the
@@ -262,7 +354,7 @@ pub(super) async fn serve<R: Respond>(guard: ConnGuard, mut stream: TcpStream) {
             conn.out.clear();
             conn.out.shrink_to(KEPT_CAPACITY);
         }
-        if pass.close {
+        if close {
             linger(&mut stream).await;
             return;
         }
@@ -386,6 +478,29 @@ impl<'w> Conn<'w> {
                     };
                     self.items.push(Item::Ask(Some(ask), c));
                 }
+                Step::Wait {
+                    owner,
+                    slot,
+                    until_ms,
+                } => {
+                    pass.close = closes;
+                    pass.wait_until_ms = pass.wait_until_ms.max(Some(until_ms));
+                    let c = Connection::of(req.version, pass.close);
+                    let answer = self.worker.pending.answer(slot);
+                    self.items.push(Item::Wait(answer, owner, slot, c));
+                }
+                Step::Poll {
+                    kind,
+                    store,
+                    key,
+                    until_ms,
+                } => {
+                    pass.close = closes;
+                    pass.wait_until_ms = pass.wait_until_ms.max(Some(until_ms));
+                    let c = Connection::of(req.version, pass.close);
+                    let polls = self.worker.settle(Asked::Remote, kind, store, key);
+                    self.items.push(Item::Poll(Box::pin(polls), c));
+                }
             }
         }
         pass
@@ -411,24 +526,63 @@ impl<'w> Conn<'w> {
     }
 
     /// Writes the queued answers in order, waiting for those decided elsewhere (and counting
-    /// them).
-    async fn flush(&mut self) {
-        for item in self.items.drain(..) {
-            match item {
-                Item::Ready(resp, c) => write(&mut self.out, &resp, c),
-                Item::Later(answer, c) => match answer.await {
-                    Ok(answer) => {
-                        self.metrics.answer(answer);
-                        note_promise(&mut self.need, answer);
-                        write(&mut self.out, &answer_response(answer), c);
+    /// them). If the client goes while an acquire waits, every wait still queued is cancelled
+    /// and nothing is written. A wait that ends once shutdown began closes the connection
+    /// after its answer, which says so.
+    async fn flush(&mut self, stream: &TcpStream) -> Flushed {
+        let mut flushed = Flushed::Written;
+        let mut items = std::mem::take(&mut self.items).into_iter();
+        while let Some(item) = items.next() {
+            let (outcome, mut c) = match item {
+                Item::Ready(resp, c) => {
+                    write(&mut self.out, &resp, c);
+                    continue;
+                }
+                Item::Later(answer, c) => (answer.await, c),
+                Item::Wait(answer, owner, slot, c) => match unless_gone(answer, stream).await {
+                    Some(outcome) => (outcome, c),
+                    None => {
+                        self.worker.cancel_wait(owner, slot);
+                        self.cancel_waits(items);
+                        return Flushed::ClientGone;
                     }
-                    Err(failure) => {
-                        self.metrics.request(failure.outcome());
-                        write(&mut self.out, &failure.response(), c);
+                },
+                // Dropped, a poll stops: nothing more is asked of the store.
+                Item::Poll(polls, c) => match unless_gone(polls, stream).await {
+                    Some(outcome) => (outcome, c),
+                    None => {
+                        self.cancel_waits(items);
+                        return Flushed::ClientGone;
                     }
                 },
                 // `ask_all` asked every one.
-                Item::Ask(..) => {}
+                Item::Ask(..) => continue,
+            };
+            if flushed == Flushed::Closing || self.worker.shutting_down() {
+                // This answer and the ones after it say the connection closes.
+                flushed = Flushed::Closing;
+                c = Connection::Close;
+            }
+            match outcome {
+                Ok(answer) => {
+                    self.metrics.answer(answer);
+                    note_promise(&mut self.need, answer);
+                    write(&mut self.out, &answer_response(answer), c);
+                }
+                Err(failure) => {
+                    self.metrics.request(failure.outcome());
+                    write(&mut self.out, &failure.response(), c);
+                }
+            }
+        }
+        flushed
+    }
+
+    /// The client went: the waits among `items` leave their queues.
+    fn cancel_waits(&self, items: impl Iterator<Item = Item<'w>>) {
+        for item in items {
+            if let Item::Wait(_, owner, slot, _) = item {
+                self.worker.cancel_wait(owner, slot);
             }
         }
     }
@@ -510,6 +664,75 @@ fn write(out: &mut Vec<u8>, resp: &Response, c: Connection) {
         c,
         resp.fence.map(|token| (Response::FENCE_HEADER, token)),
     );
+}
+
+/// A wait's answer, or `None` if the client went first (end of stream or a reset; also the
+/// reaper's shut once the wait is long overdue). Bytes the client sends meanwhile (the next
+/// request, pipelined) are left for the next read, and the watch ends: the answer is awaited
+/// alone from then on.
+async fn unless_gone<F>(answer: F, stream: &TcpStream) -> Option<StoreOutcome>
+where
+    F: Future<Output = StoreOutcome>,
+{
+    let mut answer = std::pin::pin!(answer);
+    let gone = async {
+        loop {
+            if stream.readable(false).await.is_err() {
+                return true;
+            }
+            match peek(stream) {
+                Peeked::Gone => return true,
+                Peeked::Data => return false,
+                Peeked::Nothing => {}
+            }
+        }
+    };
+    let mut gone = std::pin::pin!(gone);
+    let mut watching = true;
+    std::future::poll_fn(|cx| {
+        // The answer first: one that came is written even if the client left meanwhile.
+        if let std::task::Poll::Ready(outcome) = answer.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(outcome));
+        }
+        if watching {
+            if let std::task::Poll::Ready(went) = gone.as_mut().poll(cx) {
+                if went {
+                    return std::task::Poll::Ready(None);
+                }
+                watching = false;
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// What a look at a socket's receive queue found.
+enum Peeked {
+    /// End of stream, or an error: the client is gone.
+    Gone,
+    /// Bytes to read.
+    Data,
+    /// Nothing yet (a readiness that was not).
+    Nothing,
+}
+
+/// Looks at the socket's receive queue without taking anything from it, and without blocking
+/// (on io_uring the socket is in blocking mode).
+#[allow(unsafe_code)]
+fn peek(stream: &TcpStream) -> Peeked {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    // SAFETY: the descriptor is `stream`'s, open for as long as `stream` is borrowed, which
+    // outlives `fd` (dropped at the end of this function, without closing anything).
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let socket = socket2::SockRef::from(&fd);
+    match socket.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+        Ok(0) => Peeked::Gone,
+        Ok(_) => Peeked::Data,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Peeked::Nothing,
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Peeked::Nothing,
+        Err(_) => Peeked::Gone,
+    }
 }
 
 /// Half-closes and drains what the client still sends (see `linger.rs`).

@@ -9,10 +9,14 @@ use std::sync::atomic::Ordering;
 use super::accept::take_on;
 use super::durable::{covered, once_durable};
 use super::worker::{Asked, ConnGuard, Worker};
-use crate::api::LockOp;
+use tokio::sync::oneshot;
+
+use super::waits::too_many_waiters;
+use crate::api::{Answer, LockOp};
 use crate::dispatch::{note_promise, Decision};
 use crate::persist::Need;
-use crate::shard::{Answered, Forward, Holder, HolderQuery, Mail, RemoteLock};
+use crate::shard::{Answered, Forward, Holder, HolderQuery, Mail, RemoteLock, ShardId, SlotId};
+use crate::store::StoreOutcome;
 
 /// Forwarded requests answered before the mail task lets connections run.
 const MAIL_BATCH: usize = 1024;
@@ -32,6 +36,10 @@ pub(super) async fn mail_loop(worker: Rc<Worker>) {
             for mail in batch.drain(..) {
                 match mail {
                     Mail::Lock(forward) => answer_forward(&worker, now_ms, forward),
+                    Mail::Acquire(forward) => worker.park_forwarded(now_ms, forward),
+                    Mail::WaitOver(over) => worker.wait_over(now_ms, over),
+                    Mail::CancelWait(reply) => worker.cancel_forwarded(reply),
+                    Mail::Release { store, key } => worker.release(now_ms, store, key),
                     Mail::Holder(query) => answer_holder(&worker, query),
                     Mail::Remote(lock) => serve_remote(&worker, lock),
                     Mail::Conn(stream) => {
@@ -52,6 +60,11 @@ pub(super) async fn mail_loop(worker: Rc<Worker>) {
             worker.outbox.spare_replies(batch);
         }
         if worker.shared.shutting_down.load(Ordering::SeqCst) {
+            if !worker.shutdown.is_fired() {
+                // Every waiter is answered before the drain ends; nothing waits from now on.
+                worker.shard.borrow_mut().close_waiting();
+                worker.deliver_waits();
+            }
             worker.shutdown.fire();
             if worker.shared.connections.load(Ordering::SeqCst) == 0 {
                 return;
@@ -91,24 +104,21 @@ fn serve_remote(worker: &Rc<Worker>, lock: RemoteLock) {
         resource,
         owner,
     };
-    let asked = match worker.decide(worker.shared.clock.now_ms(), &op) {
+    let now_ms = worker.shared.clock.now_ms();
+    let asked = match worker.decide(now_ms, &op) {
         Decision::Answer(decided) => {
             worker.metrics().answer(decided);
-            let mut need = Need::default();
-            note_promise(&mut need, decided);
-            let durable = worker.shared.persist.as_ref().map(|p| p.durable().clone());
-            if covered(durable.as_deref(), need) {
-                // The caller may have gone (a cancelled call): nobody to tell.
-                let _ = answer.send(Ok(decided));
-                return;
-            }
-            // Acknowledged only once the data dir covers it, as over HTTP; a disk that stays
-            // failed closes the call unanswered.
-            monoio::spawn(async move {
-                if once_durable(durable.as_deref(), need).await {
-                    let _ = answer.send(Ok(decided));
+            send_durable(worker, decided, answer);
+            return;
+        }
+        Decision::Wait(to) => {
+            match worker.wait(now_ms, to, kind, store, key) {
+                Some(slot) => monoio::spawn(wait_remote(worker.clone(), to, slot, answer)),
+                None => {
+                    let _ = answer.send(Err(too_many_waiters(worker)));
+                    return;
                 }
-            });
+            };
             return;
         }
         Decision::Forward(to) => Asked::Shard(to),
@@ -123,6 +133,48 @@ fn serve_remote(worker: &Rc<Worker>, lock: RemoteLock) {
         }
         let _ = answer.send(outcome);
     });
+}
+
+/// Sends a decision to the gRPC thread: at once, or for a grant with a fencing token once the
+/// data dir covers it, as over HTTP (a disk that stays failed closes the call unanswered).
+fn send_durable(worker: &Worker, decided: Answer, answer: oneshot::Sender<StoreOutcome>) {
+    let mut need = Need::default();
+    note_promise(&mut need, decided);
+    let durable = worker.shared.persist.as_ref().map(|p| p.durable().clone());
+    if covered(durable.as_deref(), need) {
+        // The caller may have gone (a cancelled call): nobody to tell.
+        let _ = answer.send(Ok(decided));
+        return;
+    }
+    monoio::spawn(async move {
+        if once_durable(durable.as_deref(), need).await {
+            let _ = answer.send(Ok(decided));
+        }
+    });
+}
+
+/// Waits for the end of a gRPC call's wait in `slot` (parked on shard `owner`); a call
+/// cancelled meanwhile leaves its queue.
+async fn wait_remote(
+    worker: Rc<Worker>,
+    owner: ShardId,
+    slot: SlotId,
+    mut answer: oneshot::Sender<StoreOutcome>,
+) {
+    let waited = monoio::select! {
+        outcome = worker.pending.answer(slot) => Some(outcome),
+        _ = answer.closed() => None,
+    };
+    match waited {
+        Some(Ok(decided)) => {
+            worker.metrics().answer(decided);
+            send_durable(&worker, decided, answer);
+        }
+        Some(Err(failure)) => {
+            let _ = answer.send(Err(failure));
+        }
+        None => worker.cancel_wait(owner, slot),
+    }
 }
 
 /// Tells the admin thread who holds a lock of this shard. Off the hot path: it allocates the

@@ -10,7 +10,8 @@
 //! handling and start-up lines are in `run.rs`.
 //!
 //! A worker's state is `worker.rs`; its tasks: accepting (`accept.rs`), one per connection
-//! (`conn.rs`), its inbox (`inbound.rs`), and housekeeping (`housekeeping.rs`).
+//! (`conn.rs`), its inbox (`inbound.rs`), housekeeping (`housekeeping.rs`), and acquires that
+//! wait (`waits.rs`).
 
 mod accept;
 mod admin;
@@ -32,6 +33,7 @@ mod shared;
 mod signal;
 mod start;
 mod thread;
+mod waits;
 mod worker;
 
 pub use answering::Answering;

@@ -27,6 +27,9 @@ pub(crate) enum Phase {
     Reading,
     /// Its answers are being written.
     Writing,
+    /// An acquire of its waits for a lock: not idle, so shutdown does not close it (waiters
+    /// are answered instead); past the deadline it is shut for reading, which ends the wait.
+    Waiting,
 }
 
 struct Entry {
@@ -66,13 +69,13 @@ impl Reaper {
                 e.reaped = true;
                 let how = match e.phase {
                     Phase::Writing => std::net::Shutdown::Both,
-                    Phase::Idle | Phase::Reading => std::net::Shutdown::Read,
+                    Phase::Idle | Phase::Reading | Phase::Waiting => std::net::Shutdown::Read,
                 };
                 shutdown(e.fd, how);
                 let count = match (timed_out, e.phase) {
                     (false, _) => &mut swept.closed_idle,
                     (true, Phase::Idle) => &mut swept.idle_timeouts,
-                    (true, Phase::Reading) => &mut swept.read_timeouts,
+                    (true, Phase::Reading | Phase::Waiting) => &mut swept.read_timeouts,
                     (true, Phase::Writing) => &mut swept.write_timeouts,
                 };
                 *count += 1;

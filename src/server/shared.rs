@@ -2,8 +2,9 @@
 //! counts, restart safety, and the leases handed back and forth at start and stop.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use super::pending::WaitBudget;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::lease::StoreId;
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     pub(super) open: Box<[AtomicUsize]>,
     /// Set once the end of the crash grace has been logged.
     grace_over_said: AtomicBool,
+    /// The acquires waiting, whole process, against `--max-waiters`.
+    pub(super) waits: Arc<WaitBudget>,
     /// Each worker's counters, written only by that worker.
     pub(super) metrics: Box<[WorkerMetrics]>,
     /// Restart safety, with `--data-dir`.
@@ -67,6 +70,10 @@ impl Shared {
             accepted: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             open: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
             grace_over_said: AtomicBool::new(false),
+            waits: Arc::new(WaitBudget {
+                max: config.max_waiters,
+                used: AtomicUsize::new(0),
+            }),
             metrics: (0..workers).map(|_| WorkerMetrics::new(counting)).collect(),
             persist,
             restore: Mutex::new(restore),

@@ -3,7 +3,7 @@
 //! connection, one accept task per listening socket, housekeeping, and the inbound mail loop,
 //! whose end is the worker's.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::TcpListener as StdListener;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
@@ -18,14 +18,14 @@ use super::reaper::Reaper;
 use super::shared::{Shared, MAX_IN_FLIGHT_PER_WORKER};
 use super::signal::Signal;
 use super::worker::Worker;
-use super::{accept, housekeeping, inbound};
+use super::{accept, housekeeping, inbound, waits};
 use crate::api::{Api, ApiConfig};
 use crate::dispatch::Shard;
 use crate::lease::LeaseTable;
 use crate::persist::Restored;
 use crate::shard::{Outbox, ShardId};
 use crate::store::{Deliver, RemoteStore};
-use crate::task::Yields;
+use crate::task::{Notify, Yields};
 
 pub(super) struct Spec {
     pub id: usize,
@@ -145,15 +145,18 @@ fn build(id: ShardId, driver: Driver, answering: Answering, shared: Arc<Shared>)
             api_token: config.api_token.clone(),
             max_id_bytes: config.max_id_bytes,
             max_expiry_s: config.max_expiry_s,
+            max_wait_ms: config.max_wait_ms(),
             store_types: config.backends.iter().map(|b| b.type_name()).collect(),
         })),
-        pending: Pending::new(MAX_IN_FLIGHT_PER_WORKER),
+        pending: Pending::new(MAX_IN_FLIGHT_PER_WORKER, shared.waits.clone()),
         shutdown: Signal::default(),
         reaper: Reaper::default(),
         yields: Yields::default(),
         outbox: Outbox::new(config.workers),
         remotes,
         shared: shared.clone(),
+        wait_timer: Notify::default(),
+        wait_timer_at: Cell::new(u64::MAX),
     }
 }
 
@@ -211,6 +214,7 @@ fn spawn_tasks(worker: &Rc<Worker>, listeners: Vec<(TcpListener, StdListener)>) 
         monoio::spawn(accept::accept_loop(worker.clone(), ready, listener));
     }
     monoio::spawn(housekeeping::housekeeping(worker.clone()));
+    monoio::spawn(waits::wait_timer(worker.clone()));
 }
 
 /// At a clean stop, once nothing more is granted here: hands this shard's live leases over

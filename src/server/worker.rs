@@ -6,7 +6,7 @@
 //! their own files: `thread.rs` builds it and spawns them; `accept.rs`, `conn.rs`,
 //! `inbound.rs` and `housekeeping.rs` are those tasks.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use crate::lease::{Key, StoreId};
 use crate::metrics::WorkerMetrics;
 use crate::shard::{Answered, Forward, Mail, Outbox, ShardId, SlotId};
 use crate::store::{Deliver, RemoteStore, StoreError, StoreFailure, StoreOutcome};
-use crate::task::Yields;
+use crate::task::{Notify, Yields};
 
 /// Who decides an operation this worker does not decide itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +55,10 @@ pub(super) struct Worker {
     pub outbox: Outbox<Mail, Answered>,
     /// Each store's remote store, by `StoreId`; `None` for the stores the shards hold.
     pub remotes: Vec<Option<Rc<dyn RemoteStore>>>,
+    /// Wakes the wait timer (`waits.rs`) when something comes due before `wait_timer_at`,
+    /// the tick it sleeps until (`u64::MAX`: no sleep armed).
+    pub wait_timer: Notify,
+    pub wait_timer_at: Cell<u64>,
 }
 
 impl Worker {
@@ -66,6 +70,12 @@ impl Worker {
         let decided = shard.decide(now_ms, op);
         if let Decision::Answer(_) = decided {
             self.metrics().set_leases(shard.table().len());
+            // A release or try-lock here may have ended waits (an acquire that waits delivers
+            // them as it parks).
+            if shard.ended_waits() {
+                drop(shard);
+                self.deliver_waits();
+            }
         }
         decided
     }
@@ -82,6 +92,11 @@ impl Worker {
         let mut shard = self.shard.borrow_mut();
         let answer = shard.execute(now_ms, kind, store, resource, owner);
         self.metrics().set_leases(shard.table().len());
+        let ended_waits = shard.ended_waits();
+        drop(shard);
+        if ended_waits {
+            self.deliver_waits();
+        }
         answer
     }
 
@@ -120,6 +135,7 @@ impl Worker {
     }
 
     /// The answer of an operation someone else decides: [`ask`](Self::ask), then the wait.
+    /// An acquire that may wait on a remote store polls it (see `waits.rs`).
     pub async fn settle(
         &self,
         asked: Asked,
@@ -127,6 +143,11 @@ impl Worker {
         store: StoreId,
         key: Key,
     ) -> StoreOutcome {
+        if let (Asked::Remote, OpKind::Acquire { expiry_s, wait_ms }) = (asked, kind) {
+            if wait_ms > 0 {
+                return self.poll_remote(expiry_s, wait_ms, store, key).await;
+            }
+        }
         let slot = self.ask(asked, kind, store, key).await;
         self.pending.answer(slot).await
     }
@@ -144,7 +165,7 @@ impl Deliver for Worker {
 }
 
 /// The failure of an operation sent to a store that has no remote store here.
-fn no_remote(kind: OpKind) -> StoreOutcome {
+pub(super) fn no_remote(kind: OpKind) -> StoreOutcome {
     Err(StoreFailure {
         op: kind.operation(),
         error: StoreError::Unavailable {

@@ -1,8 +1,9 @@
 //! What travels between threads through the workers' inboxes: requests forwarded to the shard
-//! that owns their key, their answers, connections handed to a less busy worker, and the
-//! questions of the admin and gRPC threads.
+//! that owns their key, their answers, acquires that wait and the ends of their waits,
+//! connections handed to a less busy worker, and the questions of the admin and gRPC threads.
 
 use crate::api::{Answer, OpKind};
+use crate::dispatch::{ReplyTo, WaitOver};
 use crate::lease::{Key, StoreId};
 use crate::store::StoreOutcome;
 
@@ -21,6 +22,18 @@ pub struct Forward {
 /// What one worker sends another: a request to decide, or an admin question.
 pub enum Mail {
     Lock(Forward),
+    /// An acquire that may wait, for the shard that owns its key to grant or park.
+    Acquire(Forward),
+    /// The end of a wait, for the worker whose connection waits. It travels as a request, not
+    /// a reply: waits are outside the in-flight bound that sizes the reply queue.
+    WaitOver(WaitOver),
+    /// A waiter's connection went: it leaves its queue.
+    CancelWait(ReplyTo),
+    /// A grant that reached a wait nobody waits for any more: the lease is released.
+    Release {
+        store: StoreId,
+        key: Key,
+    },
     /// From the admin thread: who holds a lock in the receiver's shard.
     Holder(HolderQuery),
     /// From the gRPC thread: a lock request to decide, answered on its own channel.

@@ -172,7 +172,8 @@ impl RedisClient {
         key.extend_from_slice(&self.key_head);
         key.extend_from_slice(resource);
         let retry = match op {
-            OpKind::TryLock { expiry_s } => {
+            // An acquire's waiting is the worker's (it polls); each try is a try-lock.
+            OpKind::TryLock { expiry_s } | OpKind::Acquire { expiry_s, .. } => {
                 let mut digits = [0u8; 10];
                 let expiry = decimal(expiry_s, &mut digits);
                 push_command(out, &[b"SET", key, owner, b"EX", expiry, b"NX"]);
@@ -522,10 +523,12 @@ impl RedisClient {
             return Err(format!("a reply nobody asked for: {reply:?}"));
         };
         let answer = match (request.op, reply) {
-            (OpKind::TryLock { .. }, Reply::Simple(ok)) if ok == b"OK" => {
+            (OpKind::TryLock { .. } | OpKind::Acquire { .. }, Reply::Simple(ok)) if ok == b"OK" => {
                 Ok(Answer::TryLock(Ok(true)))
             }
-            (OpKind::TryLock { .. }, Reply::Null) => Ok(Answer::TryLock(Ok(false))),
+            (OpKind::TryLock { .. } | OpKind::Acquire { .. }, Reply::Null) => {
+                Ok(Answer::TryLock(Ok(false)))
+            }
             (OpKind::Unlock, Reply::Integer(n)) => Ok(Answer::Unlock(match n {
                 n if n >= 0 => UnlockStatus::Success,
                 -1 => UnlockStatus::LockDoesNotExist,

@@ -44,7 +44,7 @@ impl StoreFailure {
     /// How it is counted.
     pub(crate) fn outcome(&self) -> RequestOutcome {
         match self.op {
-            Operation::TryLock => RequestOutcome::LockError,
+            Operation::TryLock | Operation::Acquire => RequestOutcome::LockError,
             Operation::Unlock => RequestOutcome::UnlockError,
             Operation::Renew => RequestOutcome::RenewError,
             Operation::Holder => RequestOutcome::HolderError,

@@ -509,6 +509,7 @@ pub(super) fn start(
             api_token: config.api_token.clone(),
             max_id_bytes: config.max_id_bytes,
             max_expiry_s: config.max_expiry_s,
+            max_wait_ms: config.max_wait_ms(),
             store_types: Vec::new(),
         }),
         router: ShardMap::new(config.workers),
