@@ -7,18 +7,20 @@
 //! (The official Python SDK drives the working cases too, in tests/sdk_python.rs.)
 
 mod common;
+#[path = "common/grpc_client.rs"]
+mod grpc_client;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use common::*;
+use grpc_client::{GrpcClient, CALL_TIMEOUT};
 
 // The messages of `dapr/proto/runtime/v1/dapr.proto`, as the SDKs send them.
 
@@ -136,72 +138,9 @@ struct RawTryLock {
 const TRY_LOCK: &str = "/dapr.proto.runtime.v1.Dapr/TryLockAlpha1";
 const UNLOCK: &str = "/dapr.proto.runtime.v1.Dapr/UnlockAlpha1";
 const GET_METADATA: &str = "/dapr.proto.runtime.v1.Dapr/GetMetadata";
-/// No call may take longer than this; a hung call fails its test instead of hanging it.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A blocking gRPC client: one HTTP/2 connection (a tonic channel) driven by a current-thread
-/// tokio runtime of its own, with an optional `dapr-api-token` sent on every call.
-struct GrpcClient {
-    runtime: tokio::runtime::Runtime,
-    channel: Channel,
-    token: Option<String>,
-}
-
+/// The `Dapr` service's lock methods, on the shared client.
 impl GrpcClient {
-    /// Connects to `addr`; the HTTP/2 connection is up when this returns.
-    fn connect(addr: SocketAddr) -> GrpcClient {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime for the client");
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .expect("a valid endpoint")
-            .tcp_nodelay(true)
-            .connect_timeout(CALL_TIMEOUT);
-        let channel = runtime
-            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, endpoint.connect()).await })
-            .expect("the gRPC connection within the timeout")
-            .expect("the gRPC port accepts an HTTP/2 connection");
-        GrpcClient {
-            runtime,
-            channel,
-            token: None,
-        }
-    }
-
-    /// Sends `token` as `dapr-api-token` on every call from now on.
-    fn with_token(mut self, token: &str) -> GrpcClient {
-        self.token = Some(token.to_string());
-        self
-    }
-
-    /// One unary call of `path` with `message`; the whole answer, or its status.
-    fn call<M, R>(&self, path: &str, message: M) -> Result<tonic::Response<R>, Status>
-    where
-        M: prost::Message + Send + Sync + 'static,
-        R: prost::Message + Default + Send + Sync + 'static,
-    {
-        let path = PathAndQuery::try_from(path).expect("a valid method path");
-        let mut request = tonic::Request::new(message);
-        if let Some(token) = &self.token {
-            request.metadata_mut().insert(
-                "dapr-api-token",
-                token.parse().expect("a token that is valid metadata"),
-            );
-        }
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-        let call = async move {
-            grpc.ready()
-                .await
-                .map_err(|e| Status::unavailable(format!("the channel is not ready: {e}")))?;
-            grpc.unary(request, path, tonic_prost::ProstCodec::default())
-                .await
-        };
-        self.runtime
-            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await })
-            .expect("an answer within the call timeout")
-    }
-
     /// `TryLockAlpha1`, whole answer.
     fn try_lock_response(
         &self,

@@ -764,7 +764,10 @@ fn unusable_component_files_stop_the_start() {
     assert!(err.contains("Redis Cluster is not supported"), "{err}");
 }
 
-/// A `redis-server --sentinel` watching one master, stopped when dropped.
+/// A `redis-server --sentinel` watching one master, stopped when dropped. It calls the master
+/// down after 1.5 s without an answer: shorter, a busy machine's slow answer would start a
+/// failover while the master lives, and the old master, turned replica, would drop what the
+/// test wrote to it.
 struct TestSentinel {
     port: u16,
     child: std::process::Child,
@@ -780,7 +783,7 @@ impl TestSentinel {
             &conf,
             format!(
                 "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
-                 sentinel down-after-milliseconds mymaster 500\n\
+                 sentinel down-after-milliseconds mymaster 1500\n\
                  sentinel failover-timeout mymaster 3000\n"
             ),
         )
@@ -842,6 +845,16 @@ fn sentinel_failover_moves_to_the_new_master() {
         &["--replicaof", "127.0.0.1", &master.port.to_string()],
         None,
     );
+    // The replica's link is up (its first sync done) before anything is written: on a busy
+    // machine that takes longer than WAIT's bound below.
+    let linked = Instant::now() + Duration::from_secs(30);
+    while !master
+        .cmd(&["INFO", "replication"])
+        .contains("state=online")
+    {
+        assert!(Instant::now() < linked, "the replica never came online");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let sentinel = TestSentinel::start(master.port);
     let (server, _components) = {
         let components = Components::new().redis(

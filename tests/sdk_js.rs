@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use sdk::{run_bounded, InstallLock, Server};
+use sdk::{post_once, readme_example, run_bounded, InstallLock, Server};
 
 /// Oldest Node.js the SDK supports (its `engines` field says >= 18).
 const NODE_MAJOR_MIN: u32 = 18;
@@ -87,6 +87,58 @@ fn sdk_grpc_token_suite() {
 
 fn js_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js")
+}
+
+// README's plain-fetch example of acquire, as written there: it waits while another owner
+// holds the lock, is granted the moment that owner unlocks, and releases the lock itself.
+#[test]
+fn readme_fetch_example_waits_for_the_lock() {
+    if let Err(why) = check_node() {
+        panic!("{why}");
+    }
+    let server = Server::start(&[], None);
+    let lock = |owner: &str| format!(r#"{{"resourceId":"order-42","lockOwner":"{owner}"}}"#);
+    let taken = post_once(
+        server.port,
+        "/v1.0-alpha1/lock/lockstore",
+        r#"{"resourceId":"order-42","lockOwner":"worker-a","expiryInSeconds":60}"#,
+    );
+    assert_eq!(taken, r#"{"success":true}"#);
+    let dir = std::env::temp_dir().join(format!("dlockd-readme-js-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let file = dir.join("acquire.mjs");
+    std::fs::write(&file, readme_example("acquire-fetch")).expect("the example file");
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let example = std::thread::spawn(move || {
+        let mut node = Command::new("node");
+        node.arg(&file).env("DLOCKD_URL", url);
+        run_bounded(&mut node, SUITE_LIMIT)
+    });
+    let holder = "/v1.0-alpha1/lock/lockstore/holder";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !post_once(server.port, holder, &lock("")).ends_with(r#""waiters":1}"#) {
+        assert!(Instant::now() < deadline, "the example never waited");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let released = post_once(
+        server.port,
+        "/v1.0-alpha1/unlock/lockstore",
+        &lock("worker-a"),
+    );
+    assert_eq!(released, r#"{"status":0}"#);
+    let (status, output) = example
+        .join()
+        .expect("the example's thread")
+        .unwrap_or_else(|e| panic!("node: {e}"));
+    assert!(status.success(), "the example failed ({status}):\n{output}");
+    assert!(output.contains("worker-b holds order-42"), "{output}");
+    assert!(output.contains("ownedByCaller: true"), "{output}");
+    assert!(output.contains("status: 0"), "{output}");
+    assert_eq!(
+        post_once(server.port, holder, &lock("")),
+        r#"{"locked":false}"#
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Checks node and npm, then runs `npm ci` once per process if node_modules is missing or

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use sdk::{run_bounded, InstallLock, Server};
+use sdk::{readme_example, run_bounded, InstallLock, Server};
 
 /// Bound on the install: grpcio and protobuf are wheels of a few MB.
 const PIP_LIMIT: Duration = Duration::from_secs(300);
@@ -51,6 +51,42 @@ fn python_sdk_token_suite() {
     );
     run_suite("token", &server, Some(API_TOKEN));
     drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// README's Python example of dlockd.v1.LockExtensions, as written there, on stubs generated
+// from the shipped proto/dlockd/v1/lock_extensions.proto with grpc_tools.protoc.
+#[test]
+fn readme_grpc_example_runs_on_stubs_from_the_shipped_proto() {
+    deps_ready();
+    let server = Server::start(&[], None);
+    let grpc_port = server.grpc_port.expect("a gRPC port in the start-up lines");
+    let dir = std::env::temp_dir().join(format!("dlockd-readme-py-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut protoc = Command::new("python3");
+    protoc
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(repo.join("proto"))
+        .arg(format!("--python_out={}", dir.display()))
+        .arg(format!("--grpc_python_out={}", dir.display()))
+        .arg(repo.join("proto/dlockd/v1/lock_extensions.proto"))
+        .env("PYTHONPATH", py_dir().join(".deps"));
+    let (status, output) = run_bounded(&mut protoc, SUITE_LIMIT).expect("grpc_tools.protoc");
+    assert!(status.success(), "protoc failed ({status}):\n{output}");
+    let file = dir.join("example.py");
+    std::fs::write(&file, readme_example("acquire-grpc-python")).expect("the example file");
+    let mut python = Command::new("python3");
+    let path = std::env::join_paths([py_dir().join(".deps"), dir.clone()]).expect("a PYTHONPATH");
+    python
+        .arg(&file)
+        .env("PYTHONPATH", path)
+        .env("DLOCKD_GRPC", format!("127.0.0.1:{grpc_port}"));
+    let (status, output) = run_bounded(&mut python, SUITE_LIMIT).expect("python3 example.py");
+    assert!(status.success(), "the example failed ({status}):\n{output}");
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(lines, ["granted", "SUCCESS", "True True True"], "{output}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -548,13 +548,9 @@ pub fn store_failure_rejection(op: Operation, cause: &str) -> Rejection {
     ApiError::StoreFailed { op, cause }.rejection()
 }
 
-/// How a lease table's failure to decide a try-lock is refused over gRPC.
-pub fn lease_error_rejection(cause: LeaseError) -> Rejection {
-    ApiError::Store {
-        op: Operation::TryLock,
-        cause,
-    }
-    .rejection()
+/// How a lease table's failure to decide a try-lock (or an acquire, `op`) is refused over gRPC.
+pub fn lease_error_rejection(op: Operation, cause: LeaseError) -> Rejection {
+    ApiError::Store { op, cause }.rejection()
 }
 
 /// The `500` answer to a try-lock or an unlock (`op`) that a remote store could not

@@ -295,8 +295,8 @@ pub static GRPC_LISTEN: Knob = Knob {
     default: Some("127.0.0.1:50001"),
     default_note: "; 127.0.0.1:$DAPR_GRPC_PORT when it is set; 127.0.0.1:0 when --listen asks \
                    for port 0",
-    help: "the gRPC API (dapr.proto.runtime.v1.Dapr TryLockAlpha1, UnlockAlpha1, GetMetadata) \
-           at IP:PORT or HOST:PORT, or off",
+    help: "the gRPC API (dapr.proto.runtime.v1.Dapr TryLockAlpha1, UnlockAlpha1, GetMetadata; \
+           dlockd.v1.LockExtensions) at IP:PORT or HOST:PORT, or off",
     ..Knob::BLANK
 };
 

@@ -92,6 +92,9 @@ impl Server {
         // gRPC first: its calls in flight are answered by the workers, still running. It gets
         // half of the time; the workers the rest.
         let deadline = Instant::now() + timeout;
+        // Waiting acquires end first, on every face: a gRPC call waiting for a lock ends
+        // before the gRPC listener is stopped.
+        self.shared.close_waits();
         if let Some(grpc) = self.grpc.take() {
             grpc.stop(timeout / 2);
         }

@@ -59,12 +59,13 @@ pub(super) async fn mail_loop(worker: Rc<Worker>) {
             }
             worker.outbox.spare_replies(batch);
         }
+        if worker.shared.closing_waits.load(Ordering::SeqCst) && !worker.waits_closed.replace(true)
+        {
+            // Every waiter is answered before the drain ends; nothing waits from now on.
+            worker.shard.borrow_mut().close_waiting();
+            worker.deliver_waits();
+        }
         if worker.shared.shutting_down.load(Ordering::SeqCst) {
-            if !worker.shutdown.is_fired() {
-                // Every waiter is answered before the drain ends; nothing waits from now on.
-                worker.shard.borrow_mut().close_waiting();
-                worker.deliver_waits();
-            }
             worker.shutdown.fire();
             if worker.shared.connections.load(Ordering::SeqCst) == 0 {
                 return;
@@ -95,7 +96,7 @@ fn serve_remote(worker: &Rc<Worker>, lock: RemoteLock) {
         kind,
         store,
         key,
-        answer,
+        mut answer,
     } = lock;
     let (resource, owner) = key.split();
     let op = LockOp {
@@ -126,7 +127,14 @@ fn serve_remote(worker: &Rc<Worker>, lock: RemoteLock) {
     };
     let worker = worker.clone();
     monoio::spawn(async move {
-        let outcome = worker.settle(asked, kind, store, key).await;
+        // A caller that goes stops an acquire's polls of a remote store.
+        let settled = monoio::select! {
+            outcome = worker.settle(asked, kind, store, key) => Some(outcome),
+            _ = answer.closed() => None,
+        };
+        let Some(outcome) = settled else {
+            return;
+        };
         match &outcome {
             Ok(decided) => worker.metrics().answer(*decided),
             Err(failure) => worker.metrics().request(failure.outcome()),

@@ -179,8 +179,10 @@ fn startup_lines(server: &Server, name: &str) -> String {
     let _ = match server.grpc_addr() {
         Some(addr) => writeln!(
             out,
-            "{name} gRPC on {addr} ({}: TryLockAlpha1, UnlockAlpha1, GetMetadata)",
-            grpc::SERVICE
+            "{name} gRPC on {addr} ({}: TryLockAlpha1, UnlockAlpha1, GetMetadata; {}: \
+             RenewLock, AcquireLock, GetLockHolder)",
+            grpc::SERVICE,
+            grpc::EXTENSIONS_SERVICE
         ),
         None => writeln!(out, "{name} gRPC off (--grpc-listen off)"),
     };

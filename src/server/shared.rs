@@ -27,6 +27,9 @@ pub(crate) struct Shared {
     /// Open client connections, whole process (bounded by `max_connections`).
     pub(super) connections: AtomicUsize,
     pub(super) shutting_down: AtomicBool,
+    /// Set first at shutdown: every waiter is answered `{"success":false}`, and no acquire
+    /// waits any more (while the workers still serve, so gRPC calls can end before they stop).
+    pub(super) closing_waits: AtomicBool,
     /// Connections each worker took on (accepted itself, or was handed): written only by that
     /// worker.
     pub(super) accepted: Box<[AtomicU64]>,
@@ -67,6 +70,7 @@ impl Shared {
             clock,
             connections: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
+            closing_waits: AtomicBool::new(false),
             accepted: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             open: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
             grace_over_said: AtomicBool::new(false),
@@ -88,7 +92,16 @@ impl Shared {
     }
 
     pub(super) fn begin_shutdown(&self) {
+        self.closing_waits.store(true, Ordering::SeqCst);
         if !self.shutting_down.swap(true, Ordering::SeqCst) {
+            self.kick_all();
+        }
+    }
+
+    /// Ends every wait (`{"success":false}`) and lets no acquire wait any more: the first step
+    /// of a shutdown.
+    pub(super) fn close_waits(&self) {
+        if !self.closing_waits.swap(true, Ordering::SeqCst) {
             self.kick_all();
         }
     }

@@ -157,6 +157,7 @@ fn build(id: ShardId, driver: Driver, answering: Answering, shared: Arc<Shared>)
         shared: shared.clone(),
         wait_timer: Notify::default(),
         wait_timer_at: Cell::new(u64::MAX),
+        waits_closed: Cell::new(false),
     }
 }
 

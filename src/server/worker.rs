@@ -59,6 +59,8 @@ pub(super) struct Worker {
     /// the tick it sleeps until (`u64::MAX`: no sleep armed).
     pub wait_timer: Notify,
     pub wait_timer_at: Cell<u64>,
+    /// This shard's waits were ended for the shutdown.
+    pub waits_closed: Cell<bool>,
 }
 
 impl Worker {

@@ -186,3 +186,42 @@ pub fn drain(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<String>>) -> 
         }
     })
 }
+
+/// The code block of README.md that follows `<!-- example: NAME -->`: the examples users copy
+/// are the ones the tests run.
+pub fn readme_example(name: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let marker = format!("<!-- example: {name} -->");
+    let after = readme
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("README.md has no {marker}"))
+        .1;
+    let fence_open = after.find("```").expect("a code block after the marker");
+    let body_start = fence_open + after[fence_open..].find('\n').expect("a fence line") + 1;
+    let body_len = after[body_start..]
+        .find("\n```")
+        .expect("the code block's end");
+    after[body_start..body_start + body_len + 1].to_string()
+}
+
+/// One POST on a fresh connection to the server's HTTP port; the answer's body.
+pub fn post_once(port: u16, path: &str, body: &str) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("an answer");
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}

@@ -32,7 +32,10 @@ use tonic::codegen::{http, Service};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
+mod extensions;
 mod proto;
+
+pub use extensions::SERVICE as EXTENSIONS_SERVICE;
 
 pub use proto::{
     ErrorInfo, GetMetadataRequest, GetMetadataResponse, ProtoAny, RpcStatus, TryLockRequest,
@@ -150,7 +153,10 @@ impl Front {
                     .insert("dapr-lock-fence", token.into());
                 Ok(response)
             }
-            Answer::TryLock(Err(cause)) => Err(status_of(lease_error_rejection(cause))),
+            Answer::TryLock(Err(cause)) => Err(status_of(lease_error_rejection(
+                crate::api::Operation::TryLock,
+                cause,
+            ))),
             Answer::Unlock(_) | Answer::Renew(_) | Answer::Renewed { .. } | Answer::Holder(_) => {
                 Err(Status::internal("another operation's answer to a try-lock"))
             }
@@ -271,6 +277,9 @@ fn status_of(rejection: Rejection) -> Status {
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+/// A call as tonic hands it over, and its answer.
+type HttpRequest = http::Request<tonic::body::Body>;
+type Served = Result<http::Response<tonic::body::Body>, Infallible>;
 
 /// The `Dapr` service: routes the two lock methods, refuses the rest.
 #[derive(Clone)]
@@ -289,15 +298,18 @@ impl Service<http::Request<tonic::body::Body>> for DaprService {
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let front = self.front.clone();
-        let path = request.uri().path();
-        let method = path
+        let path = request.uri().path().to_owned();
+        let (service, method) = path
             .strip_prefix('/')
-            .and_then(|p| p.strip_prefix(SERVICE))
-            .and_then(|p| p.strip_prefix('/'));
-        match method {
-            Some("TryLockAlpha1") => Box::pin(unary(front, try_lock_handler, request)),
-            Some("UnlockAlpha1") => Box::pin(unary(front, unlock_handler, request)),
-            Some("GetMetadata") => Box::pin(unary(front, get_metadata_handler, request)),
+            .and_then(|p| p.split_once('/'))
+            .unwrap_or_default();
+        match (service, method) {
+            (SERVICE, "TryLockAlpha1") => Box::pin(unary(front, try_lock_handler, request)),
+            (SERVICE, "UnlockAlpha1") => Box::pin(unary(front, unlock_handler, request)),
+            (SERVICE, "GetMetadata") => Box::pin(unary(front, get_metadata_handler, request)),
+            (extensions::SERVICE, method) if extensions::has(method) => {
+                extensions::route(method, front, request)
+            }
             _ => {
                 // daprd checks the token before it looks for a method.
                 let given = request
