@@ -558,7 +558,7 @@ impl<'w> Conn<'w> {
                 // `ask_all` asked every one.
                 Item::Ask(..) => continue,
             };
-            if flushed == Flushed::Closing || self.worker.shutting_down() {
+            if flushed == Flushed::Closing || self.worker.shared.stopping() {
                 // This answer and the ones after it say the connection closes.
                 flushed = Flushed::Closing;
                 c = Connection::Close;

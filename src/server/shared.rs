@@ -98,6 +98,12 @@ impl Shared {
         }
     }
 
+    /// Whether a shutdown has begun (its first step, [`close_waits`](Self::close_waits), at
+    /// least).
+    pub(super) fn stopping(&self) -> bool {
+        self.closing_waits.load(Ordering::Relaxed)
+    }
+
     /// Ends every wait (`{"success":false}`) and lets no acquire wait any more: the first step
     /// of a shutdown.
     pub(super) fn close_waits(&self) {
