@@ -39,8 +39,8 @@ const FREE: &str = r#"{"locked":false}"#;
 // the new expiry, while daprd's answers to lock and unlock are unchanged.
 #[test]
 fn renew_answers_every_status() {
-    for workers in ["1", "2"] {
-        let server = start(&["--workers", workers]);
+    for (driver, workers) in DRIVERS.into_iter().flat_map(|d| [(d, "1"), (d, "2")]) {
+        let server = start(&["--io-driver", driver, "--workers", workers]);
         let mut c = Client::connect(server.local_addr());
         for i in 0..16 {
             let r = format!("renew-{i}");
