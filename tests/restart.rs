@@ -33,6 +33,8 @@ use history::{End, History, Kind, Op, Outcome};
 
 const LOCK: &str = "/v1.0-alpha1/lock/lockstore";
 const UNLOCK: &str = "/v1.0-alpha1/unlock/lockstore";
+const RENEW: &str = "/v1.0-alpha1/lock/lockstore/renew";
+const ACQUIRE: &str = "/v1.0-alpha1/lock/lockstore/acquire";
 /// The fencing token's header on a granted lock.
 const FENCE: &str = "Dapr-Lock-Fence";
 /// A start, until the three start-up lines are out (a debug build on a loaded 2-core VM).
@@ -363,6 +365,24 @@ impl Conn {
         self.post(UNLOCK, &unlock_body(resource, owner))
     }
 
+    /// A renewal: its body is a try-lock's.
+    fn renew(&mut self, resource: &str, owner: &str, expiry_s: i64) -> io::Result<Response> {
+        self.post(RENEW, &lock_body(resource, owner, expiry_s))
+    }
+
+    fn acquire(
+        &mut self,
+        resource: &str,
+        owner: &str,
+        expiry_s: i64,
+        wait_ms: i64,
+    ) -> io::Result<Response> {
+        let body = format!(
+            r#"{{"resourceId":"{resource}","lockOwner":"{owner}","expiryInSeconds":{expiry_s},"waitTimeoutMs":{wait_ms}}}"#
+        );
+        self.post(ACQUIRE, &body)
+    }
+
     fn read_response(&mut self) -> io::Result<Response> {
         let broken = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
         let head_end = loop {
@@ -476,34 +496,56 @@ fn assert_unlock_status(r: &Response, status: u8, what: &str) {
     );
 }
 
+/// The N of a `{"status":N}` answer.
+fn status_of(body: &str) -> Option<u8> {
+    body.strip_prefix(r#"{"status":"#)
+        .and_then(|b| b.strip_suffix('}'))
+        .and_then(|n| n.parse().ok())
+}
+
 /// What a client learned from `r`. Answers outside the contract fail the test at once: only a
-/// broken connection is an unknown outcome.
+/// broken connection is an unknown outcome. Only a grant and a renewal answered 0 carry a
+/// fence.
 #[track_caller]
 fn outcome(kind: Kind, r: &io::Result<Response>) -> Outcome {
     let Ok(r) = r else {
         return Outcome::Unknown;
     };
-    let granted = r.status == 200 && r.body_str() == LOCKED;
-    if !(granted && matches!(kind, Kind::Lock { .. })) {
-        assert_eq!(r.header(FENCE), None, "only a grant carries a fence: {r:?}");
+    let fenced = r.status == 200
+        && match kind {
+            Kind::Lock { .. } | Kind::Acquire { .. } => r.body_str() == LOCKED,
+            Kind::Renew { .. } => status_of(r.body_str()) == Some(0),
+            Kind::Unlock => false,
+        };
+    if !fenced {
+        assert_eq!(
+            r.header(FENCE),
+            None,
+            "only a grant or a renewal carries a fence: {r:?}"
+        );
     }
     if r.status != 200 {
         return Outcome::Error(r.status);
     }
     match (kind, r.body_str()) {
-        (Kind::Lock { .. }, LOCKED) => Outcome::Granted { fence: fence_of(r) },
-        (Kind::Lock { .. }, NOT_LOCKED) => Outcome::Refused,
-        (Kind::Unlock, body) => {
-            let status = body
-                .strip_prefix(r#"{"status":"#)
-                .and_then(|b| b.strip_suffix('}'))
-                .and_then(|n| n.parse().ok());
-            match status {
-                Some(n) => Outcome::Unlocked(n),
-                None => panic!("an unlock answer outside the contract: {r:?}"),
-            }
+        (Kind::Lock { .. } | Kind::Acquire { .. }, LOCKED) => {
+            Outcome::Granted { fence: fence_of(r) }
         }
-        (Kind::Lock { .. }, _) => panic!("a lock answer outside the contract: {r:?}"),
+        (Kind::Lock { .. } | Kind::Acquire { .. }, NOT_LOCKED) => Outcome::Refused,
+        (Kind::Lock { .. } | Kind::Acquire { .. }, _) => {
+            panic!("a lock answer outside the contract: {r:?}")
+        }
+        (Kind::Unlock, body) => match status_of(body) {
+            Some(n) => Outcome::Unlocked(n),
+            None => panic!("an unlock answer outside the contract: {r:?}"),
+        },
+        (Kind::Renew { .. }, body) => match status_of(body) {
+            Some(status) => Outcome::RenewStatus {
+                status,
+                fence: fence_of(r),
+            },
+            None => panic!("a renewal answer outside the contract: {r:?}"),
+        },
     }
 }
 
@@ -512,7 +554,14 @@ fn record(conn: &mut Conn, client: usize, resource: &str, owner: &str, kind: Kin
     let invoke = Instant::now();
     let r = match kind {
         Kind::Lock { ttl } => conn.lock(resource, owner, ttl.as_secs() as i64),
+        Kind::Acquire { ttl, wait } => conn.acquire(
+            resource,
+            owner,
+            ttl.as_secs() as i64,
+            wait.as_millis() as i64,
+        ),
         Kind::Unlock => conn.unlock(resource, owner),
+        Kind::Renew { ttl } => conn.renew(resource, owner, ttl.as_secs() as i64),
     };
     let ret = Instant::now();
     Op {
