@@ -612,6 +612,8 @@ struct Counts {
     acquired: AtomicUsize,
     /// Renewals answered 0.
     renewed: AtomicUsize,
+    /// Renewals answered about when their lease had surely ended.
+    late: AtomicUsize,
 }
 
 impl Counts {
@@ -918,9 +920,10 @@ const RENEW_MAX_TTL: Duration = Duration::from_secs(2);
 const RENEW_MAX_WAIT_MS: u64 = 400;
 /// The server runs this many times: killed with SIGKILL between runs.
 const RENEW_GENERATIONS: usize = 3;
-/// How long each run is loaded once it grants (and until it has granted to a try-lock or an
-/// acquire and renewed a lease).
-const RENEW_RUN: Duration = Duration::from_millis(800);
+/// How long each run is loaded once it grants, at least: until it has also granted to an
+/// acquire, renewed a lease, and answered a renewal that came about when its lease had ended
+/// (which takes a grant in the run's first part: the renewal comes a ttl later).
+const RENEW_RUN: Duration = Duration::from_millis(1200);
 
 /// Sleeps for `d`, or less once the load is told to stop.
 fn pause(load: &Load, d: Duration) {
@@ -934,12 +937,15 @@ fn pause(load: &Load, d: Duration) {
     }
 }
 
-/// One client of the renewing load. Each round takes a fresh owner and a random resource:
-/// one time in eight it first renews the lock it does not hold (answered 1 or 2); then it
-/// asks with a try-lock or, one time in two, an acquire waiting 0-400 ms. Granted, it renews
-/// up to three times, pausing 50-400 ms before each, or one time in five about when the lease
-/// ends (100 ms before to 300 ms after), so that some renewals race the expiry and some find
-/// the lease gone; renewals ask 1 or 2 s, so they lengthen and shorten leases. Then it
+/// One client of the renewing load. Each round takes a fresh owner and a random resource,
+/// one of the shared ones or the client's own (nobody waits for it, so a lease of it that has
+/// expired stays in the table until it is reclaimed, which is when a renewal could bring it
+/// back). One time in eight it first renews the lock it does not hold (answered 1 or 2); then
+/// it asks with a try-lock or, one time in two, an acquire waiting 0-400 ms. Granted, it
+/// renews up to three times, pausing 50-400 ms before each, or one time in five until about
+/// when the lease has surely ended (from 20 ms before to 60 ms after its last grant's or
+/// renewal's return + ttl), so that some renewals race the expiry and some come for a lease
+/// that has just ended; renewals ask 1 or 2 s, so they lengthen and shorten leases. Then it
 /// unlocks, or one time in five lets the lease expire. A failed request is recorded as
 /// unknown and the client moves on to the current server with a new owner. Returns its
 /// operations, each with the generation of the server it went to.
@@ -972,11 +978,14 @@ fn renewing_client(id: usize, seed: u64, load: &Load) -> Vec<(usize, Op)> {
         let counts = &load.counts[generation];
         n += 1;
         let owner = format!("c{id}-{n}");
-        let resource = format!("res-{}", rng.below(RENEW_RESOURCES));
-        // Every call of this round goes through here; false once the connection broke.
+        let resource = match rng.below(RENEW_RESOURCES + 1) {
+            RENEW_RESOURCES => format!("own-{id}"),
+            shared => format!("res-{shared}"),
+        };
+        // Every call of this round goes through here: its outcome and its return.
         let mut call = |c: &mut Conn, kind: Kind| {
             let op = record(c, id, &resource, &owner, kind);
-            let got = op.outcome;
+            let got = (op.outcome, op.ret);
             ops.push((generation, op));
             got
         };
@@ -984,7 +993,7 @@ fn renewing_client(id: usize, seed: u64, load: &Load) -> Vec<(usize, Op)> {
             let kind = Kind::Renew {
                 ttl: ttl_of(&mut rng),
             };
-            if call(c, kind) == Outcome::Unknown {
+            if call(c, kind).0 == Outcome::Unknown {
                 conn = None;
                 continue;
             }
@@ -999,14 +1008,17 @@ fn renewing_client(id: usize, seed: u64, load: &Load) -> Vec<(usize, Op)> {
                 wait: Duration::from_millis(rng.below(RENEW_MAX_WAIT_MS + 1)),
             }
         };
-        match call(c, kind) {
-            Outcome::Granted { .. } => {
+        // The lease as this client knows it: the return of its grant or of its last renewal
+        // answered 0, and the ttl it asked for.
+        let (mut since, mut ttl) = match call(c, kind) {
+            (Outcome::Granted { .. }, ret) => {
                 Counts::add(&counts.grants);
                 if matches!(kind, Kind::Acquire { .. }) {
                     Counts::add(&counts.acquired);
                 }
+                (ret, RENEW_GRANT_TTL)
             }
-            Outcome::Unknown => {
+            (Outcome::Unknown, _) => {
                 conn = None;
                 continue;
             }
@@ -1014,23 +1026,33 @@ fn renewing_client(id: usize, seed: u64, load: &Load) -> Vec<(usize, Op)> {
                 std::thread::sleep(Duration::from_millis(5 + rng.below(20)));
                 continue;
             }
-        }
-        let mut ttl = RENEW_GRANT_TTL;
+        };
         let mut broken = false;
         for _ in 0..rng.below(4) {
-            let hold = if rng.below(5) == 0 {
-                ttl - Duration::from_millis(100) + Duration::from_millis(rng.below(401))
+            let late = rng.below(5) == 0;
+            let hold = if late {
+                // From 20 ms before to 60 ms after `since + ttl`, the instant after which the
+                // lease has surely ended but may linger in the table until it is reclaimed.
+                (since + ttl + Duration::from_millis(rng.below(81)))
+                    .checked_sub(Duration::from_millis(20))
+                    .map_or(Duration::ZERO, |at| {
+                        at.saturating_duration_since(Instant::now())
+                    })
             } else {
                 Duration::from_millis(50 + rng.below(351))
             };
             pause(load, hold);
             let asked = ttl_of(&mut rng);
-            match call(c, Kind::Renew { ttl: asked }) {
-                Outcome::RenewStatus { status: 0, .. } => {
+            let got = call(c, Kind::Renew { ttl: asked });
+            if late && got.0 != Outcome::Unknown {
+                Counts::add(&counts.late);
+            }
+            match got {
+                (Outcome::RenewStatus { status: 0, .. }, ret) => {
                     Counts::add(&counts.renewed);
-                    ttl = asked;
+                    (since, ttl) = (ret, asked);
                 }
-                Outcome::Unknown => {
+                (Outcome::Unknown, _) => {
                     broken = true;
                     break;
                 }
@@ -1038,9 +1060,7 @@ fn renewing_client(id: usize, seed: u64, load: &Load) -> Vec<(usize, Op)> {
                 _ => break,
             }
         }
-        if broken {
-            conn = None;
-        } else if rng.below(5) != 0 && call(c, Kind::Unlock) == Outcome::Unknown {
+        if broken || (rng.below(5) != 0 && call(c, Kind::Unlock).0 == Outcome::Unknown) {
             conn = None;
         }
     }
@@ -1145,7 +1165,8 @@ fn crash_with_renewals_and_waits_in_flight_keeps_every_rule() {
         let since = Instant::now();
         wait_until(
             &format!(
-                "run {generation}: a try-lock or acquire grant, an acquire grant and a renewal"
+                "run {generation}: a grant, a grant to an acquire, a renewal answered 0 and one \
+                 answered about when its lease had ended"
             ),
             since + RENEW_RUN + Duration::from_secs(10),
             || {
@@ -1153,6 +1174,7 @@ fn crash_with_renewals_and_waits_in_flight_keeps_every_rule() {
                     && Counts::get(&counts.grants) > 0
                     && Counts::get(&counts.acquired) > 0
                     && Counts::get(&counts.renewed) > 0
+                    && Counts::get(&counts.late) > 0
             },
         );
     }
@@ -1181,6 +1203,12 @@ fn crash_with_renewals_and_waits_in_flight_keeps_every_rule() {
             history.at(killed_at),
             history.at(refusing_until)
         );
+    }
+    // What the owners named by the first violations did, before the verdict.
+    for v in report.violations.iter().take(3) {
+        for i in [v.first, v.second] {
+            println!("op #{i}'s owner:\n{}", history.timeline(i));
+        }
     }
     report.assert_clean();
     println!("{report}");

@@ -427,6 +427,19 @@ impl History {
         )
     }
 
+    /// Every call of op `i`'s owner on its resource, one a line, in invoke order: what a
+    /// violation's owners did, for its failure message.
+    pub fn timeline(&self, i: usize) -> String {
+        let op = &self.ops[i];
+        let mut same: Vec<usize> = (0..self.ops.len())
+            .filter(|&k| self.ops[k].resource == op.resource && self.ops[k].owner == op.owner)
+            .collect();
+        same.sort_by_key(|&k| (self.ops[k].invoke, k));
+        same.iter()
+            .map(|&k| format!("    {}\n", self.describe(k)))
+            .collect()
+    }
+
     fn pair_index(&self) -> Pairs<'_> {
         let mut pairs: Pairs<'_> = HashMap::new();
         for (i, op) in self.ops.iter().enumerate() {
