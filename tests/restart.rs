@@ -33,6 +33,8 @@ use history::{End, History, Kind, Op, Outcome};
 
 const LOCK: &str = "/v1.0-alpha1/lock/lockstore";
 const UNLOCK: &str = "/v1.0-alpha1/unlock/lockstore";
+const RENEW: &str = "/v1.0-alpha1/lock/lockstore/renew";
+const ACQUIRE: &str = "/v1.0-alpha1/lock/lockstore/acquire";
 /// The fencing token's header on a granted lock.
 const FENCE: &str = "Dapr-Lock-Fence";
 /// A start, until the three start-up lines are out (a debug build on a loaded 2-core VM).
@@ -363,6 +365,24 @@ impl Conn {
         self.post(UNLOCK, &unlock_body(resource, owner))
     }
 
+    /// A renewal: its body is a try-lock's.
+    fn renew(&mut self, resource: &str, owner: &str, expiry_s: i64) -> io::Result<Response> {
+        self.post(RENEW, &lock_body(resource, owner, expiry_s))
+    }
+
+    fn acquire(
+        &mut self,
+        resource: &str,
+        owner: &str,
+        expiry_s: i64,
+        wait_ms: i64,
+    ) -> io::Result<Response> {
+        let body = format!(
+            r#"{{"resourceId":"{resource}","lockOwner":"{owner}","expiryInSeconds":{expiry_s},"waitTimeoutMs":{wait_ms}}}"#
+        );
+        self.post(ACQUIRE, &body)
+    }
+
     fn read_response(&mut self) -> io::Result<Response> {
         let broken = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
         let head_end = loop {
@@ -476,34 +496,56 @@ fn assert_unlock_status(r: &Response, status: u8, what: &str) {
     );
 }
 
+/// The N of a `{"status":N}` answer.
+fn status_of(body: &str) -> Option<u8> {
+    body.strip_prefix(r#"{"status":"#)
+        .and_then(|b| b.strip_suffix('}'))
+        .and_then(|n| n.parse().ok())
+}
+
 /// What a client learned from `r`. Answers outside the contract fail the test at once: only a
-/// broken connection is an unknown outcome.
+/// broken connection is an unknown outcome. Only a grant and a renewal answered 0 carry a
+/// fence.
 #[track_caller]
 fn outcome(kind: Kind, r: &io::Result<Response>) -> Outcome {
     let Ok(r) = r else {
         return Outcome::Unknown;
     };
-    let granted = r.status == 200 && r.body_str() == LOCKED;
-    if !(granted && matches!(kind, Kind::Lock { .. })) {
-        assert_eq!(r.header(FENCE), None, "only a grant carries a fence: {r:?}");
+    let fenced = r.status == 200
+        && match kind {
+            Kind::Lock { .. } | Kind::Acquire { .. } => r.body_str() == LOCKED,
+            Kind::Renew { .. } => status_of(r.body_str()) == Some(0),
+            Kind::Unlock => false,
+        };
+    if !fenced {
+        assert_eq!(
+            r.header(FENCE),
+            None,
+            "only a grant or a renewal carries a fence: {r:?}"
+        );
     }
     if r.status != 200 {
         return Outcome::Error(r.status);
     }
     match (kind, r.body_str()) {
-        (Kind::Lock { .. }, LOCKED) => Outcome::Granted { fence: fence_of(r) },
-        (Kind::Lock { .. }, NOT_LOCKED) => Outcome::Refused,
-        (Kind::Unlock, body) => {
-            let status = body
-                .strip_prefix(r#"{"status":"#)
-                .and_then(|b| b.strip_suffix('}'))
-                .and_then(|n| n.parse().ok());
-            match status {
-                Some(n) => Outcome::Unlocked(n),
-                None => panic!("an unlock answer outside the contract: {r:?}"),
-            }
+        (Kind::Lock { .. } | Kind::Acquire { .. }, LOCKED) => {
+            Outcome::Granted { fence: fence_of(r) }
         }
-        (Kind::Lock { .. }, _) => panic!("a lock answer outside the contract: {r:?}"),
+        (Kind::Lock { .. } | Kind::Acquire { .. }, NOT_LOCKED) => Outcome::Refused,
+        (Kind::Lock { .. } | Kind::Acquire { .. }, _) => {
+            panic!("a lock answer outside the contract: {r:?}")
+        }
+        (Kind::Unlock, body) => match status_of(body) {
+            Some(n) => Outcome::Unlocked(n),
+            None => panic!("an unlock answer outside the contract: {r:?}"),
+        },
+        (Kind::Renew { .. }, body) => match status_of(body) {
+            Some(status) => Outcome::RenewStatus {
+                status,
+                fence: fence_of(r),
+            },
+            None => panic!("a renewal answer outside the contract: {r:?}"),
+        },
     }
 }
 
@@ -512,7 +554,14 @@ fn record(conn: &mut Conn, client: usize, resource: &str, owner: &str, kind: Kin
     let invoke = Instant::now();
     let r = match kind {
         Kind::Lock { ttl } => conn.lock(resource, owner, ttl.as_secs() as i64),
+        Kind::Acquire { ttl, wait } => conn.acquire(
+            resource,
+            owner,
+            ttl.as_secs() as i64,
+            wait.as_millis() as i64,
+        ),
         Kind::Unlock => conn.unlock(resource, owner),
+        Kind::Renew { ttl } => conn.renew(resource, owner, ttl.as_secs() as i64),
     };
     let ret = Instant::now();
     Op {
@@ -555,22 +604,61 @@ impl Rng {
 // ---------------------------------------------------------------------------------------------
 // The crash under load.
 
-/// Where the load goes: the server's generation (0 before the crash, 1 after) and its
-/// address, `None` while it is down.
+/// What the clients were granted by one server generation.
+#[derive(Default)]
+struct Counts {
+    grants: AtomicUsize,
+    /// Grants to an acquire.
+    acquired: AtomicUsize,
+    /// Renewals answered 0.
+    renewed: AtomicUsize,
+    /// Renewals answered about when their lease had surely ended.
+    late: AtomicUsize,
+}
+
+impl Counts {
+    fn add(counter: &AtomicUsize) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(counter: &AtomicUsize) -> usize {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Where the load goes: the server's generation (0 at first, one more after each crash) and
+/// its address, `None` while it is down.
 struct Load {
     target: Mutex<(usize, Option<SocketAddr>)>,
     stop: AtomicBool,
-    /// Grants per generation.
-    grants: [AtomicUsize; 2],
+    /// Per generation.
+    counts: Vec<Counts>,
 }
 
 impl Load {
+    fn new(addr: SocketAddr, generations: usize) -> Arc<Load> {
+        Arc::new(Load {
+            target: Mutex::new((0, Some(addr))),
+            stop: AtomicBool::new(false),
+            counts: (0..generations).map(|_| Counts::default()).collect(),
+        })
+    }
+
     fn target(&self) -> (usize, Option<SocketAddr>) {
         *self.target.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn aim(&self, generation: usize, addr: Option<SocketAddr>) {
         *self.target.lock().unwrap_or_else(|p| p.into_inner()) = (generation, addr);
+    }
+}
+
+/// Stops the load's clients when dropped, so that they stop even if an assertion fails first.
+struct StopOnDrop(Arc<Load>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -620,7 +708,7 @@ fn load_client(id: usize, seed: u64, load: &Load) -> Vec<(usize, Op)> {
         ops.push((generation, op));
         match got {
             Outcome::Granted { .. } => {
-                load.grants[generation].fetch_add(1, Ordering::Relaxed);
+                Counts::add(&load.counts[generation].grants);
                 std::thread::sleep(Duration::from_millis(rng.below(LOAD_MAX_HOLD_MS + 1)));
                 if rng.below(5) != 0 {
                     let op = record(c, id, &resource, &owner, Kind::Unlock);
@@ -659,11 +747,7 @@ fn crash_under_load_keeps_mutual_exclusion() {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     println!("crash_under_load: seed {seed}");
-    let load = Arc::new(Load {
-        target: Mutex::new((0, Some(first.addr()))),
-        stop: AtomicBool::new(false),
-        grants: [AtomicUsize::new(0), AtomicUsize::new(0)],
-    });
+    let load = Load::new(first.addr(), 2);
     let clients: Vec<JoinHandle<Vec<(usize, Op)>>> = (0..LOAD_CLIENTS)
         .map(|id| {
             let load = load.clone();
@@ -671,13 +755,6 @@ fn crash_under_load_keeps_mutual_exclusion() {
             std::thread::spawn(move || load_client(id, seed, &load))
         })
         .collect();
-    // Stops the clients even if an assertion below fails first.
-    struct StopOnDrop(Arc<Load>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.stop.store(true, Ordering::Relaxed);
-        }
-    }
     let _stop = StopOnDrop(load.clone());
 
     wait_until(
@@ -685,7 +762,7 @@ fn crash_under_load_keeps_mutual_exclusion() {
         origin + Duration::from_secs(10),
         || {
             origin.elapsed() >= Duration::from_millis(1500)
-                && load.grants[0].load(Ordering::Relaxed) > 0
+                && Counts::get(&load.counts[0].grants) > 0
         },
     );
     let killed_at = first.kill9();
@@ -731,7 +808,7 @@ fn crash_under_load_keeps_mutual_exclusion() {
     wait_until(
         "load after the restart with some client grants",
         until + Duration::from_secs(5),
-        || Instant::now() >= until && load.grants[1].load(Ordering::Relaxed) > 0,
+        || Instant::now() >= until && Counts::get(&load.counts[1].grants) > 0,
     );
     load.stop.store(true, Ordering::Relaxed);
 
@@ -826,6 +903,355 @@ fn crash_under_load_keeps_mutual_exclusion() {
          {CRASH_MARGIN:?} + slack {SLACK:?}",
         probe_granted_at - killed_at
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crashes with renewals and waits in flight.
+
+const RENEW_CLIENTS: usize = 10;
+/// Few resources, so that waiters queue behind holders that keep renewing.
+const RENEW_RESOURCES: u64 = 3;
+/// The ttl of every try-lock and acquire.
+const RENEW_GRANT_TTL: Duration = Duration::from_secs(1);
+/// The longest ttl a renewal asks for (they ask 1 or 2 s): E of the crash horizon.
+const RENEW_MAX_TTL: Duration = Duration::from_secs(2);
+/// The longest `waitTimeoutMs`: well below the grant ttl, so that a waiter's entitlement
+/// (from its answer to its invoke + ttl) is rarely empty.
+const RENEW_MAX_WAIT_MS: u64 = 400;
+/// The server runs this many times: killed with SIGKILL between runs.
+const RENEW_GENERATIONS: usize = 3;
+/// How long each run is loaded once it grants, at least: until it has also granted to an
+/// acquire, renewed a lease, and answered a renewal that came about when its lease had ended
+/// (which takes a grant in the run's first part: the renewal comes a ttl later).
+const RENEW_RUN: Duration = Duration::from_millis(1200);
+
+/// Sleeps for `d`, or less once the load is told to stop.
+fn pause(load: &Load, d: Duration) {
+    let until = Instant::now() + d;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || load.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+    }
+}
+
+/// One client of the renewing load. Each round takes a fresh owner and a random resource,
+/// one of the shared ones or the client's own (nobody waits for it, so a lease of it that has
+/// expired stays in the table until it is reclaimed, which is when a renewal could bring it
+/// back). One time in eight it first renews the lock it does not hold (answered 1 or 2); then
+/// it asks with a try-lock or, one time in two, an acquire waiting 0-400 ms. Granted, it
+/// renews up to three times, pausing 50-400 ms before each, or one time in five until about
+/// when the lease has surely ended (from 20 ms before to 60 ms after its last grant's or
+/// renewal's return + ttl), so that some renewals race the expiry and some come for a lease
+/// that has just ended; renewals ask 1 or 2 s, so they lengthen and shorten leases. Then it
+/// unlocks, or one time in five lets the lease expire. A failed request is recorded as
+/// unknown and the client moves on to the current server with a new owner. Returns its
+/// operations, each with the generation of the server it went to.
+fn renewing_client(id: usize, seed: u64, load: &Load) -> Vec<(usize, Op)> {
+    let mut rng = Rng(seed);
+    let mut ops = Vec::new();
+    let mut conn: Option<(usize, Conn)> = None;
+    let mut n = 0;
+    let ttl_of = |rng: &mut Rng| Duration::from_secs(1 + rng.below(2));
+    while !load.stop.load(Ordering::Relaxed) {
+        let (generation, addr) = load.target();
+        if conn.as_ref().is_none_or(|(g, _)| *g != generation) {
+            conn = None;
+            let Some(addr) = addr else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            match Conn::connect(addr) {
+                Ok(c) => conn = Some((generation, c)),
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(10 + rng.below(10)));
+                    continue;
+                }
+            }
+        }
+        let Some((generation, c)) = conn.as_mut() else {
+            continue;
+        };
+        let generation = *generation;
+        let counts = &load.counts[generation];
+        n += 1;
+        let owner = format!("c{id}-{n}");
+        let resource = match rng.below(RENEW_RESOURCES + 1) {
+            RENEW_RESOURCES => format!("own-{id}"),
+            shared => format!("res-{shared}"),
+        };
+        // Every call of this round goes through here: its outcome and its return.
+        let mut call = |c: &mut Conn, kind: Kind| {
+            let op = record(c, id, &resource, &owner, kind);
+            let got = (op.outcome, op.ret);
+            ops.push((generation, op));
+            got
+        };
+        if rng.below(8) == 0 {
+            let kind = Kind::Renew {
+                ttl: ttl_of(&mut rng),
+            };
+            if call(c, kind).0 == Outcome::Unknown {
+                conn = None;
+                continue;
+            }
+        }
+        let kind = if rng.below(2) == 0 {
+            Kind::Lock {
+                ttl: RENEW_GRANT_TTL,
+            }
+        } else {
+            Kind::Acquire {
+                ttl: RENEW_GRANT_TTL,
+                wait: Duration::from_millis(rng.below(RENEW_MAX_WAIT_MS + 1)),
+            }
+        };
+        // The lease as this client knows it: the return of its grant or of its last renewal
+        // answered 0, and the ttl it asked for.
+        let (mut since, mut ttl) = match call(c, kind) {
+            (Outcome::Granted { .. }, ret) => {
+                Counts::add(&counts.grants);
+                if matches!(kind, Kind::Acquire { .. }) {
+                    Counts::add(&counts.acquired);
+                }
+                (ret, RENEW_GRANT_TTL)
+            }
+            (Outcome::Unknown, _) => {
+                conn = None;
+                continue;
+            }
+            _ => {
+                std::thread::sleep(Duration::from_millis(5 + rng.below(20)));
+                continue;
+            }
+        };
+        let mut broken = false;
+        for _ in 0..rng.below(4) {
+            let late = rng.below(5) == 0;
+            let hold = if late {
+                // From 20 ms before to 60 ms after `since + ttl`, the instant after which the
+                // lease has surely ended but may linger in the table until it is reclaimed.
+                (since + ttl + Duration::from_millis(rng.below(81)))
+                    .checked_sub(Duration::from_millis(20))
+                    .map_or(Duration::ZERO, |at| {
+                        at.saturating_duration_since(Instant::now())
+                    })
+            } else {
+                Duration::from_millis(50 + rng.below(351))
+            };
+            pause(load, hold);
+            let asked = ttl_of(&mut rng);
+            let got = call(c, Kind::Renew { ttl: asked });
+            if late && got.0 != Outcome::Unknown {
+                Counts::add(&counts.late);
+            }
+            match got {
+                (Outcome::RenewStatus { status: 0, .. }, ret) => {
+                    Counts::add(&counts.renewed);
+                    (since, ttl) = (ret, asked);
+                }
+                (Outcome::Unknown, _) => {
+                    broken = true;
+                    break;
+                }
+                // Gone, or an error: this lease is over for this client.
+                _ => break,
+            }
+        }
+        if broken || (rng.below(5) != 0 && call(c, Kind::Unlock).0 == Outcome::Unknown) {
+            conn = None;
+        }
+    }
+    ops
+}
+
+/// Try-locks a resource nobody else uses every 20 ms until granted (then unlocks it) on a
+/// server just restarted after a crash at `killed_at`; its calls go into `ops`. Returns the
+/// grant's return.
+fn probe_until_granted(
+    server: &Dlockd,
+    owner: &str,
+    killed_at: Instant,
+    ops: &mut Vec<Op>,
+) -> Instant {
+    let give_up = killed_at + RENEW_MAX_TTL + CRASH_MARGIN + SLACK + Duration::from_secs(5);
+    let mut probe = Conn::open(server.addr());
+    loop {
+        let kind = Kind::Lock {
+            ttl: Duration::from_secs(1),
+        };
+        let op = record(&mut probe, PROBE_CLIENT, "probe", owner, kind);
+        let (got, ret) = (op.outcome, op.ret);
+        ops.push(op);
+        match got {
+            Outcome::Granted { .. } => {
+                ops.push(record(
+                    &mut probe,
+                    PROBE_CLIENT,
+                    "probe",
+                    owner,
+                    Kind::Unlock,
+                ));
+                return ret;
+            }
+            Outcome::Refused => {}
+            other => panic!("the probe got {other:?} from the restarted server"),
+        }
+        assert!(
+            Instant::now() < give_up,
+            "the probe was not granted within {:?} of the crash",
+            give_up - killed_at
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// Two kill -9 under a load of try-locks, acquires that wait, renewals and unlocks on three
+// resources: the history checker finds no two holders at once on any resource (a renewed
+// lease counts to its renewed end, across the crash too), no renewal answered 0 for a lease
+// that had ended or was lost in a crash, every renewal keeping its lease's fence, and fences
+// growing per resource across both crashes. After each crash the new server grants nothing
+// (on any resource) before every lease the dead one acknowledged, renewed ends included, has
+// ended.
+#[test]
+fn crash_with_renewals_and_waits_in_flight_keeps_every_rule() {
+    let dir = DataDir::new("renew-crash");
+    let args = ["--data-dir", dir.arg(), "--workers", "2"];
+    let mut server = Dlockd::start(&args);
+    let origin = Instant::now();
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    println!("crash_with_renewals: seed {seed}");
+    let load = Load::new(server.addr(), RENEW_GENERATIONS);
+    let clients: Vec<JoinHandle<Vec<(usize, Op)>>> = (0..RENEW_CLIENTS)
+        .map(|id| {
+            let load = load.clone();
+            let seed = seed ^ (id as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
+            std::thread::spawn(move || renewing_client(id, seed, &load))
+        })
+        .collect();
+    let _stop = StopOnDrop(load.clone());
+
+    let mut probe_ops: Vec<(usize, Op)> = Vec::new();
+    // Per restart: its generation, the kill's instant and until when it surely refused.
+    let mut restarts = Vec::new();
+    for generation in 0..RENEW_GENERATIONS {
+        if generation > 0 {
+            let killed_at = server.kill9();
+            load.aim(generation, None);
+            server = Dlockd::start(&args);
+            load.aim(generation, Some(server.addr()));
+            assert!(
+                server.safety_line().contains(
+                    " lockstore: the last run did not stop cleanly; refusing grants for "
+                ),
+                "{:?}",
+                server.safety_line()
+            );
+            restarts.push((generation, killed_at, server.surely_refusing_until()));
+            let mut ops = Vec::new();
+            probe_until_granted(
+                &server,
+                &format!("prober-{generation}"),
+                killed_at,
+                &mut ops,
+            );
+            probe_ops.extend(ops.into_iter().map(|op| (generation, op)));
+        }
+        let counts = &load.counts[generation];
+        let since = Instant::now();
+        wait_until(
+            &format!(
+                "run {generation}: a grant, a grant to an acquire, a renewal answered 0 and one \
+                 answered about when its lease had ended"
+            ),
+            since + RENEW_RUN + Duration::from_secs(10),
+            || {
+                since.elapsed() >= RENEW_RUN
+                    && Counts::get(&counts.grants) > 0
+                    && Counts::get(&counts.acquired) > 0
+                    && Counts::get(&counts.renewed) > 0
+                    && Counts::get(&counts.late) > 0
+            },
+        );
+    }
+    load.stop.store(true, Ordering::Relaxed);
+
+    let mut history = History::new(origin);
+    let mut generation = Vec::new();
+    for client in clients {
+        let ops = client
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        for (g, op) in ops {
+            generation.push(g);
+            history.push(op);
+        }
+    }
+    for (g, op) in probe_ops {
+        generation.push(g);
+        history.push(op);
+    }
+
+    let report = history.check();
+    for &(g, killed_at, refusing_until) in &restarts {
+        println!(
+            "crash_with_renewals: kill {g} at {}, refusing until {}",
+            history.at(killed_at),
+            history.at(refusing_until)
+        );
+    }
+    // What the owners named by the first violations did, before the verdict.
+    for v in report.violations.iter().take(3) {
+        for i in [v.first, v.second] {
+            println!("op #{i}'s owner:\n{}", history.timeline(i));
+        }
+    }
+    report.assert_clean();
+    println!("{report}");
+    let total = report.total();
+    assert_eq!(
+        (total.grants_without_fence, total.renewals_without_fence),
+        (0, 0),
+        "with a data dir every grant and every renewal answered 0 carries a fence\n{report}"
+    );
+
+    // After each crash, no grant before every entitlement the dead server acknowledged (and no
+    // unlock by its owner ended) was over, and none before the announced horizon.
+    let grants_in = |g: usize| -> Vec<usize> {
+        (0..history.ops.len())
+            .filter(|&i| generation[i] == g && history.ops[i].is_grant())
+            .collect()
+    };
+    for &(g, _, refusing_until) in &restarts {
+        let first = grants_in(g)
+            .into_iter()
+            .min_by_key(|&i| history.ops[i].ret)
+            .expect("the probe's grant at least");
+        let last = grants_in(g - 1)
+            .into_iter()
+            .filter_map(|i| history.entitlement(i).map(|e| (i, e)))
+            .filter(|(_, e)| !matches!(e.ended_by, End::Unlock(_)))
+            .max_by_key(|(_, e)| e.end);
+        if let Some((last, e)) = last {
+            assert!(
+                history.ops[first].ret >= e.end,
+                "{} was granted after crash {g} before {} had ended (at {})",
+                history.describe(first),
+                history.describe(last),
+                history.at(e.end)
+            );
+        }
+        assert!(
+            history.ops[first].ret >= refusing_until,
+            "{} was granted before the announced horizon {}",
+            history.describe(first),
+            history.at(refusing_until)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
