@@ -94,3 +94,11 @@ def rss_kb(pid):
             total += int(m.group(1))
             seen = True
     return total if seen else None
+
+
+def rss_anon_kb(pid):
+    """RssAnon (kB, from /proc/PID/status: anonymous resident memory, the heap and the
+    stacks, without the binary's mapped pages) of `pid` alone, or None if it is gone."""
+    status = read_proc(f"/proc/{pid}/status")
+    m = status and re.search(r"^RssAnon:\s+(\d+)\s+kB", status, re.M)
+    return int(m.group(1)) if m else None
