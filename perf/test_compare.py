@@ -670,10 +670,11 @@ class Handoff(unittest.TestCase):
         self.assertFalse(any(x.startswith("| redis-server") for x in lines))
 
 
-def parked_round(idle=(0, 100, 16_000), conns=(1, 100, 28_000), parked=(1, 101, 29_000)):
-    """One round of --parked-waiters: (ticks, wake-ups, RssAnon kB) per window."""
+def parked_round(idle=(0, 100, 16_000, 10.0), conns=(1, 100, 28_000, 10.5),
+                 parked=(1, 101, 29_000, 10.2)):
+    """One round of --parked-waiters: (ticks, wake-ups, RssAnon kB, CPU ms) per window."""
     def w(t):
-        return {"ticks": t[0], "wakeups": t[1], "rss_anon": t[2]}
+        return {"ticks": t[0], "wakeups": t[1], "rss_anon": t[2], "ns": int(t[3] * 1e6)}
     return {"idle": w(idle), "connections": w(conns), "parked": w(parked)}
 
 
@@ -697,23 +698,25 @@ class ParkedWaiters(unittest.TestCase):
         self.assertEqual(argv[-2:], ["--max-connections", "110"])
 
     def test_summary_and_bytes(self):
-        s = parked_summary([parked_round(), parked_round(parked=(0, 99, 28_500))], 1_000)
+        s = parked_summary([parked_round(), parked_round(parked=(0, 99, 28_500, 9.0))], 1_000)
         # (28000 − 16000) kB over 1000 connections; the waiters' median of 1024 and 512 bytes.
         self.assertAlmostEqual(s["bytes_per_connection"], 12_288)
         self.assertAlmostEqual(s["bytes_per_waiter"], 768)
         self.assertEqual((s["bytes_per_waiter_min"], s["bytes_per_waiter_max"]), (512, 1024))
+        self.assertAlmostEqual(s["parked_cpu_ms"], 9.6)
+        self.assertAlmostEqual(s["parked_cpu_ms_max"], 10.2)
         tick = 1000 / os.sysconf("SC_CLK_TCK")
-        self.assertAlmostEqual(s["parked_cpu_ms"], tick / 2)
+        self.assertAlmostEqual(s["parked_tick_ms"], tick / 2)
 
     def test_table_verdicts(self):
         args = parse_args(["--parked-waiters", "--waiters", "1000"])
-        t = parked_table(args, [parked_round(parked=(1, 100, 28_500))])
+        t = parked_table(args, [parked_round(parked=(1, 100, 28_500, 10.9))])
         self.assertIn("### 1,000 parked acquires, 10 s windows, dlockd 1 worker", t)
-        self.assertIn("\n| 1 | 0 / 100 | ", t)
+        self.assertIn("\n| 1 | 10.00 / 100 | 10.50 / 100 | 10.90 / 100 | 12288 | 512 |", t)
         verdicts = [x.rsplit("|", 2)[-2].strip() for x in t.splitlines()
                     if x.startswith("| server CPU over") or x.startswith("| memory per")]
         self.assertEqual(verdicts, ["met", "met"])
-        t = parked_table(args, [parked_round(parked=(5, 400, 30_000))])
+        t = parked_table(args, [parked_round(parked=(5, 400, 30_000, 11.5))])
         verdicts = [x.rsplit("|", 2)[-2].strip() for x in t.splitlines()
                     if x.startswith("| server CPU over") or x.startswith("| memory per")]
         self.assertEqual(verdicts, ["not met", "not met"])

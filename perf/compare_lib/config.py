@@ -120,6 +120,9 @@ PARKED_WAIT_MS = 60_000
 PARKED_SETTLE_S = 1.0
 # How long to wait for dlockd's /metrics to count every waiter.
 PARKED_READY_TIMEOUT_S = 30.0
+# The target of server CPU with the waiters parked: no more than an idle server's, over
+# a window of the same length; the windows of one idle server differ by about this much.
+PARKED_CPU_TOLERANCE = 0.10
 # The target: bytes of memory a parked waiter may cost beyond its connection.
 PARKED_BYTES_TARGET = 1024
 

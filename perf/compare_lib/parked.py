@@ -11,11 +11,11 @@ import time
 
 from .common import Fail, log
 from .config import (
-    PARKED_BYTES_TARGET, PARKED_READY_TIMEOUT_S, PARKED_RESOURCES, PARKED_SETTLE_S,
+    PARKED_BYTES_TARGET, PARKED_CPU_TOLERANCE, PARKED_READY_TIMEOUT_S, PARKED_RESOURCES, PARKED_SETTLE_S,
     PARKED_WAIT_MS, PROBE_STORE, READY_TIMEOUT_S, SERVER_CPU,
 )
 from .probes import check_probe, metrics_text, read_http_answer
-from .procs import clock_ticks, free_port, rss_anon_kb
+from .procs import clock_ticks, free_port, rss_anon_kb, run_ns
 from .servers import new_server
 
 PROBE_TIMEOUT_S = 10.0
@@ -66,14 +66,12 @@ def waiters_parked(server, what):
 
 
 def window(server, seconds):
-    """CPU ticks and voluntary context switches (wake-ups) of the server over `seconds`, and
-    its RssAnon at the end (kB)."""
-    ticks0, _ = server.cpu_ticks()
-    sleeps0 = server.sleeps()
+    """The server's CPU time over `seconds` (ns from schedstat, and clock ticks from stat),
+    its voluntary context switches (wake-ups), and its RssAnon at the end (kB)."""
+    ns0, ticks0, sleeps0 = run_ns(server.proc.pid), server.cpu_ticks()[0], server.sleeps()
     time.sleep(seconds)
-    ticks1, _ = server.cpu_ticks()
-    sleeps1 = server.sleeps()
-    return {"ticks": ticks1 - ticks0, "wakeups": sleeps1 - sleeps0,
+    ns1, ticks1, sleeps1 = run_ns(server.proc.pid), server.cpu_ticks()[0], server.sleeps()
+    return {"ns": ns1 - ns0, "ticks": ticks1 - ticks0, "wakeups": sleeps1 - sleeps0,
             "rss_anon": rss_anon_kb(server.proc.pid)}
 
 
@@ -164,8 +162,9 @@ def parked_summary(recs, waiters):
     ms = 1000 / clock_ticks()
     out = {}
     for key in ("idle", "connections", "parked"):
-        out[f"{key}_cpu_ms"] = med(r[key]["ticks"] * ms for r in recs)
-        out[f"{key}_cpu_ms_max"] = max(r[key]["ticks"] * ms for r in recs)
+        out[f"{key}_cpu_ms"] = med(r[key]["ns"] / 1e6 for r in recs)
+        out[f"{key}_cpu_ms_max"] = max(r[key]["ns"] / 1e6 for r in recs)
+        out[f"{key}_tick_ms"] = med(r[key]["ticks"] * ms for r in recs)
         out[f"{key}_wakeups"] = med(r[key]["wakeups"] for r in recs)
         out[f"{key}_rss_anon"] = med(r[key]["rss_anon"] for r in recs)
     per_conn = [(r["connections"]["rss_anon"] - r["idle"]["rss_anon"]) * 1024 / waiters
@@ -186,36 +185,34 @@ def parked_table(args, recs):
     lines = [
         f"### {w:,} parked acquires, {args.duration:g} s windows, dlockd 1 worker",
         "",
-        "| window | server CPU ms (median) | max | wake-ups (median) | RssAnon MiB at its end "
-        "(median) |",
-        "|---|---:|---:|---:|---:|",
+        "| window | server CPU ms (median) | max | the same in clock ticks, ms | wake-ups "
+        "(median) | RssAnon MiB at its end (median) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     names = {"idle": "idle server, no client connection",
              "connections": f"{w:,} connections open, idle",
              "parked": f"{w:,} acquires parked, one per connection"}
     for key in ("idle", "connections", "parked"):
-        lines.append(f"| {names[key]} | {s[key + '_cpu_ms']:.0f} | {s[key + '_cpu_ms_max']:.0f} | "
+        lines.append(f"| {names[key]} | {s[key + '_cpu_ms']:.2f} | "
+                     f"{s[key + '_cpu_ms_max']:.2f} | {s[key + '_tick_ms']:.0f} | "
                      f"{s[key + '_wakeups']:.0f} | {s[key + '_rss_anon'] * mib:.1f} |")
-    lines += ["", "| round | idle CPU ms / wake-ups | connections | parked | bytes per "
+    lines += ["", "| round | idle: CPU ms / wake-ups | connections | parked | bytes per "
               "connection | bytes per parked waiter |", "|---:|---:|---:|---:|---:|---:|"]
-    ms = 1000 / clock_ticks()
     for k, r in enumerate(recs):
-        cells = [f"{r[key]['ticks'] * ms:.0f} / {r[key]['wakeups']}"
+        cells = [f"{r[key]['ns'] / 1e6:.2f} / {r[key]['wakeups']}"
                  for key in ("idle", "connections", "parked")]
         conn = (r["connections"]["rss_anon"] - r["idle"]["rss_anon"]) * 1024 / w
         wait = (r["parked"]["rss_anon"] - r["connections"]["rss_anon"]) * 1024 / w
         lines.append(f"| {k + 1} | {' | '.join(cells)} | {conn:.0f} | {wait:.0f} |")
-    # CPU time comes in clock ticks: within one tick of idle is as close as it can tell.
-    tick_ms = 1000 / clock_ticks()
-    cpu_ok = s["parked_cpu_ms"] <= s["idle_cpu_ms"] + tick_ms
+    cpu_ok = s["parked_cpu_ms"] <= s["idle_cpu_ms"] * (1 + PARKED_CPU_TOLERANCE)
     mem_ok = s["bytes_per_waiter"] < PARKED_BYTES_TARGET
     lines += [
         "",
         "| target | wanted | figure (median over the rounds) | met |",
         "|---|---|---:|---|",
         f"| server CPU over the window, {w:,} parked / idle server | no more than idle "
-        f"(within a clock tick, {tick_ms:.0f} ms) | "
-        f"{s['parked_cpu_ms']:.0f} ms / {s['idle_cpu_ms']:.0f} ms "
+        f"(within {PARKED_CPU_TOLERANCE:.0%}) | "
+        f"{s['parked_cpu_ms']:.2f} ms / {s['idle_cpu_ms']:.2f} ms "
         f"(wake-ups {s['parked_wakeups']:.0f} / {s['idle_wakeups']:.0f}) | "
         f"{'met' if cpu_ok else 'not met'} |",
         f"| memory per parked waiter beyond its connection (RssAnon) | < "
@@ -233,8 +230,9 @@ def parked(args, bins, workdir):
         rec = parked_one(args, bins, workdir, rnd)
         recs.append(rec)
         w = args.waiters
-        log(f"[{rnd + 1}/{args.rounds}] parked waiters: CPU ticks idle {rec['idle']['ticks']}, "
-            f"connections {rec['connections']['ticks']}, parked {rec['parked']['ticks']}; "
+        log(f"[{rnd + 1}/{args.rounds}] parked waiters: CPU ms idle "
+            f"{rec['idle']['ns'] / 1e6:.2f}, connections {rec['connections']['ns'] / 1e6:.2f}, "
+            f"parked {rec['parked']['ns'] / 1e6:.2f}; "
             f"wake-ups {rec['idle']['wakeups']}, {rec['connections']['wakeups']}, "
             f"{rec['parked']['wakeups']}; RssAnon {rec['idle']['rss_anon']} -> "
             f"{rec['connections']['rss_anon']} -> {rec['parked']['rss_anon']} kB "
@@ -253,9 +251,11 @@ def parked(args, bins, workdir):
         f"resource (waitTimeoutMs {PARKED_WAIT_MS}); the window starts once dlockd's "
         f"`dlockd_waiters` counts all of them, and it must still count all of them after "
         "it, with no answer on any of their connections",
-        "- server CPU: utime+stime of dlockd from /proc/PID/stat over the window (CLK_TCK "
-        f"{clock_ticks()}: a tick is {1000 / clock_ticks():.0f} ms); wake-ups: voluntary "
-        "context switches of its threads (/proc/PID/task/TID/status)",
+        "- server CPU: the time on a CPU of all of dlockd's threads over the window, from "
+        "/proc/PID/task/TID/schedstat (nanoseconds), and beside it utime+stime from "
+        f"/proc/PID/stat (CLK_TCK {clock_ticks()}: {1000 / clock_ticks():.0f} ms a tick, too "
+        "coarse alone for a few ms in 10 s); wake-ups: voluntary context switches of its "
+        "threads (/proc/PID/task/TID/status)",
         "- memory: RssAnon of dlockd (/proc/PID/status) at the end of each window; bytes per "
         "connection = (connections − idle) / W; bytes per parked waiter = (parked − "
         "connections) / W, so the connection's own buffers are not counted",
