@@ -24,11 +24,16 @@ from compare_lib.client import loadgen_argv, server_driver  # noqa: E402
 from compare_lib.fmt import (  # noqa: E402
     fmt_cpu, fmt_diff, fmt_mib, fmt_ms, fmt_rate, fmt_ratio, fmt_ratio_of_ratios, fmt_us,
 )
+from compare_lib.handoff import (  # noqa: E402
+    fmt_fairness, fmt_times, handoff_argv, handoff_runs, handoff_table, summarize_handoff,
+    summarize_one_connection, targets_rows,
+)
 from compare_lib.instructions import (  # noqa: E402
     callgrind_total, cross_shard_table, instructions_table,
 )
 from compare_lib.leases import dlockd_lease_flags, fill_argv, fill_connections  # noqa: E402
 from compare_lib.open_loop import open_loop_table  # noqa: E402
+from compare_lib.parked import parked_flags, parked_summary, parked_table  # noqa: E402
 from compare_lib.report import appended, section_text, write_results  # noqa: E402
 from compare_lib.servers import server_argv  # noqa: E402
 from compare_lib.side_by_side import side_by_side_table, summarize  # noqa: E402
@@ -539,6 +544,189 @@ class Baseline(unittest.TestCase):
             src = Path(d) / "baseline-src"
             self.assertFalse(src.exists())
             self.assertNotIn(str(src), self.git_worktrees())
+
+
+def handoff_result(grants_per_s=20_000.0, p99=70.0, fairness=1.0, grants=200_000,
+                   self_grants=0, per=(25_000,) * 8, cpu_share=0.45, client_ns=8_000):
+    """One client result of a handoff or poll run, as handoff_one returns it."""
+    return {
+        "rps": grants_per_s * 2, "requests": grants * 2, "client_cpu_ns_per_req": client_ns,
+        "server_cpu_share": cpu_share, "server_cpu_ticks": 450,
+        "handoff": {
+            "grants": grants, "grants_per_s": grants_per_s, "grants_per_connection": list(per),
+            "fairness": fairness, "handoffs": grants, "handoff_p50_us": p99 / 2,
+            "handoff_p99_us": p99, "handoff_p999_us": p99 * 2, "handoff_max_us": p99 * 10,
+            "wait_p50_us": 200.0, "wait_p99_us": 400.0, "wait_max_us": 900.0,
+            "pass_wait_p50_us": 200.0, "pass_wait_p99_us": 400.0, "pass_wait_max_us": 900.0,
+            "self_grants": self_grants, "unpaired": 1, "denied": 0,
+        },
+    }
+
+
+class Handoff(unittest.TestCase):
+    """--handoff: acquire against polling, and the one-connection rate."""
+
+    def test_command_line(self):
+        a = parse_args(["--handoff"])
+        self.assertTrue(a.handoff)
+        self.assertEqual((a.clients, a.rounds, a.duration, a.placements),
+                         (config.DEFAULT_HANDOFF_CLIENTS, 3, 10.0, ["colo", "split"]))
+        a = parse_args(["--handoff", "--clients", "4", "--quick"])
+        self.assertEqual((a.clients, a.rounds, a.duration), (4, 1, config.QUICK_DURATION_S))
+        self.assertIn("at most one of", usage_error(["--handoff", "--memory"]))
+        self.assertIn("--clients must be at least 2", usage_error(["--handoff", "--clients",
+                                                                   "1"]))
+        self.assertIn("must name it", usage_error(["--handoff", "--servers", "redis"]))
+        self.assertIn("does not combine with --handoff",
+                      usage_error(["--handoff", "--baseline", "HEAD"]))
+
+    def test_runs_follow_the_servers(self):
+        keys = [r[0] for r in handoff_runs(config.ALL_SERVERS)]
+        self.assertEqual(keys, ["acquire", "poll-dlockd", "poll-redis", "greedy-dlockd",
+                                "greedy-redis", "one-connection"])
+        keys = [r[0] for r in handoff_runs(["dlockd"])]
+        self.assertEqual(keys, ["acquire", "poll-dlockd", "greedy-dlockd", "one-connection"])
+
+    def test_client_command_lines(self):
+        runs = {r[0]: r[:4] for r in config.HANDOFF_RUNS}
+
+        def value(argv, flag):
+            return argv[argv.index(flag) + 1]
+
+        argv = handoff_argv(BINS, 4000, runs["acquire"], 8, "0", 10.0, 2)
+        self.assertEqual((value(argv, "--workload"), value(argv, "--protocol")),
+                         ("handoff", "http"))
+        self.assertEqual((value(argv, "--connections"), value(argv, "--depth")), ("8", "1"))
+        self.assertEqual(value(argv, "--wait-ms"), str(config.HANDOFF_WAIT_MS))
+        self.assertEqual(value(argv, "--seed"), "2")
+        self.assertNotIn("--backoff", argv)
+        self.assertEqual(argv[-1], "--json")
+        argv = handoff_argv(BINS, 4000, runs["greedy-redis"], 8, "1", 10.0, 1)
+        self.assertEqual((value(argv, "--workload"), value(argv, "--protocol")), ("poll", "resp"))
+        self.assertEqual(value(argv, "--backoff"), "50-500")
+        self.assertIn("--greedy", argv)
+        self.assertEqual(argv[:3], ["taskset", "-c", "1"])
+        argv = handoff_argv(BINS, 4000, runs["poll-dlockd"], 8, "0", 10.0, 1)
+        self.assertNotIn("--greedy", argv)
+        argv = handoff_argv(BINS, 4000, runs["one-connection"], 8, "0", 10.0, 1)
+        self.assertEqual((value(argv, "--workload"), value(argv, "--connections")),
+                         ("uncontended", "1"))
+        self.assertNotIn("--seed", argv)
+
+    def test_summaries(self):
+        s = summarize_handoff([handoff_result(p99=60), handoff_result(p99=80, fairness=None),
+                               handoff_result(p99=70, grants_per_s=10_000.0, self_grants=50)])
+        self.assertEqual((s["p99"], s["p99_min"], s["p99_max"]), (70, 60, 80))
+        self.assertEqual((s["grants_per_s"], s["grants_per_s_min"]), (20_000.0, 10_000.0))
+        self.assertEqual(s["fairness"], 1.0)
+        self.assertEqual(fmt_fairness(s["fairness_worst"]), "∞")
+        self.assertAlmostEqual(s["self_share"], 0.0)
+        self.assertEqual(len(s["per_client"]), 3)
+        one = summarize_one_connection([{"rps": 40_000.0, "server_cpu_share": 0.5,
+                                         "client_cpu_ns_per_req": 10_000}])
+        self.assertEqual(one["pairs_per_s"], 20_000.0)
+        self.assertEqual(one["client_cpu"], 10.0)
+
+    def test_targets(self):
+        acq = summarize_handoff([handoff_result(p99=80, grants_per_s=27_000.0)])
+        poll = summarize_handoff([handoff_result(p99=130_000, grants_per_s=25.0, fairness=1.6)])
+        one = summarize_one_connection([{"rps": 50_000.0, "server_cpu_share": 0.5,
+                                         "client_cpu_ns_per_req": 10_000}])
+        rows = targets_rows({"acquire": acq, "poll-dlockd": poll}, one)
+        self.assertEqual([r[3] for r in rows], ["met", "met", "met", "met"])
+        self.assertEqual(rows[1][2], "1,625")
+        self.assertEqual(rows[2][2], "1.08")
+        slow = summarize_handoff([handoff_result(p99=300, grants_per_s=23_000.0,
+                                                 fairness=1.3)])
+        rows = targets_rows({"acquire": slow, "poll-redis": poll}, one)
+        self.assertEqual([r[3] for r in rows], ["not met", "not met", "met", "not met"])
+        self.assertIn("redis-server", rows[1][0])
+        self.assertEqual(targets_rows({"poll-dlockd": poll}, one), [])
+        self.assertEqual((fmt_times(0.934), fmt_times(12.41), fmt_times(None)),
+                         ("0.93", "12.4", "–"))
+
+    def test_table(self):
+        summary = {"acquire": summarize_handoff([handoff_result()]),
+                   "greedy-dlockd": summarize_handoff([handoff_result(
+                       fairness=None, self_grants=199_000, per=(0, 200_000))])}
+        one = summarize_one_connection([{"rps": 40_000.0, "server_cpu_share": 0.5,
+                                         "client_cpu_ns_per_req": 10_000}])
+        args = parse_args(["--handoff"])
+        labels = [(r[0], r[4]) for r in config.HANDOFF_RUNS if r[0] != "one-connection"]
+        t = handoff_table("colo", args, summary, one, labels)
+        lines = t.splitlines()
+        self.assertEqual(lines[0], "### handoff, colo: 8 clients on one resource, 10 s per run")
+        row = next(x for x in lines if x.startswith("| dlockd, acquire |"))
+        self.assertIn("| 20.0 k |", row)
+        self.assertIn("| 1.000, 1.000 |", row)
+        greedy = next(x for x in lines if x.startswith("| dlockd, greedy polling"))
+        self.assertIn("| 99.5% |", greedy)
+        self.assertIn("| ∞, ∞ |", greedy)
+        self.assertTrue(any(x.startswith("| dlockd, 1 connection, uncontended lock+unlock "
+                                         "(pairs/s) | 20.0 k |") for x in lines))
+        self.assertIn("| grants/s, dlockd acquire / uncontended lock+unlock pairs/s of one "
+                      "connection | ≥ 0.9 × | 1.00 | met |", t)
+        self.assertIn("- dlockd, greedy polling (no backoff after an unlock): 0 200000", t)
+        self.assertFalse(any(x.startswith("| redis-server") for x in lines))
+
+
+def parked_round(idle=(0, 100, 16_000, 10.0), conns=(1, 100, 28_000, 10.5),
+                 parked=(1, 101, 29_000, 10.2)):
+    """One round of --parked-waiters: (ticks, wake-ups, RssAnon kB, CPU ms) per window."""
+    def w(t):
+        return {"ticks": t[0], "wakeups": t[1], "rss_anon": t[2], "ns": int(t[3] * 1e6)}
+    return {"idle": w(idle), "connections": w(conns), "parked": w(parked)}
+
+
+class ParkedWaiters(unittest.TestCase):
+    def test_command_line(self):
+        a = parse_args(["--parked-waiters"])
+        self.assertEqual((a.waiters, a.duration, a.rounds),
+                         (config.DEFAULT_PARKED_WAITERS, 10.0, 3))
+        self.assertEqual(parse_args(["--parked-waiters", "--quick"]).waiters,
+                         config.QUICK_PARKED_WAITERS)
+        self.assertIn("at most 45 s", usage_error(["--parked-waiters", "--duration", "50"]))
+        self.assertIn("--waiters at least 1", usage_error(["--parked-waiters", "--waiters",
+                                                           "0"]))
+        self.assertIn("at most one of", usage_error(["--parked-waiters", "--handoff"]))
+
+    def test_server_flags(self):
+        self.assertEqual(parked_flags(10_000), ["--max-connections", "10100"])
+        self.assertEqual(parked_flags(200_000), ["--max-connections", "200100",
+                                                 "--max-waiters", "200100"])
+        argv, _ = server_argv("dlockd", BINS, 4000, "/tmp", dlockd_flags=parked_flags(10))
+        self.assertEqual(argv[-2:], ["--max-connections", "110"])
+
+    def test_summary_and_bytes(self):
+        s = parked_summary([parked_round(), parked_round(parked=(0, 99, 28_500, 9.0))], 1_000)
+        # (28000 − 16000) kB over 1000 connections; the waiters' median of 1024 and 512 bytes.
+        self.assertAlmostEqual(s["bytes_per_connection"], 12_288)
+        self.assertAlmostEqual(s["bytes_per_waiter"], 768)
+        self.assertEqual((s["bytes_per_waiter_min"], s["bytes_per_waiter_max"]), (512, 1024))
+        self.assertAlmostEqual(s["parked_cpu_ms"], 9.6)
+        self.assertAlmostEqual(s["parked_cpu_ms_max"], 10.2)
+        tick = 1000 / os.sysconf("SC_CLK_TCK")
+        self.assertAlmostEqual(s["parked_tick_ms"], tick / 2)
+
+    def test_table_verdicts(self):
+        args = parse_args(["--parked-waiters", "--waiters", "1000"])
+        t = parked_table(args, [parked_round(parked=(1, 100, 28_500, 10.9))])
+        self.assertIn("### 1,000 parked acquires, 10 s windows, dlockd 1 worker", t)
+        self.assertIn("\n| 1 | 10.00 / 100 | 10.50 / 100 | 10.90 / 100 | 12288 | 512 |", t)
+        verdicts = [x.rsplit("|", 2)[-2].strip() for x in t.splitlines()
+                    if x.startswith("| server CPU over") or x.startswith("| memory per")]
+        self.assertEqual(verdicts, ["met", "met"])
+        t = parked_table(args, [parked_round(parked=(5, 400, 30_000, 11.5))])
+        verdicts = [x.rsplit("|", 2)[-2].strip() for x in t.splitlines()
+                    if x.startswith("| server CPU over") or x.startswith("| memory per")]
+        self.assertEqual(verdicts, ["not met", "not met"])
+
+
+class ExtraClientFlags(unittest.TestCase):
+    def test_extra_flags_come_before_check_and_json(self):
+        argv = loadgen_argv(BINS, 4000, "http", "poll", 8, 1, "0", ("duration", 1.0), True,
+                            extra=["--greedy"])
+        self.assertEqual(argv[-3:], ["--greedy", "--check", "--json"])
 
 
 if __name__ == "__main__":

@@ -12,15 +12,18 @@ from .build import build, ensure_packages
 from .common import Fail, Interrupted, log
 from .config import (
     ALL_SERVERS, BASE_SERVERS, BUSY_WARN, CLIENT_CPU, DEFAULT_CONNECTIONS, DEFAULT_DEPTHS,
+    DEFAULT_HANDOFF_CLIENTS, DEFAULT_PARKED_WAITERS, QUICK_PARKED_WAITERS,
     DEFAULT_DURATION_S, DEFAULT_INSTR_REQUESTS, DEFAULT_MEMORY_LEASES, DEFAULT_ROUNDS,
     DEFAULT_STORM_DURATION_S, DEFAULT_STORM_EXPIRY_S, DEFAULT_STORM_LEASES, DEFAULT_STORM_RATE,
     DEFAULT_WARMUP_S, QUICK_DURATION_S, QUICK_INSTR_REQUESTS, QUICK_MEMORY_LEASES,
     QUICK_STORM_DURATION_S, QUICK_STORM_EXPIRY_S, QUICK_STORM_LEASES, QUICK_STORM_RATE,
     STORM_SERVERS,
 )
+from .handoff import handoff
 from .instructions import instructions
 from .memory import memory
 from .open_loop import open_loop
+from .parked import parked
 from .report import busy_per_cpu, write_results
 from .servers import stop_all
 from .side_by_side import side_by_side
@@ -49,6 +52,18 @@ def parse_args(argv=None):
     p.add_argument("--open-loop", action="store_true",
                    help="open-loop latency at half of redis-server's closed-loop maximum "
                         "(dlockd, the ceiling, redis-server) instead")
+    p.add_argument("--handoff", action="store_true",
+                   help="N clients contending for one lock: dlockd's acquire against polling "
+                        "try-lock with a 50-500 ms backoff (dlockd and redis-server), with "
+                        "the uncontended lock+unlock rate of one connection, instead")
+    p.add_argument("--parked-waiters", action="store_true",
+                   help="server CPU and memory of --waiters acquires parked for --duration s, "
+                        "against an idle dlockd and the same connections idle, instead")
+    p.add_argument("--clients", type=int, default=DEFAULT_HANDOFF_CLIENTS,
+                   help=f"--handoff: clients contending (default {DEFAULT_HANDOFF_CLIENTS})")
+    p.add_argument("--waiters", type=int, default=None,
+                   help=f"--parked-waiters: parked acquires (default {DEFAULT_PARKED_WAITERS}; "
+                        f"--quick {QUICK_PARKED_WAITERS})")
     p.add_argument("--leases", default=None,
                    help="--memory: lease counts, comma-separated (default "
                         + ",".join(map(str, DEFAULT_MEMORY_LEASES)) + "; --quick "
@@ -88,10 +103,12 @@ def parse_args(argv=None):
                    help="print the section but do not append it to perf/RESULTS.md")
     args = p.parse_args(argv)
 
-    modes = [m for m in ("instructions", "memory", "expiry_storm", "open_loop")
+    modes = [m for m in ("instructions", "memory", "expiry_storm", "open_loop", "handoff",
+                         "parked_waiters")
              if getattr(args, m)]
     if len(modes) > 1:
-        p.error("give at most one of --instructions, --memory, --expiry-storm, --open-loop")
+        p.error("give at most one of --instructions, --memory, --expiry-storm, --open-loop, "
+                "--handoff, --parked-waiters")
     if args.all and modes:
         p.error("--all adds workloads to the side-by-side comparison; it does not combine "
                 "with --" + modes[0].replace("_", "-"))
@@ -139,6 +156,14 @@ def parse_args(argv=None):
             p.error(f"--servers: unknown server {x!r} ({', '.join(ALL_SERVERS)})")
     if args.rounds < 1 or args.duration <= 0 or args.warmup <= 0 or args.connections < 1:
         p.error("--rounds, --duration, --warmup and --connections must be positive")
+    if args.waiters is None:
+        args.waiters = QUICK_PARKED_WAITERS if args.quick else DEFAULT_PARKED_WAITERS
+    if args.clients < 2 or args.waiters < 1:
+        p.error("--clients must be at least 2 and --waiters at least 1")
+    if args.parked_waiters and args.duration > 45:
+        p.error("--parked-waiters: --duration at most 45 s (the acquires wait 60 s)")
+    if (args.handoff or args.parked_waiters) and "dlockd" not in args.servers:
+        p.error("--handoff and --parked-waiters measure dlockd: --servers must name it")
     if not args.depths or min(args.depths) < 1:
         p.error("--depths: at least one depth, each at least 1")
     if args.requests < 1:
@@ -160,7 +185,8 @@ def with_baseline(p, args):
     """--baseline: checks it, names its commit in `args` (baseline_commit, baseline_short,
     baseline_subject) and adds each baseline server right after its counterpart in
     args.servers."""
-    modes = [m for m in ("memory", "expiry_storm", "open_loop") if getattr(args, m)]
+    modes = [m for m in ("memory", "expiry_storm", "open_loop", "handoff", "parked_waiters")
+             if getattr(args, m)]
     if modes:
         p.error("--baseline adds dlockd-base to the side-by-side tables and to --instructions; "
                 "it does not combine with --" + modes[0].replace("_", "-"))
@@ -217,6 +243,14 @@ def main():
             tables, notes, head = storm(args, bins, workdir)
             notes["busy"] = busy
             write_results("expiry storm", args, tables, notes, head)
+        elif args.handoff:
+            tables, notes, head = handoff(args, bins, workdir)
+            notes["busy"] = busy
+            write_results("handoff", args, tables, notes, head)
+        elif args.parked_waiters:
+            tables, notes, head = parked(args, bins, workdir)
+            notes["busy"] = busy
+            write_results("parked waiters", args, tables, notes, head)
         elif args.open_loop:
             tables, notes, head = open_loop(args, bins, workdir)
             notes["busy"] = busy

@@ -15,11 +15,11 @@ def fmt_secs(s):
 
 
 def loadgen_argv(bins, port, protocol, workload, connections, depth, cpu, amount, check,
-                 rate=0, resources=None, expiry=None, pacer=None):
+                 rate=0, resources=None, expiry=None, pacer=None, extra=()):
     """The client's command line. `amount` is ("duration", seconds) or ("requests", n);
     `rate` > 0 is open loop at that many requests/s, paced by `pacer` (the client's default,
     its 1 ms timer, when None); `resources` and `expiry` are the client's defaults when
-    None."""
+    None; `extra` is added before --check and --json (the handoff workloads' flags)."""
     argv = [
         "taskset", "-c", cpu,
         bins["dlockd-loadgen"],
@@ -43,6 +43,7 @@ def loadgen_argv(bins, port, protocol, workload, connections, depth, cpu, amount
         argv += ["--duration", fmt_secs(amount[1])]
     else:
         argv += ["--requests", str(amount[1])]
+    argv += list(extra)
     if check:
         argv.append("--check")
     argv.append("--json")

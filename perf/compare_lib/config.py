@@ -87,6 +87,45 @@ OPEN_LOOP_SERVERS = ["dlockd", "ceiling", "redis"]
 # The project's target: dlockd's p99 at that rate at most this share of redis-server's.
 OPEN_LOOP_TARGET = 0.5
 
+# --handoff: clients contending for one resource. Each run of a round, in alternation order:
+# (key, server, client workload, extra client flags, label). The last one is the reference of
+# the grants/s target: dlockd's uncontended lock+unlock rate of one connection.
+HANDOFF_RUNS = [
+    ("acquire", "dlockd", "handoff", (), "dlockd, acquire"),
+    ("poll-dlockd", "dlockd", "poll", (), "dlockd, polling try-lock, 50–500 ms backoff"),
+    ("poll-redis", "redis", "poll", (), "redis-server, polling SET NX, 50–500 ms backoff"),
+    ("greedy-dlockd", "dlockd", "poll", ("--greedy",),
+     "dlockd, greedy polling (no backoff after an unlock)"),
+    ("greedy-redis", "redis", "poll", ("--greedy",),
+     "redis-server, greedy polling (no backoff after an unlock)"),
+    ("one-connection", "dlockd", "uncontended", (),
+     "dlockd, 1 connection, uncontended lock+unlock"),
+]
+DEFAULT_HANDOFF_CLIENTS = 8
+# The acquire's waitTimeoutMs: far longer than any handoff, within dlockd's --max-wait.
+HANDOFF_WAIT_MS = 30_000
+# components-contrib#3046's polling loop: a uniformly random sleep in this range (ms).
+HANDOFF_BACKOFF_MS = (50, 500)
+# The issue's targets: handoff p99 (µs, colo), polling's p99 over acquire's, acquire's grants/s
+# over one connection's uncontended lock+unlock pairs/s, max/min grants per client.
+HANDOFF_TARGETS = {"p99_us": 100, "polling_ratio": 500, "grants_ratio": 0.9, "fairness": 1.2}
+
+# --parked-waiters: how many acquires wait, spread over this many resources a holder keeps.
+DEFAULT_PARKED_WAITERS = 10_000
+QUICK_PARKED_WAITERS = 1_000
+PARKED_RESOURCES = 100
+# Their waitTimeoutMs (dlockd's default --max-wait): longer than the settling and the window.
+PARKED_WAIT_MS = 60_000
+# After the waiters (or idle connections) are set up, before a window starts.
+PARKED_SETTLE_S = 1.0
+# How long to wait for dlockd's /metrics to count every waiter.
+PARKED_READY_TIMEOUT_S = 30.0
+# The issue's target of server CPU with the waiters parked: no more than an idle server's, over
+# a window of the same length; the windows of one idle server differ by about this much.
+PARKED_CPU_TOLERANCE = 0.10
+# The issue's target: bytes of memory a parked waiter may cost beyond its connection.
+PARKED_BYTES_TARGET = 1024
+
 # Before a comparison, how long to watch the CPUs for other load, and above what share of
 # busy time to warn that the numbers will be noisy.
 BUSY_SAMPLE_S = 1.0

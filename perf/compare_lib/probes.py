@@ -174,20 +174,25 @@ def check_store_redis_calls(server, before, requests, what):
                    f"{requests} requests: not every request went through Redis")
 
 
+def metrics_text(server, what):
+    """The text of dlockd's /metrics, at the address its start-up lines name."""
+    m = re.search(r" metrics on (http://\S+/metrics)", server.log_tail(50))
+    if not m:
+        raise Fail(f"{what}: its start-up lines name no metrics address\n{server.log_tail()}")
+    try:
+        with urllib.request.urlopen(m.group(1), timeout=PROBE_TIMEOUT_S) as answer:
+            return answer.read().decode("utf-8", "replace")
+    except OSError as e:
+        raise Fail(f"{what}: cannot read {m.group(1)}: {e}") from None
+
+
 def check_no_errors_answered(server, what):
     """Fails unless dlockd-redis's /metrics count no lock or unlock answered with an error and
     no other 5xx since it started: the load generator counts a 500 as a refusal, not an
     error, so a Redis store that failed requests would otherwise pass for a fast one."""
     if server.name not in REDIS_STORE_SERVERS:
         return
-    m = re.search(r" metrics on (http://\S+/metrics)", server.log_tail(50))
-    if not m:
-        raise Fail(f"{what}: its start-up lines name no metrics address\n{server.log_tail()}")
-    try:
-        with urllib.request.urlopen(m.group(1), timeout=PROBE_TIMEOUT_S) as answer:
-            text = answer.read().decode("utf-8", "replace")
-    except OSError as e:
-        raise Fail(f"{what}: cannot read {m.group(1)}: {e}") from None
+    text = metrics_text(server, what)
     bad = {}
     for line in text.splitlines():
         c = re.match(r'dlockd_requests_total\{route="(\w+)",outcome="(\w+)"\}\s+(\d+)', line)

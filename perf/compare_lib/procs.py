@@ -94,3 +94,28 @@ def rss_kb(pid):
             total += int(m.group(1))
             seen = True
     return total if seen else None
+
+
+def rss_anon_kb(pid):
+    """RssAnon (kB, from /proc/PID/status: anonymous resident memory, the heap and the
+    stacks, without the binary's mapped pages) of `pid` alone, or None if it is gone."""
+    status = read_proc(f"/proc/{pid}/status")
+    m = status and re.search(r"^RssAnon:\s+(\d+)\s+kB", status, re.M)
+    return int(m.group(1)) if m else None
+
+
+def run_ns(pid):
+    """Nanoseconds on a CPU of every thread of `pid` and of every process below it, from
+    /proc/PID/task/TID/schedstat (its first field): CPU time without the clock tick's
+    10 ms resolution. A thread that exits takes its time with it."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            stat = read_proc(f"/proc/{p}/task/{tid}/schedstat")
+            if stat and stat.split():
+                total += int(stat.split()[0])
+    return total

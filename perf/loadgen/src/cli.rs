@@ -19,10 +19,21 @@ usage: dlockd-loadgen --target HOST:PORT [flags]
   --protocol P            http: the Dapr lock API over HTTP/1.1 (default); resp: Redis, as
                           Dapr's lock.redis; grpc: the Dapr lock API over gRPC (HTTP/2,
                           dapr.proto.runtime.v1.Dapr TryLockAlpha1 / UnlockAlpha1)
-  --workload W            uncontended | contended | churn (default uncontended)
+  --workload W            uncontended | contended | churn | handoff | poll (default
+                          uncontended)
                             uncontended: each connection locks and unlocks its own resources
                             contended:   locks on a Zipf-hot set; a holder unlocks next
                             churn:       lock-only with a short expiry; leases expire in the server
+                            handoff:     every connection waits for one resource with acquire
+                                         (dlockd's /lock/{store}/acquire, http only) and
+                                         unlocks it the moment it is granted, then waits again
+                            poll:        every connection tries one resource with try-lock;
+                                         on a refusal it sleeps --backoff and tries again; a
+                                         grant is unlocked at once, then it sleeps --backoff
+                                         (or, with --greedy, tries again at once)
+                          handoff and poll report the handoff latency (from the release to the
+                          next holder's answer), grants per connection and their max/min;
+                          they run closed loop at depth 1 on one thread
   --connections N         total connections, spread over the threads (default 64)
   --depth D               requests in flight per connection (default 1): pipelined over
                           HTTP/1.1 and RESP, concurrent streams over gRPC
@@ -45,6 +56,13 @@ usage: dlockd-loadgen --target HOST:PORT [flags]
   --store NAME            lock store in the URL or the gRPC store_name (default lockstore)
   --path-prefix P         default /v1.0-alpha1 (lets it target another Dapr API version;
                           HTTP only)
+  --wait-ms MS            handoff: the acquire's waitTimeoutMs (default 30000)
+  --backoff MIN-MAX       poll: the sleep after a refusal, uniform in MIN..MAX ms (default
+                          50-500)
+  --seed N                mixed into every connection's random streams (Zipf picks, open-loop
+                          phases, poll backoffs): runs with the same seed repeat (default 0)
+  --greedy                poll: after its unlock a connection tries again at once instead of
+                          sleeping --backoff first
   --check                 verify every answer is what the workload expects (for dlockd;
                           fixed-answer servers such as nginx answer the same bytes to all)
   --json                  print one JSON object with the results instead of the table
@@ -61,6 +79,10 @@ pub const MAX_THREADS: u32 = 1024;
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// daprd decodes expiryInSeconds as an int32.
 pub const MAX_EXPIRY_S: u32 = i32::MAX as u32;
+/// The longest acquire wait the client asks for (dlockd's own bound is `--max-wait`).
+pub const MAX_WAIT_MS: u32 = 3_600_000;
+/// The longest poll backoff.
+pub const MAX_BACKOFF_MS: u32 = 60_000;
 /// The churn check keeps 8 bytes a resource; this bounds it to 800 MB.
 pub const MAX_RESOURCES: u64 = 100_000_000;
 pub const MAX_NAME_BYTES: usize = 256;
@@ -91,6 +113,13 @@ pub struct Config {
     pub path_prefix: String,
     pub check: bool,
     pub json: bool,
+    /// handoff: the acquire's `waitTimeoutMs`.
+    pub wait_ms: u32,
+    /// poll: the backoff after a refusal, uniform in `[min, max]` ms.
+    pub backoff_ms: (u32, u32),
+    /// poll: after an unlock, try again at once rather than after a backoff.
+    pub greedy: bool,
+    pub seed: u64,
 }
 
 /// How an open loop waits for each request's send time.
@@ -155,6 +184,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
     let mut path_prefix = "/v1.0-alpha1".to_string();
     let mut check = false;
     let mut json = false;
+    let mut wait_ms = 30_000;
+    let mut backoff_ms = (50, 500);
+    let mut greedy = false;
+    let mut seed = 0;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -164,11 +197,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
         };
         let flag: &'static str = match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
-            "--check" | "--json" if inline.is_none() => {
-                if name == "--check" {
-                    check = true;
-                } else {
-                    json = true;
+            "--check" | "--json" | "--greedy" if inline.is_none() => {
+                match name.as_str() {
+                    "--check" => check = true,
+                    "--json" => json = true,
+                    _ => greedy = true,
                 }
                 continue;
             }
@@ -190,6 +223,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             "--expiry" => "--expiry",
             "--store" => "--store",
             "--path-prefix" => "--path-prefix",
+            "--wait-ms" => "--wait-ms",
+            "--backoff" => "--backoff",
+            "--seed" => "--seed",
             _ => return Err(CliError::Unknown(arg)),
         };
         let value = match inline {
@@ -211,11 +247,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                     "uncontended" => Kind::Uncontended,
                     "contended" => Kind::Contended,
                     "churn" => Kind::Churn,
+                    "handoff" => Kind::Handoff,
+                    "poll" => Kind::Poll,
                     _ => {
                         return Err(invalid(
                             flag,
                             &value,
-                            "expected uncontended, contended or churn",
+                            "expected uncontended, contended, churn, handoff or poll",
                         ))
                     }
                 }
@@ -261,6 +299,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             "--expiry" => expiry_s = Some(bounded(flag, &value, 1, MAX_EXPIRY_S)?),
             "--store" => store = parse_name(flag, &value, false)?,
             "--path-prefix" => path_prefix = parse_name(flag, &value, true)?,
+            "--wait-ms" => wait_ms = bounded(flag, &value, 1, MAX_WAIT_MS)?,
+            "--seed" => seed = number(flag, &value)?,
+            "--backoff" => {
+                backoff_ms = parse_backoff(&value).ok_or_else(|| {
+                    invalid(flag, &value, "expected MIN-MAX in ms, such as 50-500")
+                })?
+            }
             _ => unreachable!("every flag above is matched"),
         }
     }
@@ -291,7 +336,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             "--threads is larger than --connections: every thread needs a connection",
         ));
     }
-    if workload != Kind::Contended && resources < u64::from(connections) {
+    if workload.is_one_resource() {
+        one_resource_conflicts(workload, protocol, depth, threads, rate, requests.is_some())?;
+    } else if greedy {
+        return Err(CliError::Conflict("--greedy is for --workload poll"));
+    }
+    if !matches!(workload, Kind::Contended | Kind::Handoff | Kind::Poll)
+        && resources < u64::from(connections)
+    {
         return Err(CliError::Conflict(
             "--resources is smaller than --connections: each connection needs its own resources",
         ));
@@ -328,7 +380,52 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
         path_prefix,
         check,
         json,
+        wait_ms,
+        backoff_ms,
+        greedy,
+        seed,
     })))
+}
+
+/// What handoff and poll cannot be combined with: each connection has one request at a time,
+/// all on one thread (the handoff latency pairs one connection's unlock with another's grant
+/// on one clock), closed loop; acquire is dlockd's HTTP route.
+fn one_resource_conflicts(
+    workload: Kind,
+    protocol: Protocol,
+    depth: u32,
+    threads: u32,
+    rate: u64,
+    counted: bool,
+) -> Result<(), CliError> {
+    if workload == Kind::Handoff && protocol != Protocol::Http {
+        return Err(CliError::Conflict(
+            "--workload handoff sends dlockd's acquire: it needs --protocol http",
+        ));
+    }
+    if protocol == Protocol::Grpc {
+        return Err(CliError::Conflict(
+            "--workload poll runs over http or resp, not grpc",
+        ));
+    }
+    if depth != 1 || threads != 1 {
+        return Err(CliError::Conflict(
+            "--workload handoff and poll run at --depth 1 on --threads 1",
+        ));
+    }
+    if rate > 0 || counted {
+        return Err(CliError::Conflict(
+            "--workload handoff and poll are closed loop over --duration: no --rate or --requests",
+        ));
+    }
+    Ok(())
+}
+
+/// `MIN-MAX` in ms, MIN at most MAX, MAX at most [`MAX_BACKOFF_MS`].
+fn parse_backoff(value: &str) -> Option<(u32, u32)> {
+    let (a, b) = value.split_once('-')?;
+    let (a, b) = (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?);
+    (a <= b && b <= MAX_BACKOFF_MS).then_some((a, b))
 }
 
 fn invalid(flag: &'static str, value: &str, why: &'static str) -> CliError {
@@ -487,6 +584,55 @@ mod tests {
         assert_eq!(c.store, "lockstore");
         assert_eq!(c.path_prefix, "/v1.0-alpha1");
         assert!(!c.check && !c.json);
+        assert_eq!(
+            (c.wait_ms, c.backoff_ms, c.greedy),
+            (30_000, (50, 500), false)
+        );
+        assert_eq!(c.seed, 0);
+    }
+
+    // handoff and poll take their own flags, and one connection per resource is not needed.
+    #[test]
+    fn one_resource_workloads() {
+        let c = run(&[
+            "--target",
+            "h:1",
+            "--workload",
+            "handoff",
+            "--connections",
+            "8",
+            "--resources",
+            "1",
+            "--wait-ms",
+            "20000",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.workload, c.wait_ms, c.connections),
+            (Kind::Handoff, 20_000, 8)
+        );
+        let c = run(&[
+            "--target",
+            "h:1",
+            "--workload=poll",
+            "--protocol",
+            "resp",
+            "--backoff",
+            "5-10",
+            "--greedy",
+            "--seed",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.seed, 3);
+        assert_eq!(
+            (c.workload, c.backoff_ms, c.greedy),
+            (Kind::Poll, (5, 10), true)
+        );
+        assert_eq!(parse_backoff("0-0"), Some((0, 0)));
+        assert_eq!(parse_backoff("10-5"), None);
+        assert_eq!(parse_backoff("5-60001"), None);
+        assert_eq!(parse_backoff("5"), None);
     }
 
     // Every flag is read, in both spellings.
@@ -632,6 +778,29 @@ mod tests {
             &["--target", "h:1", "--path-prefix", "v1"],
             &["--target", "h:1", "--path-prefix", "/v1/"],
             &["--target", "h:1", "--check=yes"],
+            &["--target", "h:1", "--greedy"],
+            &[
+                "--target",
+                "h:1",
+                "--workload",
+                "handoff",
+                "--protocol",
+                "resp",
+            ],
+            &[
+                "--target",
+                "h:1",
+                "--workload",
+                "poll",
+                "--protocol",
+                "grpc",
+            ],
+            &["--target", "h:1", "--workload", "poll", "--depth", "2"],
+            &["--target", "h:1", "--workload", "handoff", "--threads", "2"],
+            &["--target", "h:1", "--workload", "poll", "--rate", "10"],
+            &["--target", "h:1", "--workload", "poll", "--requests", "10"],
+            &["--target", "h:1", "--workload", "poll", "--backoff", "9-8"],
+            &["--target", "h:1", "--workload", "handoff", "--wait-ms", "0"],
         ];
         for args in bad {
             let got = parse(args.iter().map(|s| s.to_string()));

@@ -51,6 +51,7 @@ use crate::zipf::{Rng, Zipf};
 use crate::{cpu, http, resp};
 
 mod grpc;
+mod handoff;
 
 /// Per connection. Answers are framed as they arrive, so this only has to hold one answer
 /// plus what follows it in the same read; lock answers are about 100 bytes.
@@ -64,6 +65,13 @@ const DRIVER_URING: &str = "io_uring";
 const DRIVER_LEGACY: &str = "legacy";
 /// Mixed with the connection id: runs are repeatable, connections differ.
 const SEED: u64 = 0x6c6f_6164_6765_6e21;
+
+/// Connection `id`'s random stream under `--seed` (0, the default, gives the streams the
+/// client always had).
+fn seed(run_seed: u64, id: u32) -> u64 {
+    SEED ^ u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ run_seed.wrapping_mul(0xd6e8_feb8_6659_fd93)
+}
 
 /// What every thread reads: the validated command line and what start-up learned.
 pub struct Setup {
@@ -294,7 +302,7 @@ fn client_thread(
         return Tally::new();
     }
     match uring_runtime() {
-        Ok(mut rt) => rt.block_on(thread_work(setup, t, DRIVER_URING, ready, go)),
+        Ok(mut rt) => rt.block_on(any_work(setup, t, DRIVER_URING, ready, go)),
         Err(uring) => {
             match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
                 .enable_timer()
@@ -306,7 +314,7 @@ fn client_thread(
                             "dlockd-loadgen: io_uring unavailable ({uring}); using the legacy driver"
                         );
                     }
-                    rt.block_on(thread_work(setup, t, DRIVER_LEGACY, ready, go))
+                    rt.block_on(any_work(setup, t, DRIVER_LEGACY, ready, go))
                 }
                 Err(e) => {
                     let _ = ready.send(Err(StartError::Runtime(format!(
@@ -316,6 +324,22 @@ fn client_thread(
                 }
             }
         }
+    }
+}
+
+/// A thread's work: the pipelined connections, or one resource contended for (handoff,
+/// poll).
+async fn any_work(
+    setup: Arc<Setup>,
+    t: u32,
+    driver: &'static str,
+    ready: Sender<Result<&'static str, StartError>>,
+    go: Receiver<Option<Plan>>,
+) -> Tally {
+    if setup.config.workload.is_one_resource() {
+        handoff::thread_work(setup, t, driver, ready, go).await
+    } else {
+        thread_work(setup, t, driver, ready, go).await
     }
 }
 
@@ -533,7 +557,7 @@ impl Conn {
             // tonic encodes the messages (see `grpc`): the templates carry only the id.
             Protocol::Grpc => (Template::new(b"", b""), Template::new(b"", b"")),
         };
-        let mut rng = Rng::new(SEED ^ u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = Rng::new(seed(config.seed, id));
         let slice = || Slice::of(id, config.connections, config.resources);
         let workload = match config.workload {
             Kind::Uncontended => Workload::uncontended(slice(), config.check),
@@ -544,6 +568,8 @@ impl Conn {
                 config.check,
             ),
             Kind::Churn => Workload::churn(slice(), config.expiry_s, config.check),
+            // Never run on these connections (see `any_work`); a plain state for the match.
+            Kind::Handoff | Kind::Poll => Workload::uncontended(slice(), config.check),
         };
         let pace = if config.rate > 0 {
             Pace::Open {
@@ -682,13 +708,15 @@ impl Conn {
 }
 
 /// Each workload names its resources in its own namespace, the id's first group
-/// (`00000000-…` uncontended, `00000001-…` contended, `00000002-…` churn), so the leases one
+/// (`00000000-…` uncontended, `00000001-…` contended, `00000002-…` churn, `00000003-…` the
+/// one resource of handoff and poll), so the leases one
 /// run leaves behind (churn's live on for `--expiry`) never meet another workload's requests.
 fn namespace(kind: Kind) -> u128 {
     let tag: u32 = match kind {
         Kind::Uncontended => 0,
         Kind::Contended => 1,
         Kind::Churn => 2,
+        Kind::Handoff | Kind::Poll => 3,
     };
     u128::from(tag) << 96
 }

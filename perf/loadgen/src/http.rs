@@ -22,6 +22,22 @@ pub fn lock_request(prefix: &str, store: &str, host: &str, owner: &str, expiry_s
     request("lock", prefix, store, host, &tail)
 }
 
+/// dlockd's acquire: `POST {prefix}/lock/{store}/acquire`, a try-lock that waits up to
+/// `wait_ms` for the lock (see docs/extensions.md).
+pub fn acquire_request(
+    prefix: &str,
+    store: &str,
+    host: &str,
+    owner: &str,
+    expiry_s: u32,
+    wait_ms: u32,
+) -> Template {
+    let tail = format!(
+        "\",\"lockOwner\":\"{owner}\",\"expiryInSeconds\":{expiry_s},\"waitTimeoutMs\":{wait_ms}}}"
+    );
+    request("lock", prefix, &format!("{store}/acquire"), host, &tail)
+}
+
 /// The Unlock request: `POST {prefix}/unlock/{store}`.
 pub fn unlock_request(prefix: &str, store: &str, host: &str, owner: &str) -> Template {
     let tail = format!("\",\"lockOwner\":\"{owner}\"}}");
@@ -313,6 +329,21 @@ mod tests {
             body.len()
         );
         assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+
+    // The acquire request is a try-lock's body with waitTimeoutMs, on the acquire route.
+    #[test]
+    fn acquire_request_adds_the_wait() {
+        let t = acquire_request("/v1.0-alpha1", "s", "h:1", "owner-2", 30, 30_000);
+        let mut out = Vec::new();
+        t.encode(3 << 96, &mut out);
+        let body = "{\"resourceId\":\"00000003-0000-0000-0000-000000000000\",\"lockOwner\":\"owner-2\",\"expiryInSeconds\":30,\"waitTimeoutMs\":30000}";
+        let want = format!(
+            "POST /v1.0-alpha1/lock/s/acquire HTTP/1.1\r\nHost: h:1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        assert_eq!(t.len(), want.len());
     }
 
     // A complete answer is framed with its status, body and exact length.

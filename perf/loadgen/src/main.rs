@@ -10,6 +10,7 @@ mod cli;
 mod client;
 mod cpu;
 mod grpc;
+mod handoff;
 mod http;
 mod pacer;
 mod resp;

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 
+use crate::handoff::{Ledger, Summary};
 use crate::workload::Verdict;
 
 /// Latencies above this are recorded as this (a minute: far beyond any sane answer).
@@ -75,6 +76,8 @@ pub struct Tally {
     pub last_answer_ns: u64,
     /// Open loop: measured slots never sent because the connection was still behind at the end.
     pub unsent: u64,
+    /// The handoff and poll workloads: how the lock passed between the connections.
+    pub handoff: Option<Ledger>,
 }
 
 impl Default for Tally {
@@ -97,6 +100,7 @@ impl Tally {
             errors: [0; ErrorKind::ALL.len()],
             last_answer_ns: 0,
             unsent: 0,
+            handoff: None,
         }
     }
 
@@ -154,6 +158,12 @@ impl Tally {
         }
         self.last_answer_ns = self.last_answer_ns.max(other.last_answer_ns);
         self.unsent += other.unsent;
+        if let Some(theirs) = &other.handoff {
+            match &mut self.handoff {
+                Some(mine) => mine.merge(theirs),
+                None => self.handoff = Some(theirs.clone()),
+            }
+        }
     }
 
     /// Latency at quantile `q`, in µs.
@@ -193,6 +203,8 @@ pub struct Report {
     pub unsent: u64,
     pub client_cpu_ns_per_req: f64,
     pub driver: &'static str,
+    /// The handoff and poll workloads' own figures.
+    pub handoff: Option<Summary>,
 }
 
 impl Report {
@@ -241,12 +253,14 @@ impl Report {
             unsent: tally.unsent,
             client_cpu_ns_per_req: per_request(cpu_ns as f64),
             driver,
+            handoff: tally.handoff.as_ref().map(Ledger::summary),
         }
     }
 
-    /// One line of JSON: the keys the comparison scripts read, plus `driver`.
+    /// One line of JSON: the keys the comparison scripts read, plus `driver`, and for the
+    /// handoff and poll workloads `handoff`.
     pub fn json(&self) -> String {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "protocol": self.protocol,
             "workload": self.workload,
             "connections": self.connections,
@@ -263,8 +277,40 @@ impl Report {
             "grants": self.grants,
             "client_cpu_ns_per_req": round(self.client_cpu_ns_per_req, 1),
             "driver": self.driver,
-        })
-        .to_string()
+        });
+        if let (Some(h), Some(map)) = (&self.handoff, v.as_object_mut()) {
+            let per_s = |n: u64| {
+                if self.seconds > 0.0 {
+                    round(n as f64 / self.seconds, 1)
+                } else {
+                    0.0
+                }
+            };
+            map.insert(
+                "handoff".into(),
+                serde_json::json!({
+                    "grants": h.grants,
+                    "grants_per_s": per_s(h.grants),
+                    "grants_per_connection": h.grants_per_connection,
+                    "fairness": h.fairness.map(|f| round(f, 4)),
+                    "handoffs": h.handoffs,
+                    "handoff_p50_us": round(h.handoff_p50_us, 3),
+                    "handoff_p99_us": round(h.handoff_p99_us, 3),
+                    "handoff_p999_us": round(h.handoff_p999_us, 3),
+                    "handoff_max_us": round(h.handoff_max_us, 3),
+                    "wait_p50_us": round(h.wait_p50_us, 3),
+                    "wait_p99_us": round(h.wait_p99_us, 3),
+                    "wait_max_us": round(h.wait_max_us, 3),
+                    "pass_wait_p50_us": round(h.pass_wait_p50_us, 3),
+                    "pass_wait_p99_us": round(h.pass_wait_p99_us, 3),
+                    "pass_wait_max_us": round(h.pass_wait_max_us, 3),
+                    "self_grants": h.self_grants,
+                    "unpaired": h.unpaired,
+                    "denied": h.denied,
+                }),
+            );
+        }
+        v.to_string()
     }
 
     /// The human-readable table.
@@ -329,6 +375,36 @@ impl Report {
             "  client cpu  {:>12.0} ns/request",
             self.client_cpu_ns_per_req
         );
+        if let Some(h) = &self.handoff {
+            let per_s = if self.seconds > 0.0 {
+                h.grants as f64 / self.seconds
+            } else {
+                0.0
+            };
+            let fairness = h
+                .fairness
+                .map_or("inf (a connection had none)".to_string(), |f| {
+                    format!("{f:.3}")
+                });
+            let _ = writeln!(
+                out,
+                "  handoff us  p50 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  ({} handoffs, {} unpaired)",
+                h.handoff_p50_us, h.handoff_p99_us, h.handoff_p999_us, h.handoff_max_us,
+                h.handoffs, h.unpaired
+            );
+            let _ = writeln!(
+                out,
+                "  wait us     p50 {:.1}  p99 {:.1}  max {:.1}; of the grants to another connection than the last holder: p50 {:.1}  p99 {:.1}  max {:.1}",
+                h.wait_p50_us, h.wait_p99_us, h.wait_max_us,
+                h.pass_wait_p50_us, h.pass_wait_p99_us, h.pass_wait_max_us
+            );
+            let _ = writeln!(
+                out,
+                "  grants      {:>12}  = {per_s:.1}/s; per connection max/min {fairness}; {} to the previous holder; {} denied",
+                h.grants, h.self_grants, h.denied
+            );
+            let _ = writeln!(out, "  per conn    {:?}", h.grants_per_connection);
+        }
         out
     }
 }
@@ -451,6 +527,39 @@ mod tests {
         let p50 = v["p50_us"].as_f64().unwrap();
         assert!((499.0..=501.0).contains(&p50), "{p50}");
         assert!(!r.json().contains('\n'));
+    }
+
+    // A handoff or poll run adds its own object; a connection without grants gives a null
+    // fairness, never infinity (which JSON cannot carry).
+    #[test]
+    fn json_carries_the_handoff_figures() {
+        let mut t = Tally::new();
+        let mut l = Ledger::new(2);
+        l.granted(0, 1_000, 0, true);
+        l.released(2_000);
+        l.granted(1, 12_000, 1_500, true);
+        t.handoff = Some(l);
+        let r = Report::new(base(), &t, 2.0, 0, "io_uring");
+        let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        let h = &v["handoff"];
+        assert_eq!(h["grants"], 2);
+        assert_eq!(h["grants_per_s"], 1.0);
+        assert_eq!(h["grants_per_connection"], serde_json::json!([1, 1]));
+        assert_eq!(h["fairness"], 1.0);
+        assert_eq!(
+            (h["handoffs"].clone(), h["unpaired"].clone()),
+            (1.into(), 1.into())
+        );
+        let p99 = h["handoff_p99_us"].as_f64().unwrap();
+        assert!((p99 - 10.0).abs() < 0.02, "{p99}");
+        assert!(r.table().contains("handoff us"));
+        let mut l = Ledger::new(2);
+        l.granted(0, 1_000, 0, true);
+        t.handoff = Some(l);
+        let r = Report::new(base(), &t, 2.0, 0, "io_uring");
+        let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert!(v["handoff"]["fairness"].is_null());
+        assert!(r.table().contains("inf"));
     }
 
     // An empty run reports zeros, never NaN (which would make the JSON invalid).

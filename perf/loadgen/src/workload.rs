@@ -24,6 +24,11 @@ pub enum Kind {
     Uncontended,
     Contended,
     Churn,
+    /// Every connection contends for one resource with `acquire` (run by `client::handoff`).
+    Handoff,
+    /// Every connection contends for one resource by polling try-lock with a backoff (run by
+    /// `client::handoff`).
+    Poll,
 }
 
 impl Kind {
@@ -32,7 +37,15 @@ impl Kind {
             Kind::Uncontended => "uncontended",
             Kind::Contended => "contended",
             Kind::Churn => "churn",
+            Kind::Handoff => "handoff",
+            Kind::Poll => "poll",
         }
+    }
+
+    /// Contention for one resource, run by `client::handoff` rather than by the pipelined
+    /// connections and their [`Workload`]s.
+    pub fn is_one_resource(self) -> bool {
+        matches!(self, Kind::Handoff | Kind::Poll)
     }
 }
 
