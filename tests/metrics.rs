@@ -13,13 +13,7 @@ use common::*;
 
 /// One admin exchange: sends `request` whole and reads until the server closes.
 fn admin_raw(addr: SocketAddr, request: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the admin listener");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    s.write_all(request.as_bytes()).expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read the admin answer");
-    let text = String::from_utf8(raw).expect("utf-8 answer");
+    let text = admin_raw_text(addr, request);
     let (head, body) = text.split_once("\r\n\r\n").expect("a head");
     let status = head[9..12].parse().expect("status");
     let content_type = head
@@ -276,6 +270,37 @@ fn debug_lease_and_shards() {
     for s in shards {
         assert_eq!(s["inboxRequests"], 0);
     }
+}
+
+// The admin listener answers the health probes as daprd's public port does: 204, no body,
+// no content type, with or without an API token (they are exempt on the API too); other
+// methods are 405.
+#[test]
+fn admin_listener_answers_health_probes() {
+    let server = start_env(&[], &[("DAPR_API_TOKEN", "secret")]);
+    let admin = server.metrics_addr().expect("metrics on");
+    for path in ["/v1.0/healthz", "/v1.0/healthz/outbound"] {
+        let (status, content_type, body) = admin_get(admin, path);
+        assert_eq!(
+            (status, content_type.as_str(), body.as_str()),
+            (204, "", "")
+        );
+        let raw = admin_raw_text(admin, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert_eq!(raw, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        let (status, _, _) = admin_raw(admin, &format!("POST {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert_eq!(status, 405);
+    }
+}
+
+/// One admin exchange, the answer whole.
+fn admin_raw_text(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect to the admin listener");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read the admin answer");
+    raw
 }
 
 // Bad admin requests: an unknown store is 404 with a JSON error, missing or broken

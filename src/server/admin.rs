@@ -120,6 +120,13 @@ const JSON: &str = "application/json";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl AdminReply {
+    /// The health answers: `204`, no body, no content type.
+    const HEALTHY: AdminReply = AdminReply {
+        status: 204,
+        content_type: "",
+        body: String::new(),
+    };
+
     fn json(status: u16, body: String) -> AdminReply {
         AdminReply {
             status,
@@ -159,15 +166,23 @@ fn serve(shared: &Shared, router: &ShardMap, mut stream: TcpStream) {
     let mut out = Vec::with_capacity(reply.body.len() + 160);
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\n",
         reply.status,
         match reply.status {
             405 => "Method Not Allowed",
             status => crate::http::reason(status),
-        },
-        reply.content_type,
-        reply.body.len()
+        }
     );
+    // A 204 has neither (RFC 9110, 8.6).
+    if reply.status != 204 {
+        let _ = write!(
+            out,
+            "Content-Type: {}\r\nContent-Length: {}\r\n",
+            reply.content_type,
+            reply.body.len()
+        );
+    }
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
     out.extend_from_slice(reply.body.as_bytes());
     let left = deadline.saturating_duration_since(Instant::now());
     if stream
@@ -206,11 +221,19 @@ fn handle(shared: &Shared, router: &ShardMap, head: &[u8]) -> AdminReply {
         Some(at) => (&target[..at], &target[at + 1..]),
         None => (target, &b""[..]),
     };
-    let known = matches!(path, b"/metrics" | b"/debug/lease" | b"/debug/shards");
+    let known = matches!(
+        path,
+        b"/metrics"
+            | b"/debug/lease"
+            | b"/debug/shards"
+            | b"/v1.0/healthz"
+            | b"/v1.0/healthz/outbound"
+    );
     if !known {
         return AdminReply::error(
             404,
-            "not found: the admin listener serves /metrics, /debug/lease and /debug/shards",
+            "not found: the admin listener serves /metrics, /debug/lease, /debug/shards, \
+             /v1.0/healthz and /v1.0/healthz/outbound",
         );
     }
     if method != b"GET" {
@@ -219,6 +242,9 @@ fn handle(shared: &Shared, router: &ShardMap, head: &[u8]) -> AdminReply {
     match path {
         b"/metrics" => scrape(shared),
         b"/debug/shards" => shards(shared),
+        // As daprd's public port answers them: a probe (or an SDK's start-up wait) needs no
+        // HTTP API on TCP, which `--unix-domain-socket` takes away.
+        b"/v1.0/healthz" | b"/v1.0/healthz/outbound" => AdminReply::HEALTHY,
         _ => lease(shared, router, query),
     }
 }
