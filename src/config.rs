@@ -24,13 +24,19 @@ pub use error::ConfigError;
 pub use knobs::{Help, MAX_WORKERS};
 use knobs::{Kind, Knob};
 pub use values::DriverChoice;
-use values::{loopback_port, parse_addrs, parse_count, parse_driver, parse_duration, parse_size};
+use values::{
+    loopback_port, parse_addrs, parse_count, parse_driver, parse_duration, parse_mode, parse_size,
+};
 
 /// The validated configuration of one server.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The HTTP addresses: one, or every address a host name resolves to. Never empty.
+    /// The HTTP addresses: one, or every address a host name resolves to. Empty only when
+    /// `unix_sockets` serves the HTTP API instead.
     pub listen: Vec<SocketAddr>,
+    /// With `--unix-domain-socket`: the sockets that serve the HTTP and gRPC APIs instead of
+    /// `listen` and `grpc_listen`.
+    pub unix_sockets: Option<UnixSockets>,
     pub stores: Vec<String>,
     /// Where each store's leases live, `backends[i]` for `stores[i]`.
     pub backends: Vec<crate::components::Backend>,
@@ -69,6 +75,20 @@ pub struct Config {
     /// Acquires waiting at once, whole process (`--max-waiters`).
     pub max_waiters: usize,
 }
+
+/// The Unix domain sockets of `--unix-domain-socket DIR`, named as daprd names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnixSockets {
+    /// `DIR/dapr-<app-id>-http.socket`.
+    pub http: PathBuf,
+    /// `DIR/dapr-<app-id>-grpc.socket`; `None` with `--grpc-listen off`.
+    pub grpc: Option<PathBuf>,
+    /// `--unix-socket-mode`: the sockets' permission bits.
+    pub mode: u32,
+}
+
+/// The longest path a Unix socket address holds (`sun_path` less its terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -162,12 +182,19 @@ struct Stores {
 
 impl Resolver<'_> {
     fn config(&self) -> Result<Config, ConfigError> {
-        let listen = self.listen()?;
+        let app_id = self.text(&knobs::APP_ID);
+        let unix_sockets = self.unix_sockets(&app_id)?;
+        let listen = match unix_sockets {
+            Some(_) => Vec::new(),
+            None => self.listen()?,
+        };
         let ephemeral = listen.iter().any(|a| a.port() == 0);
         let metrics_listen = self.addrs(&knobs::METRICS_LISTEN, ephemeral)?;
-        let grpc_listen = self.addrs(&knobs::GRPC_LISTEN, ephemeral)?;
+        let grpc_listen = match unix_sockets {
+            Some(_) => None,
+            None => self.addrs(&knobs::GRPC_LISTEN, ephemeral)?,
+        };
         let log_level = self.log_level()?;
-        let app_id = self.text(&knobs::APP_ID);
         let stores = self.stores(&app_id)?;
         let data_dir = self.dir(&knobs::DATA_DIR)?;
         let max_expiry_s = self.max_expiry(data_dir.is_some())?;
@@ -180,6 +207,7 @@ impl Resolver<'_> {
         check_bind(&listen, api_token.is_some(), insecure_bind)?;
         Ok(Config {
             listen,
+            unix_sockets,
             stores: stores.names,
             backends: stores.backends,
             component_notes: stores.notes,
@@ -316,6 +344,70 @@ impl Resolver<'_> {
             unreachable!("--listen cannot be off")
         };
         Ok(listen)
+    }
+
+    /// `--unix-domain-socket DIR`: the HTTP API on `DIR/dapr-<app-id>-http.socket` and, unless
+    /// `--grpc-listen off`, the gRPC API on `DIR/dapr-<app-id>-grpc.socket`, as daprd names
+    /// them. They replace the TCP listeners, so a `--listen` or `--grpc-listen` address given
+    /// beside them is refused rather than passed over; the Dapr port variables are.
+    fn unix_sockets(&self, app_id: &str) -> Result<Option<UnixSockets>, ConfigError> {
+        let knob = &knobs::UNIX_DOMAIN_SOCKET;
+        // Checked with or without the sockets, as every knob's value is.
+        let mode_knob = &knobs::UNIX_SOCKET_MODE;
+        let mode = parse_mode(mode_knob.flag, &self.value(mode_knob).unwrap_or_default())?;
+        let Some(dir) = self.dir(knob)? else {
+            return Ok(None);
+        };
+        let shown = dir.display().to_string();
+        if app_id.is_empty() {
+            return Err(bad(
+                knob.flag,
+                &shown,
+                "needs an app id (--app-id or APP_ID): the sockets are named \
+                 dapr-<app-id>-http.socket and dapr-<app-id>-grpc.socket",
+            ));
+        }
+        if app_id.contains(['/', '\0']) {
+            return Err(bad(
+                knobs::APP_ID.flag,
+                app_id,
+                "names the --unix-domain-socket files, so it cannot hold '/'",
+            ));
+        }
+        if let Some(v) = self.given(&knobs::LISTEN) {
+            return Err(bad(
+                knobs::LISTEN.flag,
+                &v,
+                "--unix-domain-socket serves the HTTP API instead: give one of the two",
+            ));
+        }
+        let grpc =
+            match self.given(&knobs::GRPC_LISTEN) {
+                Some(v) if v.trim() == "off" => false,
+                Some(v) => return Err(bad(
+                    knobs::GRPC_LISTEN.flag,
+                    &v,
+                    "--unix-domain-socket serves the gRPC API instead: give one of the two, or \
+                     --grpc-listen off",
+                )),
+                None => true,
+            };
+        let socket = |face: &str| dir.join(format!("dapr-{app_id}-{face}.socket"));
+        let http = socket("http");
+        // The gRPC name is the longer by nothing: both are checked as one.
+        if http.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(bad(
+                knob.flag,
+                &shown,
+                "the socket paths in this directory are longer than the 107 bytes a Unix \
+                 socket address holds",
+            ));
+        }
+        Ok(Some(UnixSockets {
+            http,
+            grpc: grpc.then(|| socket("grpc")),
+            mode,
+        }))
     }
 
     /// `--log-level`, else `RUST_LOG`, else the default. `RUST_LOG` is shared with other
@@ -713,13 +805,14 @@ mod tests {
     /// How a test reads one knob back from a configuration.
     type Look = fn(&Config) -> String;
 
-    /// A knob's test values: what its flag and its variable say, the arguments under which
-    /// its default applies, and where it shows in a configuration.
+    /// A knob's test values: what its flag and its variable say, the arguments every case of
+    /// it runs with (under which its default applies), and where it shows in a
+    /// configuration.
     struct Layers {
         flag: &'static str,
         from_flag: String,
         from_env: String,
-        default_with: &'static [&'static str],
+        with: &'static [&'static str],
         look: Look,
     }
 
@@ -728,7 +821,7 @@ mod tests {
             flag,
             from_flag: from_flag.to_string(),
             from_env: from_env.to_string(),
-            default_with: &[],
+            with: &[],
             look,
         }
     }
@@ -804,6 +897,18 @@ mod tests {
             layers("--grpc-listen", "127.0.0.1:5001", "off", |c| {
                 format!("{:?}", c.grpc_listen)
             }),
+            Layers {
+                with: &["--app-id", "a"],
+                ..layers("--unix-domain-socket", "/flag/dir", "/env/dir", |c| {
+                    format!("{:?}", c.unix_sockets)
+                })
+            },
+            Layers {
+                with: &["-u", "/s", "--app-id", "a"],
+                ..layers("--unix-socket-mode", "0600", "0640", |c| {
+                    format!("{:?}", c.unix_sockets.as_ref().map(|u| u.mode))
+                })
+            },
             layers("--metrics-listen", "off", "127.0.0.1:9999", |c| {
                 format!("{:?}", c.metrics_listen)
             }),
@@ -817,7 +922,7 @@ mod tests {
                 format!("{:?}", c.data_dir)
             }),
             Layers {
-                default_with: &["--data-dir", "dlockd-data"],
+                with: &["--data-dir", "dlockd-data"],
                 ..layers("--max-expiry", "60", "120", |c| {
                     format!("{:?}", c.max_expiry_s)
                 })
@@ -843,9 +948,12 @@ mod tests {
         assert_eq!(covered, table, "each knob of the table has a case");
         for case in &cases {
             let knob = knobs::find(case.flag).expect("a knob");
-            let look = |args: &[&str], env: &[(&str, &str)]| match parse(args, env) {
-                Ok(config) => (case.look)(&config),
-                Err(e) => panic!("{args:?} {env:?}: {e}"),
+            let look = |args: &[&str], env: &[(&str, &str)]| {
+                let args = [case.with, args].concat();
+                match parse(&args, env) {
+                    Ok(config) => (case.look)(&config),
+                    Err(e) => panic!("{args:?} {env:?}: {e}"),
+                }
             };
             if knob.kind == Kind::Switch {
                 assert_eq!(look(&[], &[]), "false", "{}", knob.flag);
@@ -869,10 +977,13 @@ mod tests {
             assert_eq!(flag, look(&[knob.flag, from_flag], &[]), "{}", knob.flag);
             assert_eq!(env, look(&[knob.flag, from_env], &[]), "{}", knob.flag);
             if let Some(value) = knob.default {
-                let mut args = case.default_with.to_vec();
-                let by_default = look(&args, &[]);
-                args.extend([knob.flag, value]);
-                assert_eq!(by_default, look(&args, &[]), "{}: the default", knob.flag);
+                let by_default = look(&[], &[]);
+                assert_eq!(
+                    by_default,
+                    look(&[knob.flag, value], &[]),
+                    "{}: the default",
+                    knob.flag
+                );
             }
         }
     }
@@ -924,6 +1035,7 @@ mod tests {
             Kind::Names => Some(""),
             Kind::Driver => Some("kqueue"),
             Kind::Level => Some("chatty"),
+            Kind::Mode => Some("0999"),
             Kind::Text | Kind::Switch => None,
         }
     }
@@ -974,5 +1086,85 @@ mod tests {
             err.to_string(),
             format!("invalid value \"\" for --store: more than {MAX_STORES} stores")
         );
+    }
+
+    // --unix-domain-socket (or -u, or its variable) names daprd's two sockets after the app
+    // id, with mode 0660 unless told, and takes the place of both TCP listeners; the Dapr
+    // port variables are passed over, and gRPC off leaves only the HTTP socket.
+    #[test]
+    fn unix_domain_sockets_replace_the_api_listeners() {
+        let want = UnixSockets {
+            http: PathBuf::from("/run/dapr/dapr-orders-http.socket"),
+            grpc: Some(PathBuf::from("/run/dapr/dapr-orders-grpc.socket")),
+            mode: 0o660,
+        };
+        for (args, env) in [
+            (&["-u", "/run/dapr", "--app-id", "orders"][..], &[][..]),
+            (
+                &["--unix-domain-socket=/run/dapr/", "--app-id", "orders"][..],
+                &[("DAPR_HTTP_PORT", "3600"), ("DAPR_GRPC_PORT", "50009")][..],
+            ),
+            (
+                &[][..],
+                &[
+                    ("DLOCKD_UNIX_DOMAIN_SOCKET", "/run/dapr"),
+                    ("APP_ID", "orders"),
+                ][..],
+            ),
+        ] {
+            let c = parse(args, env).unwrap();
+            assert_eq!(c.unix_sockets.as_ref(), Some(&want), "{args:?} {env:?}");
+            assert!(c.listen.is_empty());
+            assert_eq!(c.grpc_listen, None);
+            assert!(
+                c.metrics_listen.is_some(),
+                "the admin listener stays on TCP"
+            );
+        }
+        let c = parse(
+            &[
+                "-u",
+                "/s",
+                "--app-id",
+                "a",
+                "--grpc-listen",
+                "off",
+                "--unix-socket-mode",
+                "600",
+            ],
+            &[],
+        )
+        .unwrap();
+        let sockets = c.unix_sockets.unwrap();
+        assert_eq!(sockets.grpc, None);
+        assert_eq!(sockets.mode, 0o600);
+        assert!(parse(&[], &[]).unwrap().unix_sockets.is_none());
+    }
+
+    // What cannot name or serve the sockets is refused, naming the flag: no app id, an app
+    // id with a slash, a TCP listener asked for beside them, a path too long for a socket
+    // address, a mode that is not octal or above 0777.
+    #[test]
+    fn unix_domain_socket_refusals() {
+        let refused = |args: &[&str], env: &[(&str, &str)], want: &str| {
+            let msg = parse(args, env).expect_err("refused").to_string();
+            assert!(msg.contains(want), "{args:?}: {msg}");
+        };
+        refused(&["-u", "/s"], &[], "--unix-domain-socket: needs an app id");
+        refused(&["-u", "/s", "--app-id", "a/b"], &[], "for --app-id");
+        refused(
+            &["-u", "/s", "--app-id", "a", "--listen", "127.0.0.1:1"],
+            &[],
+            "for --listen: --unix-domain-socket serves the HTTP API instead",
+        );
+        refused(
+            &["-u", "/s", "--app-id", "a"],
+            &[("DLOCKD_GRPC_LISTEN", "127.0.0.1:1")],
+            "for --grpc-listen",
+        );
+        let deep = format!("/{}", "d".repeat(90));
+        refused(&["-u", &deep, "--app-id", "app"], &[], "107 bytes");
+        refused(&["--unix-socket-mode", "0888"], &[], "octal");
+        refused(&["--unix-socket-mode", "1777"], &[], "at most 0777");
     }
 }

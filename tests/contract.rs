@@ -1,6 +1,6 @@
 //! Every row of the wire contract, over real TCP against a real server: on both io drivers
-//! with the in-memory store, and with both stores on a real Redis (`lock.redis`, from
-//! component files).
+//! with the in-memory store, over TCP and over a Unix domain socket, and with both stores on a
+//! real Redis (`lock.redis`, from component files).
 
 mod common;
 #[path = "common/redis.rs"]
@@ -14,16 +14,22 @@ const UNLOCK: &str = "/v1.0-alpha1/unlock/lockstore";
 /// Runs `f` against each configuration, with the component type its stores have.
 fn each_driver(f: impl Fn(&mut Client, &str)) {
     for driver in DRIVERS {
-        let server = start(&[
+        let args = [
             "--io-driver",
             driver,
             "--store",
             "lockstore",
             "--store",
             "other",
-        ]);
+        ];
+        let server = start(&args);
         let mut c = Client::connect(server.local_addr());
         f(&mut c, "lock.in-memory");
+        // The same over the Unix domain socket of --unix-domain-socket.
+        let (server, socket) = start_unix(&args);
+        let mut c = Client::connect_unix(&socket);
+        f(&mut c, "lock.in-memory");
+        drop(server);
     }
     // The same stores on Redis, keyed by store name so that they stay two namespaces.
     let redis = redis::TestRedis::start();

@@ -54,6 +54,35 @@ fn python_sdk_token_suite() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+// The lock suite again with dlockd's APIs on Unix sockets (--unix-domain-socket): the SDK's
+// gRPC client on DAPR_GRPC_ENDPOINT=unix:///path, its start-up wait on the admin listener's
+// health probe, the mixed race's HTTP requests on the HTTP socket.
+#[test]
+fn python_sdk_lock_suite_over_unix_sockets() {
+    deps_ready();
+    let dir = std::env::temp_dir().join(format!("dlockd-sdk-python-uds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let server = Server::start_unix(&dir, "pyapp", &["--store", "lockstore"]);
+    let grpc = server
+        .grpc_socket
+        .clone()
+        .expect("a gRPC socket in the start-up lines");
+    let http = server
+        .http_socket
+        .clone()
+        .expect("an HTTP socket in the start-up lines");
+    let metrics = server.metrics_port.expect("the admin listener's port");
+    let mut python = suite_command("unix", None);
+    python
+        .env("DAPR_GRPC_ENDPOINT", format!("unix://{}", grpc.display()))
+        .env("DAPR_HTTP_ENDPOINT", format!("http://127.0.0.1:{metrics}"))
+        .env("DLOCKD_HTTP_SOCKET", &http);
+    run_command(python, "unix", &server);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // README's Python example of dlockd.v1.LockExtensions, as written there, on stubs generated
 // from the shipped proto/dlockd/v1/lock_extensions.proto with grpc_tools.protoc.
 #[test]
@@ -144,23 +173,37 @@ fn run_suite(suite: &str, server: &Server, api_token: Option<&str>) {
     let grpc_port = server
         .grpc_port
         .unwrap_or_else(|| panic!("no gRPC port in the start-up lines"));
+    let mut python = suite_command(suite, api_token);
+    python
+        .env("DAPR_HTTP_PORT", server.port.to_string())
+        .env("DAPR_GRPC_PORT", grpc_port.to_string());
+    run_command(python, suite, server);
+}
+
+/// `python3 lock_test.py` for `suite`, with none of the SDK's address variables set.
+fn suite_command(suite: &str, api_token: Option<&str>) -> Command {
     let mut python = Command::new("python3");
     python
         .arg("lock_test.py")
         .current_dir(py_dir())
         .env("PYTHONPATH", py_dir().join(".deps"))
         .env("DLOCKD_SUITE", suite)
-        .env("DAPR_HTTP_PORT", server.port.to_string())
-        .env("DAPR_GRPC_PORT", grpc_port.to_string())
         .env("DAPR_HEALTH_TIMEOUT", "10")
         // The SDK prefers these to the ports when set.
         .env_remove("DAPR_GRPC_ENDPOINT")
         .env_remove("DAPR_HTTP_ENDPOINT")
         .env_remove("DAPR_RUNTIME_HOST")
+        .env_remove("DAPR_HTTP_PORT")
+        .env_remove("DAPR_GRPC_PORT")
         .env_remove("DAPR_API_TOKEN");
     if let Some(token) = api_token {
         python.env("DAPR_API_TOKEN", token);
     }
+    python
+}
+
+/// Runs a suite's command; any failing case fails the test with its output and the server's.
+fn run_command(mut python: Command, suite: &str, server: &Server) {
     let started = Instant::now();
     let (status, output) = run_bounded(&mut python, SUITE_LIMIT)
         .unwrap_or_else(|e| panic!("python3 lock_test.py ({suite}): {e}"));

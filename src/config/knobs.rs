@@ -14,6 +14,8 @@ const MIB: usize = 1024 * 1024;
 pub struct Knob {
     /// The flag, such as `--listen`.
     pub flag: &'static str,
+    /// A one-letter spelling of the flag, such as `-u`; empty for most.
+    pub short: &'static str,
     /// What `--help` calls the flag's value (`ADDR`); empty for a switch.
     pub arg: &'static str,
     /// The environment variable that stands in for the flag.
@@ -52,6 +54,8 @@ pub enum Kind {
     Time,
     /// Any text.
     Text,
+    /// A file mode in octal (`0660`), at most `0777`.
+    Mode,
     /// A directory; `blank` is why a blank one is refused, or `None` to pass it on as it is.
     Dir { blank: Option<&'static str> },
     /// Names: the flag repeats, the variable is comma-separated.
@@ -75,6 +79,7 @@ impl Knob {
     /// The fields most knobs leave empty.
     const BLANK: Knob = Knob {
         flag: "",
+        short: "",
         arg: "",
         env: "",
         env_note: "",
@@ -87,10 +92,15 @@ impl Knob {
 
     /// The flag with its value's name, as `--help` shows it: `--listen ADDR`.
     pub fn usage(&self) -> String {
-        if self.arg.is_empty() {
+        let flag = if self.short.is_empty() {
             self.flag.to_string()
         } else {
-            format!("{} {}", self.flag, self.arg)
+            format!("{}, {}", self.short, self.flag)
+        };
+        if self.arg.is_empty() {
+            flag
+        } else {
+            format!("{flag} {}", self.arg)
         }
     }
 
@@ -300,6 +310,31 @@ pub static GRPC_LISTEN: Knob = Knob {
     ..Knob::BLANK
 };
 
+pub static UNIX_DOMAIN_SOCKET: Knob = Knob {
+    flag: "--unix-domain-socket",
+    short: "-u",
+    arg: "DIR",
+    env: "DLOCKD_UNIX_DOMAIN_SOCKET",
+    kind: Kind::Dir {
+        blank: Some("a directory for the sockets cannot be empty"),
+    },
+    help: "serve the HTTP API on the Unix domain socket DIR/dapr-<app-id>-http.socket and the \
+           gRPC API on DIR/dapr-<app-id>-grpc.socket instead of --listen and --grpc-listen, as \
+           daprd does; needs --app-id",
+    help_end: "; /metrics stays on --metrics-listen",
+    ..Knob::BLANK
+};
+
+pub static UNIX_SOCKET_MODE: Knob = Knob {
+    flag: "--unix-socket-mode",
+    arg: "MODE",
+    env: "DLOCKD_UNIX_SOCKET_MODE",
+    kind: Kind::Mode,
+    default: Some("0660"),
+    help: "the file mode of the --unix-domain-socket sockets, in octal: who may connect",
+    ..Knob::BLANK
+};
+
 pub static METRICS_LISTEN: Knob = Knob {
     flag: "--metrics-listen",
     arg: "ADDR",
@@ -409,6 +444,8 @@ pub static KNOBS: &[&Knob] = &[
     &IDLE_TIMEOUT,
     &SHUTDOWN_TIMEOUT,
     &GRPC_LISTEN,
+    &UNIX_DOMAIN_SOCKET,
+    &UNIX_SOCKET_MODE,
     &METRICS_LISTEN,
     &RESOURCES_PATH,
     &DATA_DIR,
@@ -420,7 +457,10 @@ pub static KNOBS: &[&Knob] = &[
 
 /// The knob a flag names.
 pub fn find(flag: &str) -> Option<&'static Knob> {
-    KNOBS.iter().copied().find(|knob| knob.flag == flag)
+    KNOBS
+        .iter()
+        .copied()
+        .find(|knob| knob.flag == flag || (!knob.short.is_empty() && knob.short == flag))
 }
 
 /// The `--help` text, written from [`KNOBS`]: every knob, its environment variable and its
@@ -445,8 +485,9 @@ const COMMANDS: [(&str, &str); 2] = [
 
 const TAIL: &str = "
 Sizes take a suffix: 8KiB, 64k, 1MiB, or plain bytes. Times: 500ms, 10s, 2m, or plain seconds.
-A host name binds every address it resolves to. An address another process listens on stops
-the start (exit 1): no address is ever served by two processes.
+A host name binds every address it resolves to. An address or a Unix socket another process
+listens on stops the start (exit 1): no address is ever served by two processes. A socket file
+that nothing listens on any more (left by a process that ended) is replaced.
 DAPR_API_TOKEN, when set, is required in the dapr-api-token header of every request except
 GET /v1.0/healthz and GET /v1.0/healthz/outbound.
 ";

@@ -35,6 +35,18 @@ pub fn parse_addrs(flag: &'static str, value: &str) -> Result<Vec<SocketAddr>, C
     Ok(addrs)
 }
 
+/// A file mode in octal, `0660` or `660`, at most `0777`.
+pub fn parse_mode(flag: &'static str, value: &str) -> Result<u32, ConfigError> {
+    let digits = value.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(bad(flag, value, "expected an octal file mode, e.g. 0660"));
+    }
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(bad(flag, value, "out of range: at most 0777")),
+    }
+}
+
 /// A port number `var` gives, on 127.0.0.1; a refusal names the variable.
 pub fn loopback_port(var: &'static str, value: &str) -> Result<Vec<SocketAddr>, ConfigError> {
     let port: u16 = value

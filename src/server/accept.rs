@@ -6,14 +6,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use monoio::io::AsyncWriteRentExt;
-use monoio::net::{TcpListener, TcpStream};
+use monoio::net::{TcpStream, UnixStream};
 
 use super::answering::Answering;
 use super::conn;
 use super::driver::Driver;
+use super::socket::{Ready, Stream};
 use super::worker::{ConnGuard, Worker};
 use crate::metrics::Limit;
-use crate::shard::{Mail, ShardId};
+use crate::shard::{Accepted, Mail, ShardId};
 
 /// The answer to a connection over `--max-connections`.
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -36,17 +37,13 @@ const ACCEPT_BATCH: usize = 64;
 /// the split is even within one or two, and a connection is handed at most once, when it
 /// opens. The socket is accepted on with a plain non-blocking `accept` once the runtime says a
 /// connection waits, so that a connection to hand on is a plain `std` stream.
-pub(super) async fn accept_loop(
-    worker: Rc<Worker>,
-    ready: TcpListener,
-    listener: std::net::TcpListener,
-) {
+pub(super) async fn accept_loop(worker: Rc<Worker>, listener: Ready) {
     let max = worker.shared.config.max_connections;
     loop {
         let mut accepted = 0;
         loop {
             match listener.accept() {
-                Ok((stream, _peer)) => {
+                Ok(stream) => {
                     let open = worker.shared.connections.fetch_add(1, Ordering::SeqCst);
                     place(&worker, stream, open >= max);
                     accepted += 1;
@@ -78,7 +75,7 @@ pub(super) async fn accept_loop(
             }
         }
         let waiting = monoio::select! {
-            r = ready.readable(false) => Some(r),
+            r = listener.readable() => Some(r),
             _ = worker.shutdown.wait() => None,
         };
         match waiting {
@@ -103,7 +100,7 @@ pub(super) async fn accept_loop(
 
 /// Serves a connection just accepted here, refuses it (`over_limit`), or hands it to the
 /// worker that serves the fewest. It is already counted in the process-wide connections.
-fn place(worker: &Rc<Worker>, stream: std::net::TcpStream, over_limit: bool) {
+fn place(worker: &Rc<Worker>, stream: Accepted, over_limit: bool) {
     let shared = &worker.shared;
     let me = worker.id;
     let count = |at: ShardId| {
@@ -114,8 +111,9 @@ fn place(worker: &Rc<Worker>, stream: std::net::TcpStream, over_limit: bool) {
         let guard = ConnGuard::new(worker.clone());
         worker.metrics().limit(Limit::Connections, 1);
         shared.accepted[me.0].fetch_add(1, Ordering::Relaxed);
-        if let Some(stream) = adopt(worker, stream) {
-            monoio::spawn(refuse(stream, guard));
+        match stream {
+            Accepted::Tcp(s) => refuse(adopt_tcp(worker, s), guard),
+            Accepted::Unix(s) => refuse(adopt_unix(worker, s), guard),
         }
         return;
     }
@@ -152,35 +150,62 @@ fn least_busy(open: &[AtomicUsize], me: ShardId) -> ShardId {
     }
 }
 
-/// Starts serving a connection on this worker; `guard` counts it until it closes. The way it
-/// is answered was chosen at start, once for every connection (see [`Answering`]).
-pub(super) fn take_on(worker: &Rc<Worker>, stream: std::net::TcpStream, guard: ConnGuard) {
+/// Starts serving a connection on this worker; `guard` counts it until it closes.
+pub(super) fn take_on(worker: &Rc<Worker>, stream: Accepted, guard: ConnGuard) {
     worker.shared.accepted[worker.id.0].fetch_add(1, Ordering::Relaxed);
     // The guard uncounts a connection the runtime could not take.
-    if let Some(stream) = adopt(worker, stream) {
-        let _ = stream.set_nodelay(true);
-        match worker.answering {
-            Answering::Locks => monoio::spawn(conn::serve::<conn::Locks>(guard, stream)),
-            Answering::FixedAnswer => {
-                monoio::spawn(conn::serve::<conn::FixedAnswer>(guard, stream))
+    match stream {
+        Accepted::Tcp(s) => {
+            if let Some(s) = adopt_tcp(worker, s) {
+                let _ = s.set_nodelay(true);
+                serve(worker, s, guard);
             }
-        };
+        }
+        Accepted::Unix(s) => {
+            if let Some(s) = adopt_unix(worker, s) {
+                serve(worker, s, guard);
+            }
+        }
     }
+}
+
+/// Spawns the connection's task. The way it is answered was chosen at start, once for every
+/// connection (see [`Answering`]).
+fn serve<S: Stream>(worker: &Worker, stream: S, guard: ConnGuard) {
+    match worker.answering {
+        Answering::Locks => monoio::spawn(conn::serve::<conn::Locks, S>(guard, stream)),
+        Answering::FixedAnswer => monoio::spawn(conn::serve::<conn::FixedAnswer, S>(guard, stream)),
+    };
 }
 
 /// An accepted connection as this worker's runtime takes it: blocking for io_uring (which
 /// polls for it), non-blocking for epoll, as the runtime's own accept leaves them. `None` (the
 /// connection closed) if the runtime refuses the descriptor.
-fn adopt(worker: &Worker, stream: std::net::TcpStream) -> Option<TcpStream> {
+fn adopt_tcp(worker: &Worker, stream: std::net::TcpStream) -> Option<TcpStream> {
     if worker.driver == Driver::Legacy {
         stream.set_nonblocking(true).ok()?;
     }
     TcpStream::from_std(stream).ok()
 }
 
-async fn refuse(mut stream: TcpStream, _guard: ConnGuard) {
-    let write = stream.write_all(TOO_MANY_CONNECTIONS);
-    let _ = monoio::time::timeout(Duration::from_secs(1), write).await;
+/// [`adopt_tcp`] for a Unix domain socket.
+fn adopt_unix(worker: &Worker, stream: std::os::unix::net::UnixStream) -> Option<UnixStream> {
+    if worker.driver == Driver::Legacy {
+        stream.set_nonblocking(true).ok()?;
+    }
+    UnixStream::from_std(stream).ok()
+}
+
+/// Answers a connection over `--max-connections` with a 503 and closes it.
+fn refuse<S: Stream>(stream: Option<S>, guard: ConnGuard) {
+    let Some(mut stream) = stream else {
+        return;
+    };
+    monoio::spawn(async move {
+        let write = stream.write_all(TOO_MANY_CONNECTIONS);
+        let _ = monoio::time::timeout(Duration::from_secs(1), write).await;
+        drop(guard);
+    });
 }
 
 #[cfg(test)]

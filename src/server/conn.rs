@@ -25,13 +25,13 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
+use monoio::io::AsyncWriteRentExt;
 
 use super::durable::once_durable;
 use super::linger::{Drain, LINGER};
 use super::pending::AwaitAnswer;
 use super::reaper::Phase;
+use super::socket::Stream;
 use super::waits::too_many_waiters;
 use super::worker::{Asked, ConnGuard, Worker};
 use crate::api::{answer_response, Answer, OpKind, Outcome, Response};
@@ -289,7 +289,7 @@ struct Conn<'w> {
 /// the rest of the file's functions on purpose: split into async methods, each a future of
 /// its own, the loop cost the fixed-answer ceiling 3,401 instructions a request at depth 1
 /// against 3,128 in one piece (callgrind, 1 worker, 64 connections).
-pub(super) async fn serve<R: Respond>(guard: ConnGuard, mut stream: TcpStream) {
+pub(super) async fn serve<R: Respond, S: Stream>(guard: ConnGuard, mut stream: S) {
     let worker: &Worker = &guard.worker;
     let config = &worker.shared.config;
     let limits = Limits {
@@ -529,7 +529,7 @@ impl<'w> Conn<'w> {
     /// them). If the client goes while an acquire waits, every wait still queued is cancelled
     /// and nothing is written. A wait that ends once shutdown began closes the connection
     /// after its answer, which says so.
-    async fn flush(&mut self, stream: &TcpStream) -> Flushed {
+    async fn flush<S: Stream>(&mut self, stream: &S) -> Flushed {
         let mut flushed = Flushed::Written;
         let mut items = std::mem::take(&mut self.items).into_iter();
         while let Some(item) = items.next() {
@@ -670,14 +670,15 @@ fn write(out: &mut Vec<u8>, resp: &Response, c: Connection) {
 /// reaper's shut once the wait is long overdue). Bytes the client sends meanwhile (the next
 /// request, pipelined) are left for the next read, and the watch ends: the answer is awaited
 /// alone from then on.
-async fn unless_gone<F>(answer: F, stream: &TcpStream) -> Option<StoreOutcome>
+async fn unless_gone<F, S>(answer: F, stream: &S) -> Option<StoreOutcome>
 where
     F: Future<Output = StoreOutcome>,
+    S: Stream,
 {
     let mut answer = std::pin::pin!(answer);
     let gone = async {
         loop {
-            if stream.readable(false).await.is_err() {
+            if stream.readable().await.is_err() {
                 return true;
             }
             match peek(stream) {
@@ -720,7 +721,7 @@ enum Peeked {
 /// Looks at the socket's receive queue without taking anything from it, and without blocking
 /// (on io_uring the socket is in blocking mode).
 #[allow(unsafe_code)]
-fn peek(stream: &TcpStream) -> Peeked {
+fn peek<S: AsRawFd>(stream: &S) -> Peeked {
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
     // SAFETY: the descriptor is `stream`'s, open for as long as `stream` is borrowed, which
     // outlives `fd` (dropped at the end of this function, without closing anything).
@@ -736,7 +737,7 @@ fn peek(stream: &TcpStream) -> Peeked {
 }
 
 /// Half-closes and drains what the client still sends (see `linger.rs`).
-async fn linger(stream: &mut TcpStream) {
+async fn linger<S: Stream>(stream: &mut S) {
     let _ = stream.shutdown().await;
     let mut drain = Drain::new(LINGER, LINGER_BYTES);
     let mut scratch = vec![0u8; READ_CHUNK];

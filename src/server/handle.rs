@@ -1,12 +1,14 @@
 //! The handle of a running server: what it serves and where, and its shutdown.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use super::driver::Driver;
 use super::shared::Shared;
+use super::unix_listen::SocketFile;
 use super::{admin, grpc};
 use crate::persist::LastStop;
 
@@ -24,17 +26,31 @@ pub struct Server {
     pub(super) admin: Option<admin::Admin>,
     /// The gRPC listener's thread, unless `--grpc-listen off`.
     pub(super) grpc: Option<grpc::Grpc>,
+    /// With `--unix-domain-socket`, its socket files: removed when the server is dropped,
+    /// after the workers and the gRPC thread have stopped (or been told to).
+    pub(super) files: Vec<SocketFile>,
 }
 
 impl Server {
     /// The (first) address the workers listen on, with the real port when 0 was asked.
+    ///
+    /// # Panics
+    ///
+    /// With `--unix-domain-socket`, which serves HTTP on no TCP address: see
+    /// [`Server::unix_sockets`].
     pub fn local_addr(&self) -> SocketAddr {
         self.addrs[0]
     }
 
-    /// Every HTTP address served: more than one when `--listen` named a host with several.
+    /// Every HTTP address served: more than one when `--listen` named a host with several,
+    /// none with `--unix-domain-socket`.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// With `--unix-domain-socket`: the socket files of the HTTP and gRPC APIs.
+    pub fn unix_sockets(&self) -> Vec<&Path> {
+        self.files.iter().map(SocketFile::path).collect()
     }
 
     pub fn driver(&self) -> Driver {
@@ -53,9 +69,11 @@ impl Server {
     }
 
     /// Where the gRPC API is served (with the real port when 0 was asked), or `None` with
-    /// `--grpc-listen off`.
+    /// `--grpc-listen off` or on a Unix socket.
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
-        self.grpc.as_ref().map(|g| g.local_addrs()[0])
+        self.grpc
+            .as_ref()
+            .and_then(|g| g.local_addrs().first().copied())
     }
 
     pub fn workers(&self) -> usize {

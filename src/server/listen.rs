@@ -26,8 +26,19 @@ pub(super) const BACKLOG: i32 = 4096;
 #[derive(Debug)]
 pub struct BindError {
     pub flag: &'static str,
-    pub addr: SocketAddr,
+    /// The address, or the path of a Unix socket, as the operator wrote it.
+    pub addr: String,
     pub error: io::Error,
+}
+
+impl BindError {
+    fn new(flag: &'static str, addr: SocketAddr, error: io::Error) -> BindError {
+        BindError {
+            flag,
+            addr: addr.to_string(),
+            error,
+        }
+    }
 }
 
 impl fmt::Display for BindError {
@@ -57,12 +68,12 @@ pub(super) fn bind_all(
             if addr.port() == 0 {
                 let port = first
                     .local_addr()
-                    .map_err(|error| BindError { flag, addr, error })?
+                    .map_err(|error| BindError::new(flag, addr, error))?
                     .port();
                 addr.set_port(port);
             }
         }
-        bound.push(bind(addr).map_err(|error| BindError { flag, addr, error })?);
+        bound.push(bind(addr).map_err(|error| BindError::new(flag, addr, error))?);
     }
     Ok(bound)
 }
@@ -109,11 +120,7 @@ mod tests {
             .expect("inet");
         let err = bind(taken).expect_err("taken");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-        let err = BindError {
-            flag: "--listen",
-            addr: taken,
-            error: err,
-        };
+        let err = BindError::new("--listen", taken, err);
         assert_eq!(
             err.to_string(),
             format!("--listen {taken}: address in use (another process listens there)")

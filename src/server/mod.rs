@@ -31,8 +31,10 @@ mod reaper;
 mod run;
 mod shared;
 mod signal;
+mod socket;
 mod start;
 mod thread;
+mod unix_listen;
 mod waits;
 mod worker;
 

@@ -136,14 +136,13 @@ impl Drop for Watch<'_> {
 /// Shuts down a watched socket; errors (a socket the peer already reset) are of no interest.
 #[allow(unsafe_code)]
 fn shutdown(fd: RawFd, how: std::net::Shutdown) {
-    use std::mem::ManuallyDrop;
-    use std::os::fd::FromRawFd;
-    // SAFETY: `fd` is the socket of a connection whose `Watch` is still in the table: the
-    // connection task owns the stream for its whole life and drops its `Watch` before the
-    // stream (the guard is declared after it), on this same thread, so the descriptor is open
-    // and still that socket here. `ManuallyDrop` keeps this temporary from closing it.
-    let stream = ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
-    let _ = stream.shutdown(how);
+    // SAFETY: `fd` is the socket (TCP or Unix) of a connection whose `Watch` is still in the
+    // table: the connection task owns the stream for its whole life and drops its `Watch`
+    // before the stream (the guard is declared after it), on this same thread, so the
+    // descriptor is open and still that socket while `fd` borrows it here; a borrowed
+    // descriptor is never closed.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let _ = socket2::SockRef::from(&fd).shutdown(how);
 }
 
 #[cfg(test)]

@@ -144,11 +144,13 @@ fn warn_about(config: &Config) {
 fn startup_lines(server: &Server, name: &str) -> String {
     let config = &server.shared.config;
     let mut out = String::with_capacity(512);
-    let addrs: Vec<String> = server
+    let mut addrs: Vec<String> = server
         .local_addrs()
         .iter()
         .map(|a| format!("http://{a}"))
         .collect();
+    let unix = config.unix_sockets.as_ref();
+    addrs.extend(unix.map(|u| format!("unix:{}", u.http.display())));
     let driver = match server.driver_fallback() {
         Some(why) => format!("{} driver (io_uring unavailable: {why})", server.driver()),
         None => format!("{} driver", server.driver()),
@@ -176,7 +178,12 @@ fn startup_lines(server: &Server, name: &str) -> String {
         None => writeln!(out, "{name} metrics off (--metrics-listen off)"),
     };
     let _ = writeln!(out, "{name} {}", safety(server));
-    let _ = match server.grpc_addr() {
+    let grpc_at = match (server.grpc_addr(), unix.and_then(|u| u.grpc.as_ref())) {
+        (Some(addr), _) => Some(addr.to_string()),
+        (None, Some(path)) => Some(format!("unix:{}", path.display())),
+        (None, None) => None,
+    };
+    let _ = match grpc_at {
         Some(addr) => writeln!(
             out,
             "{name} gRPC on {addr} ({}: TryLockAlpha1, UnlockAlpha1, GetMetadata; {}: \

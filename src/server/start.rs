@@ -14,7 +14,9 @@ use super::driver::{uring_runtime, Driver};
 use super::error::StartError;
 use super::handle::Server;
 use super::shared::Shared;
+use super::socket::Listener;
 use super::thread::{self, Spec};
+use super::unix_listen::{bind_unix, SocketFile};
 use super::{admin, grpc, listen};
 use crate::clock::Clock;
 use crate::components::Backend;
@@ -25,20 +27,23 @@ use crate::shard::ShardMap;
 
 /// The listening sockets of every face.
 struct Listeners {
-    http: Vec<TcpListener>,
-    grpc: Option<Vec<TcpListener>>,
+    http: Vec<Listener>,
+    grpc: Option<Vec<Listener>>,
     admin: Option<Vec<TcpListener>>,
+    /// The Unix sockets' files, removed when the server stops.
+    files: Vec<SocketFile>,
 }
 
 /// Starts every worker and returns once all of them serve.
 pub(super) fn start(config: Config, answering: Answering) -> Result<Server, StartError> {
-    let listeners = bind(&config)?;
+    let mut listeners = bind(&config)?;
     let addrs = listeners
         .http
         .iter()
-        .map(TcpListener::local_addr)
+        .filter_map(|l| l.tcp_addr().transpose())
         .collect::<std::io::Result<Vec<SocketAddr>>>()
         .map_err(StartError::Listener)?;
+    let files = std::mem::take(&mut listeners.files);
     let clock = Clock::start();
     let (persist, restored) = match &config.data_dir {
         Some(dir) => {
@@ -69,6 +74,7 @@ pub(super) fn start(config: Config, answering: Answering) -> Result<Server, Star
         running,
         admin: None,
         grpc: None,
+        files,
     };
     if let Some(admin) = listeners.admin {
         server.admin = Some(admin::start(admin, shared.clone()).map_err(StartError::Thread)?);
@@ -79,16 +85,46 @@ pub(super) fn start(config: Config, answering: Answering) -> Result<Server, Star
     Ok(server)
 }
 
-/// Binds every address of every face.
+/// Binds every address of every face: with `--unix-domain-socket`, its sockets for the HTTP
+/// and gRPC APIs instead of their TCP addresses.
 fn bind(config: &Config) -> Result<Listeners, StartError> {
-    let some = |flag, addrs: &Option<Vec<SocketAddr>>| match addrs {
-        Some(addrs) => listen::bind_all(flag, addrs).map(Some),
-        None => Ok(None),
+    let tcp = |flag, addrs: &[SocketAddr]| {
+        listen::bind_all(flag, addrs)
+            .map(|bound| bound.into_iter().map(Listener::Tcp).collect::<Vec<_>>())
+            .map_err(StartError::Bind)
     };
+    let mut files = Vec::new();
+    let (http, grpc) = match &config.unix_sockets {
+        None => (
+            tcp("--listen", &config.listen)?,
+            config
+                .grpc_listen
+                .as_deref()
+                .map(|addrs| tcp("--grpc-listen", addrs))
+                .transpose()?,
+        ),
+        Some(unix) => {
+            let mut socket = |path| {
+                let (listener, file) =
+                    bind_unix("--unix-domain-socket", path, unix.mode).map_err(StartError::Bind)?;
+                files.push(file);
+                Ok::<_, StartError>(vec![Listener::Unix(listener)])
+            };
+            let http = socket(&unix.http)?;
+            (http, unix.grpc.as_deref().map(socket).transpose()?)
+        }
+    };
+    let admin = config
+        .metrics_listen
+        .as_deref()
+        .map(|addrs| listen::bind_all("--metrics-listen", addrs))
+        .transpose()
+        .map_err(StartError::Bind)?;
     Ok(Listeners {
-        http: listen::bind_all("--listen", &config.listen).map_err(StartError::Bind)?,
-        grpc: some("--grpc-listen", &config.grpc_listen).map_err(StartError::Bind)?,
-        admin: some("--metrics-listen", &config.metrics_listen).map_err(StartError::Bind)?,
+        http,
+        grpc,
+        admin,
+        files,
     })
 }
 
@@ -122,7 +158,7 @@ type Started = (mpsc::Receiver<usize>, Vec<Vec<Result<(), String>>>);
 /// Starts the workers one after the other, each once the one before serves.
 fn spawn_workers(
     shared: &Arc<Shared>,
-    http: &[TcpListener],
+    http: &[Listener],
     driver: Driver,
     answering: Answering,
 ) -> Result<Started, StartError> {
@@ -133,7 +169,7 @@ fn spawn_workers(
         let (ready_tx, ready_rx) = mpsc::channel();
         let listeners = http
             .iter()
-            .map(TcpListener::try_clone)
+            .map(Listener::try_clone)
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(StartError::Listener)?;
         thread::spawn(Spec {

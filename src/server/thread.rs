@@ -4,11 +4,8 @@
 //! whose end is the worker's.
 
 use std::cell::{Cell, RefCell};
-use std::net::TcpListener as StdListener;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
-
-use monoio::net::TcpListener;
 
 use super::answering::Answering;
 use super::driver::{uring_runtime, Driver};
@@ -17,6 +14,7 @@ use super::pending::Pending;
 use super::reaper::Reaper;
 use super::shared::{Shared, MAX_IN_FLIGHT_PER_WORKER};
 use super::signal::Signal;
+use super::socket::{Listener, Ready};
 use super::worker::Worker;
 use super::{accept, housekeeping, inbound, waits};
 use crate::api::{Api, ApiConfig};
@@ -31,7 +29,7 @@ pub(super) struct Spec {
     pub id: usize,
     pub core: usize,
     /// This worker's duplicates of the HTTP listening sockets, shared with every worker.
-    pub listeners: Vec<StdListener>,
+    pub listeners: Vec<Listener>,
     pub driver: Driver,
     pub answering: Answering,
     pub shared: Arc<Shared>,
@@ -93,7 +91,7 @@ async fn main(spec: Spec) {
     // one accepts it (see `accept.rs`).
     let listeners = match listeners
         .into_iter()
-        .map(|l| Ok((TcpListener::from_std(l.try_clone()?)?, l)))
+        .map(Listener::into_ready)
         .collect::<std::io::Result<Vec<_>>>()
     {
         Ok(listeners) => listeners,
@@ -199,7 +197,7 @@ fn table_of(id: ShardId, shared: &Shared) -> LeaseTable {
 }
 
 /// Every task of the worker but the mail loop, which the thread runs itself.
-fn spawn_tasks(worker: &Rc<Worker>, listeners: Vec<(TcpListener, StdListener)>) {
+fn spawn_tasks(worker: &Rc<Worker>, listeners: Vec<Ready>) {
     let yielder = worker.clone();
     monoio::spawn(async move { yielder.yields.run().await });
     let sender = worker.clone();
@@ -211,8 +209,8 @@ fn spawn_tasks(worker: &Rc<Worker>, listeners: Vec<(TcpListener, StdListener)>) 
         let deliver: Rc<dyn Deliver> = worker.clone();
         monoio::spawn(remote.clone().run(deliver));
     }
-    for (ready, listener) in listeners {
-        monoio::spawn(accept::accept_loop(worker.clone(), ready, listener));
+    for listener in listeners {
+        monoio::spawn(accept::accept_loop(worker.clone(), listener));
     }
     monoio::spawn(housekeeping::housekeeping(worker.clone()));
     monoio::spawn(waits::wait_timer(worker.clone()));

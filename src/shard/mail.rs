@@ -40,7 +40,14 @@ pub enum Mail {
     Remote(RemoteLock),
     /// A connection another worker accepted, for this one to serve: see
     /// `server::accept`.
-    Conn(std::net::TcpStream),
+    Conn(Accepted),
+}
+
+/// A connection just accepted, on either kind of listening socket.
+#[derive(Debug)]
+pub enum Accepted {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
 }
 
 /// A lock request from the gRPC thread, for the shard that owns its key.

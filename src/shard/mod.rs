@@ -14,6 +14,6 @@ mod outbox;
 
 pub use ids::{ShardId, SlotId};
 pub use inbox::{Inbox, Wait};
-pub use mail::{Answered, Forward, Holder, HolderQuery, Mail, RemoteLock};
+pub use mail::{Accepted, Answered, Forward, Holder, HolderQuery, Mail, RemoteLock};
 pub use map::ShardMap;
 pub use outbox::Outbox;

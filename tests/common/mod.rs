@@ -4,6 +4,9 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dlockd::config::{Command, Config};
@@ -36,6 +39,45 @@ pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Server {
     dlockd::server::start(config).expect("server starts")
 }
 
+/// A directory of its own under the system's temporary one, created empty.
+pub fn temp_dir(what: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("dlockd-{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
+
+/// Starts a server with `args` serving its HTTP and gRPC APIs on Unix domain sockets in a
+/// directory of its own (`--unix-domain-socket`, app id `test`), with one worker unless
+/// `args` says otherwise and its admin listener on an ephemeral port. Returns the server and
+/// the HTTP socket's path.
+pub fn start_unix(args: &[&str]) -> (Server, PathBuf) {
+    let dir = temp_dir("uds");
+    let mut all: Vec<String> = [
+        "--unix-domain-socket",
+        dir.to_str().expect("a UTF-8 temporary path"),
+        "--app-id",
+        "test",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if !args.contains(&"--workers") {
+        all.extend(["--workers".to_string(), "1".to_string()]);
+    }
+    all.extend(args.iter().map(|s| s.to_string()));
+    let config = match Config::parse(all, |_| None) {
+        Ok(Command::Run(c)) => *c,
+        other => panic!("bad test configuration: {other:?}"),
+    };
+    let server = dlockd::server::start(config).expect("server starts");
+    (server, dir.join("dapr-test-http.socket"))
+}
+
 /// One parsed HTTP response.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -57,19 +99,91 @@ impl Response {
     }
 }
 
+/// A client's socket: TCP, or a Unix domain socket (`--unix-domain-socket`).
+pub enum Sock {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Sock {
+    pub fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.set_nonblocking(on),
+            Sock::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+
+    pub fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.set_read_timeout(d),
+            Sock::Unix(s) => s.set_read_timeout(d),
+        }
+    }
+
+    pub fn set_write_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.set_write_timeout(d),
+            Sock::Unix(s) => s.set_write_timeout(d),
+        }
+    }
+
+    pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.shutdown(how),
+            Sock::Unix(s) => s.shutdown(how),
+        }
+    }
+}
+
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.read(buf),
+            Sock::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.write(buf),
+            Sock::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.flush(),
+            Sock::Unix(s) => s.flush(),
+        }
+    }
+}
+
 /// A client connection that reads responses one at a time.
 pub struct Client {
-    pub stream: TcpStream,
+    pub stream: Sock,
     buf: Vec<u8>,
 }
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Client::over(Sock::Tcp(stream))
+    }
+
+    /// A client of the HTTP API on a Unix domain socket.
+    pub fn connect_unix(path: &Path) -> Client {
+        let stream = UnixStream::connect(path)
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", path.display()));
+        Client::over(Sock::Unix(stream))
+    }
+
+    fn over(stream: Sock) -> Client {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
-        stream.set_nodelay(true).expect("nodelay");
         Client {
             stream,
             buf: Vec::new(),

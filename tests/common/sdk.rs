@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -53,17 +53,46 @@ impl Drop for InstallLock {
 /// leaves nothing behind. Its output is kept for the failure message.
 pub struct Server {
     child: Child,
+    /// The HTTP port; 0 when the HTTP API is on a Unix socket (see `http_socket`).
     pub port: u16,
-    /// The gRPC port from the start-up lines, unless gRPC is off.
+    /// The gRPC port from the start-up lines, unless gRPC is off or on a Unix socket.
     pub grpc_port: Option<u16>,
+    /// With `--unix-domain-socket`: the HTTP and gRPC sockets the start-up lines name.
+    pub http_socket: Option<PathBuf>,
+    pub grpc_socket: Option<PathBuf>,
+    /// The admin listener's port, unless it is off.
+    pub metrics_port: Option<u16>,
     pub log: Arc<Mutex<String>>,
     drains: Vec<JoinHandle<()>>,
 }
 
 impl Server {
     pub fn start(args: &[&str], api_token: Option<&str>) -> Server {
+        Server::spawn(&["--listen", "127.0.0.1:0"], args, api_token)
+    }
+
+    /// Serves the HTTP and gRPC APIs on Unix sockets in `dir`, as app `app_id`, with the
+    /// admin listener on an ephemeral port.
+    pub fn start_unix(dir: &Path, app_id: &str, args: &[&str]) -> Server {
+        let dir = dir.to_str().expect("a UTF-8 path");
+        Server::spawn(
+            &[
+                "--unix-domain-socket",
+                dir,
+                "--app-id",
+                app_id,
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ],
+            args,
+            None,
+        )
+    }
+
+    fn spawn(listen: &[&str], args: &[&str], api_token: Option<&str>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlockd"));
-        cmd.args(["--listen", "127.0.0.1:0", "--workers", "2"])
+        cmd.args(listen)
+            .args(["--workers", "2"])
             .args(args)
             .env_remove("DAPR_API_TOKEN")
             .env_remove("DAPR_HTTP_PORT")
@@ -100,24 +129,52 @@ impl Server {
                 }
             }
         }
-        let grpc_port = lines[3]
-            .split("gRPC on 127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|p| p.parse().ok());
-        let line = &lines[0];
-        let port = line
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in the start-up line: {line}"));
+        let after = |line: &str, marker: &str| -> Option<String> {
+            let rest = line.split(marker).nth(1)?;
+            rest.split(|c: char| c.is_whitespace() || c == '/')
+                .next()
+                .map(str::to_string)
+        };
+        let path_after = |line: &str, marker: &str| -> Option<PathBuf> {
+            let rest = line.split(marker).nth(1)?;
+            rest.split_whitespace().next().map(PathBuf::from)
+        };
+        let http_socket = path_after(&lines[0], "listening on unix:");
+        let port = match &http_socket {
+            Some(_) => 0,
+            None => after(&lines[0], "http://127.0.0.1:")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("no port in the start-up line: {}", lines[0])),
+        };
         Server {
             child,
             port,
-            grpc_port,
+            grpc_port: after(&lines[3], "gRPC on 127.0.0.1:").and_then(|p| p.parse().ok()),
+            http_socket,
+            grpc_socket: path_after(&lines[3], "gRPC on unix:"),
+            metrics_port: after(&lines[1], "metrics on http://127.0.0.1:")
+                .and_then(|p| p.parse().ok()),
             log,
             drains,
+        }
+    }
+
+    /// The process id, to signal it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

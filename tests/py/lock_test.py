@@ -3,12 +3,16 @@
 tests/sdk_python.rs starts dlockd on free loopback ports and runs this file with
 DAPR_HTTP_PORT and DAPR_GRPC_PORT pointing at it, as a Dapr application finds its sidecar.
 DLOCKD_SUITE says which cases run: "lock" (no token) or "token" (DAPR_API_TOKEN set on both
-sides, and a data dir, so grants carry a fencing token).
+sides, and a data dir, so grants carry a fencing token). "unix" runs the lock cases against a
+dlockd serving its APIs on Unix sockets (--unix-domain-socket): the SDK reaches gRPC through
+DAPR_GRPC_ENDPOINT=unix:///path and waits for the sidecar on the admin listener's health
+probe (DAPR_HTTP_ENDPOINT), and the HTTP requests here go to DLOCKD_HTTP_SOCKET.
 """
 
 import http.client
 import json
 import os
+import socket
 import threading
 import time
 import unittest
@@ -24,16 +28,34 @@ warnings.filterwarnings("ignore", message="The Distributed Lock API is an Alpha 
 
 SUITE = os.environ.get("DLOCKD_SUITE", "lock")
 STORE = "lockstore"
-HTTP_PORT = int(os.environ["DAPR_HTTP_PORT"])
+HTTP_PORT = int(os.environ.get("DAPR_HTTP_PORT", "0"))
+HTTP_SOCKET = os.environ.get("DLOCKD_HTTP_SOCKET")
 
 
 def unique(name):
     return f"{name}-{time.monotonic_ns()}"
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over a Unix domain socket."""
+
+    def __init__(self, socket_path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
 def http_lock(resource, owner, expiry):
     """A try-lock over dlockd's HTTP API, for the mixed race."""
-    c = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=10)
+    if HTTP_SOCKET:
+        c = UnixHTTPConnection(HTTP_SOCKET, 10)
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=10)
     headers = {}
     if os.environ.get("DAPR_API_TOKEN"):
         headers["dapr-api-token"] = os.environ["DAPR_API_TOKEN"]
@@ -231,7 +253,7 @@ class TokenSuite(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    suite = LockSuite if SUITE == "lock" else TokenSuite
+    suite = TokenSuite if SUITE == "token" else LockSuite
     result = unittest.TextTestRunner(verbosity=2).run(
         unittest.defaultTestLoader.loadTestsFromTestCase(suite)
     )

@@ -32,6 +32,7 @@ use tonic::codegen::{http, Service};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
+mod authority;
 mod extensions;
 mod proto;
 
@@ -43,6 +44,7 @@ pub use proto::{
 };
 
 use super::shared::Shared;
+use super::socket::Listener;
 use crate::api::{
     lease_error_rejection, store_failure_rejection, Answer, ApiConfig, LockOp, LockValidator,
     RejectCode, Rejection,
@@ -505,13 +507,10 @@ impl Drop for Grpc {
 }
 
 /// Serves `listeners` on a thread of its own until stopped.
-pub(super) fn start(
-    listeners: Vec<std::net::TcpListener>,
-    shared: Arc<Shared>,
-) -> std::io::Result<Grpc> {
+pub(super) fn start(listeners: Vec<Listener>, shared: Arc<Shared>) -> std::io::Result<Grpc> {
     let addrs = listeners
         .iter()
-        .map(std::net::TcpListener::local_addr)
+        .filter_map(|l| l.tcp_addr().transpose())
         .collect::<std::io::Result<Vec<_>>>()?;
     let config = &shared.config;
     let front = Arc::new(Front {
@@ -559,34 +558,50 @@ pub(super) fn start(
 
 /// Serves one listening socket until `stop` turns true.
 async fn serve(
-    listener: std::net::TcpListener,
+    listener: Listener,
     front: Arc<Front>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let addr = listener.local_addr().ok();
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            crate::log::write(
-                crate::log::Level::Error,
-                format_args!("gRPC listener on {addr:?}: {e}"),
-            );
-            return;
-        }
-    };
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let name = listener.name();
     let stopped = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
-    let served = tonic::transport::Server::builder()
-        .serve_with_incoming_shutdown(DaprService { front }, incoming, stopped)
-        .await;
-    if let Err(e) = served {
-        crate::log::write(
-            crate::log::Level::Error,
-            format_args!("gRPC listener on {addr:?} stopped: {e}"),
-        );
-    }
+    let server = tonic::transport::Server::builder();
+    let service = DaprService { front };
+    let served = match listener {
+        Listener::Tcp(l) => match tokio::net::TcpListener::from_std(l) {
+            Ok(l) => {
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
+                server
+                    .serve_with_incoming_shutdown(service, incoming, stopped)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        },
+        Listener::Unix(l) => match tokio::net::UnixListener::from_std(l) {
+            Ok(l) => {
+                // See `authority.rs`: what gRPC's C core sends as the authority on a socket.
+                let incoming = tokio_stream::StreamExt::map(
+                    tokio_stream::wrappers::UnixListenerStream::new(l),
+                    |accepted| accepted.map(authority::FixAuthority::new),
+                );
+                server
+                    .serve_with_incoming_shutdown(service, incoming, stopped)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    let Err(why) = served else {
+        return;
+    };
+    crate::log::write(
+        crate::log::Level::Error,
+        format_args!("the gRPC listener on {name} stopped: {why}"),
+    );
 }
 
 #[cfg(test)]
