@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{status_of, token_of, unary, BoxFuture, Front, HttpRequest, Served};
+use super::front::{status_of, token_of, Front};
+use super::unary::{unary, BoxFuture, HttpRequest, Served};
 use crate::api::{lease_error_rejection, Answer, Operation};
 
 /// The service's name on the wire.
