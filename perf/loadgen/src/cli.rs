@@ -3,6 +3,7 @@
 //! start without re-checking any of it.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::wire::Protocol;
@@ -13,9 +14,11 @@ pub const HELP: &str = "\
 dlockd-loadgen: drive a Dapr lock server (or Redis, nginx, a fixed-response server) with the
 same client, workload and connection count, and report throughput and latency.
 
-usage: dlockd-loadgen --target HOST:PORT [flags]
+usage: dlockd-loadgen --target HOST:PORT|unix:PATH [flags]
 
-  --target HOST:PORT      server address (required)
+  --target ADDR           the server (required): HOST:PORT over TCP, or unix:PATH for a Unix
+                          domain socket (every protocol; over HTTP the Host header is then
+                          localhost)
   --protocol P            http: the Dapr lock API over HTTP/1.1 (default); resp: Redis, as
                           Dapr's lock.redis; grpc: the Dapr lock API over gRPC (HTTP/2,
                           dapr.proto.runtime.v1.Dapr TryLockAlpha1 / UnlockAlpha1)
@@ -68,6 +71,14 @@ usage: dlockd-loadgen --target HOST:PORT [flags]
   --json                  print one JSON object with the results instead of the table
   -h, --help              this text
 
+a Dapr sidecar (daprd, or dlockd in its place) is driven through its HTTP API port
+(daprd --dapr-http-port, default 3500) or its HTTP socket (daprd --unix-domain-socket DIR
+serves DIR/dapr-<app-id>-http.socket; dlockd -u DIR --app-id ID the same), with --store
+naming one of its lock components (the metadata.name of a lock.* component):
+  dlockd-loadgen --target 127.0.0.1:3500 --store lockstore --check
+  dlockd-loadgen --target unix:/tmp/dapr/dapr-myapp-http.socket --store lockstore --check
+  dlockd-loadgen --target 127.0.0.1:50001 --protocol grpc --store lockstore --check
+
 exit status: 0 done (errors, if any, are in the report); 1 could not start (connect, pin,
 runtime); 2 bad command line; 3 --check was given and some answer was wrong or missing.
 ";
@@ -89,8 +100,10 @@ pub const MAX_NAME_BYTES: usize = 256;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// As given: also the `Host` header.
+    /// `--target` as given (the report names it).
     pub target: String,
+    /// Where `--target` points: a TCP address to resolve, or a Unix socket's path.
+    pub endpoint: Target,
     pub protocol: Protocol,
     pub workload: Kind,
     pub connections: u32,
@@ -120,6 +133,30 @@ pub struct Config {
     /// poll: after an unlock, try again at once rather than after a backoff.
     pub greedy: bool,
     pub seed: u64,
+}
+
+/// Where the server listens: `--target HOST:PORT` or `--target unix:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `HOST:PORT`, resolved once at start.
+    Tcp(String),
+    /// `unix:PATH`: a Unix domain stream socket, such as daprd's
+    /// `dapr-<app-id>-http.socket`.
+    Unix(PathBuf),
+}
+
+/// The longest path a Unix socket address holds (`sun_path` is 108 bytes with its NUL).
+pub const MAX_UNIX_PATH_BYTES: usize = 107;
+
+impl Config {
+    /// The HTTP `Host` header: the target as given over TCP, `localhost` over a Unix socket
+    /// (as Dapr's SDKs send it there).
+    pub fn host(&self) -> &str {
+        match self.endpoint {
+            Target::Tcp(_) => &self.target,
+            Target::Unix(_) => "localhost",
+        }
+    }
 }
 
 /// How an open loop waits for each request's send time.
@@ -156,7 +193,9 @@ impl fmt::Display for CliError {
             CliError::Unknown(arg) => write!(f, "unknown argument {arg:?} (see --help)"),
             CliError::MissingValue(flag) => write!(f, "{flag} needs a value"),
             CliError::Invalid { flag, value, why } => write!(f, "{flag} {value:?}: {why}"),
-            CliError::MissingTarget => f.write_str("--target HOST:PORT is required"),
+            CliError::MissingTarget => {
+                f.write_str("--target HOST:PORT or --target unix:PATH is required")
+            }
             CliError::Conflict(why) => f.write_str(why),
         }
     }
@@ -233,7 +272,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             None => args.next().ok_or(CliError::MissingValue(flag))?,
         };
         match flag {
-            "--target" => target = Some(parse_target(&value)?),
+            "--target" => target = Some((parse_target(&value)?, value)),
             "--protocol" => {
                 protocol = match value.as_str() {
                     "http" => Protocol::Http,
@@ -310,7 +349,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
         }
     }
 
-    let target = target.ok_or(CliError::MissingTarget)?;
+    let (endpoint, target) = target.ok_or(CliError::MissingTarget)?;
     if requests.is_some() && duration.is_some() {
         return Err(CliError::Conflict(
             "--requests replaces --duration: give one of them",
@@ -361,6 +400,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
 
     Ok(Command::Run(Box::new(Config {
         target,
+        endpoint,
         protocol,
         workload,
         connections,
@@ -450,16 +490,34 @@ fn bounded(flag: &'static str, value: &str, min: u32, max: u32) -> Result<u32, C
         .ok_or_else(|| invalid(flag, value, "out of range (see --help for the limits)"))
 }
 
-/// `HOST:PORT`: a port is required; the host goes into the Host header as given.
-fn parse_target(value: &str) -> Result<String, CliError> {
+/// `HOST:PORT` (a port is required; the host goes into the Host header as given) or
+/// `unix:PATH` (a path that fits a Unix socket address).
+fn parse_target(value: &str) -> Result<Target, CliError> {
+    if let Some(path) = value.strip_prefix("unix:") {
+        if path.is_empty() || path.contains('\0') {
+            return Err(invalid("--target", value, "expected unix:PATH with a path"));
+        }
+        if path.len() > MAX_UNIX_PATH_BYTES {
+            return Err(invalid(
+                "--target",
+                value,
+                "a Unix socket path holds at most 107 bytes",
+            ));
+        }
+        return Ok(Target::Unix(PathBuf::from(path)));
+    }
     let ok = value
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
         && value.bytes().all(|b| b.is_ascii_graphic());
     if ok {
-        Ok(value.to_string())
+        Ok(Target::Tcp(value.to_string()))
     } else {
-        Err(invalid("--target", value, "expected HOST:PORT"))
+        Err(invalid(
+            "--target",
+            value,
+            "expected HOST:PORT or unix:PATH",
+        ))
     }
 }
 
@@ -807,6 +865,66 @@ mod tests {
             assert!(got.is_err(), "{args:?} gave {got:?}");
             assert!(!got.unwrap_err().to_string().is_empty());
         }
+    }
+
+    // --target is HOST:PORT over TCP or unix:PATH for a Unix socket (a Dapr sidecar's
+    // dapr-<app-id>-http.socket); over a socket the Host header is localhost.
+    #[test]
+    fn targets_tcp_and_unix() {
+        let c = run(&["--target", "127.0.0.1:3500"]).unwrap();
+        assert_eq!(c.endpoint, Target::Tcp("127.0.0.1:3500".into()));
+        assert_eq!(c.host(), "127.0.0.1:3500");
+        let c = run(&["--target", "localhost:3500", "--protocol", "grpc"]).unwrap();
+        assert_eq!(c.endpoint, Target::Tcp("localhost:3500".into()));
+
+        let path = "/tmp/dapr/dapr-myapp-http.socket";
+        let c = run(&["--target", &format!("unix:{path}")]).unwrap();
+        assert_eq!(c.endpoint, Target::Unix(PathBuf::from(path)));
+        assert_eq!(c.target, format!("unix:{path}"));
+        assert_eq!(c.host(), "localhost");
+        // Every protocol, and the --flag=value spelling (the path may hold '=' and ':').
+        let c = run(&["--target=unix:rel/a=b:c.sock", "--protocol", "resp"]).unwrap();
+        assert_eq!(c.endpoint, Target::Unix(PathBuf::from("rel/a=b:c.sock")));
+        let c = run(&["--target", "unix:/s", "--protocol", "grpc"]).unwrap();
+        assert_eq!(c.endpoint, Target::Unix(PathBuf::from("/s")));
+
+        // The longest path a socket address holds, and one byte more.
+        let longest = format!("/{}", "a".repeat(MAX_UNIX_PATH_BYTES - 1));
+        let c = run(&["--target", &format!("unix:{longest}")]).unwrap();
+        assert_eq!(c.endpoint, Target::Unix(PathBuf::from(&longest)));
+        let too_long = format!("unix:{longest}a");
+        let e = run(&["--target", &too_long]).unwrap_err();
+        assert!(e.to_string().contains("107 bytes"), "{e}");
+
+        for bad in [
+            "unix:",
+            "unix:a\0b",
+            "unix",
+            "h",
+            "h:",
+            ":1",
+            "h:0",
+            "h:65536",
+            "h :1",
+        ] {
+            let e = run(&["--target", bad]).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    CliError::Invalid {
+                        flag: "--target",
+                        ..
+                    }
+                ),
+                "{bad:?} gave {e:?}"
+            );
+        }
+        let e = run(&[]).unwrap_err();
+        assert_eq!(e, CliError::MissingTarget);
+        assert!(e.to_string().contains("unix:PATH"));
+        // --help says how to reach a Dapr sidecar either way, and with which store.
+        assert!(HELP.contains("--target 127.0.0.1:3500 --store lockstore"));
+        assert!(HELP.contains("--target unix:/tmp/dapr/dapr-myapp-http.socket"));
     }
 
     // A contended run needs no per-connection resources, so a small --resources is fine there.

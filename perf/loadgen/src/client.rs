@@ -2,6 +2,10 @@
 //! grpc` runs its threads on tokio instead, with tonic's HTTP/2 client: see [`grpc`]; it shares
 //! the start-up, the phases, the workloads and the pacing ([`Conn::fill`]) with this module.
 //!
+//! Streams: TCP or a Unix domain socket (`--target unix:PATH`). Everything from a thread's
+//! connections down to the reader and writer is generic over the stream type ([`Dial`]), and
+//! the type is picked once per thread, so the request path is the same code over either.
+//!
 //! Start-up: every thread connects all its connections, then reports to the main thread;
 //! only when every connection of every thread is up does the main thread fix the run's start
 //! (`epoch`) and let them go, so a server that cannot be reached fails the run before anything
@@ -30,6 +34,7 @@ use std::fmt;
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -38,10 +43,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
-use monoio::net::TcpStream;
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Split,
+    Splitable,
+};
+use monoio::net::{TcpStream, UnixStream};
 
-use crate::cli::{Config, Pacer};
+use crate::cli::{Config, Pacer, Target};
 use crate::pacer::Spinner;
 use crate::schedule::Schedule;
 use crate::tally::{ErrorKind, Tally};
@@ -76,7 +84,7 @@ fn seed(run_seed: u64, id: u32) -> u64 {
 /// What every thread reads: the validated command line and what start-up learned.
 pub struct Setup {
     pub config: Config,
-    pub addr: SocketAddr,
+    pub addr: Addr,
     /// The RESP unlock script's digest (empty over HTTP).
     pub sha: String,
     pub zipf: Arc<Zipf>,
@@ -125,31 +133,100 @@ impl fmt::Display for StartError {
     }
 }
 
-/// Resolves `HOST:PORT` to the first address it names.
-pub fn resolve(target: &str) -> Result<SocketAddr, StartError> {
+/// Where the connections go, as start-up resolved `--target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Tcp(addr) => write!(f, "{addr}"),
+            Addr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Resolves `HOST:PORT` to the first address it names; a Unix socket's path is taken as it
+/// is (connecting says whether a server listens there).
+pub fn resolve(target: &Target) -> Result<Addr, StartError> {
     use std::net::ToSocketAddrs;
-    target
-        .to_socket_addrs()
-        .map_err(|e| StartError::Resolve(format!("{target}: {e}")))?
-        .next()
-        .ok_or_else(|| StartError::Resolve(format!("{target}: no address")))
+    match target {
+        Target::Tcp(host_port) => host_port
+            .to_socket_addrs()
+            .map_err(|e| StartError::Resolve(format!("{host_port}: {e}")))?
+            .next()
+            .map(Addr::Tcp)
+            .ok_or_else(|| StartError::Resolve(format!("{host_port}: no address"))),
+        Target::Unix(path) => Ok(Addr::Unix(path.clone())),
+    }
+}
+
+/// A byte stream the monoio client speaks HTTP/1.1 or RESP over: TCP or a Unix domain
+/// socket. The connection code is generic over it, so that each kind is compiled on its own
+/// and the kind is chosen once per thread, never per request.
+trait Dial: AsyncReadRent + AsyncWriteRent + Split + Sized + 'static {
+    type Addr: Clone + 'static;
+
+    /// Connects, with the stream set up for small latency-bound requests.
+    fn dial(addr: &Self::Addr) -> impl Future<Output = std::io::Result<Self>>;
+}
+
+impl Dial for TcpStream {
+    type Addr = SocketAddr;
+
+    async fn dial(addr: &SocketAddr) -> std::io::Result<TcpStream> {
+        let stream = TcpStream::connect_addr(*addr).await?;
+        // Requests are small and latency-bound: never wait to coalesce them.
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+}
+
+impl Dial for UnixStream {
+    type Addr = PathBuf;
+
+    async fn dial(path: &PathBuf) -> std::io::Result<UnixStream> {
+        UnixStream::connect(path).await
+    }
 }
 
 /// `SCRIPT LOAD`s the unlock script once, as `lock.redis` does, and returns its digest.
-pub fn load_script(addr: SocketAddr) -> Result<String, StartError> {
+pub fn load_script(addr: &Addr) -> Result<String, StartError> {
     let connect = |e: std::io::Error| StartError::Connect(format!("{addr}: {e}"));
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(connect)?;
-    stream
-        .set_read_timeout(Some(ANSWER_TIMEOUT))
-        .map_err(connect)?;
+    match addr {
+        Addr::Tcp(tcp) => {
+            let stream =
+                std::net::TcpStream::connect_timeout(tcp, CONNECT_TIMEOUT).map_err(&connect)?;
+            stream
+                .set_read_timeout(Some(ANSWER_TIMEOUT))
+                .map_err(&connect)?;
+            script_load(stream, connect)
+        }
+        Addr::Unix(path) => {
+            let stream = std::os::unix::net::UnixStream::connect(path).map_err(&connect)?;
+            stream
+                .set_read_timeout(Some(ANSWER_TIMEOUT))
+                .map_err(&connect)?;
+            script_load(stream, connect)
+        }
+    }
+}
+
+/// `SCRIPT LOAD` on a connected stream; `connect` makes an I/O error a start error.
+fn script_load(
+    mut stream: impl Read + Write,
+    connect: impl Fn(std::io::Error) -> StartError,
+) -> Result<String, StartError> {
     stream
         .write_all(&resp::script_load_request())
-        .map_err(connect)?;
+        .map_err(&connect)?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 512];
     loop {
-        let n = stream.read(&mut chunk).map_err(connect)?;
+        let n = stream.read(&mut chunk).map_err(&connect)?;
         if n == 0 {
             return Err(StartError::Script(
                 "the server closed the connection".into(),
@@ -392,8 +469,24 @@ impl Thread {
     }
 }
 
+/// The pipelined connections of one thread, over TCP or a Unix socket: the one place the
+/// kind of stream is matched.
 async fn thread_work(
     setup: Arc<Setup>,
+    t: u32,
+    driver: &'static str,
+    ready: Sender<Result<&'static str, StartError>>,
+    go: Receiver<Option<Plan>>,
+) -> Tally {
+    match setup.addr.clone() {
+        Addr::Tcp(addr) => streams_work::<TcpStream>(setup, addr, t, driver, ready, go).await,
+        Addr::Unix(path) => streams_work::<UnixStream>(setup, path, t, driver, ready, go).await,
+    }
+}
+
+async fn streams_work<S: Dial>(
+    setup: Arc<Setup>,
+    addr: S::Addr,
     t: u32,
     driver: &'static str,
     ready: Sender<Result<&'static str, StartError>>,
@@ -402,7 +495,7 @@ async fn thread_work(
     let config = &setup.config;
     let mut streams = Vec::new();
     for id in (t..config.connections).step_by(config.threads as usize) {
-        match connect(setup.addr).await {
+        match connect::<S>(&addr).await {
             Ok(stream) => streams.push((id, stream)),
             Err(e) => {
                 let _ = ready.send(Err(StartError::Connect(format!("{}: {e}", config.target))));
@@ -440,7 +533,7 @@ async fn thread_work(
     }
     let tasks: Vec<_> = streams
         .into_iter()
-        .map(|(id, stream)| monoio::spawn(connection(thread.clone(), id, stream)))
+        .map(|(id, stream)| monoio::spawn(connection(thread.clone(), id, stream, addr.clone())))
         .collect();
     for task in tasks {
         task.await;
@@ -448,14 +541,9 @@ async fn thread_work(
     thread.tally.take()
 }
 
-async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    match monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(stream)) => {
-            // Requests are small and latency-bound: never wait to coalesce them.
-            stream.set_nodelay(true)?;
-            Ok(stream)
-        }
-        Ok(Err(e)) => Err(e),
+async fn connect<S: Dial>(addr: &S::Addr) -> std::io::Result<S> {
+    match monoio::time::timeout(CONNECT_TIMEOUT, S::dial(addr)).await {
+        Ok(result) => result,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "connect timed out",
@@ -466,14 +554,14 @@ async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
 /// One connection for the whole run. When the stream breaks after answering something (nginx
 /// closes after `keepalive_requests`; a reset), it reconnects and goes on where it was; a
 /// stream that broke before any answer, or sent bytes that are not answers, ends it.
-async fn connection(thread: Rc<Thread>, id: u32, mut stream: TcpStream) {
+async fn connection<S: Dial>(thread: Rc<Thread>, id: u32, mut stream: S, addr: S::Addr) {
     let mut conn = Conn::new(&thread, id);
     loop {
         let Some((cause, progressed)) = drive(&thread, &mut conn, stream).await else {
             return;
         };
         if cause != Closed::Protocol && progressed {
-            match connect(thread.setup.addr).await {
+            match connect::<S>(&addr).await {
                 Ok(s) => {
                     stream = s;
                     continue;
@@ -544,11 +632,11 @@ impl Conn {
                 http::lock_request(
                     &config.path_prefix,
                     &config.store,
-                    &config.target,
+                    config.host(),
                     &owner,
                     config.expiry_s,
                 ),
-                http::unlock_request(&config.path_prefix, &config.store, &config.target, &owner),
+                http::unlock_request(&config.path_prefix, &config.store, config.host(), &owner),
             ),
             Protocol::Resp => (
                 resp::set_request(&owner, config.expiry_s),
@@ -866,7 +954,7 @@ fn until<F: Fn(&Pipe) -> bool>(pipe: &RefCell<Pipe>, side: Side, ready: F) -> Un
 
 /// Runs one stream until the connection is done (`None`) or breaks (`Some((cause, whether
 /// any answer came))`), counting the requests it lost.
-async fn drive(thread: &Thread, conn: &mut Conn, stream: TcpStream) -> Option<(Closed, bool)> {
+async fn drive<S: Dial>(thread: &Thread, conn: &mut Conn, stream: S) -> Option<(Closed, bool)> {
     let (rd, wr) = stream.into_split();
     let depth = thread.setup.config.depth as usize;
     let request_len = conn.request_len();
@@ -894,11 +982,11 @@ async fn drive(thread: &Thread, conn: &mut Conn, stream: TcpStream) -> Option<(C
     Some((cause, pipe.answers > 0))
 }
 
-async fn writer(
+async fn writer<S: Dial>(
     thread: &Thread,
     conn: &RefCell<&mut Conn>,
     pipe: &RefCell<Pipe>,
-    mut wr: OwnedWriteHalf<TcpStream>,
+    mut wr: OwnedWriteHalf<S>,
     capacity: usize,
 ) {
     let mut buf = Vec::with_capacity(capacity);
@@ -967,11 +1055,11 @@ async fn writer(
     }
 }
 
-async fn reader(
+async fn reader<S: Dial>(
     thread: &Thread,
     conn: &RefCell<&mut Conn>,
     pipe: &RefCell<Pipe>,
-    mut rd: OwnedReadHalf<TcpStream>,
+    mut rd: OwnedReadHalf<S>,
 ) {
     let protocol = thread.setup.config.protocol;
     let mut buf = Vec::with_capacity(READ_BUFFER_BYTES);
@@ -1062,7 +1150,7 @@ mod tests {
         let zipf = Arc::new(Zipf::new(config.hot, config.zipf));
         Arc::new(Setup {
             config: *config,
-            addr: "127.0.0.1:9".parse().unwrap(),
+            addr: Addr::Tcp("127.0.0.1:9".parse().unwrap()),
             sha: "0".repeat(40),
             zipf,
         })
@@ -1318,6 +1406,240 @@ mod tests {
             [(Op::Lock(0), 10), (Op::Unlock(0), 10), (Op::Lock(1), 500)]
         );
         assert!(conn.replay.is_empty());
+    }
+
+    /// A small lock server on a Unix socket, a std thread per connection, that speaks the
+    /// Dapr lock API over HTTP/1.1 and Dapr's lock.redis commands over RESP with one lease
+    /// table: a lock is granted only when its resource is free, an unlock succeeds only for
+    /// the holder. It notes every HTTP Host header it is sent.
+    mod unix_server {
+        use std::collections::HashMap;
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::path::{Path, PathBuf};
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Default)]
+        pub struct State {
+            pub held: Mutex<HashMap<String, String>>,
+            pub hosts: Mutex<Vec<String>>,
+        }
+
+        /// A fresh socket path under the temporary directory, short enough for sun_path.
+        pub fn socket_path(tag: &str) -> PathBuf {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("loadgen-{tag}-{}-{n}.sock", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            path
+        }
+
+        pub fn start(path: &Path) -> Arc<State> {
+            let listener = UnixListener::bind(path).unwrap();
+            let state = Arc::new(State::default());
+            let shared = state.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let state = shared.clone();
+                    std::thread::spawn(move || serve(stream, &state));
+                }
+            });
+            state
+        }
+
+        fn serve(stream: UnixStream, state: &State) {
+            let Ok(mut writer) = stream.try_clone() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream);
+            loop {
+                let mut first = String::new();
+                if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                    return;
+                }
+                let answer = if let Some(n) = first.strip_prefix('*') {
+                    let mut args = Vec::new();
+                    for _ in 0..n.trim().parse::<usize>().unwrap() {
+                        let mut len = String::new();
+                        reader.read_line(&mut len).unwrap();
+                        let len: usize = len.trim_start_matches('$').trim().parse().unwrap();
+                        let mut arg = vec![0; len + 2];
+                        reader.read_exact(&mut arg).unwrap();
+                        arg.truncate(len);
+                        args.push(String::from_utf8(arg).unwrap());
+                    }
+                    resp(&args, state)
+                } else {
+                    let path = first.split(' ').nth(1).unwrap_or("").to_string();
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        if header == "\r\n" {
+                            break;
+                        }
+                        let lower = header.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        } else if let Some(v) = lower.strip_prefix("host:") {
+                            state.hosts.lock().unwrap().push(v.trim().to_string());
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    http(&path, &String::from_utf8(body).unwrap(), state)
+                };
+                if writer.write_all(answer.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        }
+
+        fn field<'a>(body: &'a str, name: &str) -> &'a str {
+            let key = format!("\"{name}\":\"");
+            let from = body.find(&key).map(|i| i + key.len()).unwrap_or(0);
+            let to = body[from..].find('"').map_or(from, |i| from + i);
+            &body[from..to]
+        }
+
+        fn http(path: &str, body: &str, state: &State) -> String {
+            let (resource, owner) = (field(body, "resourceId"), field(body, "lockOwner"));
+            let mut held = state.held.lock().unwrap();
+            let json = if path.contains("/unlock/") {
+                match held.get(resource) {
+                    Some(o) if o == owner => {
+                        held.remove(resource);
+                        "{\"status\":0}"
+                    }
+                    Some(_) => "{\"status\":2}",
+                    None => "{\"status\":1}",
+                }
+            } else if held.contains_key(resource) {
+                "{\"success\":false}"
+            } else {
+                held.insert(resource.to_string(), owner.to_string());
+                "{\"success\":true}"
+            };
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+                json.len()
+            )
+        }
+
+        fn resp(args: &[String], state: &State) -> String {
+            let mut held = state.held.lock().unwrap();
+            match args.first().map(|c| c.to_ascii_uppercase()).as_deref() {
+                Some("SCRIPT") => format!("$40\r\n{}\r\n", "ab".repeat(20)),
+                Some("SET") if !held.contains_key(&args[1]) => {
+                    held.insert(args[1].clone(), args[2].clone());
+                    "+OK\r\n".into()
+                }
+                Some("SET") => "$-1\r\n".into(),
+                Some("EVALSHA") => match held.get(&args[3]) {
+                    Some(o) if *o == args[4] => {
+                        held.remove(&args[3]);
+                        ":1\r\n".into()
+                    }
+                    Some(_) => ":-2\r\n".into(),
+                    None => ":-1\r\n".into(),
+                },
+                _ => "-ERR unknown command\r\n".into(),
+            }
+        }
+    }
+
+    /// A whole run through `main`'s path: parse, resolve, load the script (RESP), run.
+    fn run_target(target: &str, args: &[&str]) -> Result<RunResult, StartError> {
+        let mut all = vec!["--target".to_string(), target.to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let Ok(Command::Run(config)) = parse(all) else {
+            panic!("bad test arguments")
+        };
+        let addr = resolve(&config.endpoint)?;
+        let sha = match config.protocol {
+            Protocol::Resp => load_script(&addr)?,
+            Protocol::Http | Protocol::Grpc => String::new(),
+        };
+        let zipf = Arc::new(Zipf::new(config.hot, config.zipf));
+        run(Arc::new(Setup {
+            config: *config,
+            addr,
+            sha,
+            zipf,
+        }))
+    }
+
+    // --target unix:PATH: the pipelined client speaks HTTP and RESP over a Unix socket, at
+    // depth 1 and pipelined, on several connections and threads, every answer checked (a
+    // lock granted only on a free resource, an unlock only by its holder): no error, about
+    // one grant per two requests, no lease left, and HTTP's Host header is localhost.
+    #[test]
+    fn http_and_resp_over_a_unix_socket() {
+        for protocol in ["http", "resp"] {
+            let path = unix_server::socket_path(protocol);
+            let state = unix_server::start(&path);
+            let target = format!("unix:{}", path.display());
+            for depth in ["1", "8"] {
+                let r = run_target(
+                    &target,
+                    &[
+                        "--protocol",
+                        protocol,
+                        "--connections",
+                        "4",
+                        "--threads",
+                        "2",
+                        "--depth",
+                        depth,
+                        "--warmup",
+                        "50ms",
+                        "--duration",
+                        "150ms",
+                        "--resources",
+                        "1000",
+                        "--check",
+                    ],
+                )
+                .unwrap_or_else(|e| panic!("{protocol} depth {depth}: {e}"));
+                let t = &r.tally;
+                assert_eq!(t.total_errors(), 0, "{protocol} depth {depth}");
+                assert!(t.requests > 100, "{protocol} depth {depth}: {}", t.requests);
+                assert!(
+                    t.grants.abs_diff(t.requests / 2) <= 4 * 8,
+                    "{protocol} depth {depth}: {} grants of {} requests",
+                    t.grants,
+                    t.requests
+                );
+                assert!(state.held.lock().unwrap().is_empty(), "leases left behind");
+            }
+            let hosts = state.hosts.lock().unwrap();
+            if protocol == "http" {
+                assert!(!hosts.is_empty());
+                assert!(hosts.iter().all(|h| h == "localhost"), "{hosts:?}");
+            } else {
+                assert!(hosts.is_empty());
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
+    // A Unix socket nobody listens on fails the start with a connect error naming the path,
+    // over HTTP (the client threads) and RESP (the script load) alike.
+    #[test]
+    fn a_unix_socket_without_a_server_fails_the_start() {
+        let path = unix_server::socket_path("none");
+        let target = format!("unix:{}", path.display());
+        for protocol in ["http", "resp"] {
+            match run_target(&target, &["--protocol", protocol, "--duration", "1s"]) {
+                Err(StartError::Connect(why)) => {
+                    assert!(why.contains(&target), "{protocol}: {why}")
+                }
+                Err(e) => panic!("{protocol}: expected a connect error, got {e}"),
+                Ok(_) => panic!("{protocol}: ran against no server"),
+            }
+        }
     }
 
     // The requests a connection sends carry its own owner and the configured store.

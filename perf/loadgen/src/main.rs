@@ -60,9 +60,9 @@ fn main() -> ExitCode {
 }
 
 fn run(config: cli::Config) -> Result<ExitCode, StartError> {
-    let addr = client::resolve(&config.target)?;
+    let addr = client::resolve(&config.endpoint)?;
     let sha = match config.protocol {
-        Protocol::Resp => client::load_script(addr)?,
+        Protocol::Resp => client::load_script(&addr)?,
         Protocol::Http | Protocol::Grpc => String::new(),
     };
     let zipf = Arc::new(Zipf::new(config.hot, config.zipf));

@@ -26,7 +26,6 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -39,8 +38,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_prost::ProstCodec;
 
 use super::{
-    duration_ns, pin, Conn, Fill, InFlight, Pace, Plan, Setup, StartError, Thread, ANSWER_TIMEOUT,
-    CONNECT_TIMEOUT,
+    duration_ns, pin, Addr, Conn, Fill, InFlight, Pace, Plan, Setup, StartError, Thread,
+    ANSWER_TIMEOUT, CONNECT_TIMEOUT,
 };
 use crate::grpc::{
     call_error, try_lock_outcome, unlock_outcome, CallError, TryLockRequest, TryLockResponse,
@@ -114,7 +113,7 @@ async fn connect_all(setup: &Setup, t: u32) -> Result<Vec<(u32, Grpc<Channel>)>,
     let config = &setup.config;
     let mut channels = Vec::new();
     for id in (t..config.connections).step_by(config.threads as usize) {
-        let channel = connect(setup.addr)
+        let channel = connect(&setup.addr)
             .await
             .map_err(|e| StartError::Connect(format!("{}: {e}", config.target)))?;
         channels.push((id, Grpc::new(channel)));
@@ -122,13 +121,20 @@ async fn connect_all(setup: &Setup, t: u32) -> Result<Vec<(u32, Grpc<Channel>)>,
     Ok(channels)
 }
 
-/// One HTTP/2 connection (a tonic channel connects exactly one), established before it returns.
-async fn connect(addr: SocketAddr) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?
-        .tcp_nodelay(true)
-        .connect_timeout(CONNECT_TIMEOUT);
-    match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+/// One HTTP/2 connection (a tonic channel connects exactly one), established before it returns:
+/// over TCP, or over a Unix socket (tonic's own connector for `unix:` URIs).
+async fn connect(addr: &Addr) -> Result<Channel, String> {
+    let endpoint = match addr {
+        Addr::Tcp(tcp) => Endpoint::from_shared(format!("http://{tcp}"))
+            .map_err(|e| e.to_string())?
+            .tcp_nodelay(true),
+        Addr::Unix(path) => {
+            Endpoint::from_shared(format!("unix:{}", path.display())).map_err(|e| e.to_string())?
+        }
+    };
+    let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT);
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await;
+    match connected {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(e)) => Err(match std::error::Error::source(&e) {
             Some(cause) => format!("{e}: {cause}"),
@@ -584,9 +590,10 @@ mod tests {
         }
     }
 
-    /// The service on a loopback port, on a thread of its own; stopped when dropped.
+    /// The service on a loopback port or a Unix socket, on a thread of its own; stopped when
+    /// dropped.
     struct Server {
-        addr: SocketAddr,
+        addr: Addr,
         locks: Arc<Locks>,
         stop: Option<tokio::sync::oneshot::Sender<()>>,
         thread: Option<std::thread::JoinHandle<()>>,
@@ -594,6 +601,11 @@ mod tests {
 
     impl Server {
         fn start(lock_delay: Duration) -> Server {
+            Server::start_on(lock_delay, None)
+        }
+
+        /// With `unix`, on a Unix socket at that path instead of a loopback port.
+        fn start_on(lock_delay: Duration, unix: Option<std::path::PathBuf>) -> Server {
             let locks = Arc::new(Locks {
                 store: "lockstore".into(),
                 lock_delay,
@@ -609,14 +621,32 @@ mod tests {
                     .build()
                     .unwrap();
                 rt.block_on(async move {
+                    let stop = async {
+                        let _ = stopped.await;
+                    };
+                    let server = tonic::transport::Server::builder();
+                    if let Some(path) = unix {
+                        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+                        bound.send(Addr::Unix(path)).unwrap();
+                        let incoming = futures_util::stream::unfold(listener, |l| async move {
+                            let accepted = l.accept().await.map(|(stream, _)| stream);
+                            Some((accepted, l))
+                        });
+                        let incoming = Box::pin(incoming);
+                        server
+                            .serve_with_incoming_shutdown(service, incoming, stop)
+                            .await
+                            .unwrap();
+                        return;
+                    }
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                    bound.send(listener.local_addr().unwrap()).unwrap();
+                    bound
+                        .send(Addr::Tcp(listener.local_addr().unwrap()))
+                        .unwrap();
                     let incoming = tonic::transport::server::TcpIncoming::from(listener)
                         .with_nodelay(Some(true));
-                    tonic::transport::Server::builder()
-                        .serve_with_incoming_shutdown(service, incoming, async {
-                            let _ = stopped.await;
-                        })
+                    server
+                        .serve_with_incoming_shutdown(service, incoming, stop)
                         .await
                         .unwrap();
                 });
@@ -649,7 +679,7 @@ mod tests {
         }
     }
 
-    fn setup(addr: SocketAddr, args: &[&str]) -> Arc<Setup> {
+    fn setup(addr: &Addr, args: &[&str]) -> Arc<Setup> {
         let mut all = vec![
             "--target".to_string(),
             addr.to_string(),
@@ -663,13 +693,13 @@ mod tests {
         let zipf = Arc::new(Zipf::new(config.hot, config.zipf));
         Arc::new(Setup {
             config: *config,
-            addr,
+            addr: addr.clone(),
             sha: String::new(),
             zipf,
         })
     }
 
-    fn run(addr: SocketAddr, args: &[&str]) -> RunResult {
+    fn run(addr: &Addr, args: &[&str]) -> RunResult {
         match crate::client::run(setup(addr, args)) {
             Ok(result) => result,
             Err(e) => panic!("the run did not start: {e}"),
@@ -692,7 +722,7 @@ mod tests {
         let server = Server::start(Duration::from_micros(500));
         for depth in ["1", "16"] {
             let result = run(
-                server.addr,
+                &server.addr,
                 &[
                     "--connections",
                     "4",
@@ -746,6 +776,39 @@ mod tests {
         assert!(server.locks.calls.load(Ordering::Relaxed) > 200);
     }
 
+    // --target unix:PATH: the same calls over a Unix socket (a sidecar's
+    // dapr-<app-id>-grpc.socket), checked, pipelined as concurrent streams.
+    #[test]
+    fn over_a_unix_socket() {
+        let path = std::env::temp_dir().join(format!("loadgen-grpc-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let server = Server::start_on(Duration::from_micros(200), Some(path.clone()));
+        assert_eq!(server.addr, Addr::Unix(path.clone()));
+        let result = run(
+            &server.addr,
+            &[
+                "--connections",
+                "2",
+                "--depth",
+                "8",
+                "--warmup",
+                "50ms",
+                "--duration",
+                "200ms",
+                "--resources",
+                "100",
+                "--check",
+            ],
+        );
+        let t = &result.tally;
+        assert_eq!(t.total_errors(), 0, "{:?}", errors_by_kind(t));
+        assert!(t.requests > 50, "{} requests", t.requests);
+        assert!(t.grants > 0);
+        assert_eq!(server.locks.held(), 0, "leases left behind");
+        drop(server);
+        let _ = std::fs::remove_file(&path);
+    }
+
     // Deeper concurrency really is concurrent: with each try-lock taking about a millisecond
     // at the server, depth 16 answers many times more requests than depth 1.
     #[test]
@@ -754,7 +817,7 @@ mod tests {
         let mut rps = Vec::new();
         for depth in ["1", "16"] {
             let result = run(
-                server.addr,
+                &server.addr,
                 &[
                     "--connections",
                     "1",
@@ -784,7 +847,7 @@ mod tests {
     fn contended_and_churn_run_clean() {
         let server = Server::start(Duration::from_micros(200));
         let contended = run(
-            server.addr,
+            &server.addr,
             &[
                 "--workload",
                 "contended",
@@ -807,7 +870,7 @@ mod tests {
         assert_eq!(server.locks.held(), 0, "contended left leases behind");
 
         let churn = run(
-            server.addr,
+            &server.addr,
             &[
                 "--workload",
                 "churn",
@@ -837,7 +900,7 @@ mod tests {
     fn open_loop_keeps_its_rate() {
         let server = Server::start(Duration::ZERO);
         let result = run(
-            server.addr,
+            &server.addr,
             &[
                 "--connections",
                 "4",
@@ -868,7 +931,7 @@ mod tests {
     fn refused_calls_are_status_errors() {
         let server = Server::start(Duration::ZERO);
         let result = run(
-            server.addr,
+            &server.addr,
             &[
                 "--connections",
                 "2",
@@ -892,24 +955,24 @@ mod tests {
     #[test]
     fn connection_failures() {
         let mut server = Server::start(Duration::ZERO);
-        let addr = server.addr;
+        let addr = server.addr.clone();
         server.stop();
         drop(server);
-        match crate::client::run(setup(addr, &["--connections", "2", "--duration", "1s"])) {
+        match crate::client::run(setup(&addr, &["--connections", "2", "--duration", "1s"])) {
             Err(StartError::Connect(why)) => assert!(why.contains(&addr.to_string()), "{why}"),
             Err(e) => panic!("expected a connect error, got {e}"),
             Ok(_) => panic!("connected to a stopped server"),
         }
 
         let mut server = Server::start(Duration::ZERO);
-        let addr = server.addr;
+        let addr = server.addr.clone();
         let stopper = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
             server.stop();
         });
         let started = Instant::now();
         let result = run(
-            addr,
+            &addr,
             &[
                 "--connections",
                 "2",

@@ -26,11 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::{TcpStream, UnixStream};
 
 use super::{
-    connect, duration_ns, namespace, seed, Plan, Setup, StartError, ANSWER_TIMEOUT,
+    connect, duration_ns, namespace, seed, Addr, Dial, Plan, Setup, StartError, ANSWER_TIMEOUT,
     READ_BUFFER_BYTES,
 };
 use crate::handoff::{Backoff, Ledger};
@@ -70,10 +70,24 @@ pub(super) async fn thread_work(
     ready: Sender<Result<&'static str, StartError>>,
     go: Receiver<Option<Plan>>,
 ) -> Tally {
+    match setup.addr.clone() {
+        Addr::Tcp(addr) => streams_work::<TcpStream>(setup, addr, t, driver, ready, go).await,
+        Addr::Unix(path) => streams_work::<UnixStream>(setup, path, t, driver, ready, go).await,
+    }
+}
+
+async fn streams_work<S: Dial>(
+    setup: Arc<Setup>,
+    addr: S::Addr,
+    t: u32,
+    driver: &'static str,
+    ready: Sender<Result<&'static str, StartError>>,
+    go: Receiver<Option<Plan>>,
+) -> Tally {
     let config = &setup.config;
     let mut streams = Vec::new();
     for id in (t..config.connections).step_by(config.threads as usize) {
-        match connect(setup.addr).await {
+        match connect::<S>(&addr).await {
             Ok(stream) => streams.push((id, stream)),
             Err(e) => {
                 let _ = ready.send(Err(StartError::Connect(format!("{}: {e}", config.target))));
@@ -113,9 +127,9 @@ pub(super) async fn thread_work(
 }
 
 /// One connection.
-struct Client {
+struct Client<S> {
     id: u32,
-    stream: TcpStream,
+    stream: S,
     /// The acquire (handoff) or try-lock (poll).
     take: Template,
     unlock: Template,
@@ -125,11 +139,11 @@ struct Client {
     backoff: Backoff,
 }
 
-impl Client {
-    fn new(shared: &Shared, id: u32, stream: TcpStream) -> Client {
+impl<S: Dial> Client<S> {
+    fn new(shared: &Shared, id: u32, stream: S) -> Client<S> {
         let config = &shared.setup.config;
         let owner = format!("owner-{id}");
-        let (prefix, store, host) = (&config.path_prefix, &config.store, &config.target);
+        let (prefix, store, host) = (&config.path_prefix, &config.store, config.host());
         let (take, unlock) = match (config.workload, config.protocol) {
             (Kind::Handoff, _) => (
                 http::acquire_request(prefix, store, host, &owner, config.expiry_s, config.wait_ms),
@@ -395,7 +409,7 @@ mod tests {
         let zipf = Arc::new(Zipf::new(config.hot, config.zipf));
         run(Arc::new(Setup {
             config: *config,
-            addr,
+            addr: super::super::Addr::Tcp(addr),
             sha: String::new(),
             zipf,
         }))
