@@ -8,6 +8,7 @@ a git checkout of the repository (--baseline HEAD).
 import contextlib
 import io
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_lib import baseline, config  # noqa: E402
 from compare_lib.common import Fail  # noqa: E402
 from compare_lib.cli import parse_args  # noqa: E402
-from compare_lib.client import loadgen_argv, server_driver  # noqa: E402
+from compare_lib.client import client_target, loadgen_argv, server_driver  # noqa: E402
+from compare_lib.external import External, parse_external, probe_externals  # noqa: E402
 from compare_lib.fmt import (  # noqa: E402
     fmt_cpu, fmt_diff, fmt_mib, fmt_ms, fmt_rate, fmt_ratio, fmt_ratio_of_ratios, fmt_us,
 )
@@ -35,8 +37,10 @@ from compare_lib.leases import dlockd_lease_flags, fill_argv, fill_connections  
 from compare_lib.open_loop import open_loop_table  # noqa: E402
 from compare_lib.parked import parked_flags, parked_summary, parked_table  # noqa: E402
 from compare_lib.report import appended, section_text, write_results  # noqa: E402
-from compare_lib.servers import server_argv  # noqa: E402
-from compare_lib.side_by_side import side_by_side_table, summarize  # noqa: E402
+from compare_lib.servers import Server, answers_ready, protocol_of, server_argv  # noqa: E402
+from compare_lib.side_by_side import (  # noqa: E402
+    external_labels, side_by_side_table, summarize, workload_servers,
+)
 
 BINS = {"dlockd": "/b/dlockd", "dlockd-ceiling": "/b/dlockd-ceiling",
         "dlockd-loadgen": "/b/dlockd-loadgen"}
@@ -731,3 +735,273 @@ class ExtraClientFlags(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class UnixSocketServers(unittest.TestCase):
+    """dlockd-uds and redis-uds: their command lines, their client, their tables."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.workdir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_in_the_default_run_and_in_servers(self):
+        a = parse_args([])
+        self.assertIn("dlockd-uds", a.servers)
+        self.assertIn("redis-uds", a.servers)
+        a = parse_args(["--servers", "dlockd,dlockd-uds,redis,redis-uds"])
+        self.assertEqual(a.servers, ["dlockd", "dlockd-uds", "redis", "redis-uds"])
+        # Each alternates right after its TCP twin in the side-by-side tables.
+        order = config.WORKLOAD_SERVERS["uncontended"]
+        self.assertLess(order.index("dlockd"), order.index("dlockd-uds"))
+        self.assertLess(order.index("redis"), order.index("redis-uds"))
+        self.assertIn("dlockd-uds", config.DLOCKD_SERVERS)  # probed, warmed up with --check
+
+    def test_dlockd_uds_is_dlockd_on_a_socket(self):
+        tcp, tcp_cpus = server_argv("dlockd", BINS, 4000, self.workdir, io_driver="legacy")
+        uds, uds_cpus = server_argv("dlockd-uds", BINS, 4000, self.workdir,
+                                    io_driver="legacy")
+        self.assertEqual(uds_cpus, tcp_cpus)
+        udir = uds[uds.index("-u") + 1]
+        self.assertTrue(udir.startswith(self.workdir))
+        self.assertEqual(os.listdir(udir), [])
+        self.assertEqual(uds[uds.index("--app-id") + 1], "perf")
+        # -u replaces --listen and --grpc-listen (gRPC on its socket); the rest is dlockd's.
+        self.assertNotIn("--listen", uds)
+        self.assertNotIn("--grpc-listen", uds)
+        rest = [x for x in tcp if x not in ("--listen", "127.0.0.1:4000", "--grpc-listen")]
+        rest.remove("127.0.0.1:0")  # the gRPC listener's; the admin port's stays
+        self.assertEqual([x for x in uds if x not in ("-u", udir, "--app-id", "perf")], rest)
+        self.assertIn("--metrics-listen", uds)
+        # A fresh directory at every start.
+        again, _ = server_argv("dlockd-uds", BINS, 4000, self.workdir)
+        self.assertNotEqual(again[again.index("-u") + 1], udir)
+        server = Server("dlockd-uds", uds, 4000, self.workdir, 1.0, "0")
+        self.assertEqual(server.unix, f"{udir}/dapr-perf-http.socket")
+        self.assertEqual(server.target, f"unix:{udir}/dapr-perf-http.socket")
+        self.assertEqual(server.host, "localhost")
+        self.assertTrue(server.says_driver)
+        self.assertEqual(protocol_of("dlockd-uds"), "http")
+
+    def test_redis_uds_has_no_tcp(self):
+        tcp, _ = server_argv("redis", BINS, 4000, self.workdir)
+        uds, _ = server_argv("redis-uds", BINS, 4001, self.workdir)
+        self.assertEqual(uds[uds.index("--port") + 1], "0")
+        self.assertNotIn("--bind", uds)
+        path = uds[uds.index("--unixsocket") + 1]
+        self.assertTrue(path.startswith(self.workdir) and path.endswith("/redis.sock"))
+        self.assertEqual(uds[uds.index("--unixsocketperm") + 1], "700")
+        # The redis anchor's persistence-off settings, the same.
+        for flag in ("--save", "--appendonly", "--daemonize", "--logfile"):
+            self.assertEqual(uds[uds.index(flag) + 1], tcp[tcp.index(flag) + 1], flag)
+        server = Server("redis-uds", uds, 4001, self.workdir, 1.0, "0")
+        self.assertEqual(server.target, f"unix:{path}")
+        self.assertEqual(protocol_of("redis-uds"), "resp")
+        tcp_server = Server("redis", tcp, 4000, self.workdir, 1.0, "0")
+        self.assertIsNone(tcp_server.unix)
+        self.assertEqual(tcp_server.target, "127.0.0.1:4000")
+
+    def test_a_socket_path_too_long_is_refused(self):
+        deep = Path(self.workdir) / ("d" * 100)
+        deep.mkdir()
+        with self.assertRaises(Fail) as e:
+            server_argv("redis-uds", BINS, 4000, str(deep))
+        self.assertIn("TMPDIR", str(e.exception))
+
+    def test_ready_means_healthz_or_pong(self):
+        def ready(name, answer):
+            a, b = socket.socketpair()
+            with a, b:
+                b.sendall(answer)
+                ok = answers_ready(name, a)
+                return ok, b.recv(1024)
+
+        ok, asked = ready("dlockd-uds", b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertTrue(ok)
+        self.assertTrue(asked.startswith(b"GET /v1.0/healthz HTTP/1.1\r\n"))
+        self.assertFalse(ready("dlockd-uds", b"HTTP/1.1 503 Service Unavailable\r\n\r\n")[0])
+        ok, asked = ready("redis-uds", b"+PONG\r\n")
+        self.assertTrue(ok)
+        self.assertEqual(asked, b"PING\r\n")
+        self.assertFalse(ready("redis-uds", b"-LOADING\r\n")[0])
+
+    def test_client_targets_the_socket(self):
+        argv = loadgen_argv(BINS, "unix:/t/dapr-perf-http.socket", "http", "uncontended", 64,
+                            1, "0", ("duration", 2), False)
+        self.assertEqual(argv[argv.index("--target") + 1], "unix:/t/dapr-perf-http.socket")
+        argv = loadgen_argv(BINS, 4000, "resp", "uncontended", 64, 1, "0", ("duration", 2),
+                            False)
+        self.assertEqual(argv[argv.index("--target") + 1], "127.0.0.1:4000")
+        self.assertEqual(client_target("PORT"), "127.0.0.1:PORT")
+        self.assertEqual(client_target("10.0.0.1:3500"), "10.0.0.1:3500")
+
+    def test_ratios_and_targets_in_colo_at_64_connections(self):
+        sums = {"dlockd": summary(100_000, 1000, 4.0), "dlockd-uds": summary(160_000, 600, 3.0),
+                "redis": summary(80_000, 1200, 5.0), "redis-uds": summary(100_000, 900, 4.0)}
+        names = ["dlockd", "dlockd-uds", "redis", "redis-uds"]
+        t = side_by_side_table("x", sums, names, placement="colo", depth=1, connections=64)
+        self.assertIn("| dlockd, 1 worker, Unix socket (-u) | 160.0 k |", t)
+        self.assertIn("| dlockd-uds / dlockd | 1.60 | 0.75 | 0.60 |", t)
+        self.assertIn("| redis-uds / redis | 1.25 | 0.80 | 0.75 |", t)
+        self.assertIn("| dlockd-uds / redis-uds | 1.60 | 0.75 | 0.67 |", t)
+        self.assertIn("| req/s, dlockd-uds / dlockd (TCP), depth 1 | ≥ 1.5 × | 1.60 | met |", t)
+        self.assertIn("| p99, dlockd-uds / dlockd (TCP), depth 1 | ≤ 0.7 × | 0.60 | met |", t)
+        self.assertIn("| req/s, dlockd-uds / redis-uds, depth 1 | ≥ 1.5 × | 1.60 | met |", t)
+        self.assertNotIn("1.2 ×", t)  # depth 16's target
+        # Depth 16: its own target, not met here; the depth-1 ones are not repeated.
+        t = side_by_side_table("x", sums, names, placement="colo", depth=16, connections=64)
+        self.assertIn("| req/s, dlockd-uds / dlockd (TCP), depth 16 | ≥ 1.2 × | 1.60 | met |",
+                      t)
+        self.assertNotIn("p99, dlockd-uds", t)
+        sums["dlockd-uds"] = summary(110_000, 800, 3.0)
+        t = side_by_side_table("x", sums, names, placement="colo", depth=1, connections=64)
+        self.assertIn("| req/s, dlockd-uds / dlockd (TCP), depth 1 | ≥ 1.5 × | 1.10 | not met |",
+                      t)
+        self.assertIn("| p99, dlockd-uds / dlockd (TCP), depth 1 | ≤ 0.7 × | 0.80 | not met |",
+                      t)
+        # The targets are stated for colo at 64 connections: none in split or at 32.
+        for placement, conns in (("split", 64), ("colo", 32)):
+            t = side_by_side_table("x", sums, names, placement=placement, depth=1,
+                                   connections=conns)
+            self.assertIn("| dlockd-uds / dlockd |", t)
+            self.assertNotIn("| target |", t)
+        # Without dlockd-uds there is no socket table at all.
+        t = side_by_side_table("x", {"dlockd": sums["dlockd"]}, ["dlockd"], placement="colo",
+                               depth=1, connections=64)
+        self.assertNotIn("Unix socket", t)
+
+    def test_the_section_says_how_they_ran(self):
+        args = parse_args(["--servers", "dlockd,dlockd-uds,redis-uds"])
+        s = section_text("side by side", args, [], {}, now="n", commit="c", command="x")
+        self.assertIn("- dlockd-uds and redis-uds: on a Unix domain socket", s)
+        self.assertIn("-u DIR --app-id perf", s)
+        self.assertIn("--port 0 --unixsocket PATH --unixsocketperm 700", s)
+
+
+class ExternalServers(unittest.TestCase):
+    """--external NAME=ADDR[@PID] and --external-store NAME=STORE."""
+
+    def test_parsed(self):
+        me = os.getpid()
+        a = parse_args(["--quick", "--servers", "dlockd",
+                        "--external", f"daprd=127.0.0.1:3500@{me}",
+                        "--external", "sidecar=unix:/tmp/dapr/dapr-app-http.socket",
+                        "--external", f"two=[::1]:3501@{me},{me}",
+                        "--external-store", "sidecar=redislock"])
+        self.assertEqual([(e.name, e.target, e.pids, e.store) for e in a.externals], [
+            ("daprd", "127.0.0.1:3500", [me], "lockstore"),
+            ("sidecar", "unix:/tmp/dapr/dapr-app-http.socket", [], "redislock"),
+            ("two", "[::1]:3501", [me, me], "lockstore"),
+        ])
+        self.assertEqual(a.servers, ["dlockd"])  # the externals are not compare's to start
+        self.assertEqual(parse_args([]).externals, [])
+        # A path with an '@' that is not followed by a PID is all address.
+        self.assertEqual(parse_external("x=unix:/run/a@b.sock"), ("x", "unix:/run/a@b.sock", []))
+        self.assertEqual(parse_external("x=unix:/run/a@b.sock@12"),
+                         ("x", "unix:/run/a@b.sock", [12]))
+
+    def test_refusals(self):
+        me = os.getpid()
+        for argv, words in (
+                (["--external", "daprd"], "expected NAME=ADDR"),
+                (["--external", "=127.0.0.1:1"], "is not a name"),
+                (["--external", "a b=127.0.0.1:1"], "is not a name"),
+                (["--external", "x=nohost"], "expected HOST:PORT or unix:PATH"),
+                (["--external", "x=:3500"], "expected HOST:PORT or unix:PATH"),
+                (["--external", "x=h:0"], "is not a port"),
+                (["--external", "x=h:65536"], "is not a port"),
+                (["--external", "x=unix:"], "needs a path"),
+                (["--external", "x=unix:/" + "a" * 107], "at most 107 bytes"),
+                (["--external", "x=h:1@"], "no PID after it"),
+                (["--external", "x=h:1@2147483000"], "no process 2147483000 is running"),
+                (["--external", "dlockd=h:1"], "the name of a server compare starts"),
+                (["--external", "redis-uds=h:1"], "the name of a server compare starts"),
+                (["--external", "dlockd-base=h:1"], "the name of a server compare starts"),
+                (["--external", "x=h:1", "--external", f"x=h:2@{me}"], "given twice"),
+                (["--external", "x=h:1", "--external-store", "y=s"], "no --external is named"),
+                (["--external", "x=h:1", "--external-store", "x"], "expected NAME=STORE"),
+                (["--external", "x=h:1", "--external-store", "x=a/b"], "not a store name"),
+                (["--external", "x=h:1", "--external-store", "x="], "not a store name"),
+                (["--external", "x=h:1", "--memory"], "does not combine with --memory"),
+                (["--external", "x=h:1", "--instructions"], "does not combine"),
+                (["--external-store", "x=s", "--handoff"], "does not combine"),
+        ):
+            self.assertIn(words, usage_error(argv), argv)
+
+    def test_measured_beside_the_others(self):
+        args = parse_args(["--servers", "dlockd,dlockd-redis", "--external", "daprd=h:1",
+                           "--all"])
+        self.assertEqual(workload_servers(args, "uncontended"),
+                         ["dlockd", "dlockd-redis", "daprd"])
+        self.assertEqual(workload_servers(args, "contended"), ["dlockd"])
+        self.assertEqual(external_labels(args),
+                         {"daprd": "daprd (external, h:1; not started by compare)"})
+
+    def test_client_command_line(self):
+        ext = External("daprd", "unix:/d/dapr-app-http.socket", store="redislock")
+        argv = loadgen_argv(BINS, ext.target, "http", "uncontended", 64, 16, "0",
+                            ("duration", 10), True, store=ext.store)
+        self.assertEqual(argv[argv.index("--target") + 1], "unix:/d/dapr-app-http.socket")
+        self.assertEqual(argv[argv.index("--store") + 1], "redislock")
+        self.assertEqual(argv[-2:], ["--check", "--json"])
+        self.assertNotIn("--store", loadgen_argv(BINS, 1, "http", "uncontended", 1, 1, "0",
+                                                 ("duration", 1), False))
+        self.assertEqual(ext.host, "localhost")
+        self.assertEqual(External("x", "h:3500").host, "h:3500")
+
+    def test_cpu_from_its_pids_or_none(self):
+        me = External("me", "h:1", [os.getpid()])
+        ticks, companions = me.cpu_ticks()
+        self.assertGreaterEqual(ticks, 0)
+        self.assertEqual(companions, 0)
+        self.assertIsInstance(me.sleeps(), int)
+        me.check_alive()
+        self.assertIn(f"PID {os.getpid()} on CPUs ", me.describe())
+        none = External("none", "h:1")
+        self.assertIsNone(none.cpu_ticks())
+        self.assertIsNone(none.sleeps())
+        self.assertIn("no PID given: server CPU and sleeps not measured (–)", none.describe())
+        gone = External("gone", "h:1", [2147483000])
+        with self.assertRaises(Fail) as e:
+            gone.check_alive()
+        self.assertIn("2147483000 is gone", str(e.exception))
+
+    def test_an_address_nothing_answers_on_fails_the_probe(self):
+        with tempfile.TemporaryDirectory() as d:
+            ext = External("sidecar", f"unix:{d}/none.socket", store="s1")
+            with self.assertRaises(Fail) as e:
+                probe_externals([ext], timeout=1.0)
+        text = str(e.exception)
+        self.assertIn(f"--external sidecar=unix:{d}/none.socket", text)
+        self.assertIn("store 's1'", text)
+        self.assertIn("compare does not start external servers", text)
+
+    def test_table_without_cpu_and_its_ratios(self):
+        ext = summarize([run(50_000, p99=400, cpu_us=None, ticks=None,
+                             server_sleeps_per_kreq=None)])
+        self.assertIsNone(ext["cpu"])
+        self.assertIsNone(ext["ticks"])
+        self.assertIsNone(ext["sleeps"])
+        sums = {"dlockd": summary(100_000, 200, 4.0, ticks=50),
+                "dlockd-redis": summary(60_000, 300, 8.0), "daprd": ext}
+        t = side_by_side_table("x", sums, ["dlockd", "dlockd-redis", "daprd"],
+                               labels={"daprd": "daprd (external, h:1; not started by compare)"},
+                               externals=["daprd"])
+        self.assertIn("| daprd (external, h:1; not started by compare) | 50.0 k | 50.0 k–50.0 k "
+                      "| 200 | 400 | 800 | – | 4.00 | – |", t)
+        self.assertIn("| dlockd / daprd | 2.00 | – | 0.50 |", t)
+        self.assertIn("| dlockd-redis / daprd | 1.20 | – | 0.75 |", t)
+        # Its missing CPU time is not "coarse"; dlockd's is.
+        self.assertIn("CPU time of dlockd was under", t)
+        self.assertNotIn("dlockd, daprd was under", t)
+
+    def test_the_section_says_compare_did_not_start_them(self):
+        args = parse_args(["--external", f"daprd=127.0.0.1:3500@{os.getpid()}",
+                           "--external-store", "daprd=redislock"])
+        s = section_text("side by side", args, [], {}, now="n", commit="c", command="x")
+        line = next(x for x in s.splitlines() if x.startswith("- external servers"))
+        self.assertIn("compare neither started, stopped nor pinned them", line)
+        self.assertIn("`daprd` at `127.0.0.1:3500`, store `redislock`, server CPU from /proc "
+                      f"of PID {os.getpid()}", line)

@@ -11,7 +11,7 @@ from . import baseline
 from .build import build, ensure_packages
 from .common import Fail, Interrupted, log
 from .config import (
-    ALL_SERVERS, BASE_SERVERS, BUSY_WARN, CLIENT_CPU, DEFAULT_CONNECTIONS, DEFAULT_DEPTHS,
+    ALL_SERVERS, BASE_SERVERS, EXTERNAL_DEFAULT_STORE, BUSY_WARN, CLIENT_CPU, DEFAULT_CONNECTIONS, DEFAULT_DEPTHS,
     DEFAULT_HANDOFF_CLIENTS, DEFAULT_PARKED_WAITERS, QUICK_PARKED_WAITERS,
     DEFAULT_DURATION_S, DEFAULT_INSTR_REQUESTS, DEFAULT_MEMORY_LEASES, DEFAULT_ROUNDS,
     DEFAULT_STORM_DURATION_S, DEFAULT_STORM_EXPIRY_S, DEFAULT_STORM_LEASES, DEFAULT_STORM_RATE,
@@ -19,6 +19,7 @@ from .config import (
     QUICK_STORM_DURATION_S, QUICK_STORM_EXPIRY_S, QUICK_STORM_LEASES, QUICK_STORM_RATE,
     STORM_SERVERS,
 )
+from .external import externals_from_args, probe_externals
 from .handoff import handoff
 from .instructions import instructions
 from .memory import memory
@@ -99,6 +100,15 @@ def parse_args(argv=None):
                    help="also dlockd built from git revision REV of this repository, as "
                         "dlockd-base beside dlockd (and dlockd-base-2w beside dlockd-2w), run "
                         "exactly as they are: side by side or with --instructions")
+    p.add_argument("--external", action="append", metavar="NAME=ADDR[@PID]", default=[],
+                   help="side by side: also an already running Dapr-compatible server (a "
+                        "daprd sidecar, a dlockd of your own) at ADDR, HOST:PORT or unix:PATH "
+                        "(its HTTP API), driven by the same client in the same rounds. compare "
+                        "never starts, stops or pins it; with @PID (or @PID,PID) its server "
+                        "CPU is read from /proc, else shown as '–'. Repeatable")
+    p.add_argument("--external-store", action="append", metavar="NAME=STORE", default=[],
+                   help="the lock store the client names for --external NAME (default "
+                        f"{EXTERNAL_DEFAULT_STORE}). Repeatable")
     p.add_argument("--no-record", action="store_true",
                    help="print the section but do not append it to perf/RESULTS.md")
     args = p.parse_args(argv)
@@ -178,7 +188,20 @@ def parse_args(argv=None):
     args.baseline_commit = args.baseline_short = args.baseline_subject = None
     if args.baseline is not None:
         with_baseline(p, args)
+    with_externals(p, args, modes)
     return args
+
+
+def with_externals(p, args, modes):
+    """--external and --external-store: checked, as args.externals (External servers, in
+    the order given; they follow the servers compare starts in every round)."""
+    if (args.external or args.external_store) and modes:
+        p.error("--external puts a running server into the side-by-side tables; it does not "
+                "combine with --" + modes[0].replace("_", "-"))
+    try:
+        args.externals = externals_from_args(args.external, args.external_store)
+    except ValueError as e:
+        p.error(str(e))
 
 
 def with_baseline(p, args):
@@ -218,6 +241,12 @@ def main():
     cpus = os.sched_getaffinity(0)
     if not {0, 1} <= cpus:
         raise Fail(f"CPUs 0 and 1 must both be available (this process may use {sorted(cpus)})")
+    if args.externals:
+        for ext in args.externals:
+            log(f"compare: external server {ext.name} at {ext.target} (store {ext.store}): "
+                "already running; compare neither starts nor stops it")
+        # Before the build: an address nothing answers on fails in seconds, not minutes.
+        probe_externals(args.externals)
     ensure_packages()
     bins = build()
     workdir = tempfile.mkdtemp(prefix="dlockd-compare-")

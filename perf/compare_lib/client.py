@@ -14,16 +14,26 @@ def fmt_secs(s):
     return f"{int(s * 1000)}ms"
 
 
+def client_target(port):
+    """The client's --target for `port`: a loopback port (a number, or "PORT" in the section's
+    template), or a server's whole address as it is ("unix:PATH", "HOST:PORT")."""
+    if isinstance(port, str) and (port.startswith("unix:") or ":" in port):
+        return port
+    return f"127.0.0.1:{port}"
+
+
 def loadgen_argv(bins, port, protocol, workload, connections, depth, cpu, amount, check,
-                 rate=0, resources=None, expiry=None, pacer=None, extra=()):
-    """The client's command line. `amount` is ("duration", seconds) or ("requests", n);
-    `rate` > 0 is open loop at that many requests/s, paced by `pacer` (the client's default,
-    its 1 ms timer, when None); `resources` and `expiry` are the client's defaults when
-    None; `extra` is added before --check and --json (the handoff workloads' flags)."""
+                 rate=0, resources=None, expiry=None, pacer=None, extra=(), store=None):
+    """The client's command line. `port` is a loopback port or a whole address (see
+    client_target: a server's `target`). `amount` is ("duration", seconds) or ("requests",
+    n); `rate` > 0 is open loop at that many requests/s, paced by `pacer` (the client's
+    default, its 1 ms timer, when None); `resources` and `expiry` are the client's defaults
+    when None; `store` the lock store it names (its default, lockstore, when None); `extra`
+    is added before --check and --json (the handoff workloads' flags)."""
     argv = [
         "taskset", "-c", cpu,
         bins["dlockd-loadgen"],
-        "--target", f"127.0.0.1:{port}",
+        "--target", client_target(port),
         "--protocol", protocol,
         "--workload", workload,
         "--connections", str(connections),
@@ -39,6 +49,8 @@ def loadgen_argv(bins, port, protocol, workload, connections, depth, cpu, amount
         argv += ["--expiry", str(expiry)]
     if pacer is not None:
         argv += ["--pacer", pacer]
+    if store is not None:
+        argv += ["--store", store]
     if amount[0] == "duration":
         argv += ["--duration", fmt_secs(amount[1])]
     else:

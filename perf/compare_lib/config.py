@@ -132,17 +132,17 @@ BUSY_SAMPLE_S = 1.0
 BUSY_WARN = 0.10
 
 # The servers --servers may name.
-ALL_SERVERS = ["dlockd", "dlockd-datadir", "dlockd-redis", "dlockd-nometrics", "dlockd-2w",
-               "ceiling", "ceiling-2w", "redis", "nginx"]
+ALL_SERVERS = ["dlockd", "dlockd-uds", "dlockd-datadir", "dlockd-redis", "dlockd-nometrics",
+               "dlockd-2w", "ceiling", "ceiling-2w", "redis", "redis-uds", "nginx"]
 # --baseline REV: dlockd built from REV, run exactly as the server it is named after (the
 # same command line but for the binary, the same CPUs, the same client). Each is measured
 # when --baseline is given and its counterpart is in --servers, right after it.
 BASE_SERVERS = {"dlockd-base": "dlockd", "dlockd-base-2w": "dlockd-2w"}
 # workload -> servers that take part in it (in alternation order)
 WORKLOAD_SERVERS = {
-    "uncontended": ["dlockd", "dlockd-base", "dlockd-datadir", "dlockd-redis",
+    "uncontended": ["dlockd", "dlockd-base", "dlockd-uds", "dlockd-datadir", "dlockd-redis",
                     "dlockd-nometrics", "dlockd-2w", "dlockd-base-2w", "ceiling", "ceiling-2w",
-                    "redis", "nginx"],
+                    "redis", "redis-uds", "nginx"],
     "contended": ["dlockd", "dlockd-base", "dlockd-2w", "dlockd-base-2w", "redis"],
     "churn": ["dlockd", "dlockd-base", "dlockd-2w", "dlockd-base-2w", "redis"],
 }
@@ -151,13 +151,38 @@ INSTR_SERVERS = ["dlockd", "dlockd-base", "dlockd-datadir", "dlockd-nometrics", 
 # The dlockd servers: they print a start-up line naming their I/O driver, take --check in
 # the warm-up, and get the probe try-lock. Only dlockd-datadir runs with a data dir; only
 # dlockd-redis keeps its store in a redis-server of its own (started with it, see new_server).
-DLOCKD_SERVERS = ("dlockd", "dlockd-base", "dlockd-datadir", "dlockd-redis", "dlockd-nometrics",
-                  "dlockd-2w", "dlockd-base-2w")
+DLOCKD_SERVERS = ("dlockd", "dlockd-base", "dlockd-uds", "dlockd-datadir", "dlockd-redis",
+                  "dlockd-nometrics", "dlockd-2w", "dlockd-base-2w")
 DATADIR_SERVERS = ("dlockd-datadir",)
 CEILING_SERVERS = ("ceiling", "ceiling-2w")
 REDIS_STORE_SERVERS = ("dlockd-redis",)
 # The name of a dlockd-redis's own redis-server (its log file is named after it).
 STORE_REDIS_NAME = "store-redis"
+
+# The servers on a Unix domain socket instead of loopback TCP, each with the server it is
+# otherwise run exactly as: dlockd-uds is dlockd with `-u DIR --app-id perf` (its HTTP API
+# on DIR/dapr-perf-http.socket, its gRPC API on DIR/dapr-perf-grpc.socket, no TCP listener
+# but the admin port), redis-uds is the redis anchor with `unixsocket` and `port 0`. The
+# client reaches them with --target unix:PATH.
+UDS_SERVERS = {"dlockd-uds": "dlockd", "redis-uds": "redis"}
+UDS_APP_ID = "perf"
+# sun_path holds 108 bytes with its NUL.
+MAX_UNIX_PATH_BYTES = 107
+# The targets for the Unix socket, colo at UDS_TARGETS_CONNECTIONS connections:
+# (key, depth, numerator, denominator, measure, wanted, at most). The figure is
+# numerator / denominator of the measure's median over the rounds.
+UDS_TARGETS_CONNECTIONS = 64
+UDS_TARGETS = [
+    ("rps", 1, "dlockd-uds", "dlockd", "req/s", 1.5, False),
+    ("rps", 16, "dlockd-uds", "dlockd", "req/s", 1.2, False),
+    ("p99", 1, "dlockd-uds", "dlockd", "p99", 0.7, True),
+    ("rps", 1, "dlockd-uds", "redis-uds", "req/s", 1.5, False),
+]
+
+# --external NAME=ADDR[@PID[,PID...]]: a Dapr-compatible server already running (a daprd
+# sidecar, a dlockd started by hand), measured beside the others with the same client. compare
+# never starts or stops it. Its client's store is --external-store NAME=STORE, by default:
+EXTERNAL_DEFAULT_STORE = "lockstore"
 
 LABELS = {
     "dlockd": "dlockd, 1 worker",
@@ -169,7 +194,9 @@ LABELS = {
     "dlockd-base-2w": "dlockd-base (the baseline), 2 workers",
     "ceiling": "ceiling (dlockd-ceiling, 1 worker)",
     "ceiling-2w": "ceiling, 2 workers",
+    "dlockd-uds": "dlockd, 1 worker, Unix socket (-u)",
     "redis": "redis-server (RESP, Dapr's lock.redis commands)",
+    "redis-uds": "redis-server, Unix socket (RESP, Dapr's lock.redis commands)",
     "nginx": "nginx, 1 worker, fixed answer",
 }
 

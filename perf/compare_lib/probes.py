@@ -4,7 +4,6 @@ used: fencing tokens, the horizon file, the store's keys and calls, /metrics."""
 import json
 import os
 import re
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -43,22 +42,24 @@ def read_http_answer(sock, what):
     return lines[0], headers, body[:length]
 
 
-def probe_fence(server, timeout, after_grant=None, after_unlock=None):
+def probe_fence(server, timeout, after_grant=None, after_unlock=None, store=PROBE_STORE):
     """One try-lock on PROBE_RESOURCE and its unlock, on one connection, on the dlockd server
-    `server`: a probe that its data dir is on (dlockd-datadir) or off (the others). Returns
-    the grant's Dapr-Lock-Fence value (None without the header). Leaves no lease.
+    `server` (anything with a name, a target, a host and connect(timeout): an external
+    server too): a probe that its data dir is on (dlockd-datadir) or off (the others).
+    Returns the grant's Dapr-Lock-Fence value (None without the header). Leaves no lease.
     `after_grant` and `after_unlock`, if given, are called (without arguments) once the grant
-    and once the unlock's answer arrived: dlockd-redis's look into its redis-server."""
-    what = f"{server.name} on 127.0.0.1:{server.port}: the probe try-lock"
+    and once the unlock's answer arrived: dlockd-redis's look into its redis-server. `store`:
+    the lock store in the URL."""
+    what = f"{server.name} on {server.target}: the probe try-lock"
 
     def request(op, body):
         data = json.dumps(body, separators=(",", ":")).encode()
-        return (f"POST /v1.0-alpha1/{op}/{PROBE_STORE} HTTP/1.1\r\n"
-                f"Host: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+        return (f"POST /v1.0-alpha1/{op}/{store} HTTP/1.1\r\n"
+                f"Host: {server.host}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(data)}\r\n\r\n").encode() + data
 
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        with server.connect(timeout) as sock:
             sock.sendall(request("lock", {"resourceId": PROBE_RESOURCE,
                                           "lockOwner": PROBE_OWNER,
                                           "expiryInSeconds": PROBE_EXPIRY_S}))

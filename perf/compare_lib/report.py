@@ -13,7 +13,7 @@ from .client import loadgen_argv
 from .common import log
 from .config import (
     BASE_SERVERS, BUSY_SAMPLE_S, BUSY_WARN, CLIENT_CPU, PROBE_REDIS_KEY, PROBE_STORE, RESULTS,
-    ROOT, SERVER_CPU, TWO_WORKER_CPUS,
+    ROOT, SERVER_CPU, TWO_WORKER_CPUS, UDS_APP_ID, UDS_TARGETS_CONNECTIONS,
 )
 from .procs import clock_ticks
 
@@ -152,13 +152,43 @@ def section_text(kind, args, tables, notes, head=None, now=None, commit=None, co
             f"colo: client on CPU {CLIENT_CPU['colo']}, split: client on CPU "
             f"{CLIENT_CPU['split']}",
             f"- client, measured run: `{client_template(args)}` (C: the client's CPU, "
-            "W: the workload, D: the depth; resp for redis-server)",
+            "W: the workload, D: the depth; resp for redis-server; unix:PATH instead of "
+            "127.0.0.1:PORT for a server on a Unix socket)",
             f"- server CPU: utime+stime of the server's processes from /proc/PID/stat "
             f"(CLK_TCK {clock_ticks()}), over the measured run, per request",
             "- server sleeps: voluntary context switches of the server's threads (and its "
             "processes') from /proc/PID/task/TID/status over the measured run, per 1,000 "
             "requests: how often a thread waited for work and had to be woken",
         ]
+        uds = [n for n in ("dlockd-uds", "redis-uds") if n in args.servers]
+        if uds:
+            lines.append(
+                f"- {' and '.join(uds)}: on a Unix domain socket in the run's temporary "
+                "directory instead of loopback TCP, otherwise run exactly as "
+                + " and ".join({"dlockd-uds": "dlockd", "redis-uds": "redis"}[n] for n in uds)
+                + " (same flags, CPU and client; the client's `--target unix:PATH`): "
+                + "; ".join({
+                    "dlockd-uds": f"dlockd `-u DIR --app-id {UDS_APP_ID}` (HTTP on "
+                                  f"DIR/dapr-{UDS_APP_ID}-http.socket, gRPC on "
+                                  f"DIR/dapr-{UDS_APP_ID}-grpc.socket, the admin port on "
+                                  "TCP; ready when GET /v1.0/healthz answers 204 over the "
+                                  "socket)",
+                    "redis-uds": "redis-server `--port 0 --unixsocket PATH --unixsocketperm "
+                                 "700` (no TCP), the redis anchor's persistence off",
+                }[n] for n in uds)
+                + f". Their targets are read in colo at {UDS_TARGETS_CONNECTIONS} connections"
+            )
+        externals = getattr(args, "externals", [])
+        if externals:
+            lines.append(
+                "- external servers, already running: compare neither started, stopped nor "
+                "pinned them (colo and split place the client, on CPU 0 or 1; the servers "
+                f"compare starts run on CPU {SERVER_CPU}, an external one where its own "
+                "affinity lets it); each got one probe try-lock and unlock before the "
+                "rounds, then the same client as the others (`--target ADDR --store STORE`, "
+                "HTTP), after them in every round, uncontended only: "
+                + "; ".join(e.describe() for e in externals)
+            )
         if "dlockd-2w" in args.servers:
             lines.append(
                 "- dlockd with 2 workers shares the 2 vCPUs with the client: its req/s and "

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from .common import Fail, log
 from .config import (
-    BASE_SERVERS, CEILING_SERVERS, DLOCKD_SERVERS, NGINX_CONF, PROBE_STORE, REDIS_COMPONENT,
-    REDIS_STORE_SERVERS, SERVER_CPU, STOP_TIMEOUT_S, STORE_REDIS_NAME, TWO_WORKER_CPUS,
+    BASE_SERVERS, CEILING_SERVERS, DLOCKD_SERVERS, MAX_UNIX_PATH_BYTES, NGINX_CONF, PROBE_STORE,
+    REDIS_COMPONENT, REDIS_STORE_SERVERS, SERVER_CPU, STOP_TIMEOUT_S, STORE_REDIS_NAME,
+    TWO_WORKER_CPUS, UDS_APP_ID, UDS_SERVERS,
 )
 from .procs import cpu_ticks, free_port, voluntary_switches
 
@@ -30,6 +31,9 @@ class Server:
         # dlockd and the ceiling print one start-up line naming their I/O driver.
         self.says_driver = name in DLOCKD_SERVERS or name in CEILING_SERVERS
         self.port = port
+        # A server on a Unix socket (UDS_SERVERS) listens on no TCP port: `port` only names
+        # its files, and the client and the probes reach it at `unix`.
+        self.unix = unix_socket_of(name, argv)
         self.argv = ["taskset", "-c", cpus, *argv]
         self.ready_timeout = ready_timeout
         self.log_path = Path(workdir) / f"{name}-{port}.log"
@@ -48,6 +52,20 @@ class Server:
             )
         RUNNING.append(self)
         self.wait_ready()
+
+    @property
+    def target(self):
+        """The client's --target: unix:PATH or 127.0.0.1:PORT."""
+        return f"unix:{self.unix}" if self.unix else f"127.0.0.1:{self.port}"
+
+    @property
+    def host(self):
+        """The Host header of an HTTP request to it (localhost over a Unix socket)."""
+        return "localhost" if self.unix else f"127.0.0.1:{self.port}"
+
+    def connect(self, timeout):
+        """A socket connected to the server's client address (the caller closes it)."""
+        return connect_to(self.target, timeout)
 
     def log_tail(self, lines=15):
         try:
@@ -80,13 +98,14 @@ class Server:
                     f"connections: {shlex.join(self.argv)}\n{self.log_tail()}"
                 )
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
-                    return
+                with self.connect(1.0) as sock:
+                    if self.unix is None or answers_ready(self.name, sock):
+                        return
             except OSError:
                 pass
             if time.monotonic() > deadline:
                 raise Fail(
-                    f"{self.name} did not accept connections on 127.0.0.1:{self.port} within "
+                    f"{self.name} did not accept connections on {self.target} within "
                     f"{self.ready_timeout:.0f} s: {shlex.join(self.argv)}\n{self.log_tail()}"
                 )
             time.sleep(0.05)
@@ -151,6 +170,68 @@ class Server:
 RUNNING = []
 
 
+def connect_to(target, timeout):
+    """A socket connected to `target`: unix:PATH or HOST:PORT."""
+    if target.startswith("unix:"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(target[len("unix:"):])
+        except OSError:
+            sock.close()
+            raise
+        return sock
+    host, _, port = target.rpartition(":")
+    return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+
+
+def answers_ready(name, sock):
+    """Whether a server on a Unix socket answers on `sock`: dlockd its HTTP healthz (GET
+    /v1.0/healthz, 204), redis-server a PING. A socket file exists from bind() on, before the
+    server listens, so a connect alone says less than over TCP."""
+    if name in DLOCKD_SERVERS:
+        sock.sendall(b"GET /v1.0/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        head = b""
+        while b"\r\n" not in head:
+            chunk = sock.recv(1024)
+            if not chunk:
+                return False
+            head += chunk
+        return head.split(b" ", 2)[1:2] == [b"204"]
+    sock.sendall(b"PING\r\n")
+    answer = b""
+    while b"\r\n" not in answer:
+        chunk = sock.recv(1024)
+        if not chunk:
+            return False
+        answer += chunk
+    return answer.startswith(b"+PONG")
+
+
+def unix_socket_of(name, argv):
+    """The Unix socket a UDS server's client connects to, from its command line; None for a
+    server on TCP."""
+    if name not in UDS_SERVERS and BASE_SERVERS.get(name) not in UDS_SERVERS:
+        return None
+    if "-u" in argv:
+        # dlockd -u DIR --app-id ID: DIR/dapr-ID-http.socket
+        return str(Path(argv[argv.index("-u") + 1]) / f"dapr-{UDS_APP_ID}-http.socket")
+    if "--unixsocket" in argv:
+        return argv[argv.index("--unixsocket") + 1]
+    raise Fail(f"{name}: its command line names no Unix socket: {shlex.join(argv)}")
+
+
+def socket_dir(workdir, prefix, longest_name):
+    """A new directory in `workdir` for a Unix socket named `longest_name` (at most): the
+    path must fit in a socket address."""
+    d = tempfile.mkdtemp(prefix=prefix, dir=workdir)
+    path = str(Path(d) / longest_name)
+    if len(os.fsencode(path)) > MAX_UNIX_PATH_BYTES:
+        raise Fail(f"the Unix socket path {path} is longer than {MAX_UNIX_PATH_BYTES} bytes: "
+                   "set TMPDIR to a shorter directory")
+    return d
+
+
 def stop_all():
     for server in list(RUNNING):
         try:
@@ -208,6 +289,13 @@ def server_argv(name, bins, port, workdir, valgrind=None, io_driver=None, dlockd
         argv = [bins["dlockd"], "--listen", listen, "--workers", "1", *metrics_on, *grpc,
                 *driver, "--resources-path", cdir, "--app-id=", *dlockd_flags]
         return prefix + argv, SERVER_CPU
+    if name == "dlockd-uds":
+        # dlockd's command line with its HTTP and gRPC APIs on daprd's Unix sockets in a new
+        # directory (no socket a previous start left): -u replaces --listen and --grpc-listen.
+        udir = socket_dir(workdir, f"uds-{port}-", f"dapr-{UDS_APP_ID}-http.socket.lock")
+        argv = [bins["dlockd"], "-u", udir, "--app-id", UDS_APP_ID, "--workers", "1",
+                *metrics_on, *driver, *dlockd_flags]
+        return prefix + argv, SERVER_CPU
     if name == "dlockd-2w":
         # Its second worker pins itself to CPU 1, so it gets both CPUs.
         argv = [bins["dlockd"], "--listen", listen, "--workers", "2", *metrics_on, *grpc,
@@ -218,13 +306,19 @@ def server_argv(name, bins, port, workdir, valgrind=None, io_driver=None, dlockd
         argv = [bins["dlockd-ceiling"], "--listen", listen, "--workers", workers, *metrics_on,
                 *driver]
         return prefix + argv, TWO_WORKER_CPUS if workers == "2" else SERVER_CPU
-    if name == "redis":
-        rdir = Path(workdir) / f"redis-{port}"
+    if name in ("redis", "redis-uds"):
+        rdir = Path(workdir) / f"{name}-{port}"
         rdir.mkdir(parents=True, exist_ok=True)
+        if name == "redis":
+            listen = ["--port", str(port), "--bind", "127.0.0.1"]
+        else:
+            # No TCP at all (port 0); the socket only for this user.
+            sdir = socket_dir(workdir, f"redis-uds-{port}-", "redis.sock")
+            listen = ["--port", "0", "--unixsocket", str(Path(sdir) / "redis.sock"),
+                      "--unixsocketperm", "700"]
         argv = [
             shutil.which("redis-server") or "redis-server",
-            "--port", str(port),
-            "--bind", "127.0.0.1",
+            *listen,
             "--save", "",
             "--appendonly", "no",
             "--daemonize", "no",
@@ -263,4 +357,4 @@ def new_server(name, bins, port, workdir, ready_timeout, **kw):
 
 
 def protocol_of(name):
-    return "resp" if name == "redis" else "http"
+    return "resp" if name in ("redis", "redis-uds") else "http"

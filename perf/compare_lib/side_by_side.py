@@ -7,7 +7,8 @@ from .client import loadgen_argv, loadgen_driver, run_loadgen, server_driver
 from .common import log
 from .config import (
     BASE_SERVERS, CEILING_SERVERS, CLIENT_CPU, DLOCKD_SERVERS, LABELS, LOADGEN_SLACK_S,
-    MIN_CPU_TICKS, PROBE_TIMEOUT_S, RATIOS, READY_TIMEOUT_S, WORKLOAD_SERVERS,
+    MIN_CPU_TICKS, PROBE_TIMEOUT_S, RATIOS, READY_TIMEOUT_S, UDS_TARGETS,
+    UDS_TARGETS_CONNECTIONS, WORKLOAD_SERVERS,
 )
 from .fmt import fmt_cpu, fmt_rate, fmt_ratio, fmt_ratio_of_ratios, fmt_us
 from .probes import (
@@ -42,8 +43,8 @@ def measure_one(args, bins, workdir, name, workload, placement, depth, notes, ra
         if name in DLOCKD_SERVERS:
             check_probe(server, PROBE_TIMEOUT_S)
         # Unmeasured warm-up; --check only where the answers depend on the request.
-        warm = loadgen_argv(bins, port, protocol, workload, args.connections, depth, cpu,
-                            ("duration", args.warmup), name in DLOCKD_SERVERS, rate=rate,
+        warm = loadgen_argv(bins, server.target, protocol, workload, args.connections, depth,
+                            cpu, ("duration", args.warmup), name in DLOCKD_SERVERS, rate=rate,
                             pacer=pacer)
         warm_result = run_loadgen(warm, args.warmup + LOADGEN_SLACK_S, f"{what} (warm-up)")
         if notes.get("loadgen driver") is None:
@@ -54,8 +55,9 @@ def measure_one(args, bins, workdir, name, workload, placement, depth, notes, ra
             if notes.get(key) is None:
                 notes[key] = server_driver(server.startup_line())
         server.check_alive()
-        measured = loadgen_argv(bins, port, protocol, workload, args.connections, depth, cpu,
-                                ("duration", args.duration), False, rate=rate, pacer=pacer)
+        measured = loadgen_argv(bins, server.target, protocol, workload, args.connections, depth,
+                                cpu, ("duration", args.duration), False, rate=rate,
+                                pacer=pacer)
         horizon_before = horizon_mtime(server)
         calls_before = store_redis_calls(server)
         sleeps_before = server.sleeps()
@@ -79,9 +81,49 @@ def measure_one(args, bins, workdir, name, workload, placement, depth, notes, ra
     return result
 
 
+def measure_external(args, bins, ext, workload, placement, depth, notes):
+    """One run against the external server `ext` (see external.py), as measure_one runs a
+    server of its own but for starting and stopping it: a checked warm-up, then the measured
+    run with its CPU time and context switches read from /proc/PID before and after (None
+    without PIDs)."""
+    cpu = CLIENT_CPU[placement]
+    what = f"{ext.name} (external) {workload} {placement} depth {depth}"
+    ext.check_alive(what)
+    warm = loadgen_argv(bins, ext.target, "http", workload, args.connections, depth, cpu,
+                        ("duration", args.warmup), True, store=ext.store)
+    warm_result = run_loadgen(warm, args.warmup + LOADGEN_SLACK_S, f"{what} (warm-up)")
+    if notes.get("loadgen driver") is None:
+        notes["loadgen driver"] = loadgen_driver(warm_result)
+    ext.check_alive(what)
+    measured = loadgen_argv(bins, ext.target, "http", workload, args.connections, depth, cpu,
+                            ("duration", args.duration), False, store=ext.store)
+    sleeps_before = ext.sleeps()
+    before = ext.cpu_ticks()
+    result = run_loadgen(measured, args.duration + LOADGEN_SLACK_S, what)
+    after = ext.cpu_ticks()
+    sleeps_after = ext.sleeps()
+    ext.check_alive(what)
+    if before is None or after is None:
+        result["server_cpu_us"] = result["server_cpu_ticks"] = None
+        result["server_sleeps_per_kreq"] = None
+    else:
+        ticks = after[0] - before[0]
+        result["server_cpu_us"] = ticks * 1e6 / clock_ticks() / result["requests"]
+        result["server_cpu_ticks"] = ticks
+        result["server_sleeps_per_kreq"] = ((sleeps_after - sleeps_before) * 1000
+                                            / result["requests"])
+    return result
+
+
 def summarize(runs):
     rps = [r["rps"] for r in runs]
     med = statistics.median
+
+    def med_of(key):
+        """The median of a figure over the runs that have it (an external server without
+        PIDs has no CPU time), None when none has."""
+        v = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+        return med(v) if v else None
 
     def client_cpu(r):
         v = r.get("client_cpu_ns_per_req")
@@ -100,9 +142,10 @@ def summarize(runs):
         "p99_max": max(r["p99_us"] for r in runs),
         "p999": med(r["p999_us"] for r in runs),
         "max": med(maxes) if maxes else None,
-        "cpu": med(r["server_cpu_us"] for r in runs),
-        "ticks": min(r["server_cpu_ticks"] for r in runs),
-        "sleeps": med(r["server_sleeps_per_kreq"] for r in runs),
+        "cpu": med_of("server_cpu_us"),
+        "ticks": min((r["server_cpu_ticks"] for r in runs
+                      if isinstance(r.get("server_cpu_ticks"), (int, float))), default=None),
+        "sleeps": med_of("server_sleeps_per_kreq"),
         "client_cpu": med(ccpu) if ccpu else None,
         # dlockd-redis: its redis-server's part of "cpu" (median over the rounds on its own).
         "companion_cpu": med(companion) if companion else None,
@@ -110,7 +153,39 @@ def summarize(runs):
     }
 
 
-def side_by_side_table(title, summary, servers):
+def verdict(value, target, at_most):
+    if value is None:
+        return "–"
+    return "met" if (value <= target if at_most else value >= target) else "not met"
+
+
+def uds_target_rows(summary, placement, depth, connections):
+    """(measure, wanted, figure, verdict) for each of the issue's Unix-socket targets this
+    table has both servers for: stated for colo at UDS_TARGETS_CONNECTIONS connections, so
+    none in other tables."""
+    if placement != "colo" or connections != UDS_TARGETS_CONNECTIONS:
+        return []
+    rows = []
+    for key, at_depth, num, den, measure, target, at_most in UDS_TARGETS:
+        a, b = summary.get(num), summary.get(den)
+        if at_depth != depth or not a or not b:
+            continue
+        figure = a[key] / b[key] if a[key] is not None and b[key] else None
+        over = "dlockd (TCP)" if den == "dlockd" else den
+        rows.append((f"{measure}, {num} / {over}, depth {depth}",
+                     f"{'≤' if at_most else '≥'} {target:g} ×",
+                     "–" if figure is None else f"{figure:.2f}",
+                     verdict(figure, target, at_most)))
+    return rows
+
+
+def side_by_side_table(title, summary, servers, labels=None, placement=None, depth=None,
+                       connections=None, externals=()):
+    """One table: a row per server, then the ratios that concern the servers it has.
+    `labels` adds names (the external servers'); `placement`, `depth` and `connections` say
+    which targets apply (the Unix socket's); `externals` are the names of external servers,
+    which dlockd is set against."""
+    labels = {**LABELS, **(labels or {})}
     lines = [
         f"### {title}",
         "",
@@ -123,10 +198,10 @@ def side_by_side_table(title, summary, servers):
         if s is None:
             continue
         lines.append(
-            f"| {LABELS[name]} | {fmt_rate(s['rps'])} | "
+            f"| {labels[name]} | {fmt_rate(s['rps'])} | "
             f"{fmt_rate(s['rps_min'])}–{fmt_rate(s['rps_max'])} | {fmt_us(s['p50'])} | "
             f"{fmt_us(s['p99'])} | {fmt_us(s['p999'])} | {fmt_cpu(s['cpu'])} | "
-            f"{fmt_cpu(s['client_cpu'])} | {s['sleeps']:.2f} |"
+            f"{fmt_cpu(s['client_cpu'])} | {fmt_cpu(s['sleeps'])} |"
         )
     d = summary.get("dlockd")
     rows = [n for n in RATIOS if n in summary]
@@ -188,6 +263,44 @@ def side_by_side_table(title, summary, servers):
                 "dlockd-redis's server CPU is dlockd's and its redis-server's together; of it, "
                 f"its redis-server: {fmt_cpu(rs['companion_cpu'])} µs/req (median).",
             ]
+    uds_pairs = [(a, b) for a, b in (("dlockd-uds", "dlockd"), ("redis-uds", "redis"),
+                                      ("dlockd-uds", "redis-uds"))
+                 if a in summary and b in summary]
+    if uds_pairs:
+        # The Unix socket: each server over itself on loopback TCP, and dlockd over Redis
+        # with both on a socket.
+        lines += [
+            "",
+            "| Unix socket | req/s | server CPU per request | p99 |",
+            "|---|---:|---:|---:|",
+        ]
+        for a, b in uds_pairs:
+            n, o = summary[a], summary[b]
+            lines.append(
+                f"| {a} / {b} | {fmt_ratio(n['rps'], o['rps'])} | "
+                f"{fmt_ratio(n['cpu'], o['cpu'])} | {fmt_ratio(n['p99'], o['p99'])} |"
+            )
+    rows = uds_target_rows(summary, placement, depth, connections)
+    if rows:
+        lines += ["", "| target | wanted | figure (median over the rounds) | met |",
+                  "|---|---|---:|---|"]
+        lines += [f"| {m} | {t} | {f} | {v} |" for m, t, f, v in rows]
+    ext_pairs = [(a, e) for e in externals if e in summary
+                 for a in ("dlockd", "dlockd-uds", "dlockd-redis") if a in summary]
+    if ext_pairs:
+        # dlockd over the servers compare did not start (a daprd sidecar): the same client,
+        # the same rounds. Server CPU only where their PIDs were given.
+        lines += [
+            "",
+            "| beside the external servers | req/s | server CPU per request | p99 |",
+            "|---|---:|---:|---:|",
+        ]
+        for a, e in ext_pairs:
+            n, o = summary[a], summary[e]
+            lines.append(
+                f"| {a} / {e} | {fmt_ratio(n['rps'], o['rps'])} | "
+                f"{fmt_ratio(n['cpu'], o['cpu'])} | {fmt_ratio(n['p99'], o['p99'])} |"
+            )
     two = summary.get("dlockd-2w")
     if d and two:
         # The cross-shard path: with 2 workers about half the requests are forwarded.
@@ -216,11 +329,26 @@ def side_by_side_table(title, summary, servers):
                 f"| dlockd-base 2 workers / 1 worker | {fmt_ratio(b2['rps'], b1['rps'])} | "
                 f"{fmt_ratio(b2['cpu'], b1['cpu'])} | {fmt_ratio(b2['p99'], b1['p99'])} |"
             )
-    low = [n for n in servers if n in summary and summary[n]["ticks"] < MIN_CPU_TICKS]
+    low = [n for n in servers if n in summary and summary[n]["ticks"] is not None
+           and summary[n]["ticks"] < MIN_CPU_TICKS]
     if low:
         lines += ["", f"CPU time of {', '.join(low)} was under {MIN_CPU_TICKS} clock ticks "
                       "in a run: its CPU per request is coarse."]
     return "\n".join(lines)
+
+
+def workload_servers(args, workload):
+    """The servers of one workload's tables, in alternation order: those compare starts,
+    then the external servers (uncontended only: the workload a Dapr client sends)."""
+    servers = [s for s in WORKLOAD_SERVERS[workload] if s in args.servers]
+    if workload == "uncontended":
+        servers += [e.name for e in getattr(args, "externals", [])]
+    return servers
+
+
+def external_labels(args):
+    return {e.name: f"{e.name} (external, {e.target}; not started by compare)"
+            for e in getattr(args, "externals", [])}
 
 
 def side_by_side(args, bins, workdir):
@@ -231,29 +359,37 @@ def side_by_side(args, bins, workdir):
         for p in args.placements
         for d in args.depths
     ]
-    total = sum(len([s for s in WORKLOAD_SERVERS[w] if s in args.servers]) for w, _, _ in configs)
-    total *= args.rounds
+    total = sum(len(workload_servers(args, w)) for w, _, _ in configs) * args.rounds
+    externals = {e.name: e for e in getattr(args, "externals", [])}
     notes = {}
     tables = []
     done = 0
     started = time.monotonic()
     for workload, placement, depth in configs:
-        servers = [s for s in WORKLOAD_SERVERS[workload] if s in args.servers]
+        servers = workload_servers(args, workload)
         runs = {s: [] for s in servers}
         for rnd in range(args.rounds):
             for name in servers:
                 done += 1
-                r = measure_one(args, bins, workdir, name, workload, placement, depth, notes)
+                if name in externals:
+                    r = measure_external(args, bins, externals[name], workload, placement,
+                                         depth, notes)
+                else:
+                    r = measure_one(args, bins, workdir, name, workload, placement, depth,
+                                    notes)
                 runs[name].append(r)
                 log(
                     f"[{done}/{total}] {workload} {placement} depth {depth} round {rnd + 1} "
                     f"{name}: {fmt_rate(r['rps'])} req/s, p50 {fmt_us(r['p50_us'])} µs, "
-                    f"p99 {fmt_us(r['p99_us'])} µs, server CPU {r['server_cpu_us']:.2f} µs/req, "
-                    f"{r['server_sleeps_per_kreq']:.2f} sleeps/1k req"
+                    f"p99 {fmt_us(r['p99_us'])} µs, server CPU {fmt_cpu(r['server_cpu_us'])} "
+                    f"µs/req, {fmt_cpu(r['server_sleeps_per_kreq'])} sleeps/1k req"
                 )
         summary = {s: summarize(v) for s, v in runs.items() if v}
         title = f"{workload}, {placement}, depth {depth}, {args.connections} connections"
-        tables.append(side_by_side_table(title, summary, servers))
+        tables.append(side_by_side_table(title, summary, servers, labels=external_labels(args),
+                                         placement=placement, depth=depth,
+                                         connections=args.connections,
+                                         externals=list(externals)))
     log(f"== {done} runs in {time.monotonic() - started:.0f} s")
     if any("dlockd-datadir" in WORKLOAD_SERVERS[w] for w in workloads) and \
             "dlockd-datadir" in args.servers:
