@@ -71,6 +71,70 @@ fn acquire_polls_redis() {
 }
 
 #[test]
+fn a_waiter_that_leaves_mid_try_keeps_no_lock() {
+    // Protects the unlock of a poll's grant that came after its client left: Redis keeps no
+    // waiters, so a lock granted to a try that was in flight when the client went would stay
+    // with nobody until it expires. Here the holder's key is deleted and Redis then sleeps
+    // 2.5 s (DEBUG SLEEP, pipelined behind the DEL), so that the waiter's next try (at most
+    // 100 ms after the DEL) waits in Redis while the waiter's client leaves (1 s after the
+    // DEL). When Redis wakes, the try is granted, and dlockd unlocks it at once.
+    let redis = TestRedis::start_with(&["--enable-debug-command", "yes"], None);
+    let (server, _components) = dlockd_on(&redis, &[]);
+    let key = "lock||checkout||m";
+    let calls = |command: &str| -> u64 {
+        let stats = redis.cmd(&["INFO", "commandstats"]);
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().expect("a count"))
+    };
+    let mut holder = Client::connect(server.local_addr());
+    assert_json(&holder.lock("redislock", "m", "a", 30), 200, LOCKED);
+    let mut waiter = Client::connect(server.local_addr());
+    waiter.send(
+        post(
+            "/v1.0-alpha1/lock/redislock/acquire",
+            r#"{"resourceId":"m","lockOwner":"b","expiryInSeconds":30,"waitTimeoutMs":20000}"#,
+        )
+        .as_bytes(),
+    );
+    // The waiter polls: a try of its own has come after the holder's SET.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while calls("set") < 2 {
+        assert!(Instant::now() < deadline, "the waiter never tried");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let unlocks_before = calls("evalsha") + calls("eval");
+    let mut raw = std::net::TcpStream::connect(redis.addr()).expect("connect to redis");
+    let pipeline = format!(
+        "*2\r\n$3\r\nDEL\r\n${}\r\n{key}\r\n*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$3\r\n2.5\r\n",
+        key.len()
+    );
+    std::io::Write::write_all(&mut raw, pipeline.as_bytes()).expect("send");
+    std::thread::sleep(Duration::from_secs(1));
+    drop(waiter);
+    // Once Redis wakes: the waiter's try was granted and then unlocked by dlockd.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let unlocked = calls("evalsha") + calls("eval") > unlocks_before;
+        if unlocked && redis.cmd(&["EXISTS", key]) == ":0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lock stayed with the waiter that left: {:?}",
+            redis.cmd(&["GET", key])
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_json(&holder.lock("redislock", "m", "c", 30), 200, LOCKED);
+    drop(holder);
+    drop(raw);
+    assert!(server.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
 fn renew_and_holder_ask_redis() {
     // Protects dlockd's own routes on a Redis store: a renewal sets the key's time to live in
     // Redis when the owner holds it (by dlockd or by a daprd sidecar: the same key), answers

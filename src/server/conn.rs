@@ -20,8 +20,10 @@
 //! decides a read's requests and the one taken once their answers are ready to be written;
 //! their difference is each of those requests' latency, recorded once per read.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::buf::IoBufMut;
@@ -232,8 +234,9 @@ enum Item<'w> {
     /// An acquire waiting on shard `.1` in slot `.2`; its answer awaited while the client is
     /// there.
     Wait(AwaitAnswer<'w>, ShardId, SlotId, Connection),
-    /// An acquire polling a remote store, while the client is there.
-    Poll(Polling<'w>, Connection),
+    /// An acquire polling a remote store, while the client is there; the flag tells the polls
+    /// when it has left.
+    Poll(Polling<'w>, Rc<Cell<bool>>, Connection),
 }
 
 /// An acquire's polls of a remote store (`Worker::settle`).
@@ -498,8 +501,11 @@ impl<'w> Conn<'w> {
                     pass.close = closes;
                     pass.wait_until_ms = pass.wait_until_ms.max(Some(until_ms));
                     let c = Connection::of(req.version, pass.close);
-                    let polls = self.worker.settle(Asked::Remote, kind, store, key);
-                    self.items.push(Item::Poll(Box::pin(polls), c));
+                    let gone = Rc::new(Cell::new(false));
+                    let polls = self
+                        .worker
+                        .settle(Asked::Remote, kind, store, key, gone.clone());
+                    self.items.push(Item::Poll(Box::pin(polls), gone, c));
                 }
             }
         }
@@ -543,15 +549,16 @@ impl<'w> Conn<'w> {
                     Some(outcome) => (outcome, c),
                     None => {
                         self.worker.cancel_wait(owner, slot);
-                        self.cancel_waits(items);
+                        self.abandon(items).await;
                         return Flushed::ClientGone;
                     }
                 },
-                // Dropped, a poll stops: nothing more is asked of the store.
-                Item::Poll(polls, c) => match unless_gone(polls, stream).await {
+                Item::Poll(mut polls, gone, c) => match unless_gone(polls.as_mut(), stream).await {
                     Some(outcome) => (outcome, c),
                     None => {
-                        self.cancel_waits(items);
+                        gone.set(true);
+                        let _ = polls.await;
+                        self.abandon(items).await;
                         return Flushed::ClientGone;
                     }
                 },
@@ -578,11 +585,18 @@ impl<'w> Conn<'w> {
         flushed
     }
 
-    /// The client went: the waits among `items` leave their queues.
-    fn cancel_waits(&self, items: impl Iterator<Item = Item<'w>>) {
+    /// The client went: the waits among `items` leave their queues, and their polls of a
+    /// remote store stop (each awaited until the try it has in flight is answered).
+    async fn abandon(&self, items: impl Iterator<Item = Item<'w>>) {
         for item in items {
-            if let Item::Wait(_, owner, slot, _) = item {
-                self.worker.cancel_wait(owner, slot);
+            match item {
+                Item::Wait(_, owner, slot, _) => self.worker.cancel_wait(owner, slot),
+                // Told, a poll stops and unlocks what a try in flight is granted.
+                Item::Poll(polls, gone, _) => {
+                    gone.set(true);
+                    let _ = polls.await;
+                }
+                Item::Ready(..) | Item::Ask(..) | Item::Later(..) => {}
             }
         }
     }

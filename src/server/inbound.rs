@@ -3,6 +3,7 @@
 //! pending slots), connections handed over by another worker, and the questions of the gRPC
 //! and admin threads.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
@@ -127,12 +128,18 @@ fn serve_remote(worker: &Rc<Worker>, lock: RemoteLock) {
     };
     let worker = worker.clone();
     monoio::spawn(async move {
-        // A caller that goes stops an acquire's polls of a remote store.
+        // A caller that goes stops an acquire's polls of a remote store, which unlock what a
+        // try in flight then is granted.
+        let gone = Rc::new(Cell::new(false));
+        let settling = worker.settle(asked, kind, store, key, gone.clone());
+        let mut settling = std::pin::pin!(settling);
         let settled = monoio::select! {
-            outcome = worker.settle(asked, kind, store, key) => Some(outcome),
+            outcome = &mut settling => Some(outcome),
             _ = answer.closed() => None,
         };
         let Some(outcome) = settled else {
+            gone.set(true);
+            let _ = settling.await;
             return;
         };
         match &outcome {

@@ -10,6 +10,7 @@
 //! connection went while the grant was on its way) is released at once, which hands the lock
 //! to the next waiter.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -159,26 +160,36 @@ impl Worker {
     /// An acquire on a remote store (Redis), which keeps no waiters: it tries the lock, and
     /// while it is held and the wait lasts, pauses and tries again (see [`POLL_FIRST`]). Not
     /// in arrival order: whichever try comes first after a release wins.
+    ///
+    /// `gone` is set once the client has left: the polls stop, and a try that was in flight
+    /// then and is granted is unlocked at once, so that no lock stays with a client that is
+    /// not there to use or release it. The caller keeps awaiting this future after setting
+    /// `gone`, for that (it ends once the try in flight, if any, is answered).
     pub async fn poll_remote(
         &self,
         expiry_s: u32,
         wait_ms: u32,
         store: StoreId,
         key: Key,
+        gone: &Cell<bool>,
     ) -> StoreOutcome {
         let clock = &self.shared.clock;
         let until_ms = clock.now_ms().saturating_add(u64::from(wait_ms));
         let mut pause = POLL_FIRST;
         let mut jitter = Jitter::new(clock.now_us() ^ u64::from(wait_ms));
+        let try_lock = OpKind::TryLock { expiry_s };
         loop {
-            let slot = self.pending.reserve().await;
-            let (resource, owner) = key.split();
-            let try_lock = OpKind::TryLock { expiry_s };
-            match self.remotes.get(usize::from(store.0)) {
-                Some(Some(remote)) => remote.submit(self, slot, try_lock, resource, owner),
-                _ => self.deliver(slot, no_remote(try_lock)),
+            let outcome = self.ask_remote(try_lock, store, &key).await;
+            if gone.get() {
+                if matches!(
+                    outcome,
+                    Ok(Answer::TryLock(Ok(true)) | Answer::Granted { .. })
+                ) {
+                    // Nobody reads this outcome: the unlock's own is of no interest either.
+                    let _ = self.ask_remote(OpKind::Unlock, store, &key).await;
+                }
+                return outcome;
             }
-            let outcome = self.pending.answer(slot).await;
             let left_ms = until_ms.saturating_sub(clock.now_ms());
             if outcome != Ok(Answer::TryLock(Ok(false))) || left_ms == 0 {
                 return outcome;
@@ -187,8 +198,22 @@ impl Worker {
                 .down_to_half(pause)
                 .min(Duration::from_millis(left_ms));
             monoio::time::sleep(pause_now).await;
+            if gone.get() {
+                return outcome;
+            }
             pause = (pause * 2).min(POLL_MOST);
         }
+    }
+
+    /// One operation on a remote store, and its outcome.
+    async fn ask_remote(&self, kind: OpKind, store: StoreId, key: &Key) -> StoreOutcome {
+        let slot = self.pending.reserve().await;
+        let (resource, owner) = key.split();
+        match self.remotes.get(usize::from(store.0)) {
+            Some(Some(remote)) => remote.submit(self, slot, kind, resource, owner),
+            _ => self.deliver(slot, no_remote(kind)),
+        }
+        self.pending.answer(slot).await
     }
 }
 

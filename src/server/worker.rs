@@ -137,17 +137,19 @@ impl Worker {
     }
 
     /// The answer of an operation someone else decides: [`ask`](Self::ask), then the wait.
-    /// An acquire that may wait on a remote store polls it (see `waits.rs`).
+    /// An acquire that may wait on a remote store polls it (see `waits.rs`); `gone` says when
+    /// its client has left, after which the future is still awaited to its end.
     pub async fn settle(
         &self,
         asked: Asked,
         kind: OpKind,
         store: StoreId,
         key: Key,
+        gone: Rc<Cell<bool>>,
     ) -> StoreOutcome {
         if let (Asked::Remote, OpKind::Acquire { expiry_s, wait_ms }) = (asked, kind) {
             if wait_ms > 0 {
-                return self.poll_remote(expiry_s, wait_ms, store, key).await;
+                return self.poll_remote(expiry_s, wait_ms, store, key, &gone).await;
             }
         }
         let slot = self.ask(asked, kind, store, key).await;
