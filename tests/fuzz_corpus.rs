@@ -16,6 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use dlockd::api::fuzzing::{BodyDecoder, BodyKind};
+use dlockd::api::Operation;
 use dlockd::http::fuzzing::{transcript, FUZZ_LIMITS};
 use dlockd::lease::model::Offset;
 use dlockd::lease::{LeaseError, LeaseTable, Renewal, StoreId, UnlockStatus};
@@ -342,6 +343,23 @@ fn replay_catches_a_wrong_unlock_status() {
 }
 
 #[test]
+#[should_panic(expected = "body for")]
+fn replay_catches_a_wrong_remaining_time() {
+    // A holder answer of the right shape with the wrong time left (its first digit changed):
+    // only the model can tell.
+    replay("request_to_response", |data| {
+        let session = Session::read(&mut Reader::new(data));
+        fuzz::request::run(&session, &|out| {
+            let key = br#""remainingMs":"#;
+            if let Some(at) = out.windows(key.len()).position(|w| w == key) {
+                let digit = &mut out[at + key.len()];
+                *digit = if *digit == b'9' { b'1' } else { *digit + 1 };
+            }
+        });
+    });
+}
+
+#[test]
 #[should_panic(expected = "is not one the contract gives")]
 fn replay_catches_an_answer_outside_the_contract() {
     replay("request_to_response", |data| {
@@ -605,9 +623,9 @@ fn req(method: MethodChoice, route: RouteChoice, body: BodyChoice) -> Req {
     }
 }
 
-fn lock_route(unlock: bool, store: StoreChoice) -> RouteChoice {
+fn lock_route(op: Operation, store: StoreChoice) -> RouteChoice {
     RouteChoice::Lock {
-        unlock,
+        op,
         store,
         decor: Decor::default(),
     }
@@ -622,7 +640,7 @@ fn lock(resource: ValueChoice, owner: ValueChoice, expiry: ValueChoice) -> Step 
     ]);
     Step::Send(req(
         MethodChoice::Post,
-        lock_route(false, StoreChoice::Configured(0)),
+        lock_route(Operation::TryLock, StoreChoice::Configured(0)),
         body,
     ))
 }
@@ -631,9 +649,67 @@ fn unlock(resource: ValueChoice, owner: ValueChoice) -> Step {
     let body = members(&[("resource_id", resource), ("lock_owner", owner)]);
     Step::Send(req(
         MethodChoice::Post,
-        lock_route(true, StoreChoice::Configured(0)),
+        lock_route(Operation::Unlock, StoreChoice::Configured(0)),
         body,
     ))
+}
+
+/// A request to one of dlockd's own routes on `lockstore`, with these members in order.
+fn own(op: Operation, fields: &[(&str, ValueChoice)]) -> Step {
+    Step::Send(req(
+        MethodChoice::Post,
+        lock_route(op, StoreChoice::Configured(0)),
+        members(fields),
+    ))
+}
+
+fn renew(resource: ValueChoice, owner: ValueChoice, expiry: ValueChoice) -> Step {
+    own(
+        Operation::Renew,
+        &[
+            ("resourceId", resource),
+            ("lockOwner", owner),
+            ("expiryInSeconds", expiry),
+        ],
+    )
+}
+
+/// An acquire; without a `waitTimeoutMs` member when `wait` is `None`.
+fn acquire(
+    resource: ValueChoice,
+    owner: ValueChoice,
+    expiry: ValueChoice,
+    wait: Option<ValueChoice>,
+) -> Step {
+    let mut fields = vec![
+        ("resourceId", resource),
+        ("lockOwner", owner),
+        ("expiryInSeconds", expiry),
+    ];
+    fields.extend(wait.map(|wait| ("waitTimeoutMs", wait)));
+    own(Operation::Acquire, &fields)
+}
+
+/// A holder query; without a `lockOwner` member when `owner` is `None`.
+fn holder(resource: ValueChoice, owner: Option<ValueChoice>) -> Step {
+    let mut fields = vec![("resource_id", resource)];
+    fields.extend(owner.map(|owner| ("lock_owner", owner)));
+    own(Operation::Holder, &fields)
+}
+
+/// Raw HTTP/1.1 POSTs of these (target, body) pairs, pipelined.
+fn raw_posts(requests: &[(&str, &str)]) -> Step {
+    let mut bytes = Vec::new();
+    for (target, body) in requests {
+        bytes.extend_from_slice(
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    Step::Raw(bytes)
 }
 
 fn get(route: RouteChoice) -> Step {
@@ -710,7 +786,7 @@ fn request_seeds() -> Vec<(&'static str, Session)> {
                     lock(r(), a(), ValueChoice::NumberString(at(&NUMBER_STRINGS, " 10"))),
                     lock(ValueChoice::True, a(), ten()),
                     with(lock(r(), a(), ten()), |req| {
-                        req.route = lock_route(false, StoreChoice::Other(b"nope".to_vec()));
+                        req.route = lock_route(Operation::TryLock, StoreChoice::Other(b"nope".to_vec()));
                     }),
                     with(lock(r(), a(), ten()), |req| {
                         req.body = BodyChoice::Raw(b"not json".to_vec());
@@ -792,26 +868,26 @@ fn request_seeds() -> Vec<(&'static str, Session)> {
                     with(get(RouteChoice::Unknown(2)), |req| req.method = MethodChoice::Post),
                     get(RouteChoice::BadEscape),
                     with(lock(r(), a(), ten()), |req| {
-                        req.route = lock_route(false, StoreChoice::Encoded(0))
+                        req.route = lock_route(Operation::TryLock, StoreChoice::Encoded(0))
                     }),
                     with(lock(r(), a(), ten()), |req| {
-                        req.route = lock_route(false, StoreChoice::Plus)
+                        req.route = lock_route(Operation::TryLock, StoreChoice::Plus)
                     }),
                     with(unlock(r(), a()), |req| {
-                        req.route = lock_route(true, StoreChoice::Configured(2))
+                        req.route = lock_route(Operation::Unlock, StoreChoice::Configured(2))
                     }),
                     with(lock(r(), a(), ten()), |req| {
-                        req.route = lock_route(false, StoreChoice::WrongCase)
+                        req.route = lock_route(Operation::TryLock, StoreChoice::WrongCase)
                     }),
                     with(lock(r(), a(), ten()), |req| {
-                        req.route = lock_route(false, StoreChoice::Other(b"\xff/<x>".to_vec()))
+                        req.route = lock_route(Operation::TryLock, StoreChoice::Other(b"\xff/<x>".to_vec()))
                     }),
                     with(lock(r(), a(), ten()), |req| {
-                        req.route = lock_route(false, StoreChoice::Other(Vec::new()))
+                        req.route = lock_route(Operation::TryLock, StoreChoice::Other(Vec::new()))
                     }),
                     with(unlock(r(), a()), |req| {
                         req.route = RouteChoice::Lock {
-                            unlock: true,
+                            op: Operation::Unlock,
                             store: StoreChoice::Configured(0),
                             decor: Decor(0x3f),
                         }
@@ -923,6 +999,287 @@ fn request_seeds() -> Vec<(&'static str, Session)> {
                     lock(r(), b(), ValueChoice::NumberString(at(&NUMBER_STRINGS, "10 20"))),
                     lock(r(), b(), ValueChoice::NumberString(at(&NUMBER_STRINGS, "abc"))),
                     unlock(r(), a()),
+                ],
+            },
+        ),
+        (
+            // A renewal extends the owner's live lease (or shortens it), never another's, and
+            // never brings an expired one back; a holder query tells and changes nothing.
+            "renew_and_holder",
+            Session {
+                config: 0,
+                steps: vec![
+                    lock(r(), a(), number("1")),
+                    holder(r(), Some(a())),
+                    holder(r(), None),
+                    holder(r(), Some(b())),
+                    renew(r(), b(), ten()),
+                    renew(r(), a(), ten()),
+                    Step::Wait(1001),
+                    holder(r(), Some(a())),
+                    renew(r(), a(), number("1")),
+                    holder(r(), Some(id(""))),
+                    Step::Wait(1000),
+                    holder(r(), Some(a())),
+                    Step::Wait(1),
+                    renew(r(), a(), ten()),
+                    holder(r(), Some(a())),
+                    Step::Advance,
+                    renew(r(), a(), ten()),
+                    lock(r(), b(), ten()),
+                    with(renew(r(), b(), ten()), |req| {
+                        req.route = lock_route(Operation::Renew, StoreChoice::Configured(1))
+                    }),
+                    unlock(r(), b()),
+                    renew(r(), b(), ten()),
+                    holder(r(), Some(b())),
+                ],
+            },
+        ),
+        (
+            // Acquires: without a wait, a try-lock; the holder asking is refused at once; a
+            // wait ends refused at its deadline, or granted the tick the holder's lease ends,
+            // with a lease from the grant.
+            "acquire_waits",
+            Session {
+                config: 0,
+                steps: vec![
+                    acquire(r(), a(), ten(), None),
+                    acquire(r(), a(), ten(), Some(number("0"))),
+                    acquire(r(), b(), ten(), Some(ValueChoice::Null)),
+                    acquire(r(), a(), ten(), Some(number("1000"))),
+                    acquire(r(), b(), ten(), Some(number("1000"))),
+                    acquire(r(), b(), number("1"), Some(number("60000"))),
+                    holder(r(), Some(b())),
+                    acquire(r(), a(), ten(), Some(number("1000"))),
+                    acquire(
+                        r(),
+                        a(),
+                        ten(),
+                        Some(ValueChoice::NumberString(at(&NUMBER_STRINGS, "10"))),
+                    ),
+                    holder(r(), Some(a())),
+                    with(
+                        acquire(r(), b(), number("1"), Some(number("10"))),
+                        |req| req.framing = Framing::Http10 { keep_alive: true },
+                    ),
+                    unlock(r(), a()),
+                    with(acquire(r(), b(), ten(), Some(number("1"))), |req| {
+                        req.route = RouteChoice::Lock {
+                            op: Operation::Acquire,
+                            store: StoreChoice::Encoded(0),
+                            decor: Decor(0x3f),
+                        };
+                        req.framing = Framing::Chunked(5);
+                    }),
+                ],
+            },
+        ),
+        (
+            // A full table refuses an acquire of a free lock at once; one that waits for a
+            // lease to end is granted, that lease's place being free by then.
+            "acquire_when_full",
+            Session {
+                config: 0,
+                steps: vec![
+                    lock(r(), a(), number("1")),
+                    lock(text("r2"), a(), ten()),
+                    lock(text("r3"), a(), ten()),
+                    lock(text("r4"), a(), ten()),
+                    acquire(text("r5"), b(), ten(), Some(number("1000"))),
+                    acquire(r(), b(), ten(), Some(number("60000"))),
+                    holder(r(), None),
+                    renew(text("r2"), a(), number("1")),
+                    acquire(text("r2"), b(), ten(), Some(number("1000"))),
+                ],
+            },
+        ),
+        (
+            // dlockd's routes validate in daprd's order: the lengths (the lease's, then the
+            // wait's), the store configured, the ids, the store known, `||`.
+            "renew_holder_validation",
+            Session {
+                config: 0,
+                steps: vec![
+                    renew(r(), a(), number("0")),
+                    renew(r(), a(), ValueChoice::Null),
+                    renew(id(""), a(), ten()),
+                    renew(r(), id(""), ten()),
+                    renew(id(IDS[5]), a(), ten()),
+                    renew(r(), id(IDS[5]), ten()),
+                    renew(id("a||b"), a(), ten()),
+                    renew(r(), a(), number("1e400")),
+                    with(renew(r(), a(), ten()), |req| {
+                        req.route = lock_route(Operation::Renew, StoreChoice::Other(b"nope".to_vec()))
+                    }),
+                    holder(id("a||b"), None),
+                    holder(r(), Some(id(""))),
+                    holder(r(), Some(id(IDS[5]))),
+                    holder(id(""), None),
+                    holder(ValueChoice::Number(at(&NUMBERS, "10")), None),
+                    with(holder(r(), Some(a())), |req| {
+                        req.body = members(&[
+                            ("resourceId", r()),
+                            ("expiryInSeconds", ValueChoice::NumberString(at(&NUMBER_STRINGS, "abc"))),
+                            ("waitTimeoutMs", ValueChoice::True),
+                        ])
+                    }),
+                ],
+            },
+        ),
+        (
+            "acquire_validation",
+            Session {
+                config: 0,
+                steps: vec![
+                    acquire(r(), a(), ten(), Some(number("-1"))),
+                    acquire(r(), a(), ten(), Some(number("60001"))),
+                    acquire(r(), a(), ten(), Some(number("2147483647"))),
+                    acquire(r(), a(), ten(), Some(number("2147483648"))),
+                    acquire(r(), a(), ten(), Some(number("10.5"))),
+                    acquire(r(), a(), ten(), Some(ValueChoice::NumberString(at(&NUMBER_STRINGS, "abc")))),
+                    acquire(r(), a(), ten(), Some(ValueChoice::True)),
+                    acquire(r(), a(), number("0"), Some(number("-1"))),
+                    acquire(id(""), id(""), ten(), Some(number("-5"))),
+                    with(acquire(r(), a(), ten(), Some(number("-1"))), |req| {
+                        req.route = lock_route(Operation::Acquire, StoreChoice::WrongCase)
+                    }),
+                    acquire(id("a||b"), a(), ten(), Some(number("1000"))),
+                    with(acquire(r(), a(), ten(), None), |req| {
+                        req.body = members(&[
+                            ("resourceId", r()),
+                            ("lockOwner", a()),
+                            ("expiryInSeconds", ten()),
+                            ("waitTimeoutMs", number("1")),
+                            ("wait_timeout_ms", ValueChoice::Null),
+                        ])
+                    }),
+                    with(acquire(r(), a(), ten(), None), |req| {
+                        req.body = members(&[
+                            ("resourceId", r()),
+                            ("lockOwner", a()),
+                            ("expiryInSeconds", ten()),
+                            ("WaitTimeoutMs", number("-1")),
+                        ])
+                    }),
+                    with(renew(r(), a(), ten()), |req| {
+                        req.body = members(&[
+                            ("resource_id", r()),
+                            ("lock_owner", a()),
+                            ("expiry_in_seconds", number("1e1")),
+                            ("wait_timeout_ms", ValueChoice::Object),
+                        ])
+                    }),
+                    with(unlock(r(), a()), |req| {
+                        req.body = members(&[
+                            ("resourceId", r()),
+                            ("lockOwner", a()),
+                            ("waitTimeoutMs", ValueChoice::NumberString(at(&NUMBER_STRINGS, "abc"))),
+                        ])
+                    }),
+                    with(renew(r(), a(), ten()), |req| req.method = MethodChoice::Get),
+                    with(holder(r(), None), |req| req.method = MethodChoice::Delete),
+                    with(renew(r(), a(), ten()), |req| {
+                        req.route = lock_route(Operation::Renew, StoreChoice::Other(Vec::new()))
+                    }),
+                    with(acquire(r(), a(), ten(), Some(number("-1"))), |req| {
+                        req.route = lock_route(Operation::Acquire, StoreChoice::Other(Vec::new()))
+                    }),
+                    with(holder(r(), None), |req| {
+                        req.route = lock_route(Operation::Holder, StoreChoice::Other(Vec::new()))
+                    }),
+                    with(renew(r(), a(), ten()), |req| {
+                        req.route = lock_route(Operation::Renew, StoreChoice::Plus)
+                    }),
+                    with(holder(r(), None), |req| {
+                        req.route = lock_route(Operation::Holder, StoreChoice::Other(b"\xff/<x>".to_vec()))
+                    }),
+                    with(get(RouteChoice::Unknown(8)), |req| req.method = MethodChoice::Post),
+                    with(get(RouteChoice::Unknown(9)), |req| req.method = MethodChoice::Post),
+                    with(get(RouteChoice::Unknown(10)), |req| req.method = MethodChoice::Post),
+                    with(get(RouteChoice::Unknown(11)), |req| req.method = MethodChoice::Post),
+                    with(get(RouteChoice::Unknown(12)), |req| req.method = MethodChoice::Post),
+                ],
+            },
+        ),
+        (
+            "own_routes_without_store",
+            Session {
+                config: 2,
+                steps: vec![
+                    acquire(r(), a(), ten(), Some(number("-1"))),
+                    acquire(r(), a(), ten(), Some(number("1"))),
+                    renew(r(), a(), number("0")),
+                    renew(r(), a(), ten()),
+                    holder(id(""), None),
+                ],
+            },
+        ),
+        (
+            "own_routes_token",
+            Session {
+                config: 1,
+                steps: vec![
+                    renew(r(), a(), ten()),
+                    with(holder(r(), None), |req| req.token = TokenChoice::Right),
+                    with(acquire(r(), a(), ten(), Some(number("-1"))), |req| {
+                        req.token = TokenChoice::WrongThenRight(b"x".to_vec())
+                    }),
+                    with(acquire(r(), a(), ten(), Some(number("10"))), |req| {
+                        req.token = TokenChoice::RightThenWrong(b"x".to_vec())
+                    }),
+                ],
+            },
+        ),
+        (
+            // Raw bytes: an acquire that waits, a holder query and an unlock pipelined, and
+            // raw API calls of each of dlockd's routes.
+            "own_routes_raw",
+            Session {
+                config: 0,
+                steps: vec![
+                    raw_posts(&[(
+                        "/v1.0-alpha1/lock/s",
+                        r#"{"resourceId":"r","lockOwner":"o","expiryInSeconds":1}"#,
+                    )]),
+                    raw_posts(&[(
+                        "/v1.0-alpha1/lock/s/acquire",
+                        r#"{"resourceId":"r","lockOwner":"p","expiryInSeconds":5,"waitTimeoutMs":5000}"#,
+                    )]),
+                    raw_posts(&[
+                        (
+                            "/v1.0-alpha1/lock/s/holder",
+                            r#"{"resourceId":"r","lockOwner":"p"}"#,
+                        ),
+                        (
+                            "/v1.0-alpha1/unlock/s",
+                            r#"{"resourceId":"r","lockOwner":"o"}"#,
+                        ),
+                    ]),
+                    Step::RawApi {
+                        method: MethodChoice::Post,
+                        target: b"/v1.0-alpha1/lock/s/renew".to_vec(),
+                        token: None,
+                        body: br#"{"resourceId":"r","lockOwner":"p","expiryInSeconds":"1"}"#.to_vec(),
+                    },
+                    Step::RawApi {
+                        method: MethodChoice::Post,
+                        target: b"/v1.0-alpha1/lock/s/acquire?x".to_vec(),
+                        token: None,
+                        body: br#"{"resourceId":"r","lockOwner":"o","expiryInSeconds":1,"waitTimeoutMs":-1}"#.to_vec(),
+                    },
+                    Step::RawApi {
+                        method: MethodChoice::Post,
+                        target: b"/v1.0-alpha1/lock/s/acquire".to_vec(),
+                        token: None,
+                        body: br#"{"resourceId":"r","lockOwner":"o","expiryInSeconds":1,"waitTimeoutMs":2000}"#.to_vec(),
+                    },
+                    Step::RawApi {
+                        method: MethodChoice::Post,
+                        target: b"/v1.0-alpha1//lock/s/./holder/".to_vec(),
+                        token: None,
+                        body: br#"{"resourceId":"r"}"#.to_vec(),
+                    },
                 ],
             },
         ),

@@ -11,11 +11,14 @@
 //!   escape that is not half of a pair even inside a skipped value; serde_json only checks
 //!   that while it decodes a string, and it does not decode skipped ones.
 //! - Members are read in order, with their raw values. A key names a field by its JSON name
-//!   or its proto name, case-sensitively; `expiryInSeconds` exists only in a try-lock. Other
-//!   keys are skipped whatever their (well-formed) value.
+//!   or its proto name, case-sensitively; `expiryInSeconds` exists only in a try-lock (and in
+//!   dlockd's renew and acquire), `waitTimeoutMs` only in an acquire ([`reference_for`] reads
+//!   the bodies of every lock route). Other keys are skipped whatever their (well-formed)
+//!   value.
 //! - A field named twice, under either name, even with `null`, is malformed.
 //! - `null` leaves a field empty. A string field takes only a string.
-//! - `expiryInSeconds` takes a number or a string holding one, read as Go's protojson reads
+//! - `expiryInSeconds` (and `waitTimeoutMs`) takes a number or a string holding one, read as
+//!   Go's protojson reads
 //!   an `int32`: from the text, not a float; an integer in range after the exponent is
 //!   applied; at most 20 digits built; a string may not have white space around it, and its
 //!   number may be followed by anything Go's tokenizer counts as a delimiter.
@@ -29,6 +32,7 @@
 use std::cell::RefCell;
 
 use dlockd::api::fuzzing::{decode_fast, BodyDecoder, BodyKind, LockBody};
+use dlockd::api::Operation;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -94,8 +98,34 @@ pub fn compare(
 
 /// The reference decoder: the fields of a body, or why it is malformed.
 pub fn reference(kind: BodyKind, body: &[u8]) -> Result<LockBody, String> {
+    let op = match kind {
+        BodyKind::TryLock => Operation::TryLock,
+        BodyKind::Unlock => Operation::Unlock,
+    };
+    reference_for(op, body).map(|fields| LockBody {
+        resource: fields.resource,
+        owner: fields.owner,
+        expiry_s: fields.expiry_s,
+    })
+}
+
+/// The fields the reference decoder reads from the body of any lock route; absent and `null`
+/// fields are empty or 0.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fields {
+    pub resource: Vec<u8>,
+    pub owner: Vec<u8>,
+    /// 0 where the route's message has no `expiryInSeconds` (unlock, holder).
+    pub expiry_s: i32,
+    /// 0 but for an acquire.
+    pub wait_ms: i32,
+}
+
+/// The reference decoder for the body of `op`'s route: daprd's two messages, and dlockd's own
+/// (renew: a try-lock's fields; acquire: those and `waitTimeoutMs`; holder: an unlock's).
+pub fn reference_for(op: Operation, body: &[u8]) -> Result<Fields, String> {
     if body.is_empty() {
-        return Ok(LockBody::default());
+        return Ok(Fields::default());
     }
     let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
     let depth = max_depth(text);
@@ -105,14 +135,19 @@ pub fn reference(kind: BodyKind, body: &[u8]) -> Result<LockBody, String> {
     check_unicode_escapes(text)?;
     let members = serde_json::from_str::<Members<'_>>(text).map_err(|e| e.to_string())?;
 
-    let mut fields = LockBody::default();
+    let has_expiry = matches!(
+        op,
+        Operation::TryLock | Operation::Renew | Operation::Acquire
+    );
+    let mut fields = Fields::default();
     let mut seen = Vec::new();
     for (key, value) in &members.0 {
-        let field = match (key.as_str(), kind) {
-            ("resourceId" | "resource_id", _) => "resourceId",
-            ("lockOwner" | "lock_owner", _) => "lockOwner",
-            ("storeName" | "store_name", _) => "storeName",
-            ("expiryInSeconds" | "expiry_in_seconds", BodyKind::TryLock) => "expiryInSeconds",
+        let field = match key.as_str() {
+            "resourceId" | "resource_id" => "resourceId",
+            "lockOwner" | "lock_owner" => "lockOwner",
+            "storeName" | "store_name" => "storeName",
+            "expiryInSeconds" | "expiry_in_seconds" if has_expiry => "expiryInSeconds",
+            "waitTimeoutMs" | "wait_timeout_ms" if op == Operation::Acquire => "waitTimeoutMs",
             _ => continue,
         };
         if seen.contains(&field) {
@@ -123,13 +158,15 @@ pub fn reference(kind: BodyKind, body: &[u8]) -> Result<LockBody, String> {
         if raw == "null" {
             continue;
         }
+        let int32 = || int32_field(raw).ok_or_else(|| format!("{raw} is no int32"));
         match field {
             "resourceId" => fields.resource = string_field(field, raw)?.into_bytes(),
             "lockOwner" => fields.owner = string_field(field, raw)?.into_bytes(),
             "storeName" => {
                 string_field(field, raw)?;
             }
-            _ => fields.expiry_s = int32_field(raw).ok_or_else(|| format!("{raw} is no int32"))?,
+            "expiryInSeconds" => fields.expiry_s = int32()?,
+            _ => fields.wait_ms = int32()?,
         }
     }
     Ok(fields)

@@ -5,7 +5,9 @@
 //!
 //! An input is a session ([`Session`]): one of three configurations (stores and no token;
 //! the same with a token; no store at all), then steps. A structured request step says what
-//! a client sends (method, route with a configured, encoded or unknown store, token present,
+//! a client sends (method, route with a configured, encoded or unknown store: daprd's lock
+//! and unlock, dlockd's own renew, acquire and holder (`docs/extensions.md`), the health
+//! checks, metadata, paths that route nowhere; token present,
 //! absent or wrong, a body built from fields or raw bytes, Content-Length or chunked, HTTP/1.0
 //! or 1.1); it is written out as HTTP, framed, answered, and the answer is compared with what
 //! an independent oracle expects: status, content type, `Connection`, and the body (exact
@@ -19,15 +21,28 @@
 //! step every connection takes (`dlockd::dispatch::Shard::decide`, one shard on a virtual
 //! clock), `answer_response`, and `http::write_response` with `Connection::of`, the
 //! connection's own choice of header.
+//!
+//! An acquire that must wait (`Decision::Wait`: a `waitTimeoutMs` above 0 on a lock another
+//! owner holds) is carried out as a worker carries it out, with the shard's own waiting
+//! machinery: parked (`Shard::park`), then woken (`Shard::wake`) at each tick something comes
+//! due (`Shard::next_due`) until its answer comes out (`Shard::take_over`). The session's
+//! client is one client that waits for each answer, so nothing else happens during the wait:
+//! the clock moves to the tick of the answer, which the model predicts with the answer itself
+//! (granted on the tick after the holder's last live one, if that comes by the deadline, with
+//! a lease from then; else `{"success":false}` at the deadline). What a blocking client cannot
+//! do is left out: waiters that queue behind each other, an unlock or try-lock while someone
+//! waits, a client that leaves, shutdown (`waiters` in a holder answer is therefore always 0).
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use dlockd::api::fuzzing::{check_lock_op, check_response, BodyKind};
-use dlockd::api::{answer_response, Answer, Api, ApiConfig, Holding, OpKind, Outcome, Response};
-use dlockd::dispatch::{Decision, Shard};
+use dlockd::api::fuzzing::{check_lock_op, check_response};
+use dlockd::api::{
+    answer_response, Answer, Api, ApiConfig, Holding, LockOp, OpKind, Operation, Outcome, Response,
+};
+use dlockd::dispatch::{Decision, ReplyTo, Shard};
 use dlockd::http::{write_response, Body, Connection, Frame, Framer, Limits, Method, Version};
-use dlockd::lease::{LeaseTable, Renewal, StoreId, UnlockStatus};
-use dlockd::shard::ShardId;
+use dlockd::lease::{Key, LeaseTable, Renewal, StoreId, UnlockStatus};
+use dlockd::shard::{ShardId, SlotId};
 use serde_json::Value;
 
 use super::lease::Model;
@@ -39,6 +54,8 @@ pub const LIMITS: Limits = Limits {
     max_body_bytes: 512,
 };
 pub const MAX_ID_BYTES: usize = 64;
+/// `--max-wait` of the simulated server, in ms (dlockd's default).
+pub const MAX_WAIT_MS: i32 = 60_000;
 /// Small, so that the table fills up.
 pub const MAX_LEASES: usize = 4;
 pub const TOKEN: &[u8] = b"secret";
@@ -51,8 +68,9 @@ pub const CONFIGS: usize = 3;
 const START_MS: u64 = 1_000_000;
 const MAX_STEPS: usize = 32;
 
-/// Paths that route nowhere, whatever the method.
-pub const UNKNOWN_PATHS: [&str; 8] = [
+/// Paths that route nowhere, whatever the method (new ones go at the end, so that inputs
+/// written before keep their paths).
+pub const UNKNOWN_PATHS: [&str; 13] = [
     "/v1.0/lock/lockstore",
     "/v1.0-beta1/lock/lockstore",
     "/v1.0-alpha1/lock",
@@ -61,6 +79,13 @@ pub const UNKNOWN_PATHS: [&str; 8] = [
     "/v1.0/healthz/x",
     "/v1.0-alpha1/LOCK/lockstore",
     "/v1.0/state/lockstore",
+    // Near misses of dlockd's own routes: under unlock, in capitals, one segment too many,
+    // a verb it does not have, the verb in place of the store under unlock.
+    "/v1.0-alpha1/unlock/lockstore/renew",
+    "/v1.0-alpha1/lock/lockstore/RENEW",
+    "/v1.0-alpha1/lock/lockstore/holder/x",
+    "/v1.0-alpha1/lock/lockstore/release",
+    "/v1.0-alpha1/unlock/acquire/lockstore",
 ];
 /// Ids a body may use: plain, empty, with the key separator, at and over the length cap,
 /// with characters JSON or Go's encoder escape.
@@ -75,8 +100,9 @@ pub const IDS: [&str; 9] = [
     "<&>\"\\\n",
     "a|b",
 ];
-/// Keys a body member may use: every field under both names, wrong case, unknown.
-pub const KEYS: [&str; 10] = [
+/// Keys a body member may use: every field under both names, wrong case, unknown (new ones
+/// go at the end, so that inputs written before keep their keys).
+pub const KEYS: [&str; 13] = [
     "resourceId",
     "resource_id",
     "lockOwner",
@@ -87,9 +113,14 @@ pub const KEYS: [&str; 10] = [
     "store_name",
     "ResourceId",
     "other",
+    // An acquire's field; unknown, and skipped, on every other route.
+    "waitTimeoutMs",
+    "wait_timeout_ms",
+    "WaitTimeoutMs",
 ];
-/// Number literals for a value.
-pub const NUMBERS: [&str; 12] = [
+/// Number literals for a value (new ones go at the end, so that inputs written before keep
+/// their numbers).
+pub const NUMBERS: [&str; 16] = [
     "10",
     "1",
     "0",
@@ -102,8 +133,13 @@ pub const NUMBERS: [&str; 12] = [
     "1e400",
     "-0",
     "100e-1",
+    // Waits: at `--max-wait`, just above it, just below 0, about a lease of one second.
+    "60000",
+    "60001",
+    "-1",
+    "1000",
 ];
-/// Strings holding numbers, for the expiry.
+/// Strings holding numbers, for the expiry and the wait.
 pub const NUMBER_STRINGS: [&str; 6] = ["10", "1e1", " 10", "abc", "10 20", "1e,"];
 
 // ---------------------------------------------------------------------------------------
@@ -151,9 +187,10 @@ pub struct Req {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteChoice {
-    /// `/v1.0-alpha1/lock/{store}` or `/v1.0-alpha1/unlock/{store}`.
+    /// A lock route: `/v1.0-alpha1/lock/{store}` (`TryLock`), `/v1.0-alpha1/unlock/{store}`
+    /// (`Unlock`), or dlockd's `/v1.0-alpha1/lock/{store}/renew`, `.../acquire`, `.../holder`.
     Lock {
-        unlock: bool,
+        op: Operation,
         store: StoreChoice,
         decor: Decor,
     },
@@ -379,8 +416,9 @@ impl MethodChoice {
 impl Req {
     fn read(r: &mut Reader<'_>) -> Self {
         let method = MethodChoice::read(r);
-        let route = match r.below(7) {
-            tag @ (0 | 1) => {
+        // Tags 7 to 9 came with dlockd's own routes: inputs written before read as they did.
+        let route = match r.below(10) {
+            tag @ (0 | 1 | 7..=9) => {
                 let store = match r.below(5) {
                     0 => StoreChoice::Configured(r.below(STORES.len())),
                     1 => StoreChoice::Encoded(r.below(STORES.len())),
@@ -388,8 +426,15 @@ impl Req {
                     3 => StoreChoice::Other(r.bytes(12).to_vec()),
                     _ => StoreChoice::WrongCase,
                 };
+                let op = match tag {
+                    0 => Operation::TryLock,
+                    1 => Operation::Unlock,
+                    7 => Operation::Renew,
+                    8 => Operation::Acquire,
+                    _ => Operation::Holder,
+                };
                 RouteChoice::Lock {
-                    unlock: tag == 1,
+                    op,
                     store,
                     decor: Decor(r.byte()),
                 }
@@ -443,12 +488,14 @@ impl Req {
     fn write(&self, w: &mut Writer) {
         self.method.write(w);
         match &self.route {
-            RouteChoice::Lock {
-                unlock,
-                store,
-                decor,
-            } => {
-                w.choice(usize::from(*unlock));
+            RouteChoice::Lock { op, store, decor } => {
+                w.choice(match op {
+                    Operation::TryLock => 0,
+                    Operation::Unlock => 1,
+                    Operation::Renew => 7,
+                    Operation::Acquire => 8,
+                    Operation::Holder => 9,
+                });
                 match store {
                     StoreChoice::Configured(i) => w.choice(0).choice(*i),
                     StoreChoice::Encoded(i) => w.choice(1).choice(*i),
@@ -562,6 +609,16 @@ struct Wire {
     store: Option<Vec<u8>>,
 }
 
+/// The segment after the store that names one of dlockd's own routes.
+fn own_route(op: Operation) -> Option<&'static str> {
+    match op {
+        Operation::TryLock | Operation::Unlock => None,
+        Operation::Renew => Some("renew"),
+        Operation::Acquire => Some("acquire"),
+        Operation::Holder => Some("holder"),
+    }
+}
+
 /// Percent-encodes all but letters, digits, `-`, `_` and `~`.
 fn encode(bytes: &[u8], all: bool) -> String {
     let mut out = String::new();
@@ -614,11 +671,7 @@ impl Req {
 
     fn wire(&self) -> Wire {
         let (path, store, decor) = match &self.route {
-            RouteChoice::Lock {
-                unlock,
-                store,
-                decor,
-            } => {
+            RouteChoice::Lock { op, store, decor } => {
                 let (segment, name) = match store {
                     StoreChoice::Configured(i) => (
                         encode(STORES[*i].as_bytes(), false),
@@ -632,8 +685,15 @@ impl Req {
                     StoreChoice::Other(bytes) => (encode(bytes, false), bytes.clone()),
                     StoreChoice::WrongCase => ("LockStore".to_owned(), b"LockStore".to_vec()),
                 };
-                let op = if *unlock { "unlock" } else { "lock" };
-                let segments = ["v1.0-alpha1".to_owned(), op.to_owned(), segment];
+                let verb = if *op == Operation::Unlock {
+                    "unlock"
+                } else {
+                    "lock"
+                };
+                let mut segments = vec!["v1.0-alpha1".to_owned(), verb.to_owned(), segment];
+                if let Some(own) = own_route(*op) {
+                    segments.push(own.to_owned());
+                }
                 (path_of(&segments, *decor), Some(name), *decor)
             }
             RouteChoice::Healthz { outbound, decor } => {
@@ -849,7 +909,7 @@ fn expect(config: usize, req: &Req, wire: &Wire) -> Expected {
             false,
         )
     };
-    let unlock = match (&req.route, req.method) {
+    let op = match (&req.route, req.method) {
         (RouteChoice::Healthz { .. }, MethodChoice::Get) => return answer(204, "", b"", false),
         (RouteChoice::Metadata { .. }, MethodChoice::Get) => {
             return Expected::Answer(ExpectedAnswer {
@@ -859,19 +919,21 @@ fn expect(config: usize, req: &Req, wire: &Wire) -> Expected {
                 close: false,
             })
         }
-        (RouteChoice::Lock { unlock, .. }, MethodChoice::Post) => *unlock,
+        (RouteChoice::Lock { op, .. }, MethodChoice::Post) => *op,
         _ => return no_route(),
     };
-    let store = wire.store.clone().unwrap_or_default();
-    if store.is_empty() {
-        return no_route();
-    }
-    let kind = if unlock {
-        BodyKind::Unlock
-    } else {
-        BodyKind::TryLock
+    let mut store = wire.store.clone().unwrap_or_default();
+    let op = match (store.is_empty(), own_route(op)) {
+        (false, _) => op,
+        (true, None) => return no_route(),
+        // `/v1.0-alpha1/lock//renew`: Go's path clean-up drops the empty segment, and what is
+        // left is daprd's try-lock route, on a store named after the verb.
+        (true, Some(verb)) => {
+            store = verb.as_bytes().to_vec();
+            Operation::TryLock
+        }
     };
-    let fields = match super::body::reference(kind, &wire.body) {
+    let fields = match super::body::reference_for(op, &wire.body) {
         Ok(fields) => fields,
         Err(_) => {
             let prefix = "failed deserializing HTTP body: ".to_owned();
@@ -880,9 +942,31 @@ fn expect(config: usize, req: &Req, wire: &Wire) -> Expected {
     };
     let in_store = |what: &str| format!("{what} in lock store {}", go_text(&store));
     let malformed = |message: String| error(400, "ERR_MALFORMED_REQUEST", message, true);
-    if !unlock && fields.expiry_s <= 0 {
-        return malformed(in_store("ExpiryInSeconds is not positive"));
-    }
+    // Step 1, the lengths: the lease's (the routes that take one), then an acquire's wait.
+    let kind = match op {
+        Operation::Unlock => OpKind::Unlock,
+        Operation::Holder => OpKind::Holder,
+        _ if fields.expiry_s <= 0 => {
+            return malformed(in_store("ExpiryInSeconds is not positive"));
+        }
+        Operation::TryLock => OpKind::TryLock {
+            expiry_s: fields.expiry_s as u32,
+        },
+        Operation::Renew => OpKind::Renew {
+            expiry_s: fields.expiry_s as u32,
+        },
+        Operation::Acquire => {
+            if !(0..=MAX_WAIT_MS).contains(&fields.wait_ms) {
+                return malformed(in_store(&format!(
+                    "WaitTimeoutMs is outside 0 to {MAX_WAIT_MS} (--max-wait)"
+                )));
+            }
+            OpKind::Acquire {
+                expiry_s: fields.expiry_s as u32,
+                wait_ms: fields.wait_ms as u32,
+            }
+        }
+    };
     let stores: &[&str] = if config == 2 { &[] } else { &STORES };
     if stores.is_empty() {
         let message = "lock store is not configured".to_owned();
@@ -891,7 +975,8 @@ fn expect(config: usize, req: &Req, wire: &Wire) -> Expected {
     if fields.resource.is_empty() {
         return malformed(in_store("ResourceId is empty"));
     }
-    if fields.owner.is_empty() {
+    // A holder query may leave the owner out: it is only compared.
+    if fields.owner.is_empty() && op != Operation::Holder {
         return malformed(in_store("LockOwner is empty"));
     }
     // Our own cap, after daprd's step 4; only its code and status are the contract's.
@@ -916,10 +1001,13 @@ fn expect(config: usize, req: &Req, wire: &Wire) -> Expected {
         return error(400, "ERR_LOCK_STORE_NOT_FOUND", message, true);
     };
     if fields.resource.windows(2).any(|pair| pair == b"||") {
-        let (code, prefix) = if unlock {
-            ("ERR_UNLOCK", "failed to release lock: ")
-        } else {
-            ("ERR_TRY_LOCK", "failed to try acquiring lock: ")
+        let (code, prefix) = match op {
+            Operation::TryLock | Operation::Acquire => {
+                ("ERR_TRY_LOCK", "failed to try acquiring lock: ")
+            }
+            Operation::Unlock => ("ERR_UNLOCK", "failed to release lock: "),
+            Operation::Renew => ("ERR_RENEW_LOCK", "failed to renew lock: "),
+            Operation::Holder => ("ERR_LOCK_HOLDER", "failed to get lock holder: "),
         };
         let message = format!(
             "{prefix}input key/keyPrefix '{}' can't contain '||'",
@@ -928,13 +1016,7 @@ fn expect(config: usize, req: &Req, wire: &Wire) -> Expected {
         return error(500, code, message, true);
     }
     Expected::Lock {
-        kind: if unlock {
-            OpKind::Unlock
-        } else {
-            OpKind::TryLock {
-                expiry_s: fields.expiry_s as u32,
-            }
-        },
+        kind,
         store: StoreId(at as u16),
         resource: fields.resource,
         owner: fields.owner,
@@ -1031,7 +1113,7 @@ fn with_api<R>(config: usize, f: impl FnOnce(&mut Api) -> R) -> R {
                 api_token: (config == 1).then(|| TOKEN.to_vec()),
                 max_id_bytes: MAX_ID_BYTES,
                 max_expiry_s: None,
-                max_wait_ms: 60_000,
+                max_wait_ms: MAX_WAIT_MS as u32,
                 store_types: Vec::new(),
             })
         });
@@ -1101,10 +1183,118 @@ pub fn run(session: &Session, tamper: &dyn Fn(&mut Vec<u8>)) {
     }
 }
 
+/// The shard's decision on `op` at `now_ms`, carried out as a connection carries it out: an
+/// answer at once, or for an acquire that waits, parked with the shard and woken at each tick
+/// something comes due, until its answer comes out. Returns the answer and its tick.
+fn decide(shard: &mut Shard, now_ms: u64, op: &LockOp<'_>) -> (Answer, u64) {
+    match shard.decide(now_ms, op) {
+        Decision::Answer(answer) => (answer, now_ms),
+        // One shard, no remote store: only an acquire's wait is decided later.
+        Decision::Wait(ShardId(0)) => {
+            let OpKind::Acquire { wait_ms, .. } = op.kind else {
+                panic!("only an acquire waits: {op:?}");
+            };
+            let deadline_ms = now_ms.saturating_add(u64::from(wait_ms));
+            let reply = ReplyTo {
+                shard: ShardId(0),
+                slot: SlotId(0),
+            };
+            let key = Key::new(op.resource, op.owner);
+            shard.park(now_ms, reply, op.kind, op.store, key);
+            let mut at_ms = now_ms;
+            loop {
+                let over = shard.take_over();
+                if let [over] = over.as_slice() {
+                    assert_eq!(over.reply, reply, "the waiter's own answer");
+                    assert_eq!(
+                        (shard.waiters(), shard.next_due()),
+                        (0, None),
+                        "nothing waits once the only waiter is answered"
+                    );
+                    return (over.answer, at_ms);
+                }
+                assert!(over.is_empty(), "one answer per waiter: {over:?}");
+                let due_ms = shard
+                    .next_due()
+                    .expect("a parked waiter has its deadline due");
+                assert!(
+                    (at_ms..=deadline_ms).contains(&due_ms),
+                    "{op:?} parked at {now_ms}: due at {due_ms}, after {at_ms}"
+                );
+                at_ms = due_ms;
+                shard.wake(at_ms);
+            }
+        }
+        decision => panic!("one shard decided {op:?} elsewhere: {decision:?}"),
+    }
+}
+
+/// The model's answer to `op` at `now_ms`, and the tick it comes at. The session's client
+/// waits for each answer, so nothing happens while an acquire waits: the lock it waits for is
+/// free on the tick after its lease's last live one, and is then granted at once (with a
+/// lease from that tick) if the deadline has not passed; else the wait ends at its deadline,
+/// refused. (Nobody else waits: a lock freed always goes to this waiter.)
+fn model_answer(model: &mut Model, now_ms: u64, op: &LockOp<'_>) -> (Answer, u64) {
+    let (store, resource, owner) = (op.store.0, op.resource, op.owner);
+    let try_lock = |model: &mut Model, expiry_s: u32, at_ms: u64| {
+        let ttl_ms = u64::from(expiry_s) * 1000;
+        let granted = model.try_lock(store, resource, owner, ttl_ms, at_ms, MAX_LEASES);
+        (Answer::TryLock(granted), at_ms)
+    };
+    match op.kind {
+        OpKind::TryLock { expiry_s } => try_lock(model, expiry_s, now_ms),
+        OpKind::Acquire { expiry_s, wait_ms } => {
+            let held = model
+                .holder(store, resource, now_ms)
+                .map(|(holder, remaining_ms)| (holder == owner, remaining_ms));
+            match held {
+                // Not re-entrant: the holder asking again is refused at once, as is an
+                // acquire that does not wait, like a try-lock.
+                None | Some((true, _)) => try_lock(model, expiry_s, now_ms),
+                Some(_) if wait_ms == 0 => try_lock(model, expiry_s, now_ms),
+                Some((false, remaining_ms)) => {
+                    let free_ms = now_ms + remaining_ms + 1;
+                    let deadline_ms = now_ms + u64::from(wait_ms);
+                    if free_ms <= deadline_ms {
+                        try_lock(model, expiry_s, free_ms)
+                    } else {
+                        (Answer::TryLock(Ok(false)), deadline_ms)
+                    }
+                }
+            }
+        }
+        OpKind::Unlock => (
+            Answer::Unlock(model.unlock(store, resource, owner, now_ms)),
+            now_ms,
+        ),
+        OpKind::Renew { expiry_s } => {
+            let ttl_ms = u64::from(expiry_s) * 1000;
+            let status = match model.renew(store, resource, owner, ttl_ms, now_ms) {
+                Renewal::Renewed { .. } => UnlockStatus::Success,
+                Renewal::Refused(status) => status,
+            };
+            (Answer::Renew(status), now_ms)
+        }
+        OpKind::Holder => {
+            let holding = match model.holder(store, resource, now_ms) {
+                None => Holding::default(),
+                Some((holder, remaining_ms)) => Holding {
+                    locked: true,
+                    owned_by_caller: !owner.is_empty() && holder == owner,
+                    remaining_ms,
+                    waiters: 0,
+                },
+            };
+            (Answer::Holder(holding), now_ms)
+        }
+    }
+}
+
 impl Server<'_> {
-    /// `Api::handle`, then for a lock operation the table (checked against the model) and
-    /// `answer_response`; with the table's answer, if it was asked. `expected` is the
-    /// oracle's decision, to compare with the API's operation.
+    /// `Api::handle`, then for a lock operation the decision step (checked against the model)
+    /// and `answer_response`; with the table's answer, if it was asked. `expected` is the
+    /// oracle's decision, to compare with the API's operation. An acquire that waits moves the
+    /// clock to the tick of its answer.
     fn handle(
         &mut self,
         method: Method,
@@ -1114,7 +1304,7 @@ impl Server<'_> {
         expected: Option<&Expected>,
     ) -> (Response, Option<Answer>) {
         let config = self.config;
-        let (shard, model, now_ms) = (&mut self.shard, &mut self.model, self.now_ms);
+        let (shard, model, now_ms) = (&mut self.shard, &mut self.model, &mut self.now_ms);
         with_api(config, |api| {
             let store_count = api.stores().len();
             match api.handle(method, target, token, body) {
@@ -1142,51 +1332,12 @@ impl Server<'_> {
                             "the lock operation"
                         );
                     }
-                    // One shard, no remote store: the step decides everything here.
-                    let Decision::Answer(answer) = shard.decide(now_ms, &op) else {
-                        panic!("one shard decided {op:?} elsewhere");
-                    };
-                    let want = match op.kind {
-                        // An acquire that is decided at once (the step said so) is a try-lock.
-                        OpKind::TryLock { expiry_s } | OpKind::Acquire { expiry_s, .. } => {
-                            Answer::TryLock(model.try_lock(
-                                op.store.0,
-                                op.resource,
-                                op.owner,
-                                u64::from(expiry_s) * 1000,
-                                now_ms,
-                                MAX_LEASES,
-                            ))
-                        }
-                        OpKind::Unlock => {
-                            Answer::Unlock(model.unlock(op.store.0, op.resource, op.owner, now_ms))
-                        }
-                        OpKind::Renew { expiry_s } => Answer::Renew(
-                            match model.renew(
-                                op.store.0,
-                                op.resource,
-                                op.owner,
-                                u64::from(expiry_s) * 1000,
-                                now_ms,
-                            ) {
-                                Renewal::Renewed { .. } => UnlockStatus::Success,
-                                Renewal::Refused(status) => status,
-                            },
-                        ),
-                        OpKind::Holder => {
-                            Answer::Holder(match model.holder(op.store.0, op.resource, now_ms) {
-                                None => Holding::default(),
-                                Some((holder, remaining_ms)) => Holding {
-                                    locked: true,
-                                    owned_by_caller: !op.owner.is_empty() && holder == op.owner,
-                                    remaining_ms,
-                                    waiters: 0,
-                                },
-                            })
-                        }
-                    };
-                    assert_eq!(answer, want, "{op:?} at {now_ms}");
-                    (answer_response(answer), Some(answer))
+                    let at_ms = *now_ms;
+                    let got = decide(shard, at_ms, &op);
+                    let want = model_answer(model, at_ms, &op);
+                    assert_eq!(got, want, "(answer, tick) of {op:?} at {at_ms}");
+                    *now_ms = got.1;
+                    (answer_response(got.0), Some(got.0))
                 }
             }
         })
@@ -1459,6 +1610,7 @@ pub fn check_shape(answer: &Parsed, method: Method) {
                 (400, "ERR_MALFORMED_REQUEST") => starts(&[
                     "failed deserializing HTTP body: ",
                     "ExpiryInSeconds is not positive in lock store ",
+                    "WaitTimeoutMs is outside 0 to ",
                     "ResourceId is empty in lock store ",
                     "LockOwner is empty in lock store ",
                     "ResourceId is longer than ",
