@@ -226,6 +226,10 @@ fn describe(backend: &Backend) -> String {
                 ),
             }
         }
+        Backend::Etcd(etcd) => {
+            let tls = if etcd.tls.is_some() { " over TLS" } else { "" };
+            format!("{} {}{tls}", backend.type_name(), etcd.endpoints.join(","))
+        }
     }
 }
 

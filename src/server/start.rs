@@ -36,6 +36,9 @@ struct Listeners {
 
 /// Starts every worker and returns once all of them serve.
 pub(super) fn start(config: Config, answering: Answering) -> Result<Server, StartError> {
+    for (name, backend) in config.stores.iter().zip(&config.backends) {
+        crate::store::check(backend).map_err(|why| StartError::Store(name.clone(), why))?;
+    }
     let mut listeners = bind(&config)?;
     let addrs = listeners
         .http
@@ -201,7 +204,7 @@ fn say_redis_reached(config: &Config, reached: &[Vec<Result<(), String>>]) {
         .zip(&config.backends)
         .filter_map(|(name, backend)| match backend {
             Backend::Redis(settings) => Some((name, &settings.host)),
-            Backend::InMemory => None,
+            Backend::InMemory | Backend::Etcd(_) => None,
         });
     let workers = reached.len();
     for (i, (name, host)) in redis.enumerate() {

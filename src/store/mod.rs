@@ -16,6 +16,14 @@ use std::rc::Rc;
 
 use crate::components::Backend;
 
+/// Whether the store of a component can be served; else why not, for the start-up error.
+pub fn check(backend: &Backend) -> Result<(), String> {
+    match backend {
+        Backend::InMemory | Backend::Redis(_) => Ok(()),
+        Backend::Etcd(_) => Err("lock.etcd is not served by this build yet".into()),
+    }
+}
+
 /// The remote store of a component, or `None` for one this server's lease tables hold. Each
 /// kind of store is one arm.
 pub fn open(backend: &Backend, app_id: &str, store: &str) -> Option<Rc<dyn RemoteStore>> {
@@ -25,5 +33,7 @@ pub fn open(backend: &Backend, app_id: &str, store: &str) -> Option<Rc<dyn Remot
             settings.clone(),
             settings.key_prefix.key_head(app_id, store),
         )),
+        // Refused at start by `check`.
+        Backend::Etcd(_) => None,
     }
 }
