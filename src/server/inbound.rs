@@ -64,6 +64,9 @@ pub(super) async fn mail_loop(worker: Rc<Worker>) {
             // Every waiter is answered before the drain ends; nothing waits from now on.
             worker.shard.borrow_mut().close_waiting();
             worker.deliver_waits();
+            for remote in worker.remotes.iter().flatten() {
+                remote.end_waits();
+            }
         }
         if worker.shared.shutting_down.load(Ordering::SeqCst) {
             worker.shutdown.fire();

@@ -19,7 +19,7 @@ use crate::dispatch::{ReplyTo, WaitOver};
 use crate::lease::{Key, StoreId};
 use crate::metrics::Limit;
 use crate::shard::{Forward, Mail, ShardId, SlotId};
-use crate::store::Deliver;
+use crate::store::{Deliver, RemoteStore};
 use crate::store::{StoreError, StoreFailure, StoreOutcome};
 
 /// The answer to an acquire that cannot wait: the process has `--max-waiters` waiting.
@@ -176,7 +176,7 @@ impl Worker {
             let try_lock = OpKind::TryLock { expiry_s };
             match self.remotes.get(usize::from(store.0)) {
                 Some(Some(remote)) => remote.submit(self, slot, try_lock, resource, owner),
-                _ => self.deliver(slot, no_remote(try_lock)),
+                _ => drop(self.deliver(slot, no_remote(try_lock))),
             }
             let outcome = self.pending.answer(slot).await;
             let left_ms = until_ms.saturating_sub(clock.now_ms());
@@ -188,6 +188,45 @@ impl Worker {
                 .min(Duration::from_millis(left_ms));
             monoio::time::sleep(pause_now).await;
             pause = (pause * 2).min(POLL_MOST);
+        }
+    }
+}
+
+impl Worker {
+    /// An acquire on a remote store that waits for the lock itself (etcd): submitted whole
+    /// under a wait slot (`--max-waiters` bounds them, as the shards' waiters); if this future
+    /// is dropped first (the client went), the store is told to stop waiting.
+    pub async fn wait_in_remote(
+        &self,
+        remote: Rc<dyn RemoteStore>,
+        kind: OpKind,
+        key: Key,
+    ) -> StoreOutcome {
+        let Some(slot) = self.pending.reserve_wait() else {
+            return Err(too_many_waiters(self));
+        };
+        let (resource, owner) = key.split();
+        remote.submit(self, slot, kind, resource, owner);
+        let mut cancel = CancelWait {
+            remote: Some(remote),
+            slot,
+        };
+        let outcome = self.pending.answer(slot).await;
+        cancel.remote = None;
+        outcome
+    }
+}
+
+/// Tells a remote store to stop the wait in `slot` unless disarmed (`remote` taken) first.
+struct CancelWait {
+    remote: Option<Rc<dyn RemoteStore>>,
+    slot: SlotId,
+}
+
+impl Drop for CancelWait {
+    fn drop(&mut self) {
+        if let Some(remote) = self.remote.take() {
+            remote.cancel(self.slot);
         }
     }
 }

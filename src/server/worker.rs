@@ -129,7 +129,7 @@ impl Worker {
                 match self.remotes.get(usize::from(store.0)) {
                     Some(Some(remote)) => remote.submit(self, slot, kind, resource, owner),
                     // The decision step says remote only for a store that has one.
-                    _ => self.deliver(slot, no_remote(kind)),
+                    _ => drop(self.deliver(slot, no_remote(kind))),
                 }
             }
         }
@@ -137,17 +137,29 @@ impl Worker {
     }
 
     /// The answer of an operation someone else decides: [`ask`](Self::ask), then the wait.
-    /// An acquire that may wait on a remote store polls it (see `waits.rs`).
+    /// An acquire that may wait on a remote store waits there if the store can, else polls
+    /// it (see `waits.rs`).
     pub async fn settle(
         &self,
         asked: Asked,
-        kind: OpKind,
+        mut kind: OpKind,
         store: StoreId,
         key: Key,
     ) -> StoreOutcome {
         if let (Asked::Remote, OpKind::Acquire { expiry_s, wait_ms }) = (asked, kind) {
-            if wait_ms > 0 {
-                return self.poll_remote(expiry_s, wait_ms, store, key).await;
+            if wait_ms > 0 && self.shared.stopping() {
+                // Once the shutdown began, nothing waits: an acquire is a try-lock.
+                kind = OpKind::Acquire {
+                    expiry_s,
+                    wait_ms: 0,
+                };
+            } else if wait_ms > 0 {
+                return match self.remotes.get(usize::from(store.0)) {
+                    Some(Some(remote)) if remote.waits() => {
+                        self.wait_in_remote(remote.clone(), kind, key).await
+                    }
+                    _ => self.poll_remote(expiry_s, wait_ms, store, key).await,
+                };
             }
         }
         let slot = self.ask(asked, kind, store, key).await;
@@ -161,8 +173,8 @@ impl Worker {
 
 /// A remote store's outcomes reach the connections through the worker's pending slots.
 impl Deliver for Worker {
-    fn deliver(&self, slot: SlotId, outcome: StoreOutcome) {
-        self.pending.finish(slot, outcome);
+    fn deliver(&self, slot: SlotId, outcome: StoreOutcome) -> Option<StoreOutcome> {
+        self.pending.finish(slot, outcome)
     }
 }
 
