@@ -471,10 +471,10 @@ fn credentials_are_etcds_users() {
 }
 
 #[test]
-fn an_unreachable_etcd_is_said_at_start_and_tls_is_refused() {
+fn an_unreachable_etcd_is_said_at_start_and_unreadable_tls_files_stop_it() {
     // Protects start-up: an etcd that cannot be reached does not stop the start (its requests
-    // get 500s until it can be), and TLS, not supported yet, stops it with a clear error
-    // naming the store.
+    // get 500s until it can be), and TLS files that cannot be read stop it with an error
+    // naming the store, the field and the file.
     let port = redis::free_port();
     let files = components(&format!("127.0.0.1:{port}"), &[("dialTimeout", "200ms")]);
     let server = dlockd(&files);
@@ -489,22 +489,72 @@ fn an_unreachable_etcd_is_said_at_start_and_tls_is_refused() {
     drop(c);
     assert!(server.shutdown(Duration::from_secs(5)));
 
-    let tls = components("127.0.0.1:2379", &[("tlsCa", "/nonexistent/ca.pem")]);
-    let config = match dlockd::config::Config::parse(
-        ["--listen", "127.0.0.1:0", "--resources-path", tls.arg()].map(String::from),
-        |_| None,
-    ) {
-        Ok(dlockd::config::Command::Run(config)) => *config,
-        other => panic!("a configuration: {other:?}"),
-    };
-    let Err(refused) = dlockd::server::start(config) else {
-        panic!("TLS is refused")
-    };
-    let text = refused.to_string();
-    assert!(
-        text.starts_with("lock store etcdlock: lock.etcd over TLS"),
-        "{text}"
+    let not_pem = Components::new().file("ca.pem", "not a certificate");
+    let not_pem_path = not_pem.dir.join("ca.pem");
+    for (ca, why) in [
+        (
+            "/nonexistent/ca.pem".to_string(),
+            "tlsCa /nonexistent/ca.pem: cannot read it",
+        ),
+        (
+            not_pem_path.to_string_lossy().into_owned(),
+            "not a PEM file",
+        ),
+    ] {
+        let tls = components("127.0.0.1:2379", &[("tlsCa", &ca)]);
+        let config = match dlockd::config::Config::parse(
+            ["--listen", "127.0.0.1:0", "--resources-path", tls.arg()].map(String::from),
+            |_| None,
+        ) {
+            Ok(dlockd::config::Command::Run(config)) => *config,
+            other => panic!("a configuration: {other:?}"),
+        };
+        let Err(refused) = dlockd::server::start(config) else {
+            panic!("{ca} is refused")
+        };
+        let text = refused.to_string();
+        assert!(text.starts_with("lock store etcdlock: tlsCa "), "{text}");
+        assert!(text.contains(why), "{text}");
+    }
+}
+
+#[test]
+fn tls_with_a_client_certificate() {
+    // Protects TLS: a member that serves TLS only and wants client certificates is reached
+    // with tlsCa, tlsCert and tlsKey (its certificate verified for the endpoint's address),
+    // acquires watch over it too; without the client certificate the handshake is refused and
+    // requests get 500s.
+    let etcd = TestEtcd::start_tls();
+    let (ca, cert, key_file) = (
+        etcd.tls_file("ca.crt"),
+        etcd.tls_file("client.crt"),
+        etcd.tls_file("client.key"),
     );
+    let files = components(
+        &etcd.endpoints(),
+        &[("tlsCa", &ca), ("tlsCert", &cert), ("tlsKey", &key_file)],
+    );
+    let server = dlockd(&files);
+    let mut c = Client::connect(server.local_addr());
+    assert_json(&c.lock(STORE, "t", "alice", 60), 200, LOCKED);
+    assert_eq!(etcd.get(&key("t")).as_deref(), Some("alice"));
+    let mut waiter = Client::connect(server.local_addr());
+    send_acquire(&mut waiter, "t", "bob", 30, 20_000);
+    assert_json(&c.unlock(STORE, "t", "alice"), 200, r#"{"status":0}"#);
+    assert_json(&waiter.read_response(), 200, LOCKED);
+
+    let without = components(
+        &etcd.endpoints(),
+        &[("tlsCa", &ca), ("operationTimeout", "2s")],
+    );
+    let refused = dlockd(&without);
+    let mut d = Client::connect(refused.local_addr());
+    let r = d.lock(STORE, "u", "alice", 60);
+    assert_eq!(r.status, 500, "{}", r.body_str());
+    assert_eq!(etcd.get(&key("u")), None);
+    drop((c, waiter, d));
+    assert!(server.shutdown(Duration::from_secs(5)));
+    assert!(refused.shutdown(Duration::from_secs(5)));
 }
 
 #[test]

@@ -22,12 +22,7 @@ use crate::components::Backend;
 pub fn check(backend: &Backend) -> Result<(), String> {
     match backend {
         Backend::InMemory | Backend::Redis(_) => Ok(()),
-        Backend::Etcd(settings) if settings.tls.is_some() => Err(
-            "lock.etcd over TLS (tlsCa, tlsCert, tlsKey) is not supported yet; reach etcd \
-             without them"
-                .into(),
-        ),
-        Backend::Etcd(_) => Ok(()),
+        Backend::Etcd(settings) => etcd::check(settings),
     }
 }
 

@@ -27,6 +27,9 @@ pub struct TestEtcd {
     dir: PathBuf,
     /// `USER:PASSWORD` for etcdctl once authentication is on.
     user: Option<String>,
+    /// With TLS: the directory of `ca.crt`, `server.{crt,key}` and `client.{crt,key}`; the
+    /// members then serve TLS only and ask clients for a certificate signed by the CA.
+    tls: Option<PathBuf>,
 }
 
 impl TestEtcd {
@@ -40,7 +43,23 @@ impl TestEtcd {
         TestEtcd::with_members(3)
     }
 
+    /// One member serving TLS only, with a certificate for `localhost` and 127.0.0.1 and
+    /// client certificates required, all signed by a CA made here (with `openssl`).
+    pub fn start_tls() -> TestEtcd {
+        TestEtcd::with(1, true)
+    }
+
+    /// The file `name` of a TLS member's certificates (`ca.crt`, `client.key`, ...).
+    pub fn tls_file(&self, name: &str) -> String {
+        let dir = self.tls.as_ref().expect("a TLS member");
+        dir.join(name).to_string_lossy().into_owned()
+    }
+
     fn with_members(n: usize) -> TestEtcd {
+        TestEtcd::with(n, false)
+    }
+
+    fn with(n: usize, tls: bool) -> TestEtcd {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "dlockd-etcd-{}-{}",
@@ -66,10 +85,12 @@ impl TestEtcd {
                 child: None,
             })
             .collect();
+        let tls = tls.then(|| make_certificates(&dir));
         let mut etcd = TestEtcd {
             members,
             dir,
             user: None,
+            tls,
         };
         for i in 0..n {
             etcd.launch(i);
@@ -96,9 +117,19 @@ impl TestEtcd {
             .append(true)
             .open(dir.join(format!("{}.log", m.name)))
             .expect("a log file for etcd");
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some(certs) = &self.tls {
+            let file = |f: &str| certs.join(f).to_string_lossy().into_owned();
+            command
+                .args(["--cert-file", &file("server.crt")])
+                .args(["--key-file", &file("server.key")])
+                .args(["--trusted-ca-file", &file("ca.crt")])
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .args(["--name", &m.name, "--data-dir"])
             .arg(dir.join(&m.name))
             .args(["--listen-client-urls", &client])
@@ -123,10 +154,11 @@ impl TestEtcd {
             if self.members[i].child.is_none() {
                 continue;
             }
-            let endpoint = self.endpoint(i);
+            let endpoint = self.ctl_endpoint(i);
             loop {
                 let healthy = Command::new("etcdctl")
                     .args(["--endpoints", &endpoint, "--command-timeout", "1s"])
+                    .args(self.ctl_tls())
                     .args(["endpoint", "health"])
                     .env("ETCDCTL_API", "3")
                     .stdout(Stdio::null())
@@ -199,14 +231,35 @@ impl TestEtcd {
         assert!(ok.success(), "kill {sig} {pid}");
     }
 
+    /// Member `i`'s endpoint for etcdctl: with the scheme when it serves TLS.
+    fn ctl_endpoint(&self, i: usize) -> String {
+        match self.tls {
+            Some(_) => format!("https://{}", self.endpoint(i)),
+            None => self.endpoint(i),
+        }
+    }
+
+    /// etcdctl's certificate flags for a TLS member.
+    fn ctl_tls(&self) -> Vec<String> {
+        match &self.tls {
+            None => Vec::new(),
+            Some(_) => vec![
+                format!("--cacert={}", self.tls_file("ca.crt")),
+                format!("--cert={}", self.tls_file("client.crt")),
+                format!("--key={}", self.tls_file("client.key")),
+            ],
+        }
+    }
+
     /// `etcdctl ARGS` against every running member; its standard output, or its error.
     pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
         let running: Vec<String> = (0..self.members.len())
             .filter(|&i| self.members[i].child.is_some())
-            .map(|i| self.endpoint(i))
+            .map(|i| self.ctl_endpoint(i))
             .collect();
         let mut command = Command::new("etcdctl");
         command.args(["--endpoints", &running.join(","), "--command-timeout", "5s"]);
+        command.args(self.ctl_tls());
         if let Some(user) = &self.user {
             command.args(["--user", user]);
         }
@@ -282,4 +335,76 @@ pub fn component(name: &str, endpoints: &str, extra: &[(&str, &str)]) -> String 
         text.push_str(&format!("  - name: {k}\n    value: \"{v}\"\n"));
     }
     text
+}
+
+/// A CA, a server certificate for `localhost` and 127.0.0.1, and a client certificate, made
+/// with `openssl` in `dir/certs`; returns that directory.
+fn make_certificates(dir: &std::path::Path) -> PathBuf {
+    let d = dir.join("certs");
+    std::fs::create_dir_all(&d).expect("a certificates dir");
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(&d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs (apt-get install openssl)");
+        assert!(ok.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=dlockd test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    for (name, cn, ext) in [
+        (
+            "server",
+            "localhost",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "root", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(d.join(format!("{name}.cnf")), ext).expect("an extensions file");
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.cnf"),
+            "-out",
+            &format!("{name}.crt"),
+        ]);
+    }
+    d
 }

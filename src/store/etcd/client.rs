@@ -5,7 +5,8 @@
 //! breaks. Calls go to the current endpoint; one that cannot be reached (or has no leader,
 //! or does not answer in time) makes the next endpoint current. A call whose repetition is
 //! harmless (`LeaseGrant`, `Range`, `LeaseTimeToLive`, `LeaseRevoke`) is tried on the other
-//! endpoints within its deadline; a `Txn` is never sent twice.
+//! endpoints within its deadline; a `Txn` is never sent twice. With `tlsCa`, `tlsCert` or
+//! `tlsKey` the channels use TLS (rustls), verifying the members for the endpoint's host.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
 use super::proto::{
@@ -186,10 +187,17 @@ impl Conn {
         } else {
             "http"
         };
+        let tls = tls_config(&settings)?;
         let mut channels = Vec::with_capacity(settings.endpoints.len());
         for endpoint in &settings.endpoints {
-            let built = Endpoint::from_shared(format!("{scheme}://{endpoint}"))
-                .map_err(|e| format!("endpoint {endpoint}: {e}"))?
+            let mut built = Endpoint::from_shared(format!("{scheme}://{endpoint}"))
+                .map_err(|e| format!("endpoint {endpoint}: {e}"))?;
+            if let Some(tls) = &tls {
+                built = built
+                    .tls_config(tls.clone())
+                    .map_err(|e| format!("endpoint {endpoint}: TLS: {}", chain(&e)))?;
+            }
+            let built = built
                 .connect_timeout(settings.dial_timeout)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(KEEP_ALIVE)
@@ -691,6 +699,34 @@ impl Conn {
             }
         }
     }
+}
+
+/// The TLS settings of `tlsCa`, `tlsCert` and `tlsKey`, or `None` without them: the members'
+/// certificates are verified against `tlsCa` (else the platform's roots) for the endpoint's
+/// host; `tlsCert` and `tlsKey` are the client's certificate. Files that cannot be read, or
+/// hold no PEM, are refused, naming the field and the file.
+pub(super) fn tls_config(settings: &EtcdSettings) -> Result<Option<ClientTlsConfig>, String> {
+    let Some(files) = &settings.tls else {
+        return Ok(None);
+    };
+    let read = |field: &str, path: &std::path::Path| -> Result<Vec<u8>, String> {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("{field} {}: cannot read it: {e}", path.display()))?;
+        if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+            return Err(format!("{field} {}: not a PEM file", path.display()));
+        }
+        Ok(pem)
+    };
+    let mut config = ClientTlsConfig::new();
+    config = match &files.ca {
+        Some(ca) => config.ca_certificate(Certificate::from_pem(read("tlsCa", ca)?)),
+        None => config.with_native_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&files.cert, &files.key) {
+        let identity = Identity::from_pem(read("tlsCert", cert)?, read("tlsKey", key)?);
+        config = config.identity(identity);
+    }
+    Ok(Some(config))
 }
 
 /// The first key a `Txn`'s first `Range` found.

@@ -41,6 +41,11 @@ use crate::api::{Answer, OpKind};
 use crate::components::EtcdSettings;
 use crate::shard::SlotId;
 
+/// Whether a store of `settings` can be served: its TLS files can be read and hold PEM.
+pub fn check(settings: &EtcdSettings) -> Result<(), String> {
+    client::tls_config(settings).map(drop)
+}
+
 /// What the etcd thread is asked.
 enum Work {
     Op(Job),
