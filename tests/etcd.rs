@@ -1,12 +1,14 @@
 //! The `lock.etcd` store against a real etcd: the documented keys and values, each route's
 //! effect in etcd, fencing tokens (create revisions) across resources and dlockd restarts,
 //! two dlockd servers sharing locks, acquires that wait on a watch, authentication, an etcd
-//! killed, stopped and brought back, and a member of a three-member cluster killed. (Every
-//! contract case also runs on etcd in tests/contract.rs.)
+//! killed, stopped and brought back, a member of a three-member cluster killed, TLS, and the
+//! gRPC faces. (Every contract case also runs on etcd in tests/contract.rs.)
 
 mod common;
 #[path = "common/etcd.rs"]
 mod etcd;
+#[path = "common/grpc_client.rs"]
+mod grpc_client;
 #[path = "common/redis.rs"]
 mod redis;
 
@@ -586,4 +588,108 @@ fn a_shutdown_ends_the_waits_on_etcd() {
         asked.elapsed()
     );
     assert_eq!(etcd.get(&key("busy")).as_deref(), Some("alice"));
+}
+
+/// `dapr.proto.runtime.v1.TryLockRequest`, as a client generates it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TryLockRequest {
+    #[prost(string, tag = "1")]
+    store_name: String,
+    #[prost(string, tag = "2")]
+    resource_id: String,
+    #[prost(string, tag = "3")]
+    lock_owner: String,
+    #[prost(int32, tag = "4")]
+    expiry_in_seconds: i32,
+}
+
+/// `dapr.proto.runtime.v1.TryLockResponse`, and `dlockd.v1.AcquireLockResponse` (the same
+/// field).
+#[derive(Clone, PartialEq, prost::Message)]
+struct SuccessResponse {
+    #[prost(bool, tag = "1")]
+    success: bool,
+}
+
+/// `dlockd.v1.AcquireLockRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct AcquireLockRequest {
+    #[prost(string, tag = "1")]
+    store_name: String,
+    #[prost(string, tag = "2")]
+    resource_id: String,
+    #[prost(string, tag = "3")]
+    lock_owner: String,
+    #[prost(int32, tag = "4")]
+    expiry_in_seconds: i32,
+    #[prost(int32, tag = "5")]
+    wait_timeout_ms: i32,
+}
+
+#[test]
+fn grpc_callers_get_etcds_fences_and_wait_on_it() {
+    // Protects the gRPC faces on an etcd store: TryLockAlpha1 and AcquireLock carry the create
+    // revision as dapr-lock-fence, and an AcquireLock waits on etcd until the holder (over
+    // HTTP) unlocks.
+    let etcd = TestEtcd::start();
+    let files = components(&etcd.endpoints(), &[]);
+    let server = start(&[
+        "--resources-path",
+        files.arg(),
+        "--app-id",
+        APP,
+        "--grpc-listen",
+        "127.0.0.1:0",
+    ]);
+    let grpc = grpc_client::GrpcClient::connect(server.grpc_addr().expect("gRPC on"));
+    let try_lock = |resource: &str, owner: &str| {
+        grpc.call::<_, SuccessResponse>(
+            "/dapr.proto.runtime.v1.Dapr/TryLockAlpha1",
+            TryLockRequest {
+                store_name: STORE.into(),
+                resource_id: resource.into(),
+                lock_owner: owner.into(),
+                expiry_in_seconds: 60,
+            },
+        )
+        .expect("TryLockAlpha1 answers")
+    };
+    let fence_of = |metadata: &tonic::metadata::MetadataMap| -> Option<u64> {
+        metadata.get("dapr-lock-fence")?.to_str().ok()?.parse().ok()
+    };
+    let granted = try_lock("g", "alice");
+    assert!(granted.get_ref().success);
+    let created = etcd.revisions(&key("g")).map(|(created, _)| created);
+    assert_eq!(fence_of(granted.metadata()), created);
+    let refused = try_lock("g", "bob");
+    assert!(!refused.get_ref().success);
+    assert_eq!(fence_of(refused.metadata()), None);
+
+    let addr = server.local_addr();
+    let unlocker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut c = Client::connect(addr);
+        assert_json(&c.unlock(STORE, "g", "alice"), 200, r#"{"status":0}"#);
+    });
+    let asked = Instant::now();
+    let acquired = grpc
+        .call::<_, SuccessResponse>(
+            "/dlockd.v1.LockExtensions/AcquireLock",
+            AcquireLockRequest {
+                store_name: STORE.into(),
+                resource_id: "g".into(),
+                lock_owner: "bob".into(),
+                expiry_in_seconds: 60,
+                wait_timeout_ms: 20_000,
+            },
+        )
+        .expect("AcquireLock answers");
+    unlocker.join().expect("the unlock");
+    assert!(acquired.get_ref().success);
+    assert!(asked.elapsed() >= Duration::from_millis(300));
+    let created = etcd.revisions(&key("g")).map(|(created, _)| created);
+    assert_eq!(fence_of(acquired.metadata()), created);
+    assert_eq!(etcd.get(&key("g")).as_deref(), Some("bob"));
+    drop(grpc);
+    assert!(server.shutdown(Duration::from_secs(5)));
 }
