@@ -693,3 +693,87 @@ fn grpc_callers_get_etcds_fences_and_wait_on_it() {
     drop(grpc);
     assert!(server.shutdown(Duration::from_secs(5)));
 }
+
+#[test]
+fn waiters_are_served_in_arrival_order_across_servers() {
+    // Protects the queue: acquires that wait on one lock, through two dlockd servers, are
+    // granted in the order they joined it, one release each; the holder query counts them.
+    let etcd = TestEtcd::start();
+    let files = components(&etcd.endpoints(), &[]);
+    let one = dlockd(&files);
+    let two = dlockd(&files);
+    let mut c = Client::connect(one.local_addr());
+    assert_json(&c.lock(STORE, "fifo", "alice", 60), 200, LOCKED);
+    let mut waiters = Vec::new();
+    for (n, (owner, server)) in [("bob", &one), ("carol", &two), ("dave", &one)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut w = Client::connect(server.local_addr());
+        send_acquire(&mut w, "fifo", owner, 60, 30_000);
+        // The next one is sent only once this one has its place.
+        assert!(
+            eventually(Duration::from_secs(5), || holder(&mut c, "fifo", "")
+                ["waiters"]
+                == n + 1),
+            "{owner} joins the queue"
+        );
+        waiters.push((owner, w));
+    }
+    let mut holder_now = "alice";
+    for (n, (owner, mut w)) in waiters.into_iter().enumerate() {
+        assert_json(&c.unlock(STORE, "fifo", holder_now), 200, r#"{"status":0}"#);
+        assert_json(&w.read_response(), 200, LOCKED);
+        assert_eq!(etcd.get(&key("fifo")).as_deref(), Some(owner));
+        let held = holder(&mut c, "fifo", owner);
+        assert_eq!(held["ownedByCaller"], true);
+        assert_eq!(held["waiters"], 2 - n, "the others still wait");
+        holder_now = owner;
+    }
+    drop(c);
+    assert!(one.shutdown(Duration::from_secs(5)));
+    assert!(two.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
+fn a_try_lock_never_takes_a_lock_from_its_queue() {
+    // Protects the queue's precedence and its cleanup: while a waiter's key is in etcd (here
+    // one left by a dlockd that died while waiting), a try-lock of the free lock is refused;
+    // the key ends with its lease and the lock can be taken; a wait that runs out leaves the
+    // queue.
+    let etcd = TestEtcd::start();
+    let files = components(&etcd.endpoints(), &[]);
+    let server = dlockd(&files);
+    let mut c = Client::connect(server.local_addr());
+    let granted = etcd.ctl(&["lease", "grant", "60"]).expect("a lease");
+    let lease = granted
+        .split_whitespace()
+        .nth(1)
+        .expect("lease <ID> granted with TTL(60s)")
+        .to_string();
+    let ghost = format!("{}||waiter||{lease}", key("queued"));
+    etcd.ctl(&["put", "--lease", &lease, &ghost, "ghost"])
+        .expect("a waiter key");
+    assert_json(&c.lock(STORE, "queued", "alice", 60), 200, NOT_LOCKED);
+    assert_eq!(
+        holder(&mut c, "queued", "alice"),
+        serde_json::json!({"locked": false})
+    );
+    etcd.ctl(&["lease", "revoke", &lease])
+        .expect("the lease ends");
+    assert_json(&c.lock(STORE, "queued", "alice", 60), 200, LOCKED);
+
+    // A wait that runs out gives its place up.
+    send_acquire(&mut c, "queued", "bob", 60, 300);
+    assert_json(&c.read_response(), 200, NOT_LOCKED);
+    assert!(
+        eventually(Duration::from_secs(5), || holder(&mut c, "queued", "")
+            ["waiters"]
+            == 0),
+        "the place is given up"
+    );
+    assert_json(&c.unlock(STORE, "queued", "alice"), 200, r#"{"status":0}"#);
+    assert_json(&c.lock(STORE, "queued", "bob", 60), 200, LOCKED);
+    drop(c);
+    assert!(server.shutdown(Duration::from_secs(5)));
+}

@@ -4,7 +4,7 @@
 //! Each endpoint has a lazily connected tonic channel, which reconnects when its connection
 //! breaks. Calls go to the current endpoint; one that cannot be reached (or has no leader,
 //! or does not answer in time) makes the next endpoint current. A call whose repetition is
-//! harmless (`LeaseGrant`, `Range`, `LeaseTimeToLive`, `LeaseRevoke`) is tried on the other
+//! harmless (`LeaseGrant`, a `Txn` that only reads, `LeaseTimeToLive`, `LeaseRevoke`) is tried on the other
 //! endpoints within its deadline; a `Txn` is never sent twice. With `tlsCa`, `tlsCert` or
 //! `tlsKey` the channels use TLS (rustls), verifying the members for the endpoint's host.
 
@@ -22,7 +22,7 @@ use tonic::{Code, Status};
 use super::proto::{
     self, AuthenticateRequest, AuthenticateResponse, Compare, DeleteRangeRequest, KeyValue,
     LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, RangeRequest, RangeResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest,
     RequestOp, ResponseOp, TargetUnion, TxnRequest, TxnResponse, WatchCreateRequest, WatchRequest,
     WatchRequestUnion, WatchResponse,
 };
@@ -32,7 +32,7 @@ use crate::components::EtcdSettings;
 use crate::lease::UnlockStatus;
 use crate::store::{StoreError, StoreFailure};
 
-const RANGE: &str = "/etcdserverpb.KV/Range";
+const PUT: &str = "/etcdserverpb.KV/Put";
 const TXN: &str = "/etcdserverpb.KV/Txn";
 const LEASE_GRANT: &str = "/etcdserverpb.Lease/LeaseGrant";
 const LEASE_REVOKE: &str = "/etcdserverpb.Lease/LeaseRevoke";
@@ -56,13 +56,22 @@ enum Again {
     No,
 }
 
+/// What a queued acquire's try found.
+enum Turn {
+    /// Granted; the key's create revision.
+    Granted(u64),
+    /// Not yet: the revision the refusal was decided at.
+    Wait(i64),
+    /// Its place in the queue is gone (its lease ended): it waits no more.
+    Gone,
+}
+
 /// What a try-lock found.
 enum Tried {
     /// Granted; the key's create revision.
     Granted(u64),
-    /// Held; the revision the refusal was decided at, and whether the holder is the owner who
-    /// asked.
-    Held { revision: i64, by_owner: bool },
+    /// Held (or queued for), and whether the holder is the owner who asked.
+    Held { by_owner: bool },
 }
 
 /// Serves one store's operations until every worker's side of it is gone.
@@ -443,8 +452,16 @@ impl Conn {
         expiry_s: u32,
     ) -> Result<Tried, StoreError> {
         let lease = self.grant(expiry_s).await?.id;
+        let queue = queue_of(key);
         let txn = TxnRequest {
-            compare: vec![compare(key, TargetUnion::CreateRevision(0))],
+            // Free, and nobody queued for it: a try-lock never takes a lock from its waiters.
+            compare: vec![
+                compare(key, TargetUnion::CreateRevision(0)),
+                Compare {
+                    range_end: prefix_end(&queue),
+                    ..compare(&queue, TargetUnion::CreateRevision(0))
+                },
+            ],
             success: vec![put(key, owner, lease, false)],
             failure: vec![range(key)],
         };
@@ -471,7 +488,6 @@ impl Conn {
         self.revoke_later(lease);
         let holder = found(&done.responses);
         Ok(Tried::Held {
-            revision,
             by_owner: holder.is_some_and(|kv| kv.value == owner),
         })
     }
@@ -542,12 +558,31 @@ impl Conn {
             .map_err(|_| StoreError::Unexpected("a negative create revision".into()))
     }
 
-    /// `Range`, then the time to live of the key's lease.
+    /// The key and the number of its waiters (one `Txn` of two reads), then the time to live
+    /// of the key's lease.
     async fn holder(&self, key: &[u8], owner: &[u8]) -> Result<Holding, StoreError> {
-        let read: RangeResponse = self
-            .call(RANGE, RangeRequest { key: key.to_vec() }, Again::Yes)
-            .await?;
-        let Some(kv) = read.kvs.into_iter().next() else {
+        let queue = queue_of(key);
+        let reads = TxnRequest {
+            compare: Vec::new(),
+            success: vec![
+                range(key),
+                RequestOp {
+                    request: Some(proto::Request::Range(RangeRequest {
+                        range_end: prefix_end(&queue),
+                        key: queue,
+                        count_only: true,
+                    })),
+                },
+            ],
+            failure: Vec::new(),
+        };
+        // Reads only: harmless to repeat.
+        let read: TxnResponse = self.call(TXN, reads, Again::Yes).await?;
+        let waiters = match read.responses.get(1).and_then(|r| r.response.as_ref()) {
+            Some(proto::Response::Range(queued)) => u32::try_from(queued.count).unwrap_or(u32::MAX),
+            _ => 0,
+        };
+        let Some(kv) = found(&read.responses).cloned() else {
             return Ok(Holding::default());
         };
         let remaining_ms = if kv.lease == 0 {
@@ -569,12 +604,14 @@ impl Conn {
             locked: true,
             owned_by_caller: !owner.is_empty() && kv.value == owner,
             remaining_ms,
-            waiters: 0,
+            waiters,
         })
     }
 
-    /// Try-locks until granted, waiting for the key's deletion between tries, for at most
-    /// `wait_ms` or until `cancel`'s sender is dropped.
+    /// A try-lock; if the lock is held, a place in its queue (a waiter key on a lease that
+    /// outlives the wait), then a try whenever the lock or a waiter's key is deleted, granted
+    /// once the lock is free and this waiter is first; for at most `wait_ms`, or until
+    /// `cancel`'s sender is dropped. The place is given up however the wait ends.
     async fn acquire(
         self: &Arc<Self>,
         key: &[u8],
@@ -584,6 +621,57 @@ impl Conn {
         cancel: Option<oneshot::Receiver<()>>,
     ) -> Result<Answer, StoreError> {
         let until = tokio::time::Instant::now() + Duration::from_millis(u64::from(wait_ms));
+        match self.try_lock(key, owner, expiry_s).await? {
+            Tried::Granted(token) => return Ok(Answer::StoreGranted { token }),
+            // Not re-entrant: nobody waits for themselves.
+            Tried::Held { by_owner: true, .. } => return Ok(Answer::TryLock(Ok(false))),
+            Tried::Held { .. } => {}
+        }
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ok(Answer::TryLock(Ok(false)));
+        }
+        // The place outlives the wait by a little; if this dlockd dies, the queue moves on
+        // when it ends.
+        let place_ttl = u32::try_from(left.as_secs().saturating_add(2)).unwrap_or(u32::MAX);
+        let ticket = self.grant(place_ttl).await?.id;
+        let mine = [queue_of(key), format!("{ticket:016x}").into_bytes()].concat();
+        let queued = PutRequest {
+            key: mine.clone(),
+            value: owner.to_vec(),
+            lease: ticket,
+            prev_kv: false,
+        };
+        let put: Result<PutResponse, _> = self.call(PUT, queued, Again::No).await;
+        let joined = put.and_then(|put| {
+            put.header
+                .map(|h| h.revision)
+                .filter(|&r| r > 0)
+                .ok_or_else(|| StoreError::Unexpected("a Put without a revision".into()))
+        });
+        let outcome = match joined {
+            Ok(place) => {
+                self.wait_turn(key, owner, expiry_s, (&mine, place), until, cancel)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        // Its key goes with its lease (a granted turn deleted it already).
+        self.revoke_later(ticket);
+        outcome
+    }
+
+    /// Tries whenever the lock or a waiter's key is deleted, until this waiter's turn comes,
+    /// `until`, or the cancel; `place` is its waiter key and that key's create revision.
+    async fn wait_turn(
+        self: &Arc<Self>,
+        key: &[u8],
+        owner: &[u8],
+        expiry_s: u32,
+        place: (&[u8], i64),
+        until: tokio::time::Instant,
+        cancel: Option<oneshot::Receiver<()>>,
+    ) -> Result<Answer, StoreError> {
         let cancelled = async move {
             match cancel {
                 Some(rx) => {
@@ -593,16 +681,16 @@ impl Conn {
             }
         };
         tokio::pin!(cancelled);
+        let refused = Ok(Answer::TryLock(Ok(false)));
         let mut pause = WATCH_PAUSE_FIRST;
         loop {
-            let revision = match self.try_lock(key, owner, expiry_s).await? {
-                Tried::Granted(token) => return Ok(Answer::StoreGranted { token }),
-                // Not re-entrant: nobody waits for themselves.
-                Tried::Held { by_owner: true, .. } => return Ok(Answer::TryLock(Ok(false))),
-                Tried::Held { revision, .. } => revision,
+            let revision = match self.take_turn(key, owner, expiry_s, place).await? {
+                Turn::Granted(token) => return Ok(Answer::StoreGranted { token }),
+                Turn::Gone => return refused,
+                Turn::Wait(revision) => revision,
             };
             if tokio::time::Instant::now() >= until {
-                return Ok(Answer::TryLock(Ok(false)));
+                return refused;
             }
             tokio::select! {
                 watched = self.deleted(key, revision.saturating_add(1)) => match watched {
@@ -613,29 +701,86 @@ impl Conn {
                         tokio::select! {
                             _ = tokio::time::sleep(pause) => {}
                             _ = tokio::time::sleep_until(until) => {}
-                            _ = &mut cancelled => return Ok(Answer::TryLock(Ok(false))),
+                            _ = &mut cancelled => return refused,
                         }
                         pause = (pause * 2).min(WATCH_PAUSE_MOST);
                     }
                 },
-                _ = tokio::time::sleep_until(until) => return Ok(Answer::TryLock(Ok(false))),
-                _ = &mut cancelled => return Ok(Answer::TryLock(Ok(false))),
+                _ = tokio::time::sleep_until(until) => return refused,
+                _ = &mut cancelled => return refused,
             }
         }
     }
 
-    /// Returns once `key` is deleted at `from` or later (or the watch was compacted away:
-    /// then the caller tries again at once).
+    /// One `Txn`: if the lock is free, this waiter's key is still there, and no waiter's key
+    /// is older, put the owner under a new lease and delete the waiter key; else read the
+    /// waiter key.
+    async fn take_turn(
+        self: &Arc<Self>,
+        key: &[u8],
+        owner: &[u8],
+        expiry_s: u32,
+        (mine, place): (&[u8], i64),
+    ) -> Result<Turn, StoreError> {
+        let lease = self.grant(expiry_s).await?.id;
+        let queue = queue_of(key);
+        let txn = TxnRequest {
+            compare: vec![
+                compare(key, TargetUnion::CreateRevision(0)),
+                compare(mine, TargetUnion::CreateRevision(place)),
+                Compare {
+                    result: proto::COMPARE_GREATER,
+                    range_end: prefix_end(&queue),
+                    ..compare(&queue, TargetUnion::CreateRevision(place - 1))
+                },
+            ],
+            success: vec![put(key, owner, lease, false), delete(mine)],
+            failure: vec![range(mine)],
+        };
+        let done = match self.txn(txn).await {
+            Ok(done) => done,
+            Err(e) => {
+                self.revoke_later(lease);
+                return Err(e);
+            }
+        };
+        let revision = done.header.as_ref().map_or(0, |h| h.revision);
+        if done.succeeded {
+            return match u64::try_from(revision) {
+                Ok(token) if token > 0 => Ok(Turn::Granted(token)),
+                _ => {
+                    self.revoke_later(lease);
+                    Err(StoreError::Unexpected(format!(
+                        "a granted Txn at revision {revision}"
+                    )))
+                }
+            };
+        }
+        self.revoke_later(lease);
+        Ok(match found(&done.responses) {
+            None => Turn::Gone,
+            Some(_) => Turn::Wait(revision),
+        })
+    }
+
+    /// Returns once `key` or one of its waiters' keys is deleted at `from` or later (or a
+    /// watch was compacted away: then the caller tries again at once).
     async fn deleted(&self, key: &[u8], from: i64) -> Result<(), StoreError> {
-        let create = WatchRequest {
+        let queue = queue_of(key);
+        let watch = |key: Vec<u8>, range_end: Vec<u8>| WatchRequest {
             request_union: Some(WatchRequestUnion::CreateRequest(WatchCreateRequest {
-                key: key.to_vec(),
+                key,
+                range_end,
                 start_revision: from,
                 filters: vec![proto::FILTER_NOPUT],
             })),
         };
+        let creates = [
+            watch(key.to_vec(), Vec::new()),
+            watch(queue.clone(), prefix_end(&queue)),
+        ];
         // The request stream stays open: etcd ends a watch whose stream the client closed.
-        let outbound = tokio_stream::once(create).chain(tokio_stream::pending());
+        let outbound = tokio_stream::iter(creates).chain(tokio_stream::pending());
         let timeout = self.settings.operation_timeout;
         let at = self.current.load(Ordering::Relaxed) % self.channels.len().max(1);
         let Some(channel) = self.channels.get(at).cloned() else {
@@ -729,6 +874,26 @@ pub(super) fn tls_config(settings: &EtcdSettings) -> Result<Option<ClientTlsConf
     Ok(Some(config))
 }
 
+/// The prefix of the keys of the acquires waiting for `key`: `<key>||waiter||`, followed by
+/// each waiter's lease. A resource id never holds `||`, so no lock key is among them.
+fn queue_of(key: &[u8]) -> Vec<u8> {
+    [key, b"||waiter||"].concat()
+}
+
+/// The end of the range of keys that start with `prefix` (its last byte that is not 0xff,
+/// plus one).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every byte 0xff: to the end of the key space.
+    vec![0]
+}
+
 /// The first key a `Txn`'s first `Range` found.
 fn found(responses: &[ResponseOp]) -> Option<&KeyValue> {
     responses.iter().find_map(|r| match &r.response {
@@ -748,6 +913,7 @@ fn compare(key: &[u8], target: TargetUnion) -> Compare {
         target: kind,
         key: key.to_vec(),
         target_union: Some(target),
+        range_end: Vec::new(),
     }
 }
 
@@ -764,7 +930,10 @@ fn put(key: &[u8], owner: &[u8], lease: i64, prev_kv: bool) -> RequestOp {
 
 fn range(key: &[u8]) -> RequestOp {
     RequestOp {
-        request: Some(proto::Request::Range(RangeRequest { key: key.to_vec() })),
+        request: Some(proto::Request::Range(RangeRequest {
+            key: key.to_vec(),
+            ..RangeRequest::default()
+        })),
     }
 }
 

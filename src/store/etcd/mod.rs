@@ -6,18 +6,21 @@
 //! deletes it when the lease ends. The fencing token of a grant is the key's create
 //! revision, which grows across resources, dlockd restarts and etcd leader changes.
 //!
-//! - try-lock: `LeaseGrant`, then one `Txn`: if the key's create revision is 0, put the owner
-//!   under the lease; else read the key. The lease of a refused (or failed) try-lock is
+//! - try-lock: `LeaseGrant`, then one `Txn`: if the key's create revision is 0 and nobody
+//!   queues for it, put the owner under the lease; else read the key. The lease of a refused (or failed) try-lock is
 //!   revoked, so that none is left behind, and a put whose answer was lost goes with it.
 //! - unlock: one `Txn`: if the value is the owner, read and delete the key (then revoke its
 //!   lease), else read it: 0 deleted, 2 another owner, 1 absent.
 //! - renew: a new lease, then one `Txn`: if the value is the owner, put it again under the new
 //!   lease (the create revision, so the fence, stays), else read it; the old lease is revoked
 //!   on success, the new one on refusal. An ended lease took its key along: 1.
-//! - holder: `Range`, then `LeaseTimeToLive` of the key's lease.
-//! - acquire: a try-lock; while the lock is held, a `Watch` of the key's deletion from the
-//!   revision after the refused `Txn`, then another try. No polling; not in arrival order
-//!   across waiters (whichever try comes first after a release wins).
+//! - holder: one `Txn` reading the key and counting its waiter keys, then `LeaseTimeToLive`
+//!   of the key's lease.
+//! - acquire: a try-lock; if refused, a waiter key `<key>||waiter||<lease>` on a lease that
+//!   outlives the wait, then a `Txn` that takes the lock if it is free and no waiter key is
+//!   older, tried whenever a `Watch` sees the lock key or a waiter key deleted. Waiters are
+//!   served in the order their keys reached etcd, across every dlockd (etcd's lock recipe);
+//!   a try-lock never takes a lock while waiter keys exist.
 //!
 //! The client runs on one thread of its own per process (`dlockd-etcd`, a tokio
 //! current-thread runtime, like the gRPC face), shared by every worker and every etcd store:

@@ -48,11 +48,15 @@ pub struct Event {
 /// `mvccpb.Event.EventType.DELETE`.
 pub const EVENT_DELETE: i32 = 1;
 
-/// `etcdserverpb.RangeRequest` (one key, linearizable).
+/// `etcdserverpb.RangeRequest` (linearizable): one key, or `[key, range_end)`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct RangeRequest {
     #[prost(bytes = "vec", tag = "1")]
     pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub range_end: Vec<u8>,
+    #[prost(bool, tag = "9")]
+    pub count_only: bool,
 }
 
 /// `etcdserverpb.RangeResponse`.
@@ -62,6 +66,8 @@ pub struct RangeResponse {
     pub header: Option<ResponseHeader>,
     #[prost(message, repeated, tag = "2")]
     pub kvs: Vec<KeyValue>,
+    #[prost(int64, tag = "4")]
+    pub count: i64,
 }
 
 /// `etcdserverpb.PutRequest`.
@@ -149,6 +155,9 @@ pub struct Compare {
     pub key: Vec<u8>,
     #[prost(oneof = "TargetUnion", tags = "4, 5, 6, 7, 8")]
     pub target_union: Option<TargetUnion>,
+    /// With it, the comparison holds for every key of `[key, range_end)` (and for none).
+    #[prost(bytes = "vec", tag = "64")]
+    pub range_end: Vec<u8>,
 }
 
 /// `etcdserverpb.Compare.target_union`.
@@ -168,6 +177,8 @@ pub enum TargetUnion {
 
 /// `Compare.CompareResult.EQUAL`.
 pub const COMPARE_EQUAL: i32 = 0;
+/// `Compare.CompareResult.GREATER`.
+pub const COMPARE_GREATER: i32 = 1;
 /// `Compare.CompareTarget.CREATE` (the key's create revision).
 pub const TARGET_CREATE: i32 = 1;
 /// `Compare.CompareTarget.VALUE`.
@@ -274,6 +285,8 @@ pub enum WatchRequestUnion {
 pub struct WatchCreateRequest {
     #[prost(bytes = "vec", tag = "1")]
     pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub range_end: Vec<u8>,
     #[prost(int64, tag = "3")]
     pub start_revision: i64,
     #[prost(int32, repeated, tag = "5")]
@@ -336,6 +349,7 @@ mod tests {
                 target: TARGET_CREATE,
                 key: b"k".to_vec(),
                 target_union: Some(TargetUnion::CreateRevision(0)),
+                range_end: Vec::new(),
             }],
             success: vec![RequestOp {
                 request: Some(Request::Put(PutRequest {
