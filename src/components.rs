@@ -3,14 +3,16 @@
 //! Every `*.yaml` and `*.yml` file of the directory is read, in name order, and every document
 //! in it. A document of another `kind` (Configuration, Subscription, Resiliency, ...) is none
 //! of ours and is passed over. A `Component` must be `apiVersion: dapr.io/v1alpha1` and name
-//! itself (`metadata.name`) and its type (`spec.type`). Lock stores of type `lock.redis` and
-//! `lock.in-memory` are taken; components of other types are skipped with a note, and so are
+//! itself (`metadata.name`) and its type (`spec.type`). Lock stores of type `lock.redis`,
+//! `lock.etcd` and `lock.in-memory` are taken; components of other types are skipped with a
+//! note, and so are
 //! those whose `scopes` leave this app id out, as daprd does. Anything malformed stops the
 //! start with the file and the field it concerns: a lock store half understood is worse than
 //! none.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -34,6 +36,8 @@ pub enum Backend {
     InMemory,
     /// `lock.redis`.
     Redis(RedisSettings),
+    /// `lock.etcd`: dlockd's own, on etcd's v3 API.
+    Etcd(EtcdSettings),
 }
 
 impl Backend {
@@ -42,12 +46,13 @@ impl Backend {
         match self {
             Backend::InMemory => "lock.in-memory",
             Backend::Redis(_) => "lock.redis",
+            Backend::Etcd(_) => "lock.etcd",
         }
     }
 }
 
 /// How daprd turns a resource id into a key of a shared store (the contract's key table).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KeyPrefix {
     /// `appid` (the default): `lock||<appId>||<resourceId>`, or `lock||<resourceId>` when the
     /// app id is empty.
@@ -116,6 +121,52 @@ pub struct Sentinel {
     /// `sentinelPassword`.
     pub password: Option<String>,
 }
+
+/// The `lock.etcd` metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EtcdSettings {
+    /// `endpoints`: the cluster's members, `host:port` each, in the order given.
+    pub endpoints: Vec<String>,
+    /// `keyPrefix`, with the same strategies and default as `lock.redis`.
+    pub key_prefix: KeyPrefix,
+    /// `username` and `password`, given together: etcd's authentication.
+    pub auth: Option<EtcdAuth>,
+    /// `tlsCa`, `tlsCert`, `tlsKey`: connections use TLS when any is given.
+    pub tls: Option<EtcdTls>,
+    /// `dialTimeout` (default 5s): how long a connection attempt to a member may take.
+    pub dial_timeout: Duration,
+    /// `operationTimeout` (default 5s): the deadline of every call to etcd.
+    pub operation_timeout: Duration,
+}
+
+/// etcd's user and password.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EtcdAuth {
+    pub username: String,
+    pub password: String,
+}
+
+/// Never prints the password.
+impl fmt::Debug for EtcdAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdAuth")
+            .field("username", &self.username)
+            .field("password", &"...")
+            .finish()
+    }
+}
+
+/// TLS to etcd: the CA that signs the members' certificates (else the platform's roots), and
+/// a client certificate with its key (both or neither). Paths to PEM files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EtcdTls {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// The default of `dialTimeout` and of `operationTimeout`.
+pub const ETCD_DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What was found besides the stores: components passed over, with why.
 pub type Notes = Vec<String>;
@@ -278,6 +329,9 @@ pub fn parse_file(text: &str, app_id: &str) -> Result<(FileStores, Notes), Field
             "lock.redis" => Backend::Redis(
                 redis_settings(&metadata).map_err(|(path, why)| (field(&path), why))?,
             ),
+            "lock.etcd" => {
+                Backend::Etcd(etcd_settings(&metadata).map_err(|(path, why)| (field(&path), why))?)
+            }
             other => {
                 notes.push(format!(
                     "component {name:?} of type {other} is not a lock store dlockd serves: skipped"
@@ -474,6 +528,139 @@ fn redis_db(meta: &Metadata<'_>) -> Result<u32, FieldError> {
     }
 }
 
+/// The `lock.etcd` settings of a component's metadata.
+fn etcd_settings(metadata: &[Entry]) -> Result<EtcdSettings, FieldError> {
+    let meta = Metadata(metadata);
+    let endpoints = match meta.get("endpoints") {
+        None => return Err(("spec.metadata".into(), "endpoints is missing".into())),
+        Some((list, i)) => etcd_endpoints(list).map_err(|why| (value_path(i), why))?,
+    };
+    let auth = match (meta.nonempty("username"), meta.nonempty("password")) {
+        (None, None) => None,
+        (Some(username), Some(password)) => Some(EtcdAuth { username, password }),
+        (Some(_), None) => {
+            return Err((
+                value_path(meta.at("username")),
+                "username is given without a password".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err((
+                value_path(meta.at("password")),
+                "password is given without a username".into(),
+            ))
+        }
+    };
+    let path = |key: &str| meta.nonempty(key).map(PathBuf::from);
+    let tls = EtcdTls {
+        ca: path("tlsCa"),
+        cert: path("tlsCert"),
+        key: path("tlsKey"),
+    };
+    match (&tls.cert, &tls.key) {
+        (Some(_), None) => {
+            return Err((
+                value_path(meta.at("tlsCert")),
+                "tlsCert is given without tlsKey, the client certificate's key".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err((
+                value_path(meta.at("tlsKey")),
+                "tlsKey is given without tlsCert, the client certificate".into(),
+            ))
+        }
+        _ => {}
+    }
+    let tls = (tls != EtcdTls::default()).then_some(tls);
+    Ok(EtcdSettings {
+        endpoints,
+        key_prefix: KeyPrefix::parse(meta.get("keyPrefix").map_or("", |(v, _)| v)),
+        auth,
+        tls,
+        dial_timeout: timeout_of(&meta, "dialTimeout")?,
+        operation_timeout: timeout_of(&meta, "operationTimeout")?,
+    })
+}
+
+/// `endpoints`: `host:port`, comma-separated (spaces around each ignored), at least one.
+fn etcd_endpoints(list: &str) -> Result<Vec<String>, String> {
+    let mut endpoints: Vec<String> = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(format!("endpoints {list:?}: an empty endpoint"));
+        }
+        if item.contains("://") {
+            return Err(format!(
+                "endpoints: {item:?}: give host:port, without a scheme (TLS is set by tlsCa, \
+                 tlsCert and tlsKey)"
+            ));
+        }
+        let port_ok = item
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok || item.contains(char::is_whitespace) || item.contains('/') {
+            return Err(format!(
+                "endpoints: {item:?} is not host:port, e.g. 127.0.0.1:2379"
+            ));
+        }
+        if !endpoints.iter().any(|e| e == item) {
+            endpoints.push(item.to_string());
+        }
+    }
+    Ok(endpoints)
+}
+
+/// A timeout of the metadata, [`ETCD_DEFAULT_TIMEOUT`] when absent or empty.
+fn timeout_of(meta: &Metadata<'_>, key: &str) -> Result<Duration, FieldError> {
+    match meta.get(key) {
+        None | Some(("", _)) => Ok(ETCD_DEFAULT_TIMEOUT),
+        Some((v, i)) => go_duration(v).map_err(|why| (value_path(i), format!("{key}: {why}"))),
+    }
+}
+
+/// The most a timeout of a component may be.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A duration as Go writes it (`5s`, `500ms`, `1m30s`, `1.5s`), more than zero and at most an
+/// hour.
+fn go_duration(text: &str) -> Result<Duration, String> {
+    let shape = || format!("{text:?} is not a duration such as 5s or 500ms");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(shape());
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(shape)?;
+        let (number, tail) = rest.split_at(number_end);
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, after) = tail.split_at(unit_end);
+        let scale = match unit {
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(shape()),
+        };
+        let value: f64 = number.parse().map_err(|_| shape())?;
+        let part = Duration::try_from_secs_f64(value * scale).map_err(|_| shape())?;
+        total = total.saturating_add(part);
+        rest = after;
+    }
+    if total.is_zero() {
+        return Err(format!("{text:?} must be more than zero"));
+    }
+    if total > MAX_TIMEOUT {
+        return Err(format!("{text:?} is more than an hour"));
+    }
+    Ok(total)
+}
+
 /// Go's `strconv.ParseBool`, which daprd's metadata decoding uses.
 fn parse_bool(v: &str) -> Option<bool> {
     match v {
@@ -554,6 +741,202 @@ type: lock.redis\n  metadata:\n  - {name: redisHost, value: \"a:26379,b:26379\"}
         let (field, why) = parse_file(&missing, "app").expect_err("no master name");
         assert_eq!(field, "spec.metadata[1].value");
         assert!(why.contains("sentinelMasterName"), "{why}");
+    }
+
+    const ETCD: &str = "\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: etcdlock
+spec:
+  type: lock.etcd
+  version: v1
+  metadata:
+  - name: endpoints
+    value: \"10.0.0.1:2379, 10.0.0.2:2379,etcd-3.local:2379\"
+";
+
+    fn etcd_of(text: &str) -> EtcdSettings {
+        let (stores, notes) = parse_file(text, "app").expect("parses");
+        assert!(notes.is_empty(), "{notes:?}");
+        match &stores[..] {
+            [(name, Backend::Etcd(settings))] if name == "etcdlock" => settings.clone(),
+            other => panic!("one etcd store: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_etcd_component_has_endpoints_and_defaults() {
+        // Protects the lock.etcd metadata: endpoints in order, the same keyPrefix default as
+        // lock.redis, no credentials, no TLS, 5 s timeouts.
+        let settings = etcd_of(ETCD);
+        assert_eq!(
+            settings,
+            EtcdSettings {
+                endpoints: vec![
+                    "10.0.0.1:2379".into(),
+                    "10.0.0.2:2379".into(),
+                    "etcd-3.local:2379".into()
+                ],
+                key_prefix: KeyPrefix::AppId,
+                auth: None,
+                tls: None,
+                dial_timeout: Duration::from_secs(5),
+                operation_timeout: Duration::from_secs(5),
+            }
+        );
+        assert_eq!(Backend::Etcd(settings).type_name(), "lock.etcd");
+    }
+
+    #[test]
+    fn etcd_metadata_is_read_whole() {
+        // Every field dlockd acts on: key prefix strategies as lock.redis's, credentials,
+        // the TLS files, and Go durations.
+        let with = |pairs: &[(&str, &str)]| {
+            let mut text = ETCD.to_string();
+            for (k, v) in pairs {
+                text.push_str(&format!("  - name: {k}\n    value: \"{v}\"\n"));
+            }
+            text
+        };
+        for (prefix, want) in [
+            ("appid", KeyPrefix::AppId),
+            ("name", KeyPrefix::Name),
+            ("none", KeyPrefix::None),
+            ("Orders", KeyPrefix::Custom("orders".into())),
+        ] {
+            assert_eq!(etcd_of(&with(&[("keyPrefix", prefix)])).key_prefix, want);
+        }
+        let settings = etcd_of(&with(&[
+            ("username", "root"),
+            ("password", "pw"),
+            ("tlsCa", "/etc/etcd/ca.pem"),
+            ("tlsCert", "/etc/etcd/client.pem"),
+            ("tlsKey", "/etc/etcd/client-key.pem"),
+            ("dialTimeout", "500ms"),
+            ("operationTimeout", "1m30s"),
+        ]));
+        assert_eq!(
+            settings.auth,
+            Some(EtcdAuth {
+                username: "root".into(),
+                password: "pw".into()
+            })
+        );
+        assert!(
+            !format!("{:?}", settings.auth).contains("pw"),
+            "no password in Debug"
+        );
+        assert_eq!(
+            settings.tls,
+            Some(EtcdTls {
+                ca: Some("/etc/etcd/ca.pem".into()),
+                cert: Some("/etc/etcd/client.pem".into()),
+                key: Some("/etc/etcd/client-key.pem".into()),
+            })
+        );
+        assert_eq!(settings.dial_timeout, Duration::from_millis(500));
+        assert_eq!(settings.operation_timeout, Duration::from_secs(90));
+        let ca_only = etcd_of(&with(&[("tlsCa", "ca.pem"), ("operationTimeout", "1.5s")]));
+        assert_eq!(
+            ca_only.tls,
+            Some(EtcdTls {
+                ca: Some("ca.pem".into()),
+                ..EtcdTls::default()
+            })
+        );
+        assert_eq!(ca_only.operation_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn broken_etcd_components_name_the_field() {
+        // A lock.etcd store half understood stops the start, naming where it is wrong.
+        let head = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: x}\nspec:\n  \
+                    type: lock.etcd\n  metadata:\n";
+        let cases: &[(&str, &str, &str)] = &[
+            ("", "spec.metadata", "endpoints is missing"),
+            (
+                "  - {name: endpoints, value: \"\"}\n",
+                "spec.metadata[0].value",
+                "an empty endpoint",
+            ),
+            (
+                "  - {name: endpoints, value: \"a:1,,b:2\"}\n",
+                "spec.metadata[0].value",
+                "an empty endpoint",
+            ),
+            (
+                "  - {name: endpoints, value: \"http://a:2379\"}\n",
+                "spec.metadata[0].value",
+                "without a scheme",
+            ),
+            (
+                "  - {name: endpoints, value: a}\n",
+                "spec.metadata[0].value",
+                "is not host:port",
+            ),
+            (
+                "  - {name: endpoints, value: \"a:99999\"}\n",
+                "spec.metadata[0].value",
+                "is not host:port",
+            ),
+            (
+                "  - {name: endpoints, value: \":2379\"}\n",
+                "spec.metadata[0].value",
+                "is not host:port",
+            ),
+            (
+                "  - {name: endpoints, value: \"a:1\"}\n  - {name: username, value: u}\n",
+                "spec.metadata[1].value",
+                "without a password",
+            ),
+            (
+                "  - {name: endpoints, value: \"a:1\"}\n  - {name: password, value: p}\n",
+                "spec.metadata[1].value",
+                "without a username",
+            ),
+            (
+                "  - {name: endpoints, value: \"a:1\"}\n  - {name: tlsCert, value: c.pem}\n",
+                "spec.metadata[1].value",
+                "without tlsKey",
+            ),
+            (
+                "  - {name: endpoints, value: \"a:1\"}\n  - {name: tlsKey, value: k.pem}\n",
+                "spec.metadata[1].value",
+                "without tlsCert",
+            ),
+            (
+                "  - {name: endpoints, value: \"a:1\"}\n  - {name: dialTimeout, value: five}\n",
+                "spec.metadata[1].value",
+                "dialTimeout: \"five\" is not a duration",
+            ),
+            (
+                "  - {name: endpoints, value: \"a:1\"}\n  - {name: operationTimeout, value: 5}\n",
+                "spec.metadata[1].value",
+                "operationTimeout: \"5\" is not a duration",
+            ),
+            (
+                "  - {name: endpoints, value: \"a:1\"}\n  - {name: operationTimeout, value: 0s}\n",
+                "spec.metadata[1].value",
+                "more than zero",
+            ),
+            (
+                "  - {name: endpoints, value: \"a:1\"}\n  - {name: operationTimeout, value: 2h}\n",
+                "spec.metadata[1].value",
+                "more than an hour",
+            ),
+            (
+                "  - {name: endpoints, value: \"a:1\"}\n  - {name: dialTimeout, value: 5us}\n",
+                "spec.metadata[1].value",
+                "not a duration",
+            ),
+        ];
+        for (metadata, field, why) in cases {
+            let text = format!("{head}{metadata}");
+            let (got_field, got_why) = parse_file(&text, "app").expect_err(&text);
+            assert_eq!(got_field, *field, "{text}");
+            assert!(got_why.contains(why), "{text}: {got_why}");
+        }
     }
 
     #[test]

@@ -76,6 +76,43 @@ impl Notify {
     }
 }
 
+/// Set once a client has left: the work done for it checks it between steps ([`is_set`]) or
+/// waits for it ([`wait`]).
+///
+/// [`is_set`]: Gone::is_set
+/// [`wait`]: Gone::wait
+#[derive(Default)]
+pub struct Gone {
+    set: std::cell::Cell<bool>,
+    waiter: RefCell<Option<Waker>>,
+}
+
+impl Gone {
+    pub fn set(&self) {
+        self.set.set(true);
+        let waiter = self.waiter.borrow_mut().take();
+        if let Some(waker) = waiter {
+            waker.wake();
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    /// Resolves once it is set.
+    pub async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.set.get() {
+                return Poll::Ready(());
+            }
+            *self.waiter.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
 pub struct YieldNow<'y> {
     yields: &'y Yields,
     parked: bool,

@@ -1,8 +1,10 @@
 //! Every row of the wire contract, over real TCP against a real server: on both io drivers
 //! with the in-memory store, over TCP and over a Unix domain socket, and with both stores on a
-//! real Redis (`lock.redis`, from component files).
+//! real Redis (`lock.redis`) and on a real etcd (`lock.etcd`), from component files.
 
 mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
 #[path = "common/redis.rs"]
 mod redis;
 
@@ -40,6 +42,21 @@ fn each_driver(f: impl Fn(&mut Client, &str)) {
     let server = start(&["--resources-path", components.arg()]);
     let mut c = Client::connect(server.local_addr());
     f(&mut c, "lock.redis");
+    // The same stores on etcd.
+    let etcd = etcd::TestEtcd::start();
+    let endpoints = etcd.endpoints();
+    let components = redis::Components::new()
+        .file(
+            "lockstore.yaml",
+            &etcd::component("lockstore", &endpoints, &[("keyPrefix", "name")]),
+        )
+        .file(
+            "other.yaml",
+            &etcd::component("other", &endpoints, &[("keyPrefix", "name")]),
+        );
+    let server = start(&["--resources-path", components.arg()]);
+    let mut c = Client::connect(server.local_addr());
+    f(&mut c, "lock.etcd");
 }
 
 // Lock semantics: exclusive, not re-entrant, unlock only by the holder, statuses 0/1/2.

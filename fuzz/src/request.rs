@@ -1032,7 +1032,9 @@ fn expect_lease_answer(answer_of_model: Answer) -> ExpectedAnswer {
         close: false,
     };
     match answer_of_model {
-        Answer::TryLock(Ok(true)) | Answer::Granted { .. } => exact(br#"{"success":true}"#),
+        Answer::TryLock(Ok(true)) | Answer::Granted { .. } | Answer::StoreGranted { .. } => {
+            exact(br#"{"success":true}"#)
+        }
         Answer::TryLock(Ok(false)) => exact(br#"{"success":false}"#),
         Answer::TryLock(Err(_)) => ExpectedAnswer {
             status: 500,
@@ -1047,7 +1049,7 @@ fn expect_lease_answer(answer_of_model: Answer) -> ExpectedAnswer {
         Answer::Unlock(status) | Answer::Renew(status) => {
             exact(format!(r#"{{"status":{}}}"#, status as u8).as_bytes())
         }
-        Answer::Renewed { .. } => exact(br#"{"status":0}"#),
+        Answer::Renewed { .. } | Answer::StoreRenewed { .. } => exact(br#"{"status":0}"#),
         Answer::Holder(h) if !h.locked => exact(br#"{"locked":false}"#),
         Answer::Holder(h) => exact(
             format!(

@@ -564,7 +564,9 @@ pub fn store_failure_response(op: Operation, cause: &str) -> Response {
 pub fn answer_response(answer: Answer) -> Response {
     match answer {
         Answer::TryLock(Ok(true)) => response::SUCCESS_TRUE,
-        Answer::Granted { token, .. } => response::success_fenced(token),
+        Answer::Granted { token, .. } | Answer::StoreGranted { token } => {
+            response::success_fenced(token)
+        }
         Answer::TryLock(Ok(false)) => response::SUCCESS_FALSE,
         Answer::TryLock(Err(cause)) => ApiError::Store {
             op: Operation::TryLock,
@@ -578,7 +580,9 @@ pub fn answer_response(answer: Answer) -> Response {
         }
         Answer::Unlock(UnlockStatus::InternalError) => response::STATUS_INTERNAL_ERROR,
         Answer::Renew(status) => answer_response(Answer::Unlock(status)),
-        Answer::Renewed { token, .. } => response::status_success_fenced(token),
+        Answer::Renewed { token, .. } | Answer::StoreRenewed { token } => {
+            response::status_success_fenced(token)
+        }
         Answer::Holder(h) if !h.locked => response::holder_free(),
         Answer::Holder(h) => response::holder_locked(h.owned_by_caller, h.remaining_ms, h.waiters),
     }

@@ -80,6 +80,15 @@ pub enum Answer {
     },
     /// Who holds a lock.
     Holder(Holding),
+    /// A try-lock granted by a remote store that fences (`lock.etcd`), with the store's
+    /// fencing token. It promises nothing to the data dir: the store keeps it.
+    StoreGranted {
+        token: u64,
+    },
+    /// A renewal by a remote store that fences, with the lease's token (as `StoreGranted`).
+    StoreRenewed {
+        token: u64,
+    },
 }
 
 /// What a holder query finds: whether a live lease holds the lock, whether the caller's owner

@@ -356,8 +356,8 @@ pub static RESOURCES_PATH: Knob = Knob {
     arg: "DIR",
     env: "DLOCKD_RESOURCES_PATH",
     kind: Kind::Dir { blank: None },
-    help: "read lock stores from the Dapr component files (*.yaml) in DIR: lock.redis and \
-           lock.in-memory",
+    help: "read lock stores from the Dapr component files (*.yaml) in DIR: lock.redis, \
+           lock.etcd and lock.in-memory",
     help_end: "; --store adds in-memory stores beside them",
     ..Knob::BLANK
 };

@@ -110,7 +110,9 @@ impl RequestOutcome {
     #[inline]
     pub fn of_answer(answer: Answer) -> RequestOutcome {
         match answer {
-            Answer::TryLock(Ok(true)) | Answer::Granted { .. } => RequestOutcome::LockGranted,
+            Answer::TryLock(Ok(true)) | Answer::Granted { .. } | Answer::StoreGranted { .. } => {
+                RequestOutcome::LockGranted
+            }
             Answer::TryLock(Ok(false)) => RequestOutcome::LockRefused,
             Answer::TryLock(Err(_)) => RequestOutcome::LockError,
             Answer::Unlock(UnlockStatus::Success) => RequestOutcome::UnlockSuccess,
@@ -119,9 +121,9 @@ impl RequestOutcome {
                 RequestOutcome::UnlockBelongsToOthers
             }
             Answer::Unlock(UnlockStatus::InternalError) => RequestOutcome::UnlockError,
-            Answer::Renew(UnlockStatus::Success) | Answer::Renewed { .. } => {
-                RequestOutcome::RenewSuccess
-            }
+            Answer::Renew(UnlockStatus::Success)
+            | Answer::Renewed { .. }
+            | Answer::StoreRenewed { .. } => RequestOutcome::RenewSuccess,
             Answer::Renew(UnlockStatus::LockDoesNotExist) => RequestOutcome::RenewDoesNotExist,
             Answer::Renew(UnlockStatus::LockBelongsToOthers) => {
                 RequestOutcome::RenewBelongsToOthers

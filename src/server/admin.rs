@@ -322,8 +322,10 @@ fn lease(shared: &Shared, router: &ShardMap, query: &[u8]) -> AdminReply {
     let Ok(id) = u16::try_from(at) else {
         return AdminReply::error(404, "unknown store");
     };
-    if let Some(Backend::Redis(redis)) = shared.config.backends.get(at) {
-        return redis_store(shared, at, redis, &resource);
+    match shared.config.backends.get(at) {
+        Some(Backend::Redis(redis)) => return redis_store(shared, at, redis, &resource),
+        Some(Backend::Etcd(etcd)) => return etcd_store(shared, at, etcd, &resource),
+        _ => {}
     }
     let store_id = StoreId(id);
     let shard = router.shard_of(store_id, &resource);
@@ -444,6 +446,33 @@ fn redis_store(
     body.push_str(",\"store\":");
     push_json_string(&mut body, name.as_bytes());
     body.push_str(",\"type\":\"lock.redis\",\"key\":");
+    push_json_string(&mut body, &key);
+    body.push('}');
+    AdminReply::json(501, body)
+}
+
+/// `/debug/lease` for a `lock.etcd` store, as for a Redis one: its key in etcd.
+fn etcd_store(
+    shared: &Shared,
+    at: usize,
+    etcd: &crate::components::EtcdSettings,
+    resource: &[u8],
+) -> AdminReply {
+    let name = &shared.config.stores[at];
+    let mut key = etcd.key_prefix.key_head(&shared.config.app_id, name);
+    key.extend_from_slice(resource);
+    let message = format!(
+        "store {name} is lock.etcd ({}): its leases live in etcd, and /debug/lease reads \
+         only the lock.in-memory stores' tables; the lock is etcd's key {} (its value is the \
+         owner, its create revision the fencing token, its lease the time left)",
+        etcd.endpoints.join(","),
+        String::from_utf8_lossy(&key)
+    );
+    let mut body = String::from("{\"error\":");
+    push_json_string(&mut body, message.as_bytes());
+    body.push_str(",\"store\":");
+    push_json_string(&mut body, name.as_bytes());
+    body.push_str(",\"type\":\"lock.etcd\",\"key\":");
     push_json_string(&mut body, &key);
     body.push('}');
     AdminReply::json(501, body)

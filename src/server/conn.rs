@@ -20,7 +20,6 @@
 //! decides a read's requests and the one taken once their answers are ready to be written;
 //! their difference is each of those requests' latency, recorded once per read.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -44,6 +43,7 @@ use crate::metrics::{RequestOutcome, RouteLabel, WorkerMetrics};
 use crate::persist::Need;
 use crate::shard::{ShardId, SlotId};
 use crate::store::StoreOutcome;
+use crate::task::Gone;
 
 /// Free space asked of the read buffer before each read.
 const READ_CHUNK: usize = 4096;
@@ -236,7 +236,7 @@ enum Item<'w> {
     Wait(AwaitAnswer<'w>, ShardId, SlotId, Connection),
     /// An acquire polling a remote store, while the client is there; the flag tells the polls
     /// when it has left.
-    Poll(Polling<'w>, Rc<Cell<bool>>, Connection),
+    Poll(Polling<'w>, Rc<Gone>, Connection),
 }
 
 /// An acquire's polls of a remote store (`Worker::settle`).
@@ -501,7 +501,7 @@ impl<'w> Conn<'w> {
                     pass.close = closes;
                     pass.wait_until_ms = pass.wait_until_ms.max(Some(until_ms));
                     let c = Connection::of(req.version, pass.close);
-                    let gone = Rc::new(Cell::new(false));
+                    let gone = Rc::new(Gone::default());
                     let polls = self
                         .worker
                         .settle(Asked::Remote, kind, store, key, gone.clone());
@@ -556,7 +556,7 @@ impl<'w> Conn<'w> {
                 Item::Poll(mut polls, gone, c) => match unless_gone(polls.as_mut(), stream).await {
                     Some(outcome) => (outcome, c),
                     None => {
-                        gone.set(true);
+                        gone.set();
                         let _ = polls.await;
                         self.abandon(items).await;
                         return Flushed::ClientGone;
@@ -593,7 +593,7 @@ impl<'w> Conn<'w> {
                 Item::Wait(_, owner, slot, _) => self.worker.cancel_wait(owner, slot),
                 // Told, a poll stops and unlocks what a try in flight is granted.
                 Item::Poll(polls, gone, _) => {
-                    gone.set(true);
+                    gone.set();
                     let _ = polls.await;
                 }
                 Item::Ready(..) | Item::Ask(..) | Item::Later(..) => {}

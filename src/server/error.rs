@@ -18,6 +18,8 @@ pub enum StartError {
     Thread(std::io::Error),
     WorkerDied(usize),
     Persist(PersistError),
+    /// A lock store that cannot be served: its name and why.
+    Store(String, String),
 }
 
 impl fmt::Display for StartError {
@@ -32,6 +34,7 @@ impl fmt::Display for StartError {
             StartError::Thread(e) => write!(f, "cannot start a worker thread: {e}"),
             StartError::WorkerDied(i) => write!(f, "worker {i} stopped during start-up"),
             StartError::Persist(e) => e.fmt(f),
+            StartError::Store(name, why) => write!(f, "lock store {name}: {why}"),
         }
     }
 }

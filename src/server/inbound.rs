@@ -3,7 +3,6 @@
 //! pending slots), connections handed over by another worker, and the questions of the gRPC
 //! and admin threads.
 
-use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
@@ -18,6 +17,7 @@ use crate::dispatch::{note_promise, Decision};
 use crate::persist::Need;
 use crate::shard::{Answered, Forward, Holder, HolderQuery, Mail, RemoteLock, ShardId, SlotId};
 use crate::store::StoreOutcome;
+use crate::task::Gone;
 
 /// Forwarded requests answered before the mail task lets connections run.
 const MAIL_BATCH: usize = 1024;
@@ -65,6 +65,9 @@ pub(super) async fn mail_loop(worker: Rc<Worker>) {
             // Every waiter is answered before the drain ends; nothing waits from now on.
             worker.shard.borrow_mut().close_waiting();
             worker.deliver_waits();
+            for remote in worker.remotes.iter().flatten() {
+                remote.end_waits();
+            }
         }
         if worker.shared.shutting_down.load(Ordering::SeqCst) {
             worker.shutdown.fire();
@@ -130,7 +133,7 @@ fn serve_remote(worker: &Rc<Worker>, lock: RemoteLock) {
     monoio::spawn(async move {
         // A caller that goes stops an acquire's polls of a remote store, which unlock what a
         // try in flight then is granted.
-        let gone = Rc::new(Cell::new(false));
+        let gone = Rc::new(Gone::default());
         let settling = worker.settle(asked, kind, store, key, gone.clone());
         let mut settling = std::pin::pin!(settling);
         let settled = monoio::select! {
@@ -138,7 +141,7 @@ fn serve_remote(worker: &Rc<Worker>, lock: RemoteLock) {
             _ = answer.closed() => None,
         };
         let Some(outcome) = settled else {
-            gone.set(true);
+            gone.set();
             let _ = settling.await;
             return;
         };

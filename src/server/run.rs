@@ -4,7 +4,7 @@
 //! The four start-up lines on stdout, in this order (tests and tools read them):
 //! 1. name, version, every HTTP address, workers, io driver, each store with its type, token;
 //! 2. the admin listener, or that it is off;
-//! 3. restart safety of the in-memory stores (the Redis stores keep their leases in Redis);
+//! 3. restart safety of the in-memory stores (Redis and etcd stores keep their leases there);
 //! 4. the gRPC face, or that it is off.
 
 use std::fmt::Write as _;
@@ -226,41 +226,47 @@ fn describe(backend: &Backend) -> String {
                 ),
             }
         }
+        Backend::Etcd(etcd) => {
+            let tls = if etcd.tls.is_some() { " over TLS" } else { "" };
+            format!("{} {}{tls}", backend.type_name(), etcd.endpoints.join(","))
+        }
     }
 }
 
 /// Line 3: what survives a restart. Only the in-memory stores' leases are the server's to
-/// keep; a Redis store's leases live in Redis whatever happens to the server.
+/// keep; a Redis or etcd store's leases live there whatever happens to the server.
 fn safety(server: &Server) -> String {
     let config = &server.shared.config;
-    let of = |redis: bool| -> Vec<&str> {
+    let of = |kind: &str| -> Vec<&str> {
         config
             .stores
             .iter()
             .zip(&config.backends)
-            .filter(|(_, b)| matches!(b, Backend::Redis(_)) == redis)
+            .filter(|(_, b)| b.type_name() == kind)
             .map(|(name, _)| name.as_str())
             .collect()
     };
-    let (memory, redis) = (of(false), of(true));
-    let in_redis = match redis.len() {
-        0 => String::new(),
-        1 => format!(
-            "; the lock.redis store {} keeps its leases in Redis",
-            redis[0]
-        ),
-        _ => format!(
-            "; the lock.redis stores {} keep their leases in Redis",
-            redis.join(", ")
-        ),
-    };
+    let memory = of("lock.in-memory");
+    let mut elsewhere = String::new();
+    for (kind, place) in [("lock.redis", "Redis"), ("lock.etcd", "etcd")] {
+        match of(kind)[..] {
+            [] => {}
+            [one] => elsewhere.push_str(&format!(
+                "; the {kind} store {one} keeps its leases in {place}"
+            )),
+            ref several => elsewhere.push_str(&format!(
+                "; the {kind} stores {} keep their leases in {place}",
+                several.join(", ")
+            )),
+        }
+    }
     if memory.is_empty() {
-        let why = if redis.is_empty() {
+        let why = if elsewhere.is_empty() {
             "no lock store is configured"
         } else {
             "no in-memory store"
         };
-        return format!("restart safety: nothing to keep ({why}){in_redis}");
+        return format!("restart safety: nothing to keep ({why}){elsewhere}");
     }
     let stores = if memory.len() == 1 {
         format!("the in-memory store {}", memory[0])
@@ -270,7 +276,7 @@ fn safety(server: &Server) -> String {
     match server.restart_safety() {
         None => format!(
             "restart safety off: no --data-dir, so leases and fencing tokens of {stores} do not \
-             survive a restart{in_redis}"
+             survive a restart{elsewhere}"
         ),
         Some((dir, last)) => {
             let how = match last {
@@ -285,7 +291,7 @@ fn safety(server: &Server) -> String {
                 ),
             };
             format!(
-                "restart safety on (data dir {}) for {stores}: {how}{in_redis}",
+                "restart safety on (data dir {}) for {stores}: {how}{elsewhere}",
                 dir.display()
             )
         }

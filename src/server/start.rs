@@ -3,7 +3,7 @@
 //!
 //! Every address is bound first (`listen.rs`), so that one in use stops the start before a
 //! data dir is read or a connection accepted. The workers start one after the other, each
-//! reporting when it serves (and whether it reached its Redis stores); the admin listener and
+//! reporting when it serves (and whether it reached its remote stores); the admin listener and
 //! the gRPC face start once all of them run.
 
 use std::net::{SocketAddr, TcpListener};
@@ -15,7 +15,7 @@ use super::error::StartError;
 use super::handle::Server;
 use super::shared::Shared;
 use super::socket::Listener;
-use super::thread::{self, Spec};
+use super::thread::{self, Reached, Spec};
 use super::unix_listen::{bind_unix, SocketFile};
 use super::{admin, grpc, listen};
 use crate::clock::Clock;
@@ -36,6 +36,9 @@ struct Listeners {
 
 /// Starts every worker and returns once all of them serve.
 pub(super) fn start(config: Config, answering: Answering) -> Result<Server, StartError> {
+    for (name, backend) in config.stores.iter().zip(&config.backends) {
+        crate::store::check(backend).map_err(|why| StartError::Store(name.clone(), why))?;
+    }
     let mut listeners = bind(&config)?;
     let addrs = listeners
         .http
@@ -63,7 +66,7 @@ pub(super) fn start(config: Config, answering: Answering) -> Result<Server, Star
         .inspect_err(|_| shared.begin_shutdown())?;
     // The workers hold their own duplicates: the socket closes when the last of them stops.
     drop(listeners.http);
-    say_redis_reached(&shared.config, &reached);
+    say_remote_reached(&shared.config, &reached);
     let running = reached.len();
     let mut server = Server {
         addrs,
@@ -152,8 +155,8 @@ fn place_restored(
 }
 
 /// What the running workers report: their exits, and each one's first connection to each
-/// Redis store.
-type Started = (mpsc::Receiver<usize>, Vec<Vec<Result<(), String>>>);
+/// remote store.
+type Started = (mpsc::Receiver<usize>, Vec<Vec<Reached>>);
 
 /// Starts the workers one after the other, each once the one before serves.
 fn spawn_workers(
@@ -192,40 +195,51 @@ fn spawn_workers(
     Ok((exited, reached))
 }
 
-/// Says, once per Redis store, whether every worker's first connection to it was made
-/// (`reached[worker][i]` for the store's place `i` among the Redis stores).
-fn say_redis_reached(config: &Config, reached: &[Vec<Result<(), String>>]) {
-    let redis = config
+/// Says, once per remote store, whether every worker's first connection to it was made
+/// (`reached[worker][i]` for the store's place `i` among the remote stores), with what the
+/// store noted.
+fn say_remote_reached(config: &Config, reached: &[Vec<Reached>]) {
+    let remote = config
         .stores
         .iter()
         .zip(&config.backends)
-        .filter_map(|(name, backend)| match backend {
-            Backend::Redis(settings) => Some((name, &settings.host)),
-            Backend::InMemory => None,
-        });
+        .filter(|(_, backend)| !matches!(backend, Backend::InMemory));
     let workers = reached.len();
-    for (i, (name, host)) in redis.enumerate() {
-        let failures: Vec<&String> = reached
-            .iter()
-            .filter_map(|w| w.get(i).and_then(|r| r.as_ref().err()))
-            .collect();
+    for (i, (name, backend)) in remote.enumerate() {
+        let outcomes = reached.iter().filter_map(|w| w.get(i));
+        let failures: Vec<&String> = outcomes.clone().filter_map(|r| r.as_ref().err()).collect();
+        let note = outcomes
+            .filter_map(|r| r.as_ref().ok().and_then(Option::as_deref))
+            .next()
+            .map_or(String::new(), |note| format!("; {note}"));
         let each = if workers == 1 {
             "its worker".to_string()
         } else {
             format!("each of its {workers} workers")
         };
+        let (what, at, reached_it) = match backend {
+            Backend::Redis(settings) => (
+                "Redis",
+                format!("redis at {}", settings.host),
+                format!("({each} has a connection)"),
+            ),
+            Backend::Etcd(settings) => (
+                "etcd",
+                format!("etcd at {}", settings.endpoints.join(",")),
+                "(one client for the process, on a thread of its own)".to_string(),
+            ),
+            Backend::InMemory => continue,
+        };
         match failures.first() {
             None => crate::log::write(
                 crate::log::Level::Info,
-                format_args!(
-                    "lock store {name}: connected to redis at {host} ({each} has a connection)"
-                ),
+                format_args!("lock store {name}: connected to {at} {reached_it}{note}"),
             ),
             Some(why) => crate::log::write(
                 crate::log::Level::Warn,
                 format_args!(
-                    "lock store {name}: redis at {host}: {why}; {} of {workers} worker{} could \
-                     not connect, and the store's lock requests on them fail until Redis can \
+                    "lock store {name}: {at}: {why}; {} of {workers} worker{} could \
+                     not connect, and the store's lock requests on them fail until {what} can \
                      be reached (they keep trying)",
                     failures.len(),
                     if workers == 1 { "" } else { "s" },

@@ -25,6 +25,9 @@ use crate::shard::{Outbox, ShardId};
 use crate::store::{Deliver, RemoteStore};
 use crate::task::{Notify, Yields};
 
+/// A worker's first connection to one remote store: made (with the store's note), or why not.
+pub(super) type Reached = Result<Option<String>, String>;
+
 pub(super) struct Spec {
     pub id: usize,
     pub core: usize,
@@ -33,9 +36,9 @@ pub(super) struct Spec {
     pub driver: Driver,
     pub answering: Answering,
     pub shared: Arc<Shared>,
-    /// Once the worker serves: whether its first connection to each Redis store (in store
-    /// order) was made, or why not.
-    pub ready: mpsc::Sender<Result<Vec<Result<(), String>>, StartError>>,
+    /// Once the worker serves: whether its first connection to each remote store (in store
+    /// order) was made, with the store's note, or why not.
+    pub ready: mpsc::Sender<Result<Vec<Reached>, StartError>>,
     pub exited: mpsc::Sender<usize>,
 }
 

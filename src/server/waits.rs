@@ -10,7 +10,6 @@
 //! connection went while the grant was on its way) is released at once, which hands the lock
 //! to the next waiter.
 
-use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -20,8 +19,9 @@ use crate::dispatch::{ReplyTo, WaitOver};
 use crate::lease::{Key, StoreId};
 use crate::metrics::Limit;
 use crate::shard::{Forward, Mail, ShardId, SlotId};
-use crate::store::Deliver;
+use crate::store::{Deliver, RemoteStore};
 use crate::store::{StoreError, StoreFailure, StoreOutcome};
+use crate::task::Gone;
 
 /// The answer to an acquire that cannot wait: the process has `--max-waiters` waiting.
 pub(super) fn too_many_waiters(worker: &Worker) -> StoreFailure {
@@ -171,7 +171,7 @@ impl Worker {
         wait_ms: u32,
         store: StoreId,
         key: Key,
-        gone: &Cell<bool>,
+        gone: &Gone,
     ) -> StoreOutcome {
         let clock = &self.shared.clock;
         let until_ms = clock.now_ms().saturating_add(u64::from(wait_ms));
@@ -180,7 +180,7 @@ impl Worker {
         let try_lock = OpKind::TryLock { expiry_s };
         loop {
             let outcome = self.ask_remote(try_lock, store, &key).await;
-            if gone.get() {
+            if gone.is_set() {
                 if matches!(
                     outcome,
                     Ok(Answer::TryLock(Ok(true)) | Answer::Granted { .. })
@@ -191,14 +191,15 @@ impl Worker {
                 return outcome;
             }
             let left_ms = until_ms.saturating_sub(clock.now_ms());
-            if outcome != Ok(Answer::TryLock(Ok(false))) || left_ms == 0 {
+            // Once the shutdown began, nothing waits: the held lock is answered as held.
+            if outcome != Ok(Answer::TryLock(Ok(false))) || left_ms == 0 || self.shared.stopping() {
                 return outcome;
             }
             let pause_now = jitter
                 .down_to_half(pause)
                 .min(Duration::from_millis(left_ms));
             monoio::time::sleep(pause_now).await;
-            if gone.get() {
+            if gone.is_set() {
                 return outcome;
             }
             pause = (pause * 2).min(POLL_MOST);
@@ -211,9 +212,54 @@ impl Worker {
         let (resource, owner) = key.split();
         match self.remotes.get(usize::from(store.0)) {
             Some(Some(remote)) => remote.submit(self, slot, kind, resource, owner),
-            _ => self.deliver(slot, no_remote(kind)),
+            _ => drop(self.deliver(slot, no_remote(kind))),
         }
         self.pending.answer(slot).await
+    }
+}
+
+impl Worker {
+    /// An acquire on a remote store that waits for the lock itself (etcd): submitted whole
+    /// under a wait slot (`--max-waiters` bounds them, as the shards' waiters); if this future
+    /// is dropped first (the client went), the store is told to stop waiting.
+    pub async fn wait_in_remote(
+        &self,
+        remote: Rc<dyn RemoteStore>,
+        kind: OpKind,
+        key: Key,
+        gone: &Gone,
+    ) -> StoreOutcome {
+        let Some(slot) = self.pending.reserve_wait() else {
+            return Err(too_many_waiters(self));
+        };
+        let (resource, owner) = key.split();
+        remote.submit(self, slot, kind, resource, owner);
+        let mut cancel = CancelWait {
+            remote: Some(remote),
+            slot,
+        };
+        let outcome = monoio::select! {
+            outcome = self.pending.answer(slot) => outcome,
+            // The client left: the store stops the wait (the guard's drop), and releases
+            // what it grants the slot from then on. Nobody reads this outcome.
+            _ = gone.wait() => return Ok(Answer::TryLock(Ok(false))),
+        };
+        cancel.remote = None;
+        outcome
+    }
+}
+
+/// Tells a remote store to stop the wait in `slot` unless disarmed (`remote` taken) first.
+struct CancelWait {
+    remote: Option<Rc<dyn RemoteStore>>,
+    slot: SlotId,
+}
+
+impl Drop for CancelWait {
+    fn drop(&mut self) {
+        if let Some(remote) = self.remote.take() {
+            remote.cancel(self.slot);
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use crate::lease::{Key, StoreId};
 use crate::metrics::WorkerMetrics;
 use crate::shard::{Answered, Forward, Mail, Outbox, ShardId, SlotId};
 use crate::store::{Deliver, RemoteStore, StoreError, StoreFailure, StoreOutcome};
-use crate::task::{Notify, Yields};
+use crate::task::{Gone, Notify, Yields};
 
 /// Who decides an operation this worker does not decide itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +129,7 @@ impl Worker {
                 match self.remotes.get(usize::from(store.0)) {
                     Some(Some(remote)) => remote.submit(self, slot, kind, resource, owner),
                     // The decision step says remote only for a store that has one.
-                    _ => self.deliver(slot, no_remote(kind)),
+                    _ => drop(self.deliver(slot, no_remote(kind))),
                 }
             }
         }
@@ -137,19 +137,31 @@ impl Worker {
     }
 
     /// The answer of an operation someone else decides: [`ask`](Self::ask), then the wait.
-    /// An acquire that may wait on a remote store polls it (see `waits.rs`); `gone` says when
-    /// its client has left, after which the future is still awaited to its end.
+    /// An acquire that may wait on a remote store waits there if the store can, else polls
+    /// it (see `waits.rs`). `gone` is set when its client has left: a wait in the store ends
+    /// then, and polls stop, after which the future is still awaited to its end.
     pub async fn settle(
         &self,
         asked: Asked,
-        kind: OpKind,
+        mut kind: OpKind,
         store: StoreId,
         key: Key,
-        gone: Rc<Cell<bool>>,
+        gone: Rc<Gone>,
     ) -> StoreOutcome {
         if let (Asked::Remote, OpKind::Acquire { expiry_s, wait_ms }) = (asked, kind) {
-            if wait_ms > 0 {
-                return self.poll_remote(expiry_s, wait_ms, store, key, &gone).await;
+            if wait_ms > 0 && self.shared.stopping() {
+                // Once the shutdown began, nothing waits: an acquire is a try-lock.
+                kind = OpKind::Acquire {
+                    expiry_s,
+                    wait_ms: 0,
+                };
+            } else if wait_ms > 0 {
+                return match self.remotes.get(usize::from(store.0)) {
+                    Some(Some(remote)) if remote.waits() => {
+                        self.wait_in_remote(remote.clone(), kind, key, &gone).await
+                    }
+                    _ => self.poll_remote(expiry_s, wait_ms, store, key, &gone).await,
+                };
             }
         }
         let slot = self.ask(asked, kind, store, key).await;
@@ -163,8 +175,8 @@ impl Worker {
 
 /// A remote store's outcomes reach the connections through the worker's pending slots.
 impl Deliver for Worker {
-    fn deliver(&self, slot: SlotId, outcome: StoreOutcome) {
-        self.pending.finish(slot, outcome);
+    fn deliver(&self, slot: SlotId, outcome: StoreOutcome) -> Option<StoreOutcome> {
+        self.pending.finish(slot, outcome)
     }
 }
 

@@ -157,7 +157,8 @@ impl RedisClient {
                 why: state.down_because.clone(),
             };
             drop(state);
-            deliver.deliver(slot, failed(op, error));
+            // A try-lock refused at once grants nothing to undo.
+            let _ = deliver.deliver(slot, failed(op, error));
             return;
         }
         let State {
@@ -298,7 +299,7 @@ impl RedisClient {
                     at: self.at(),
                     why: why.clone(),
                 };
-                deliver.deliver(slot, failed(request.op, error));
+                let _ = deliver.deliver(slot, failed(request.op, error));
             }
         }
     }
@@ -584,7 +585,8 @@ impl RedisClient {
                 // one asks the sentinels again.
                 drop(state);
                 if let Some(slot) = request.slot {
-                    deliver.deliver(slot, failed(request.op, StoreError::Refused(e.clone())));
+                    let failure = failed(request.op, StoreError::Refused(e.clone()));
+                    let _ = deliver.deliver(slot, failure);
                 }
                 return Err(format!("{e}: the server is no longer the master"));
             }
@@ -596,7 +598,8 @@ impl RedisClient {
         };
         drop(state);
         if let Some(slot) = request.slot {
-            deliver.deliver(slot, answer);
+            // A grant whose poller went stands until it expires, as any try-lock's.
+            let _ = deliver.deliver(slot, answer);
         }
         Ok(())
     }
@@ -614,8 +617,8 @@ impl RemoteStore for RedisClient {
         self.queue(deliver, slot, kind, resource, owner);
     }
 
-    fn connect_first(&self) -> LocalFuture<'_, Result<(), String>> {
-        Box::pin(self.first_connection())
+    fn connect_first(&self) -> LocalFuture<'_, Result<Option<String>, String>> {
+        Box::pin(async { self.first_connection().await.map(|()| None) })
     }
 
     fn run(self: Rc<Self>, deliver: Rc<dyn Deliver>) -> LocalFuture<'static, ()> {

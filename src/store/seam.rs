@@ -62,7 +62,9 @@ pub type StoreOutcome = Result<Answer, StoreFailure>;
 
 /// Where a store's outcomes go: the worker's pending slots.
 pub trait Deliver {
-    fn deliver(&self, slot: SlotId, outcome: StoreOutcome);
+    /// Delivers `outcome` to `slot`; gives it back when nobody waits for it any more (the
+    /// client went), so that a store can undo a grant nobody will hear of.
+    fn deliver(&self, slot: SlotId, outcome: StoreOutcome) -> Option<StoreOutcome>;
 }
 
 /// A future run on the worker's own (single-threaded) runtime.
@@ -82,12 +84,27 @@ pub trait RemoteStore {
     );
 
     /// Connects once before the worker serves, so that its first requests find the store
-    /// ready; `Err` says why it could not ([`run`](Self::run) keeps trying).
-    fn connect_first(&self) -> LocalFuture<'_, Result<(), String>>;
+    /// ready; `Ok` may carry a note for the start-up line (such as a limit the store
+    /// imposes), `Err` says why it could not ([`run`](Self::run) keeps trying).
+    fn connect_first(&self) -> LocalFuture<'_, Result<Option<String>, String>>;
 
     /// Serves the connection, and reconnects after every failure, for the worker's life.
     fn run(self: Rc<Self>, deliver: Rc<dyn Deliver>) -> LocalFuture<'static, ()>;
 
     /// Where the store is, for the operator's log (`10.0.0.5:6379`).
     fn location(&self) -> &str;
+
+    /// Whether the store waits for a lock itself: an acquire with a wait is then submitted
+    /// whole (`OpKind::Acquire`) under a wait slot, and [`cancel`](Self::cancel) ends it
+    /// early. Otherwise (the default) the worker polls with try-locks.
+    fn waits(&self) -> bool {
+        false
+    }
+
+    /// The client of the acquire waiting in `slot` went: stop waiting. Its outcome is still
+    /// delivered (a grant that crossed the cancel comes back from [`Deliver::deliver`]).
+    fn cancel(&self, _slot: SlotId) {}
+
+    /// The shutdown began: every wait of this worker's ends (answered `{"success":false}`).
+    fn end_waits(&self) {}
 }

@@ -104,7 +104,9 @@ impl Front {
             Answer::Renew(status) => Ok(Response::new(RenewLockResponse {
                 status: status as i32,
             })),
-            Answer::Renewed { token, .. } => Ok(fenced(RenewLockResponse { status: 0 }, token)),
+            Answer::Renewed { token, .. } | Answer::StoreRenewed { token } => {
+                Ok(fenced(RenewLockResponse { status: 0 }, token))
+            }
             other => Err(unexpected(Operation::Renew, other)),
         }
     }
@@ -128,7 +130,7 @@ impl Front {
             .map_err(status_of)?;
         match self.decide(op).await? {
             Answer::TryLock(Ok(success)) => Ok(Response::new(AcquireLockResponse { success })),
-            Answer::Granted { token, .. } => {
+            Answer::Granted { token, .. } | Answer::StoreGranted { token } => {
                 Ok(fenced(AcquireLockResponse { success: true }, token))
             }
             Answer::TryLock(Err(cause)) => {

@@ -114,7 +114,7 @@ impl Front {
             .map_err(status_of)?;
         match self.decide(op).await? {
             Answer::TryLock(Ok(success)) => Ok(Response::new(TryLockResponse { success })),
-            Answer::Granted { token, .. } => {
+            Answer::Granted { token, .. } | Answer::StoreGranted { token } => {
                 let mut response = Response::new(TryLockResponse { success: true });
                 response
                     .metadata_mut()
@@ -125,7 +125,11 @@ impl Front {
                 crate::api::Operation::TryLock,
                 cause,
             ))),
-            Answer::Unlock(_) | Answer::Renew(_) | Answer::Renewed { .. } | Answer::Holder(_) => {
+            Answer::Unlock(_)
+            | Answer::Renew(_)
+            | Answer::Renewed { .. }
+            | Answer::StoreRenewed { .. }
+            | Answer::Holder(_) => {
                 Err(Status::internal("another operation's answer to a try-lock"))
             }
         }
