@@ -26,7 +26,7 @@ use super::proto::{
     RequestOp, ResponseOp, TargetUnion, TxnRequest, TxnResponse, WatchCreateRequest, WatchRequest,
     WatchRequestUnion, WatchResponse,
 };
-use super::{Done, Job, Work};
+use super::work::{Done, Job, Work};
 use crate::api::{Answer, Holding, OpKind};
 use crate::components::EtcdSettings;
 use crate::lease::UnlockStatus;

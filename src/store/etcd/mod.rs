@@ -31,6 +31,7 @@
 
 mod client;
 mod proto;
+mod work;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -39,42 +40,15 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::seam::{Deliver, LocalFuture, RemoteStore, StoreError, StoreFailure, StoreOutcome};
+use super::seam::{Deliver, LocalFuture, RemoteStore, StoreError, StoreFailure};
 use crate::api::{Answer, OpKind};
 use crate::components::EtcdSettings;
 use crate::shard::SlotId;
+use work::{Done, Job, Work};
 
 /// Whether a store of `settings` can be served: its TLS files can be read and hold PEM.
 pub fn check(settings: &EtcdSettings) -> Result<(), String> {
     client::tls_config(settings).map(drop)
-}
-
-/// What the etcd thread is asked.
-enum Work {
-    Op(Job),
-    /// The first contact: `LeaseGrant` of 1 s (and its revoke); answered with the note on the
-    /// minimum TTL etcd imposes, or why etcd could not be reached.
-    Probe(oneshot::Sender<Result<Option<String>, String>>),
-}
-
-/// One operation on one key, and where its outcome goes (`None`: nobody waits for it, as for
-/// the release of a grant nobody heard of).
-struct Job {
-    slot: SlotId,
-    kind: OpKind,
-    key: Vec<u8>,
-    owner: Vec<u8>,
-    reply: Option<mpsc::UnboundedSender<Done>>,
-    /// For an acquire that waits: ends the wait when its sender is dropped.
-    cancel: Option<oneshot::Receiver<()>>,
-}
-
-/// An operation's outcome, back to the worker that asked; an acquire's key and owner come
-/// back too, to release a grant whose client went.
-struct Done {
-    slot: SlotId,
-    outcome: StoreOutcome,
-    acquired: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The etcd thread: its runtime's handle, and its end when dropped.
