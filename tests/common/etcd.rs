@@ -19,6 +19,8 @@ struct Member {
     client_port: u16,
     peer_port: u16,
     child: Option<Child>,
+    /// Stopped with SIGSTOP by [`TestEtcd::stop`], until [`TestEtcd::resume`].
+    stopped: bool,
 }
 
 /// A running etcd cluster (one member unless started with [`TestEtcd::cluster`]).
@@ -83,6 +85,7 @@ impl TestEtcd {
                 client_port: ports[2 * i],
                 peer_port: ports[2 * i + 1],
                 child: None,
+                stopped: false,
             })
             .collect();
         let tls = tls.then(|| make_certificates(&dir));
@@ -147,11 +150,12 @@ impl TestEtcd {
         m.child = Some(child);
     }
 
-    /// Waits until every running member says it is healthy (which needs a leader).
+    /// Waits until every running member (not stopped) says it is healthy (which needs a
+    /// leader).
     pub fn wait_healthy(&mut self) {
         let deadline = Instant::now() + READY_WITHIN;
         for i in 0..self.members.len() {
-            if self.members[i].child.is_none() {
+            if !self.answers(i) {
                 continue;
             }
             let endpoint = self.ctl_endpoint(i);
@@ -182,7 +186,8 @@ impl TestEtcd {
         }
     }
 
-    fn log(&self, i: usize) -> String {
+    /// Member `i`'s log (its standard error), for a failure message.
+    pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.join(format!("{}.log", self.members[i].name)))
             .unwrap_or_default()
     }
@@ -200,11 +205,92 @@ impl TestEtcd {
             .join(",")
     }
 
-    /// Kills member `i` (SIGKILL: as abrupt as a crash).
+    /// Kills member `i` (SIGKILL: as abrupt as a crash), and waits until it is gone.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.members[i].child.take() {
+            if self.members[i].stopped {
+                // A stopped member cannot die of SIGKILL until it runs again.
+                let _ = Command::new("kill")
+                    .args(["-CONT", &child.id().to_string()])
+                    .status();
+            }
             let _ = child.kill();
             let _ = child.wait();
+        }
+        self.members[i].stopped = false;
+    }
+
+    /// Whether member `i` runs (it was not killed, or was restarted since).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.members[i].child.is_some()
+    }
+
+    /// Whether member `i` runs and is not stopped: whether it can answer.
+    pub fn answers(&self, i: usize) -> bool {
+        self.is_running(i) && !self.members[i].stopped
+    }
+
+    /// Freezes member `i` with SIGSTOP: it keeps its sockets and answers nothing.
+    pub fn stop(&mut self, i: usize) {
+        self.signal(i, "-STOP");
+        self.members[i].stopped = true;
+    }
+
+    /// Lets member `i` run again after [`TestEtcd::stop`] (SIGCONT).
+    pub fn resume(&mut self, i: usize) {
+        self.signal(i, "-CONT");
+        self.members[i].stopped = false;
+    }
+
+    /// Member `i`'s status from `etcdctl endpoint status -w json`: its own member id and the
+    /// leader it knows (0 for none); `None` if it does not answer within a second.
+    pub fn status(&self, i: usize) -> Option<(u64, u64)> {
+        if !self.answers(i) {
+            return None;
+        }
+        let out = Command::new("etcdctl")
+            .args(["--endpoints", &self.ctl_endpoint(i)])
+            .args(["--command-timeout", "1s", "--dial-timeout", "1s"])
+            .args(self.ctl_tls())
+            .args(["endpoint", "status", "-w", "json"])
+            .env("ETCDCTL_API", "3")
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let status = &v.as_array()?.first()?["Status"];
+        Some((
+            status["header"]["member_id"].as_u64()?,
+            status["leader"].as_u64()?,
+        ))
+    }
+
+    /// The member that leads now: one that names itself the leader, named so by a majority
+    /// of all the members; `None` while there is none (an election, or no quorum).
+    pub fn leader(&self) -> Option<usize> {
+        let known: Vec<(usize, u64, u64)> = (0..self.members.len())
+            .filter_map(|i| self.status(i).map(|(id, leader)| (i, id, leader)))
+            .collect();
+        let (i, id, _) = known.iter().find(|(_, id, leader)| id == leader)?;
+        let votes = known.iter().filter(|(_, _, leader)| leader == id).count();
+        (2 * votes > self.members.len()).then_some(*i)
+    }
+
+    /// Waits up to `within` for a leader ([`TestEtcd::leader`]) and returns it.
+    pub fn wait_leader(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(i) = self.leader() {
+                return i;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no etcd leader within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -251,10 +337,11 @@ impl TestEtcd {
         }
     }
 
-    /// `etcdctl ARGS` against every running member; its standard output, or its error.
+    /// `etcdctl ARGS` against every member that answers (running, not stopped); its standard
+    /// output, or its error.
     pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
         let running: Vec<String> = (0..self.members.len())
-            .filter(|&i| self.members[i].child.is_some())
+            .filter(|&i| self.answers(i))
             .map(|i| self.ctl_endpoint(i))
             .collect();
         let mut command = Command::new("etcdctl");
