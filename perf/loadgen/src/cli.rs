@@ -18,10 +18,16 @@ usage: dlockd-loadgen --target HOST:PORT|unix:PATH [flags]
 
   --target ADDR           the server (required): HOST:PORT over TCP, or unix:PATH for a Unix
                           domain socket (every protocol; over HTTP the Host header is then
-                          localhost)
+                          localhost); with --protocol etcd, several members comma-separated
+                          (h1:2379,h2:2379,h3:2379): connection i goes to the (i mod n)th
   --protocol P            http: the Dapr lock API over HTTP/1.1 (default); resp: Redis, as
                           Dapr's lock.redis; grpc: the Dapr lock API over gRPC (HTTP/2,
-                          dapr.proto.runtime.v1.Dapr TryLockAlpha1 / UnlockAlpha1)
+                          dapr.proto.runtime.v1.Dapr TryLockAlpha1 / UnlockAlpha1); etcd:
+                          etcd's v3 API over gRPC with the calls dlockd's lock.etcd store
+                          makes (a lock: LeaseGrant, then a Txn that puts lock||<id> under
+                          the lease if the key and its waiter keys are absent, then, refused,
+                          LeaseRevoke; an unlock: a Txn that deletes the key if the owner
+                          holds it, then LeaseRevoke of its lease)
   --workload W            uncontended | contended | churn | handoff | poll (default
                           uncontended)
                             uncontended: each connection locks and unlocks its own resources
@@ -49,7 +55,8 @@ usage: dlockd-loadgen --target HOST:PORT|unix:PATH [flags]
                           0 = closed loop, as fast as answers come (default 0)
   --pacer P               open loop: timer (default: sends go out at the runtime's 1 ms
                           timer ticks, in bursts) or spin (each send at its own time; the
-                          client thread spins, so give it a CPU of its own; not with grpc)
+                          client thread spins, so give it a CPU of its own; not with grpc
+                          or etcd)
   --requests N            instead of --duration: stop after exactly N measured requests
                           (closed loop; for instruction counts), no warmup unless given
   --resources N           distinct resources for uncontended/churn (default 100000)
@@ -79,6 +86,9 @@ naming one of its lock components (the metadata.name of a lock.* component):
   dlockd-loadgen --target unix:/tmp/dapr/dapr-myapp-http.socket --store lockstore --check
   dlockd-loadgen --target 127.0.0.1:50001 --protocol grpc --store lockstore --check
 
+etcd itself, with the transactions dlockd's lock.etcd store sends it (keys lock||<id>):
+  dlockd-loadgen --target 127.0.0.1:2379,127.0.0.1:22379 --protocol etcd --check
+
 exit status: 0 done (errors, if any, are in the report); 1 could not start (connect, pin,
 runtime); 2 bad command line; 3 --check was given and some answer was wrong or missing.
 ";
@@ -102,8 +112,12 @@ pub const MAX_NAME_BYTES: usize = 256;
 pub struct Config {
     /// `--target` as given (the report names it).
     pub target: String,
-    /// Where `--target` points: a TCP address to resolve, or a Unix socket's path.
+    /// Where `--target` points: a TCP address to resolve, or a Unix socket's path (the
+    /// first of `endpoints`).
     pub endpoint: Target,
+    /// Every address of `--target`: one, or with `--protocol etcd` the members of a list
+    /// (connection `i` goes to the `i % len`th).
+    pub endpoints: Vec<Target>,
     pub protocol: Protocol,
     pub workload: Kind,
     pub connections: u32,
@@ -272,13 +286,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             None => args.next().ok_or(CliError::MissingValue(flag))?,
         };
         match flag {
-            "--target" => target = Some((parse_target(&value)?, value)),
+            // Read once the protocol is known: only etcd takes a list.
+            "--target" => target = Some(value),
             "--protocol" => {
                 protocol = match value.as_str() {
                     "http" => Protocol::Http,
                     "resp" => Protocol::Resp,
                     "grpc" => Protocol::Grpc,
-                    _ => return Err(invalid(flag, &value, "expected http, resp or grpc")),
+                    "etcd" => Protocol::Etcd,
+                    _ => return Err(invalid(flag, &value, "expected http, resp, grpc or etcd")),
                 }
             }
             "--workload" => {
@@ -349,7 +365,20 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
         }
     }
 
-    let (endpoint, target) = target.ok_or(CliError::MissingTarget)?;
+    let target = target.ok_or(CliError::MissingTarget)?;
+    let endpoints = if protocol == Protocol::Etcd && !target.starts_with("unix:") {
+        target
+            .split(',')
+            .map(parse_target)
+            .collect::<Result<Vec<_>, _>>()?
+    } else if target.contains(',') && !target.starts_with("unix:") {
+        return Err(CliError::Conflict(
+            "--target: a comma-separated list of members is for --protocol etcd",
+        ));
+    } else {
+        vec![parse_target(&target)?]
+    };
+    let endpoint = endpoints[0].clone();
     if requests.is_some() && duration.is_some() {
         return Err(CliError::Conflict(
             "--requests replaces --duration: give one of them",
@@ -365,9 +394,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             "--pacer spin paces an open loop: it needs --rate",
         ));
     }
-    if pacer == Pacer::Spin && protocol == Protocol::Grpc {
+    if pacer == Pacer::Spin && matches!(protocol, Protocol::Grpc | Protocol::Etcd) {
         return Err(CliError::Conflict(
-            "--pacer spin runs on the monoio client: it cannot be combined with --protocol grpc",
+            "--pacer spin runs on the monoio client: it cannot be combined with --protocol grpc or etcd",
         ));
     }
     if threads > connections {
@@ -401,6 +430,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
     Ok(Command::Run(Box::new(Config {
         target,
         endpoint,
+        endpoints,
         protocol,
         workload,
         connections,
@@ -443,9 +473,9 @@ fn one_resource_conflicts(
             "--workload handoff sends dlockd's acquire: it needs --protocol http",
         ));
     }
-    if protocol == Protocol::Grpc {
+    if matches!(protocol, Protocol::Grpc | Protocol::Etcd) {
         return Err(CliError::Conflict(
-            "--workload poll runs over http or resp, not grpc",
+            "--workload poll runs over http or resp, not grpc or etcd",
         ));
     }
     if depth != 1 || threads != 1 {
@@ -763,6 +793,78 @@ mod tests {
         assert_eq!(c.protocol, Protocol::Grpc);
         assert_eq!((c.depth, c.rate, c.pacer), (16, 100, Pacer::Timer));
         assert!(HELP.contains("grpc"));
+    }
+
+    // --protocol etcd takes one member or a comma-separated list of them, in either order of
+    // the flags; the other protocols take one address.
+    #[test]
+    fn etcd_is_a_protocol_with_several_members() {
+        let c = run(&["--target", "127.0.0.1:2379", "--protocol", "etcd"]).unwrap();
+        assert_eq!(c.protocol, Protocol::Etcd);
+        assert_eq!(c.endpoints, vec![Target::Tcp("127.0.0.1:2379".into())]);
+        assert_eq!(c.endpoint, c.endpoints[0]);
+        let c = run(&[
+            "--protocol=etcd",
+            "--target",
+            "127.0.0.1:2379,127.0.0.1:22379,localhost:32379",
+            "--depth",
+            "16",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.endpoints,
+            vec![
+                Target::Tcp("127.0.0.1:2379".into()),
+                Target::Tcp("127.0.0.1:22379".into()),
+                Target::Tcp("localhost:32379".into()),
+            ]
+        );
+        assert_eq!(c.endpoint, Target::Tcp("127.0.0.1:2379".into()));
+        assert_eq!(c.target, "127.0.0.1:2379,127.0.0.1:22379,localhost:32379");
+        assert_eq!(c.protocol.name(), "etcd");
+        let c = run(&["--target", "h:1", "--protocol", "grpc"]).unwrap();
+        assert_eq!(c.endpoints, vec![Target::Tcp("h:1".into())]);
+        assert!(HELP.contains("--protocol etcd"));
+
+        for (args, why) in [
+            (&["--target", "h:1,h:2"][..], "for --protocol etcd"),
+            (
+                &["--target", "h:1,h:2", "--protocol", "grpc"][..],
+                "for --protocol etcd",
+            ),
+            (&["--target", "h:1,", "--protocol", "etcd"][..], "HOST:PORT"),
+            (
+                &["--target", "h:1,nohost", "--protocol", "etcd"][..],
+                "HOST:PORT",
+            ),
+            (
+                &[
+                    "--target",
+                    "h:1",
+                    "--protocol",
+                    "etcd",
+                    "--workload",
+                    "poll",
+                ][..],
+                "not grpc or etcd",
+            ),
+            (
+                &[
+                    "--target",
+                    "h:1",
+                    "--protocol",
+                    "etcd",
+                    "--rate",
+                    "9",
+                    "--pacer",
+                    "spin",
+                ][..],
+                "grpc or etcd",
+            ),
+        ] {
+            let e = run(args).unwrap_err();
+            assert!(e.to_string().contains(why), "{args:?} gave {e}");
+        }
     }
 
     // Churn defaults to a 1 s expiry; --requests drops the default warmup.

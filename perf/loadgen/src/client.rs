@@ -58,6 +58,7 @@ use crate::workload::{Kind, Op, Slice, Workload};
 use crate::zipf::{Rng, Zipf};
 use crate::{cpu, http, resp};
 
+mod etcd;
 mod grpc;
 mod handoff;
 
@@ -263,7 +264,7 @@ pub fn run(setup: Arc<Setup>) -> Result<RunResult, StartError> {
         let spawned = std::thread::Builder::new()
             .name(format!("loadgen-{t}"))
             .spawn(move || match setup.config.protocol {
-                Protocol::Grpc => grpc::client_thread(setup, t, ready, go_rx),
+                Protocol::Grpc | Protocol::Etcd => grpc::client_thread(setup, t, ready, go_rx),
                 Protocol::Http | Protocol::Resp => client_thread(setup, t, ready, go_rx),
             });
         match spawned {
@@ -643,7 +644,7 @@ impl Conn {
                 resp::evalsha_request(&thread.setup.sha, &owner),
             ),
             // tonic encodes the messages (see `grpc`): the templates carry only the id.
-            Protocol::Grpc => (Template::new(b"", b""), Template::new(b"", b"")),
+            Protocol::Grpc | Protocol::Etcd => (Template::new(b"", b""), Template::new(b"", b"")),
         };
         let mut rng = Rng::new(seed(config.seed, id));
         let slice = || Slice::of(id, config.connections, config.resources);
@@ -1560,7 +1561,7 @@ mod tests {
         let addr = resolve(&config.endpoint)?;
         let sha = match config.protocol {
             Protocol::Resp => load_script(&addr)?,
-            Protocol::Http | Protocol::Grpc => String::new(),
+            Protocol::Http | Protocol::Grpc | Protocol::Etcd => String::new(),
         };
         let zipf = Arc::new(Zipf::new(config.hot, config.zipf));
         run(Arc::new(Setup {

@@ -9,6 +9,7 @@
 mod cli;
 mod client;
 mod cpu;
+mod etcd;
 mod grpc;
 mod handoff;
 mod http;
@@ -63,7 +64,7 @@ fn run(config: cli::Config) -> Result<ExitCode, StartError> {
     let addr = client::resolve(&config.endpoint)?;
     let sha = match config.protocol {
         Protocol::Resp => client::load_script(&addr)?,
-        Protocol::Http | Protocol::Grpc => String::new(),
+        Protocol::Http | Protocol::Grpc | Protocol::Etcd => String::new(),
     };
     let zipf = Arc::new(Zipf::new(config.hot, config.zipf));
     let base = ReportBase {

@@ -73,6 +73,9 @@ pub enum Protocol {
     /// The Dapr lock API over gRPC (`dapr.proto.runtime.v1.Dapr`), framed by tonic: never
     /// through [`parse`].
     Grpc,
+    /// etcd's v3 API over gRPC, with the calls dlockd's `lock.etcd` store makes for each
+    /// lock and unlock (see `crate::etcd`), framed by tonic: never through [`parse`].
+    Etcd,
 }
 
 impl Protocol {
@@ -81,6 +84,7 @@ impl Protocol {
             Protocol::Http => "http",
             Protocol::Resp => "resp",
             Protocol::Grpc => "grpc",
+            Protocol::Etcd => "etcd",
         }
     }
 }
@@ -124,7 +128,7 @@ pub struct Frame {
 pub enum WireError {
     Http(http::Error),
     Resp(resp::Error),
-    /// gRPC answers are framed by tonic, not here.
+    /// gRPC answers (the Dapr API's and etcd's) are framed by tonic, not here.
     Grpc,
 }
 
@@ -159,7 +163,7 @@ pub fn parse(protocol: Protocol, buf: &[u8]) -> Result<Option<Frame>, WireError>
             Ok(None) => Ok(None),
             Err(e) => Err(WireError::Resp(e)),
         },
-        Protocol::Grpc => Err(WireError::Grpc),
+        Protocol::Grpc | Protocol::Etcd => Err(WireError::Grpc),
     }
 }
 

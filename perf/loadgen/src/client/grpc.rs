@@ -1,6 +1,8 @@
 //! `--protocol grpc`: the same threads, phases, workloads and pacing as the other protocols,
 //! with tonic's HTTP/2 client on a tokio current-thread runtime per client thread (pinned as
-//! the monoio threads are) instead of monoio.
+//! the monoio threads are) instead of monoio. `--protocol etcd` runs on the same connections
+//! with etcd's calls instead of the Dapr API's: each request's exchange is an [`Api`]'s, the
+//! Dapr API's one unary call ([`Dapr`]) or etcd's calls (`super::etcd`).
 //!
 //! Each connection is one tonic `Channel`, that is one HTTP/2 connection, opened before the
 //! clock starts like every other protocol's. `--depth` is the number of calls in flight on it
@@ -26,6 +28,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -37,8 +40,9 @@ use tonic::client::Grpc;
 use tonic::transport::{Channel, Endpoint};
 use tonic_prost::ProstCodec;
 
+use super::etcd::{Etcd, Revokes};
 use super::{
-    duration_ns, pin, Addr, Conn, Fill, InFlight, Pace, Plan, Setup, StartError, Thread,
+    duration_ns, pin, resolve, Addr, Conn, Fill, InFlight, Pace, Plan, Setup, StartError, Thread,
     ANSWER_TIMEOUT, CONNECT_TIMEOUT,
 };
 use crate::grpc::{
@@ -46,7 +50,7 @@ use crate::grpc::{
     UnlockRequest, UnlockResponse, TRY_LOCK_PATH, UNLOCK_PATH,
 };
 use crate::tally::{ErrorKind, Tally};
-use crate::wire::Outcome;
+use crate::wire::{Outcome, Protocol};
 use crate::workload::Op;
 
 /// What the report names as the client's I/O driver for gRPC runs.
@@ -95,28 +99,60 @@ pub(super) fn client_thread(
         spinner: None,
     });
     local.block_on(&runtime, async {
+        let revokes = Rc::new(Revokes::new(thread.clone()));
         let tasks: Vec<_> = channels
             .into_iter()
-            .map(|(id, grpc)| tokio::task::spawn_local(connection(thread.clone(), id, grpc)))
+            .map(|(id, channel)| {
+                let grpc = Grpc::new(channel);
+                let thread = thread.clone();
+                match thread.setup.config.protocol {
+                    Protocol::Etcd => {
+                        let etcd = Etcd::new(&thread, id, grpc, revokes.clone());
+                        tokio::task::spawn_local(connection(thread, id, etcd))
+                    }
+                    _ => {
+                        let dapr = Dapr::new(&thread, id, grpc);
+                        tokio::task::spawn_local(connection(thread, id, dapr))
+                    }
+                }
+            })
             .collect();
         for task in tasks {
             if task.await.is_err() {
                 eprintln!("dlockd-loadgen: a gRPC connection failed; its counts are lost");
             }
         }
+        // etcd: the leases revoked after their answers, as dlockd revokes them.
+        revokes.settle().await;
     });
     thread.tally.take()
 }
 
-/// Opens this thread's connections: `t`, `t + threads`, … as for the other protocols.
-async fn connect_all(setup: &Setup, t: u32) -> Result<Vec<(u32, Grpc<Channel>)>, StartError> {
+/// Opens this thread's connections: `t`, `t + threads`, … as for the other protocols; with
+/// several endpoints (etcd's members), connection `id` to the `id % n`th.
+async fn connect_all(setup: &Setup, t: u32) -> Result<Vec<(u32, Channel)>, StartError> {
     let config = &setup.config;
+    let addrs = if config.endpoints.len() > 1 {
+        config
+            .endpoints
+            .iter()
+            .map(resolve)
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        vec![setup.addr.clone()]
+    };
     let mut channels = Vec::new();
     for id in (t..config.connections).step_by(config.threads as usize) {
-        let channel = connect(&setup.addr)
+        let addr = &addrs[id as usize % addrs.len()];
+        // One address: named as given (a host name, say); several: the member's address.
+        let named = || match addrs.len() {
+            1 => config.target.clone(),
+            _ => addr.to_string(),
+        };
+        let channel = connect(addr)
             .await
-            .map_err(|e| StartError::Connect(format!("{}: {e}", config.target)))?;
-        channels.push((id, Grpc::new(channel)));
+            .map_err(|e| StartError::Connect(format!("{}: {e}", named())))?;
+        channels.push((id, channel));
     }
     Ok(channels)
 }
@@ -159,15 +195,25 @@ struct Done {
     answered_ns: u64,
 }
 
-/// Sends one call and waits for its answer, at most [`ANSWER_TIMEOUT`].
+/// What a connection's requests are on the wire: one request's whole exchange with the
+/// server, from the calls it makes to the answer that decides it.
+pub(super) trait Api: 'static {
+    /// The exchange of `op` (a lock or an unlock of one of `conn`'s resources).
+    fn exchange(
+        &self,
+        conn: &Conn,
+        op: Op,
+    ) -> impl Future<Output = Result<Outcome, CallError>> + use<Self>;
+}
+
+/// Sends one request and waits for its answer, at most [`ANSWER_TIMEOUT`].
 async fn call(
     epoch: Instant,
-    mut grpc: Grpc<Channel>,
-    message: Message,
+    exchange: impl Future<Output = Result<Outcome, CallError>>,
     sent: InFlight,
     generation: u64,
 ) -> Done {
-    let answer = match tokio::time::timeout(ANSWER_TIMEOUT, exchange(&mut grpc, message)).await {
+    let answer = match tokio::time::timeout(ANSWER_TIMEOUT, exchange).await {
         Ok(answer) => answer,
         Err(_) => Err(CallError::Timeout),
     };
@@ -243,16 +289,37 @@ impl Health {
     }
 }
 
-/// What one connection needs to build its messages.
-struct Caller {
+/// The Dapr lock API's calls: what one connection needs to build its messages.
+struct Dapr {
     grpc: Grpc<Channel>,
-    epoch: Instant,
     store: String,
     owner: String,
     expiry_s: i32,
 }
 
-impl Caller {
+impl Api for Dapr {
+    fn exchange(
+        &self,
+        conn: &Conn,
+        op: Op,
+    ) -> impl Future<Output = Result<Outcome, CallError>> + use<> {
+        let message = self.message(conn, op);
+        let mut grpc = self.grpc.clone();
+        async move { exchange(&mut grpc, message).await }
+    }
+}
+
+impl Dapr {
+    fn new(thread: &Thread, id: u32, grpc: Grpc<Channel>) -> Dapr {
+        let config = &thread.setup.config;
+        Dapr {
+            grpc,
+            store: config.store.clone(),
+            owner: format!("owner-{id}"),
+            expiry_s: i32::try_from(config.expiry_s).unwrap_or(i32::MAX),
+        }
+    }
+
     fn message(&self, conn: &Conn, op: Op) -> Message {
         let id = conn.resource_id(op);
         let resource_id = String::from_utf8_lossy(&id).into_owned();
@@ -273,21 +340,14 @@ impl Caller {
 }
 
 /// One connection for the whole run; see the module docs.
-async fn connection(thread: Rc<Thread>, id: u32, grpc: Grpc<Channel>) {
+async fn connection(thread: Rc<Thread>, id: u32, api: impl Api) {
     let config = &thread.setup.config;
     let depth = config.depth as usize;
     let mut conn = Conn::new(&thread, id);
     let closed_loop = matches!(conn.pace, Pace::Closed { .. });
-    let caller = Caller {
-        grpc,
-        epoch: thread.plan.epoch,
-        store: config.store.clone(),
-        owner: format!("owner-{id}"),
-        expiry_s: i32::try_from(config.expiry_s).unwrap_or(i32::MAX),
-    };
+    let epoch = thread.plan.epoch;
     let send = |conn: &Conn, sent: InFlight, generation: u64| {
-        let message = caller.message(conn, sent.op);
-        call(caller.epoch, caller.grpc.clone(), message, sent, generation)
+        call(epoch, api.exchange(conn, sent.op), sent, generation)
     };
     let mut calls = FuturesUnordered::new();
     // Resources with a lock in flight (a multiset: contended may lock one twice).
