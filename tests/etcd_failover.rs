@@ -7,8 +7,11 @@
 //! grants resume after each election and once the quorum is back, without restarting dlockd.
 //!
 //! The same load on a Redis master with a replica and Sentinel is kept as a contrast
-//! (`#[ignore]`d): its history is judged by the same checker and printed, not asserted clean,
-//! since Redis replicates asynchronously and may lose a lock in a failover.
+//! (`#[ignore]`d; `cargo test --test etcd_failover -- --ignored --nocapture`): its history is
+//! judged by the same checker and printed, not asserted clean, since Redis replicates
+//! asynchronously and may lose a lock in a failover; and the same run with the replica's link
+//! cut a moment before the master dies, which shows a lock granted twice. What they found is
+//! in docs/etcd.md.
 //!
 //! Ground rules: every wait has a deadline and waits for a condition (grants counted, a
 //! leader named, a member healthy); the only sleeps are the clients' pacing.
@@ -24,6 +27,7 @@ mod recorder;
 mod redis;
 
 use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -33,7 +37,7 @@ use common::start;
 use etcd::TestEtcd;
 use history::{History, Kind, Op, Outcome, Report};
 use recorder::{call, wait_until, Conn, Rng};
-use redis::Components;
+use redis::{Components, TestRedis};
 
 /// The store's name and the app id, so the keys are `lock||checkout||res-N`.
 const STORE: &str = "etcdlock";
@@ -45,7 +49,8 @@ const RESOURCES: u64 = 3;
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(1);
 /// The longest a failing call may take to be answered: a try-lock is a `LeaseGrant` and a
 /// `Txn`, each within `operationTimeout`, plus a margin for a loaded machine.
-const ANSWER_WITHIN: Duration = Duration::from_millis(2 * 1000 + 1500);
+const ANSWER_WITHIN: Duration =
+    Duration::from_millis(2 * OPERATION_TIMEOUT.as_millis() as u64 + 1500);
 /// The clients' read timeout. A call not answered by then counts as unknown, and the test
 /// fails on any: dlockd never goes away here, so an unknown outcome is a hang.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(8);
@@ -75,6 +80,8 @@ struct Load {
     stop: AtomicBool,
     /// Per phase: grants to calls invoked in it.
     grants: Vec<AtomicUsize>,
+    /// Per phase, per resource (`res-N`): the same.
+    resource_grants: Vec<Vec<AtomicUsize>>,
     /// Per phase, per client: calls invoked in it and answered.
     answered: Vec<Vec<AtomicUsize>>,
     /// Per phase: when it began (the test entered it).
@@ -88,6 +95,9 @@ impl Load {
             phase: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             grants: (0..phases).map(|_| AtomicUsize::new(0)).collect(),
+            resource_grants: (0..phases)
+                .map(|_| (0..RESOURCES).map(|_| AtomicUsize::new(0)).collect())
+                .collect(),
             answered: (0..phases)
                 .map(|_| (0..clients).map(|_| AtomicUsize::new(0)).collect())
                 .collect(),
@@ -169,7 +179,8 @@ fn client(id: usize, server: usize, addr: SocketAddr, seed: u64, load: &Load) ->
         };
         n += 1;
         let owner = format!("c{id}-{n}");
-        let resource = format!("res-{}", rng.below(RESOURCES));
+        let r = rng.below(RESOURCES);
+        let resource = format!("res-{r}");
         let ttl = Duration::from_secs(1 + rng.below(3));
         let mut one = |c: &mut Conn, kind: Kind| {
             let phase = load.phase.load(Ordering::SeqCst);
@@ -180,6 +191,7 @@ fn client(id: usize, server: usize, addr: SocketAddr, seed: u64, load: &Load) ->
             }
             if op.is_grant() {
                 load.grants[phase].fetch_add(1, Ordering::SeqCst);
+                load.resource_grants[phase][r as usize].fetch_add(1, Ordering::SeqCst);
             }
             let error = answer
                 .filter(|r| r.status != 200)
@@ -220,13 +232,20 @@ fn start_clients(addrs: &[SocketAddr], load: &Arc<Load>, seed: u64) -> Vec<JoinH
         .collect()
 }
 
-/// Stops the clients and gathers their calls into one history (with each call's record).
-fn finish(load: &Load, clients: Vec<JoinHandle<Vec<Rec>>>, origin: Instant) -> (History, Vec<Rec>) {
+/// Stops the clients and gathers their calls, and `extra` calls, into one history; the
+/// records come back in the history's order.
+fn finish(
+    load: &Load,
+    clients: Vec<JoinHandle<Vec<Rec>>>,
+    origin: Instant,
+    extra: Vec<Rec>,
+) -> (History, Vec<Rec>) {
     load.stop.store(true, Ordering::SeqCst);
     let mut recs: Vec<Rec> = Vec::new();
     for c in clients {
         recs.extend(c.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
     }
+    recs.extend(extra);
     let mut history = History::new(origin);
     history.extend(recs.iter().map(|r| r.op.clone()));
     (history, recs)
@@ -394,7 +413,7 @@ fn failover_under_load_keeps_locks_exclusive() {
     load.wait_grants(p, ETCD_PHASES[p], PHASE_GRANTS, RESUME_WITHIN);
 
     let ended = Instant::now();
-    let (history, recs) = finish(&load, clients, origin);
+    let (history, recs) = finish(&load, clients, origin, Vec::new());
     let report = history.check();
     println!(
         "etcd failover: {} calls from {} clients on {SERVERS} dlockd servers, {RESOURCES} \
@@ -518,4 +537,388 @@ fn check_etcd_run(
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The contrast: the same load on Redis with Sentinel.
+
+const REDIS_STORE: &str = "redislock";
+
+/// A `redis-server --sentinel` watching one master with a quorum of one, stopped when dropped.
+/// It calls the master down after 1.5 s without an answer, as tests/redis.rs's does: shorter,
+/// a busy machine's slow answer would start a failover while the master lives.
+struct Sentinel {
+    port: u16,
+    child: std::process::Child,
+    _dir: Components,
+}
+
+impl Sentinel {
+    fn start(master_port: u16) -> Sentinel {
+        let port = redis::free_port();
+        let dir = Components::new();
+        let conf = dir.dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds mymaster 1500\n\
+                 sentinel failover-timeout mymaster 3000\n",
+                dir.arg()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel runs");
+        let sentinel = Sentinel {
+            port,
+            child,
+            _dir: dir,
+        };
+        wait_until(
+            "the sentinel to name the master",
+            Instant::now() + Duration::from_secs(10),
+            || sentinel.master() == Some(format!("127.0.0.1:{master_port}")),
+        );
+        sentinel
+    }
+
+    /// The master it names now, as `ip:port`.
+    fn master(&self) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"SENTINEL get-master-addr-by-name mymaster\r\n")
+            .ok()?;
+        let mut reply = [0u8; 256];
+        let n = s.read(&mut reply).ok()?;
+        let text = String::from_utf8_lossy(&reply[..n]).into_owned();
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        // *2 / $len / ip / $len / port
+        (lines.len() >= 5).then(|| format!("{}:{}", lines[2], lines[4]))
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP relay from a port of its own to a Redis master, through which everybody reaches it:
+/// the replica, Sentinel and dlockd. [`Link::cut`] stops it passing on what the master sends
+/// on the replication connections (those on which the replica asked for `PSYNC`), with every
+/// connection left open: a partition between master and replica, or a replica that lags,
+/// which neither side notices. (The replica must reach the master at the address Sentinel
+/// knows, or Sentinel points it back there: so everybody goes through the relay.)
+struct Link {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+}
+
+impl Link {
+    fn start(master_port: u16) -> Link {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("a bound port").port();
+        listener
+            .set_nonblocking(true)
+            .expect("a listener that polls");
+        let cut = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let (cut2, done2) = (cut.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done2.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(master) = std::net::TcpStream::connect(("127.0.0.1", master_port)) else {
+                    continue; // dropped: the client sees the master gone
+                };
+                let (Ok(m), Ok(c)) = (master.try_clone(), client.try_clone()) else {
+                    continue;
+                };
+                let replication = Arc::new(AtomicBool::new(false));
+                let up = Relay {
+                    marks: Some(replication.clone()),
+                    cut: None,
+                    done: done2.clone(),
+                };
+                let down = Relay {
+                    marks: None,
+                    cut: Some((cut2.clone(), replication)),
+                    done: done2.clone(),
+                };
+                up.run(client, master);
+                down.run(m, c);
+            }
+        });
+        Link { port, cut, done }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One direction of a relayed connection.
+struct Relay {
+    /// Client to master: set once the client asks for `PSYNC` (it is the replica).
+    marks: Option<Arc<AtomicBool>>,
+    /// Master to client: the link's cut, and whether this connection is the replica's.
+    cut: Option<(Arc<AtomicBool>, Arc<AtomicBool>)>,
+    /// The link is gone.
+    done: Arc<AtomicBool>,
+}
+
+impl Relay {
+    /// Passes on what `from` sends to `to` until either closes. Once cut, it passes nothing
+    /// more and keeps `to` open until the link is dropped.
+    fn run(self, mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
+        use std::io::{Read, Write};
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 16384];
+            loop {
+                let n = match from.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if let Some(marks) = &self.marks {
+                    if common::find(&chunk[..n], b"PSYNC").is_some() {
+                        marks.store(true, Ordering::SeqCst);
+                    }
+                }
+                let cut = self.cut.as_ref().is_some_and(|(cut, replication)| {
+                    cut.load(Ordering::SeqCst) && replication.load(Ordering::SeqCst)
+                });
+                if cut {
+                    while !self.done.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    return;
+                }
+                if to.write_all(&chunk[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+    }
+}
+
+/// A master (reached through a [`Link`]), its replica, Sentinel watching them, and two dlockd
+/// servers on a `lock.redis` store that asks Sentinel for the master (`failover: true`).
+struct RedisSetup {
+    master: TestRedis,
+    replica: TestRedis,
+    link: Link,
+    sentinel: Sentinel,
+    servers: Vec<dlockd::server::Server>,
+    _files: Components,
+}
+
+impl RedisSetup {
+    fn start() -> RedisSetup {
+        let master = TestRedis::start();
+        let link = Link::start(master.port);
+        let replica =
+            TestRedis::start_with(&["--replicaof", "127.0.0.1", &link.port.to_string()], None);
+        wait_until(
+            "the replica's link to come up",
+            Instant::now() + Duration::from_secs(30),
+            || {
+                master
+                    .cmd(&["INFO", "replication"])
+                    .contains("state=online")
+            },
+        );
+        let sentinel = Sentinel::start(link.port);
+        let files = Components::new().redis(
+            REDIS_STORE,
+            &format!("127.0.0.1:{}", sentinel.port),
+            &[("failover", "true"), ("sentinelMasterName", "mymaster")],
+        );
+        let servers = (0..SERVERS)
+            .map(|_| start(&["--resources-path", files.arg(), "--app-id", APP]))
+            .collect();
+        RedisSetup {
+            master,
+            replica,
+            link,
+            sentinel,
+            servers,
+            _files: files,
+        }
+    }
+
+    fn addrs(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(|s| s.local_addr()).collect()
+    }
+
+    /// Kills the master with SIGKILL (the load enters its next phase) and waits until
+    /// Sentinel names the replica instead (and the next). Returns that last phase.
+    fn fail_over(&mut self, load: &Load) -> usize {
+        self.master.kill();
+        let killed = Instant::now();
+        load.next_phase();
+        let promoted = format!("127.0.0.1:{}", self.replica.port);
+        wait_until(
+            "Sentinel to promote the replica",
+            Instant::now() + Duration::from_secs(30),
+            || self.sentinel.master().as_deref() == Some(promoted.as_str()),
+        );
+        println!(
+            "redis failover: replica promoted {:?} after the master was killed",
+            killed.elapsed()
+        );
+        load.next_phase()
+    }
+
+    fn shutdown(self) {
+        for server in self.servers {
+            assert!(server.shutdown(Duration::from_secs(5)));
+        }
+    }
+}
+
+/// Prints the Redis run's phases and the checker's report; returns the report.
+fn redis_report(load: &Load, phases: &[&str], history: &History, recs: &[Rec]) -> Report {
+    let report = history.check();
+    println!(
+        "redis failover: {} calls from {} clients on {SERVERS} dlockd servers, {RESOURCES} \
+         resources",
+        history.ops.len(),
+        SERVERS * CLIENTS_PER_SERVER
+    );
+    println!("{}", phase_table(load, phases, recs, Instant::now()));
+    println!("{report}");
+    println!(
+        "redis failover: {} violation(s), {} of mutual exclusion",
+        report.violations.len(),
+        report.violations_of(history::Rule::MutualExclusion).len()
+    );
+    report
+}
+
+// The same load on a Redis master with one replica and Sentinel: the master is killed with
+// SIGKILL, Sentinel promotes the replica, and dlockd follows it. Redis replicates
+// asynchronously, so a lock the master granted and had not yet sent to its replica is gone
+// after the failover. The checker's report is printed, not asserted clean: this run is the
+// contrast to the etcd one, and what it found is in docs/etcd.md.
+#[test]
+#[ignore = "a contrast, not a check: whether Redis loses a lock in a failover is a matter of \
+            timing; run it with `cargo test --test etcd_failover -- --ignored --nocapture`"]
+fn redis_sentinel_failover_under_load_for_contrast() {
+    const PHASES: [&str; 3] = ["steady", "master killed", "replica promoted"];
+    let mut redis = RedisSetup::start();
+    let seed = seed("redis failover");
+    let origin = Instant::now();
+    let load = Load::new(REDIS_STORE, PHASES.len(), SERVERS * CLIENTS_PER_SERVER);
+    let clients = start_clients(&redis.addrs(), &load, seed);
+    let _stop = StopOnDrop(load.clone());
+    load.wait_grants(0, PHASES[0], 3 * PHASE_GRANTS, Duration::from_secs(20));
+
+    let p = redis.fail_over(&load);
+    load.wait_grants(p, PHASES[p], 3 * PHASE_GRANTS, Duration::from_secs(20));
+
+    let (history, recs) = finish(&load, clients, origin, Vec::new());
+    redis_report(&load, &PHASES, &history, &recs);
+    redis.shutdown();
+}
+
+const PROBE_CLIENT: usize = 1000;
+const PROBE_TTL: Duration = Duration::from_secs(30);
+
+// The same run with the replica's link cut a moment before the master dies (a partition
+// between them, or a replica that lags): a lock granted in that moment, and held, is granted
+// again by the promoted replica to another client while its first holder still holds it. A
+// probe takes that lock (30 s) once the link is cut; the checker finds it granted twice.
+#[test]
+#[ignore = "a contrast, not a check: Redis double grants after a failover with its \
+            replication behind; run it with \
+            `cargo test --test etcd_failover -- --ignored --nocapture`"]
+fn redis_failover_with_the_replica_behind_grants_a_lock_twice() {
+    const PHASES: [&str; 4] = [
+        "steady",
+        "replica link cut",
+        "master killed",
+        "replica promoted",
+    ];
+    let mut redis = RedisSetup::start();
+    let seed = seed("redis failover, replica behind");
+    let origin = Instant::now();
+    let load = Load::new(REDIS_STORE, PHASES.len(), SERVERS * CLIENTS_PER_SERVER);
+    let addrs = redis.addrs();
+    let clients = start_clients(&addrs, &load, seed);
+    let _stop = StopOnDrop(load.clone());
+    load.wait_grants(0, PHASES[0], 3 * PHASE_GRANTS, Duration::from_secs(20));
+
+    redis.link.cut();
+    let p = load.next_phase();
+    // The probe: res-0 for 30 s, tried every 20 ms until granted, then held.
+    let mut probe = Conn::connect_to(addrs[0], REDIS_STORE, CLIENT_TIMEOUT).expect("connect");
+    let mut extra = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let kind = Kind::Lock { ttl: PROBE_TTL };
+        let (op, _) = call(&mut probe, PROBE_CLIENT, "res-0", "probe", kind);
+        let granted = op.is_grant();
+        extra.push(Rec {
+            phase: p,
+            server: 0,
+            op,
+            error: None,
+        });
+        if granted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the probe was never granted res-0"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    load.wait_grants(p, PHASES[p], PHASE_GRANTS, Duration::from_secs(20));
+
+    let p = redis.fail_over(&load);
+    load.wait_grants(p, PHASES[p], 3 * PHASE_GRANTS, Duration::from_secs(20));
+    // Until the promoted replica has granted the probe's resource to one of the clients.
+    wait_until(
+        "the promoted replica to grant res-0",
+        Instant::now() + Duration::from_secs(20),
+        || load.resource_grants[p][0].load(Ordering::SeqCst) > 0,
+    );
+
+    let (history, recs) = finish(&load, clients, origin, extra);
+    let report = redis_report(&load, &PHASES, &history, &recs);
+    let twice = report
+        .violations_of(history::Rule::MutualExclusion)
+        .iter()
+        .filter(|v| {
+            [v.first, v.second]
+                .iter()
+                .any(|&i| history.ops[i].client == PROBE_CLIENT)
+        })
+        .count();
+    println!("redis failover: the probe's lock was granted again {twice} time(s) while held");
+    assert!(
+        twice > 0,
+        "the lock granted while the replica was behind was not granted again\n{report}"
+    );
+    redis.shutdown();
 }
