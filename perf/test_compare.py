@@ -18,7 +18,7 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare_lib import baseline, config  # noqa: E402
+from compare_lib import baseline, config, etcdapi  # noqa: E402
 from compare_lib.common import Fail  # noqa: E402
 from compare_lib.cli import parse_args  # noqa: E402
 from compare_lib.client import client_target, loadgen_argv, server_driver  # noqa: E402
@@ -37,9 +37,11 @@ from compare_lib.leases import dlockd_lease_flags, fill_argv, fill_connections  
 from compare_lib.open_loop import open_loop_table  # noqa: E402
 from compare_lib.parked import parked_flags, parked_summary, parked_table  # noqa: E402
 from compare_lib.report import appended, section_text, write_results  # noqa: E402
-from compare_lib.servers import Server, answers_ready, protocol_of, server_argv  # noqa: E402
+from compare_lib.servers import (  # noqa: E402
+    EtcdCluster, Server, answers_ready, etcd_member_argv, new_server, protocol_of, server_argv,
+)
 from compare_lib.side_by_side import (  # noqa: E402
-    external_labels, side_by_side_table, summarize, workload_servers,
+    external_labels, side_by_side_table, summarize, warm_up_checked, workload_servers,
 )
 
 BINS = {"dlockd": "/b/dlockd", "dlockd-ceiling": "/b/dlockd-ceiling",
@@ -260,7 +262,7 @@ class CommandLine(unittest.TestCase):
                           config.DEFAULT_WARMUP_S, config.DEFAULT_CONNECTIONS))
         self.assertEqual(a.depths, [1, 16])
         self.assertEqual(a.placements, ["colo", "split"])
-        self.assertEqual(a.servers, config.ALL_SERVERS)
+        self.assertEqual(a.servers, config.DEFAULT_SERVERS)
         self.assertEqual(a.requests, config.DEFAULT_INSTR_REQUESTS)
         self.assertFalse(a.no_record)
 
@@ -1005,3 +1007,210 @@ class ExternalServers(unittest.TestCase):
         self.assertIn("compare neither started, stopped nor pinned them", line)
         self.assertIn("`daprd` at `127.0.0.1:3500`, store `redislock`, server CPU from /proc "
                       f"of PID {os.getpid()}", line)
+
+
+class EtcdServers(unittest.TestCase):
+    """etcd, etcd-3, dlockd-etcd and dlockd-etcd-3: their command lines, their client, their
+    CPU time, their tables and targets. No etcd is started."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.workdir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_only_when_named(self):
+        self.assertFalse(set(parse_args([]).servers) & {"etcd", "etcd-3", "dlockd-etcd",
+                                                         "dlockd-etcd-3"})
+        a = parse_args(["--servers", "dlockd-etcd,etcd,dlockd-etcd-3,etcd-3"])
+        self.assertEqual(a.servers, ["dlockd-etcd", "etcd", "dlockd-etcd-3", "etcd-3"])
+        self.assertEqual(workload_servers(a, "uncontended"), a.servers)
+        self.assertEqual(workload_servers(parse_args(["--servers", "etcd,dlockd-etcd",
+                                                      "--all"]), "contended"), [])
+        for mode in ("--instructions", "--memory", "--open-loop", "--handoff"):
+            self.assertIn("side by side only",
+                          usage_error(["--servers", "dlockd,redis,etcd", mode]), mode)
+        self.assertIn("dlockd-etcd", config.DLOCKD_SERVERS)  # probed, /metrics read
+        self.assertEqual(protocol_of("etcd"), "etcd")
+        self.assertEqual(protocol_of("etcd-3"), "etcd")
+        self.assertEqual(protocol_of("dlockd-etcd-3"), "http")
+
+    def test_members(self):
+        clients, peers = [5001, 5002, 5003], [6001, 6002, 6003]
+        argv, cpus = etcd_member_argv("etcd-3", 1, clients, peers, self.workdir)
+        self.assertEqual(cpus, config.SERVER_CPU)  # pinned as the redis anchor
+        flag = lambda f: argv[argv.index(f) + 1]  # noqa: E731
+        self.assertEqual(flag("--name"), "m1")
+        self.assertEqual(flag("--listen-client-urls"), "http://127.0.0.1:5002")
+        self.assertEqual(flag("--advertise-client-urls"), "http://127.0.0.1:5002")
+        self.assertEqual(flag("--listen-peer-urls"), "http://127.0.0.1:6002")
+        self.assertEqual(flag("--initial-advertise-peer-urls"), "http://127.0.0.1:6002")
+        self.assertEqual(flag("--initial-cluster"), "m0=http://127.0.0.1:6001,"
+                         "m1=http://127.0.0.1:6002,m2=http://127.0.0.1:6003")
+        self.assertEqual(flag("--initial-cluster-state"), "new")
+        ddir = flag("--data-dir")
+        self.assertTrue(ddir.startswith(self.workdir))
+        self.assertEqual(os.listdir(ddir), [])
+        again, _ = etcd_member_argv("etcd-3", 1, clients, peers, self.workdir)
+        self.assertNotEqual(again[again.index("--data-dir") + 1], ddir)  # fresh every start
+        # A production member's defaults: fsync on, no flag that trades durability or limits.
+        for f in ("--unsafe-no-fsync", "--snapshot-count", "--quota-backend-bytes",
+                  "--heartbeat-interval", "--election-timeout", "--auto-compaction-retention"):
+            self.assertNotIn(f, argv)
+
+    def test_clusters(self):
+        one = new_server("etcd", BINS, 4000, self.workdir, 1.0)
+        self.assertIsInstance(one, EtcdCluster)
+        self.assertEqual(one.ports, [4000])
+        self.assertEqual(one.target, "127.0.0.1:4000")
+        three = new_server("etcd-3", BINS, 4100, self.workdir, 1.0)
+        self.assertEqual(len(three.members), 3)
+        self.assertEqual(three.ports[0], 4100)
+        self.assertEqual(len(set(three.ports)), 3)
+        self.assertEqual(three.target, ",".join(f"127.0.0.1:{p}" for p in three.ports))
+        peers = {m.argv[m.argv.index("--listen-peer-urls") + 1] for m in three.members}
+        self.assertEqual(len(peers), 3)
+        self.assertFalse(three.says_driver)
+        self.assertEqual(three.companions, [])
+        self.assertEqual([m.name for m in three.members], ["etcd-3-m0", "etcd-3-m1", "etcd-3-m2"])
+        # The client: etcd's calls to every member.
+        argv = loadgen_argv(BINS, three.target, protocol_of("etcd-3"), "uncontended", 64, 16,
+                            "1", ("duration", 10), True)
+        self.assertEqual(argv[argv.index("--target") + 1], three.target)
+        self.assertEqual(argv[argv.index("--protocol") + 1], "etcd")
+
+    def test_dlockd_on_its_own_cluster(self):
+        server = new_server("dlockd-etcd-3", BINS, 4000, self.workdir, 1.0)
+        self.assertEqual(server.name, "dlockd-etcd-3")
+        (cluster,) = server.companions
+        self.assertEqual((cluster.name, len(cluster.members)), ("etcd-3", 3))
+        self.assertNotIn(4000, cluster.ports)
+        self.assertFalse(server.count_companions)
+        argv = server.argv[server.argv.index("/b/dlockd"):]
+        cdir = Path(argv[argv.index("--resources-path") + 1])
+        text = (cdir / f"{config.PROBE_STORE}.yaml").read_text()
+        self.assertIn("type: lock.etcd", text)
+        self.assertIn(f'value: "{cluster.target}"', text)
+        self.assertIn("--app-id=", argv)
+        self.assertEqual(argv[argv.index("--workers") + 1], "1")
+        self.assertEqual(argv[argv.index("--grpc-listen") + 1], "127.0.0.1:0")
+        self.assertEqual(server.argv[:3], ["taskset", "-c", config.SERVER_CPU])
+        self.assertEqual(new_server("dlockd-etcd", BINS, 4000, self.workdir,
+                                    1.0).companions[0].name, "etcd")
+        with self.assertRaises(Fail):
+            server_argv("dlockd-etcd", BINS, 4000, self.workdir)  # no cluster given
+
+    def test_dlockds_cpu_is_its_own(self):
+        class Cluster:
+            def cpu_ticks(self):
+                return 700, 0
+
+            def sleeps(self):
+                return 50
+
+        me = Server("dlockd-etcd", ["true"], 4000, self.workdir, 1.0, "0", [Cluster()],
+                    count_companions=False)
+        me.proc = mock.Mock(pid=os.getpid())
+        own, theirs = me.cpu_ticks()
+        self.assertEqual(theirs, 700)
+        self.assertLess(own, 700 + own)  # dlockd's alone
+        from compare_lib.procs import cpu_ticks, voluntary_switches
+        self.assertLessEqual(own, cpu_ticks(os.getpid()))
+        self.assertLessEqual(me.sleeps(), voluntary_switches(os.getpid()))
+        counted = Server("dlockd-redis", ["true"], 4000, self.workdir, 1.0, "0", [Cluster()])
+        counted.proc = mock.Mock(pid=os.getpid())
+        self.assertGreaterEqual(counted.cpu_ticks()[0], 700)
+        self.assertGreaterEqual(counted.sleeps(), 50)
+
+    def test_warm_up_checks(self):
+        self.assertTrue(warm_up_checked("etcd", 16))
+        self.assertTrue(warm_up_checked("etcd-3", 1))
+        self.assertTrue(warm_up_checked("dlockd-etcd", 1))
+        # Pipelined, dlockd's etcd store reorders a connection's requests: counted, not
+        # checked.
+        self.assertFalse(warm_up_checked("dlockd-etcd", 16))
+        self.assertTrue(warm_up_checked("dlockd", 16))
+        self.assertFalse(warm_up_checked("redis", 1))
+
+    def test_prefix_end(self):
+        self.assertEqual(etcdapi.prefix_end(b"lock||"), b"lock|}")
+        self.assertEqual(etcdapi.prefix_end(b"a\xff"), b"b")
+        self.assertEqual(etcdapi.prefix_end(b"\xff"), b"\0")
+        self.assertEqual(etcdapi.b64("lock||"), "bG9ja3x8")
+
+    def sums(self, wrong=None, leader_first=None):
+        store = summarize([run(2_000, p99=40_000, cpu_us=60.0, companion_cpu_us=250.0,
+                               **({"wrong_per_kreq": wrong} if wrong is not None else {}))])
+        store3 = summarize([run(900, p99=90_000, cpu_us=70.0, companion_cpu_us=600.0,
+                                **({"leader_first": leader_first}
+                                   if leader_first is not None else {}))])
+        return {"dlockd-etcd": store, "etcd": summary(1_600, 60_000, 320.0),
+                "dlockd-etcd-3": store3, "etcd-3": summary(1_000, 100_000, 350.0)}
+
+    def test_table_ratios_and_targets(self):
+        names = ["dlockd-etcd", "etcd", "dlockd-etcd-3", "etcd-3"]
+        t = side_by_side_table("x", self.sums(leader_first=True), names, placement="split",
+                               depth=1, connections=64)
+        self.assertIn("| dlockd, 1 worker, lock.etcd store (dlockd's CPU only; its etcd: 1 "
+                      "member) | 2.0 k |", t)
+        self.assertIn("| etcd, 3 members (gRPC: dlockd's etcd calls, from the client) |", t)
+        self.assertIn("| dlockd-etcd / etcd | 1.25 | 0.19 | 0.67 |", t)
+        self.assertIn("| dlockd-etcd-3 / etcd-3 | 0.90 | 0.20 | 0.90 |", t)
+        self.assertIn("its etcd (1 member) spent 250.00 µs/req beside it (median), against "
+                      "320.00 µs/req driven directly", t)
+        self.assertIn("that member led its cluster in 1 of 1 runs", t)
+        self.assertIn("| req/s, dlockd-etcd / etcd (1 member), depth 1 | ≥ 0.8 × | 1.25 | met |",
+                      t)
+        self.assertIn("| server CPU per request (dlockd's own / etcd's), dlockd-etcd / etcd "
+                      "(1 member), depth 1 | ≤ 0.25 × | 0.19 | met |", t)
+        self.assertIn("| req/s, dlockd-etcd-3 / etcd-3 (3 members), depth 1 | ≥ 0.8 × | 0.90 | "
+                      "met |", t)
+        # Every placement and depth has its target rows (the issue states them for all).
+        sums = self.sums()
+        sums["dlockd-etcd"] = summarize([run(1_000, cpu_us=100.0, companion_cpu_us=250.0)])
+        t = side_by_side_table("x", sums, names, placement="colo", depth=16, connections=64)
+        self.assertIn("| req/s, dlockd-etcd / etcd (1 member), depth 16 | ≥ 0.8 × | 0.62 | "
+                      "not met |", t)
+        self.assertIn("etcd (1 member), depth 16 | ≤ 0.25 × | 0.31 | not met |", t)
+        self.assertNotIn("led its cluster", t)
+        # Without its anchor there is nothing to set dlockd-etcd against.
+        t = side_by_side_table("x", {"dlockd-etcd": sums["dlockd-etcd"]}, ["dlockd-etcd"],
+                               depth=1)
+        self.assertNotIn("| etcd store |", t)
+        self.assertNotIn("| target |", t)
+
+    def test_wrong_answers_are_said_and_not_judged(self):
+        names = ["dlockd-etcd", "etcd"]
+        sums = {k: v for k, v in self.sums(wrong=214.5).items() if k in names}
+        t = side_by_side_table("x", sums, names, placement="colo", depth=16, connections=64)
+        self.assertIn("**dlockd-etcd answered up to 214.50 of every 1,000 requests wrong**", t)
+        self.assertIn("with 16 requests pipelined on a connection", t)
+        self.assertIn("| req/s, dlockd-etcd / etcd (1 member), depth 16 | ≥ 0.8 × | 1.25 | "
+                      "not judged: wrong answers |", t)
+        self.assertEqual(t.count("| met |"), 1)  # the targets' header, no verdict
+        sums = {k: v for k, v in self.sums(wrong=0.0).items() if k in names}
+        t = side_by_side_table("x", sums, names, depth=1)
+        self.assertNotIn("wrong", t)
+
+    def test_the_section_says_how_they_ran(self):
+        args = parse_args(["--servers", "dlockd-etcd,etcd,dlockd-etcd-3,etcd-3"])
+        s = section_text("side by side", args, [], {"etcd": "etcd Version: 3.4.23; x",
+                                                   "loadgen driver, etcd": "tokio"},
+                         now="n", commit="c", command="x")
+        self.assertIn("- etcd: etcd Version: 3.4.23; x", s)
+        self.assertIn("- loadgen driver, etcd: tokio", s)
+        self.assertIn("--protocol http|resp|etcd", s)
+        line = next(x for x in s.splitlines() if x.startswith("- etcd clusters:"))
+        self.assertIn("its WAL fsynced at every commit", line)
+        self.assertIn("every member pinned to CPU 0", line)
+        self.assertIn("etcd-3's three members share CPU 0", line)
+        line = next(x for x in s.splitlines() if x.startswith("- etcd and etcd-3:"))
+        self.assertIn("`LeaseGrant`, then one `Txn`", line)
+        line = next(x for x in s.splitlines() if x.startswith("- dlockd-etcd and dlockd-etcd-3:"))
+        self.assertIn("**Its server CPU is dlockd's process alone**", line)
+        self.assertIn("lock||perf-compare-probe", line)
+        s = section_text("side by side", parse_args(["--servers", "dlockd"]), [], {},
+                         now="n", commit="c", command="x")
+        self.assertNotIn("etcd", s)
+

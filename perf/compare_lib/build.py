@@ -7,7 +7,7 @@ import signal
 import subprocess
 
 from .common import Fail, log
-from .config import APT_PACKAGES, LOADGEN_MANIFEST, ROOT
+from .config import APT_PACKAGES, ETCD_APT_PACKAGES, LOADGEN_MANIFEST, ROOT
 
 
 def installed(pkg):
@@ -21,13 +21,19 @@ def installed(pkg):
     return r.returncode == 0 and r.stdout.strip() == "install ok installed"
 
 
-def ensure_packages():
+def ensure_packages(etcd=False):
+    """Installs the anchors' Debian packages that are missing (with `etcd`, etcd's too, unless
+    an etcd is on the PATH)."""
+    wanted = list(APT_PACKAGES)
+    if etcd and shutil.which("etcd") is None:
+        wanted += ETCD_APT_PACKAGES
     if shutil.which("dpkg-query") is None:
-        for cmd in ["redis-server", "redis-cli", "nginx", "valgrind", "callgrind_control"]:
+        for cmd in ["redis-server", "redis-cli", "nginx", "valgrind", "callgrind_control",
+                    *(["etcd"] if etcd else [])]:
             if shutil.which(cmd) is None:
                 raise Fail(f"{cmd} is missing and this is not a Debian system: install it")
         return
-    missing = [p for p in APT_PACKAGES if not installed(p)]
+    missing = [p for p in wanted if not installed(p)]
     if not missing:
         return
     sudo = [] if os.geteuid() == 0 else ["sudo"]

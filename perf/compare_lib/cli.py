@@ -12,6 +12,7 @@ from .build import build, ensure_packages
 from .common import Fail, Interrupted, log
 from .config import (
     ALL_SERVERS, BASE_SERVERS, EXTERNAL_DEFAULT_STORE, BUSY_WARN, CLIENT_CPU, DEFAULT_CONNECTIONS, DEFAULT_DEPTHS,
+    DEFAULT_SERVERS, ETCD_SERVERS, ETCD_STORE_SERVERS,
     DEFAULT_HANDOFF_CLIENTS, DEFAULT_PARKED_WAITERS, QUICK_PARKED_WAITERS,
     DEFAULT_DURATION_S, DEFAULT_INSTR_REQUESTS, DEFAULT_MEMORY_LEASES, DEFAULT_ROUNDS,
     DEFAULT_STORM_DURATION_S, DEFAULT_STORM_EXPIRY_S, DEFAULT_STORM_LEASES, DEFAULT_STORM_RATE,
@@ -92,8 +93,9 @@ def parse_args(argv=None):
     p.add_argument("--placements", default=None,
                    help="colo and/or split, comma-separated (default colo,split; "
                         "--expiry-storm colo)")
-    p.add_argument("--servers", default=",".join(ALL_SERVERS),
-                   help=f"a subset of {','.join(ALL_SERVERS)} (default: all)")
+    p.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
+                   help=f"a subset of {','.join(ALL_SERVERS)} (default: all but the etcd "
+                        "ones, which need etcd and are measured side by side only)")
     p.add_argument("--requests", type=int, default=None,
                    help=f"--instructions: counted requests (default {DEFAULT_INSTR_REQUESTS})")
     p.add_argument("--baseline", metavar="REV", default=None,
@@ -180,6 +182,10 @@ def parse_args(argv=None):
         p.error("--requests must be positive")
     if not args.placements or not args.servers:
         p.error("--placements and --servers must name at least one")
+    etcd = [s for s in args.servers if s in ETCD_SERVERS or s in ETCD_STORE_SERVERS]
+    if etcd and modes:
+        p.error(f"{etcd[0]} is measured side by side only: it does not combine with --"
+                + modes[0].replace("_", "-"))
     if args.open_loop and "redis" not in args.servers:
         p.error("--open-loop needs redis in --servers: its rate is half of redis-server's")
     if (args.memory or args.expiry_storm) and not set(args.servers) & set(STORM_SERVERS):
@@ -247,7 +253,8 @@ def main():
                 "already running; compare neither starts nor stops it")
         # Before the build: an address nothing answers on fails in seconds, not minutes.
         probe_externals(args.externals)
-    ensure_packages()
+    ensure_packages(etcd=any(s in ETCD_SERVERS or s in ETCD_STORE_SERVERS
+                             for s in args.servers))
     bins = build()
     workdir = tempfile.mkdtemp(prefix="dlockd-compare-")
     try:

@@ -9,6 +9,8 @@ RESULTS = ROOT / "perf" / "RESULTS.md"
 LOADGEN_MANIFEST = ROOT / "perf" / "loadgen" / "Cargo.toml"
 
 APT_PACKAGES = ["redis-server", "redis-tools", "nginx-light", "valgrind"]
+# Installed only when an etcd server is in --servers.
+ETCD_APT_PACKAGES = ["etcd-server"]
 
 # Placement: the server always runs on CPU 0; "colo" puts the client there too (the steady
 # placement on these VMs), "split" gives the client CPU 1.
@@ -133,7 +135,16 @@ BUSY_WARN = 0.10
 
 # The servers --servers may name.
 ALL_SERVERS = ["dlockd", "dlockd-uds", "dlockd-datadir", "dlockd-redis", "dlockd-nometrics",
-               "dlockd-2w", "ceiling", "ceiling-2w", "redis", "redis-uds", "nginx"]
+               "dlockd-2w", "ceiling", "ceiling-2w", "redis", "redis-uds", "nginx",
+               "dlockd-etcd", "etcd", "dlockd-etcd-3", "etcd-3"]
+# The etcd servers: anchors (etcd driven directly with dlockd's transactions) and dlockd on a
+# lock.etcd store, each over a cluster of its own that compare starts, one member or three.
+# Their runs are seconds of fsync-bound writes and need etcd: only when --servers names them.
+ETCD_SERVERS = {"etcd": 1, "etcd-3": 3}
+# dlockd on a lock.etcd store -> the anchor whose cluster it is given (started the same way).
+ETCD_STORE_SERVERS = {"dlockd-etcd": "etcd", "dlockd-etcd-3": "etcd-3"}
+# The default of --servers: all but the etcd ones.
+DEFAULT_SERVERS = [s for s in ALL_SERVERS if s not in ETCD_SERVERS and s not in ETCD_STORE_SERVERS]
 # --baseline REV: dlockd built from REV, run exactly as the server it is named after (the
 # same command line but for the binary, the same CPUs, the same client). Each is measured
 # when --baseline is given and its counterpart is in --servers, right after it.
@@ -142,7 +153,8 @@ BASE_SERVERS = {"dlockd-base": "dlockd", "dlockd-base-2w": "dlockd-2w"}
 WORKLOAD_SERVERS = {
     "uncontended": ["dlockd", "dlockd-base", "dlockd-uds", "dlockd-datadir", "dlockd-redis",
                     "dlockd-nometrics", "dlockd-2w", "dlockd-base-2w", "ceiling", "ceiling-2w",
-                    "redis", "redis-uds", "nginx"],
+                    "redis", "redis-uds", "nginx", "dlockd-etcd", "etcd", "dlockd-etcd-3",
+                    "etcd-3"],
     "contended": ["dlockd", "dlockd-base", "dlockd-2w", "dlockd-base-2w", "redis"],
     "churn": ["dlockd", "dlockd-base", "dlockd-2w", "dlockd-base-2w", "redis"],
 }
@@ -152,7 +164,8 @@ INSTR_SERVERS = ["dlockd", "dlockd-base", "dlockd-datadir", "dlockd-nometrics", 
 # the warm-up, and get the probe try-lock. Only dlockd-datadir runs with a data dir; only
 # dlockd-redis keeps its store in a redis-server of its own (started with it, see new_server).
 DLOCKD_SERVERS = ("dlockd", "dlockd-base", "dlockd-uds", "dlockd-datadir", "dlockd-redis",
-                  "dlockd-nometrics", "dlockd-2w", "dlockd-base-2w")
+                  "dlockd-nometrics", "dlockd-2w", "dlockd-base-2w", "dlockd-etcd",
+                  "dlockd-etcd-3")
 DATADIR_SERVERS = ("dlockd-datadir",)
 CEILING_SERVERS = ("ceiling", "ceiling-2w")
 REDIS_STORE_SERVERS = ("dlockd-redis",)
@@ -198,6 +211,10 @@ LABELS = {
     "redis": "redis-server (RESP, Dapr's lock.redis commands)",
     "redis-uds": "redis-server, Unix socket (RESP, Dapr's lock.redis commands)",
     "nginx": "nginx, 1 worker, fixed answer",
+    "dlockd-etcd": "dlockd, 1 worker, lock.etcd store (dlockd's CPU only; its etcd: 1 member)",
+    "etcd": "etcd, 1 member (gRPC: dlockd's etcd calls, from the client)",
+    "dlockd-etcd-3": "dlockd, 1 worker, lock.etcd store (dlockd's CPU only; its etcd: 3 members)",
+    "etcd-3": "etcd, 3 members (gRPC: dlockd's etcd calls, from the client)",
 }
 
 # The ratios the project's targets are stated in: dlockd (1 worker) over each anchor; and
@@ -216,6 +233,42 @@ FENCE_HEADER = "dapr-lock-fence"
 # lock||<resourceId>, the key the load generator's RESP commands use against the redis anchor.
 PROBE_REDIS_KEY = "lock||" + PROBE_RESOURCE
 PROBE_EXPIRY_S = 10
+
+# The issue's targets for dlockd on etcd, in every table that has a pair (dlockd-etcd and
+# the etcd it is set against, one member or three; ETCD_STORE_SERVERS): (key, measure,
+# wanted, at most). The figure is the pair's ratio of the measure's medians; for CPU,
+# dlockd's own CPU per request (its etcd's apart) over the CPU per request of etcd driven
+# directly.
+ETCD_TARGETS = [
+    ("rps", "req/s", 0.8, False),
+    ("cpu", "server CPU per request (dlockd's own / etcd's)", 0.25, True),
+]
+
+# The etcd members compare starts: etcd 3.4 as Debian packages it, with its defaults for what
+# a production member would keep (fsync of its WAL on every commit, --snapshot-count 100000,
+# --quota-backend-bytes 0 = 2 GiB, heartbeat 100 ms, election timeout 1000 ms, no
+# auto-compaction), its data dir a new directory in the run's temporary directory, client
+# and peer URLs on loopback. Logging at warn level, to its log file.
+ETCD_LOG_LEVEL = "warn"
+# The lock.etcd component's timeouts: the defaults (dialTimeout 5s, operationTimeout 5s).
+# The probe key: keyPrefix appid with no app id gives lock||<resourceId>, the keys the load
+# generator's etcd calls use.
+PROBE_ETCD_KEY = "lock||" + PROBE_RESOURCE
+
+# dlockd-etcd's component file: the store the load generator names, on its etcd cluster.
+ETCD_COMPONENT = """\
+# Written by perf/compare: the load generator's store as a lock.etcd store.
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: {store}
+spec:
+  type: lock.etcd
+  version: v1
+  metadata:
+  - name: endpoints
+    value: "{endpoints}"
+"""
 
 # dlockd-redis's component file: the store the load generator names, on its redis-server.
 REDIS_COMPONENT = """\

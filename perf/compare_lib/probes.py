@@ -1,18 +1,26 @@
-"""The probe try-lock and the checks that the data dir and the Redis store are really
-used: fencing tokens, the horizon file, the store's keys and calls, /metrics."""
+"""The probe try-lock and the checks that the data dir and the Redis and etcd stores are
+really used: fencing tokens, the horizon file, the store's keys and calls, /metrics."""
 
 import json
 import os
 import re
+import shutil
+import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
+from . import etcdapi
 from .common import Fail
 from .config import (
-    DATADIR_SERVERS, FENCE_HEADER, PROBE_EXPIRY_S, PROBE_OWNER, PROBE_REDIS_KEY, PROBE_RESOURCE,
-    PROBE_STORE, PROBE_TIMEOUT_S, REDIS_STORE_SERVERS, STORE_REDIS_NAME,
+    DATADIR_SERVERS, ETCD_SERVERS, ETCD_STORE_SERVERS, FENCE_HEADER, PROBE_ETCD_KEY,
+    PROBE_EXPIRY_S, PROBE_OWNER, PROBE_REDIS_KEY, PROBE_RESOURCE, PROBE_STORE, PROBE_TIMEOUT_S,
+    REDIS_STORE_SERVERS, STORE_REDIS_NAME,
 )
 from .rediscli import redis_cli, redis_keys
+
+# How long the leases revoked after the last answers of a run may take to go.
+ETCD_SETTLE_S = 5.0
 
 
 def read_http_answer(sock, what):
@@ -86,9 +94,12 @@ def probe_fence(server, timeout, after_grant=None, after_unlock=None, store=PROB
 def check_probe(server, timeout):
     """Fails unless `server`'s probe grant carries a fencing token exactly when it runs with
     a data dir: the comparison must be of data dir on against off. dlockd-redis's probe must
-    go through its redis-server (check_redis_store)."""
+    go through its redis-server (check_redis_store), dlockd-etcd's through its etcd, whose
+    create revision is its fencing token (check_etcd_store)."""
     if server.name in REDIS_STORE_SERVERS:
         fence = check_redis_store(server, timeout)
+    elif server.name in ETCD_STORE_SERVERS:
+        return check_etcd_store(server, timeout)
     else:
         fence = probe_fence(server, timeout)
     if server.name in DATADIR_SERVERS:
@@ -150,6 +161,119 @@ def check_redis_store(server, timeout):
     return probe_fence(server, timeout, after_grant, after_unlock)
 
 
+def etcd_of(server):
+    """The etcd cluster `server` speaks to: itself (an etcd anchor), its companion
+    (dlockd-etcd), or None for the others."""
+    if server.name in ETCD_SERVERS:
+        return server
+    if server.name in ETCD_STORE_SERVERS:
+        for companion in server.companions:
+            if companion.name == ETCD_STORE_SERVERS[server.name]:
+                return companion
+        raise Fail(f"{server.name} was started without its etcd cluster")
+    return None
+
+
+def check_etcd_store(server, timeout):
+    """dlockd-etcd's probe: its fresh cluster holds no lock key before it; the grant must
+    create exactly PROBE_ETCD_KEY, holding the probe's owner under a lease of at most the
+    probe's expiry, and carry its create revision as Dapr-Lock-Fence; the unlock must delete
+    it and its lease. Otherwise dlockd does not keep the store in this etcd (or not under the
+    keys the anchor's client uses), and the comparison stops. Returns the fence."""
+    cluster = etcd_of(server)
+    port = cluster.port
+    what = f"{server.name}: the probe try-lock through its etcd on 127.0.0.1:{port}"
+    if etcdapi.count_prefix(port, "lock||") != 0:
+        raise Fail(f"{what}: the fresh cluster holds lock keys before the probe")
+    found = {}
+
+    def after_grant():
+        kv = etcdapi.key_value(port, PROBE_ETCD_KEY)
+        if kv is None or etcdapi.count_prefix(port, "lock||") != 1:
+            raise Fail(f"{what}: after the grant {PROBE_ETCD_KEY!r} is not the one lock key "
+                       f"({kv})\n{server.log_tail()}")
+        owner, lease, created = kv
+        if owner != PROBE_OWNER:
+            raise Fail(f"{what}: {PROBE_ETCD_KEY} holds {owner!r}, not {PROBE_OWNER!r}")
+        ttl = etcdapi.lease_ttl(port, lease) if lease else -1
+        if not 0 < ttl <= PROBE_EXPIRY_S:
+            raise Fail(f"{what}: {PROBE_ETCD_KEY} is on lease {lease} with TTL {ttl}, not the "
+                       f"probe's expiry of {PROBE_EXPIRY_S} s")
+        found["created"] = created
+
+    def after_unlock():
+        if etcdapi.count_prefix(port, "lock||") != 0:
+            raise Fail(f"{what}: the unlock left {PROBE_ETCD_KEY} in etcd")
+
+    fence = probe_fence(server, timeout, after_grant, after_unlock)
+    if fence is None or fence != str(found.get("created")):
+        raise Fail(f"{what}: the grant's Dapr-Lock-Fence is {fence!r}, not the key's create "
+                   f"revision {found.get('created')}")
+    return fence
+
+
+def etcd_revision(server):
+    """The revision of `server`'s etcd cluster (etcd_of), None for servers without one."""
+    cluster = etcd_of(server)
+    return None if cluster is None else etcdapi.revision(cluster.port)
+
+
+def dlockd_answers(server, what):
+    """{(route, outcome): count} of dlockd's /metrics (dlockd_requests_total)."""
+    counts = {}
+    for line in metrics_text(server, what).splitlines():
+        c = re.match(r'dlockd_requests_total\{route="(\w+)",outcome="(\w+)"\}\s+(\d+)', line)
+        if c:
+            counts[(c.group(1), c.group(2))] = int(c.group(3))
+    return counts
+
+
+# The answers that are wrong in the uncontended workload, where every lock is of a free
+# resource and every unlock of the client's own lock.
+WRONG_ANSWERS = [("lock", "refused"), ("unlock", "lock_does_not_exist"),
+                 ("unlock", "lock_belongs_to_others")]
+
+
+def wrong_answers(server, what):
+    """How many of dlockd-etcd's lock and unlock answers so far were wrong for the
+    uncontended workload (a lock refused, an unlock of a lock not found or someone else's);
+    None for other servers. The client counts such answers only under --check."""
+    if server.name not in ETCD_STORE_SERVERS:
+        return None
+    counts = dlockd_answers(server, what)
+    return sum(counts.get(k, 0) for k in WRONG_ANSWERS)
+
+
+def check_etcd_writes(server, before, requests, wrong, what):
+    """Fails unless `server`'s etcd cluster wrote at least one revision per request the
+    client counted since `before` (etcd_revision then): a granted lock puts its key, a
+    released unlock deletes it; an unlock that found nothing (`wrong`) writes nothing."""
+    if before is None:
+        return
+    done = etcd_revision(server) - before
+    if done < requests - (wrong or 0):
+        raise Fail(f"{what}: its etcd's revision moved {done} for {requests} requests "
+                   f"({wrong or 0} answered wrong): not every request went through etcd")
+
+
+def check_etcd_clean(server, what, settle_s=ETCD_SETTLE_S):
+    """Fails unless `server`'s etcd cluster holds no lock key and no lease within `settle_s`
+    after a run: every lock was unlocked and every lease revoked (the revokes trail the
+    answers, in dlockd and in the client alike)."""
+    cluster = etcd_of(server)
+    if cluster is None:
+        return
+    deadline = time.monotonic() + settle_s
+    while True:
+        keys, held = etcdapi.count_prefix(cluster.port, "lock||"), etcdapi.leases(cluster.port)
+        if keys == 0 and held == 0:
+            return
+        if time.monotonic() > deadline:
+            raise Fail(f"{what}: {keys} lock keys and {held} leases left in its etcd "
+                       f"{settle_s:g} s after the run")
+        time.sleep(0.1)
+
+
 def store_redis_calls(server):
     """SET plus EVALSHA calls so far on dlockd-redis's redis-server (INFO commandstats),
     None for other servers: dlockd sends one of them per try-lock and per unlock."""
@@ -188,10 +312,11 @@ def metrics_text(server, what):
 
 
 def check_no_errors_answered(server, what):
-    """Fails unless dlockd-redis's /metrics count no lock or unlock answered with an error and
-    no other 5xx since it started: the load generator counts a 500 as a refusal, not an
-    error, so a Redis store that failed requests would otherwise pass for a fast one."""
-    if server.name not in REDIS_STORE_SERVERS:
+    """Fails unless dlockd-redis's (or dlockd-etcd's) /metrics count no lock or unlock
+    answered with an error and no other 5xx since it started: the load generator counts a
+    500 as a refusal, not an error, so a store that failed requests would otherwise pass for
+    a fast one."""
+    if server.name not in REDIS_STORE_SERVERS and server.name not in ETCD_STORE_SERVERS:
         return
     text = metrics_text(server, what)
     bad = {}
@@ -204,8 +329,9 @@ def check_no_errors_answered(server, what):
 
 
 def data_dir_of(server):
-    """The --data-dir on `server`'s command line, or None."""
-    if "--data-dir" not in server.argv:
+    """The --data-dir on `server`'s command line, or None (and None for an etcd server,
+    whose members take a --data-dir of their own)."""
+    if server.name in ETCD_SERVERS or "--data-dir" not in server.argv:
         return None
     return Path(server.argv[server.argv.index("--data-dir") + 1])
 
@@ -250,6 +376,25 @@ def filesystem_of(path):
         if inside and len(mnt) >= len(best[0]):
             best = (mnt, fstype, dev)
     return best[1], best[2]
+
+
+def etcd_version():
+    """`etcd --version`'s first line, or "unknown"."""
+    try:
+        out = subprocess.run([shutil.which("etcd") or "etcd", "--version"], capture_output=True,
+                             text=True, timeout=PROBE_TIMEOUT_S, check=False).stdout
+    except OSError:
+        return "unknown"
+    return (out.splitlines() or ["unknown"])[0].strip()
+
+
+def etcd_note(workdir):
+    """The section's line about the etcd members: which etcd, and the disk its WAL is
+    fsynced to."""
+    fstype, dev = filesystem_of(workdir)
+    return (f"{etcd_version()}; every member's data dir (its WAL, fsynced at every commit) a "
+            f"new directory in the run's temporary directory under {Path(workdir).parent} "
+            f"({fstype} on {dev})")
 
 
 def data_dir_note(workdir):

@@ -12,8 +12,9 @@ from pathlib import Path
 from .client import loadgen_argv
 from .common import log
 from .config import (
-    BASE_SERVERS, BUSY_SAMPLE_S, BUSY_WARN, CLIENT_CPU, PROBE_REDIS_KEY, PROBE_STORE, RESULTS,
-    ROOT, SERVER_CPU, TWO_WORKER_CPUS, UDS_APP_ID, UDS_TARGETS_CONNECTIONS,
+    BASE_SERVERS, BUSY_SAMPLE_S, BUSY_WARN, CLIENT_CPU, ETCD_SERVERS, ETCD_STORE_SERVERS,
+    PROBE_ETCD_KEY, PROBE_REDIS_KEY, PROBE_STORE, RESULTS, ROOT, SERVER_CPU, TWO_WORKER_CPUS,
+    UDS_APP_ID, UDS_TARGETS_CONNECTIONS,
 )
 from .procs import clock_ticks
 
@@ -84,7 +85,8 @@ def machine_lines(notes, noisy_matters):
     for key in ("dlockd driver", "dlockd-base driver", "ceiling driver",
                 "dlockd driver under valgrind", "dlockd-base driver under valgrind",
                 "dlockd-datadir driver under valgrind", "dlockd-nometrics driver under valgrind",
-                "ceiling driver under valgrind", "loadgen driver", "data dir"):
+                "ceiling driver under valgrind", "loadgen driver", "loadgen driver, etcd",
+                "data dir", "etcd"):
         if notes.get(key):
             lines.append(f"- {key}: {notes[key]}")
     return lines
@@ -103,9 +105,55 @@ def baseline_line(args):
 
 def client_template(args):
     """The measured run's client command, with what varies between runs in capitals."""
-    argv = loadgen_argv({"dlockd-loadgen": "dlockd-loadgen"}, "PORT", "http|resp", "W",
+    protocols = "http|resp|etcd" if set(args.servers) & set(ETCD_SERVERS) else "http|resp"
+    argv = loadgen_argv({"dlockd-loadgen": "dlockd-loadgen"}, "PORT", protocols, "W",
                         args.connections, "D", "C", ("duration", args.duration), False)
     return " ".join(argv)
+
+
+def etcd_head_lines(args):
+    """The head's lines on the etcd servers in --servers."""
+    lines = []
+    anchors = [s for s in ETCD_SERVERS if s in args.servers]
+    stores = [s for s in ETCD_STORE_SERVERS if s in args.servers]
+    if anchors or stores:
+        lines.append(
+            "- etcd clusters: started by compare for every run (the anchors' and dlockd-etcd's "
+            "alike), one member (etcd) or three (etcd-3) on loopback ports, each member with a "
+            "new data dir and every member pinned to CPU "
+            f"{SERVER_CPU} (Go's GOMAXPROCS follows the affinity: 1); etcd's defaults "
+            "otherwise, as a production member keeps them: its WAL fsynced at every commit, "
+            "`--snapshot-count` 100000, `--quota-backend-bytes` 0 (2 GiB), heartbeat 100 ms, "
+            "election timeout 1000 ms, no auto-compaction; ready once every member's /health "
+            "says true. etcd-3's three members share CPU "
+            f"{SERVER_CPU} with each other (and with dlockd, and in colo with the client), "
+            "where a real cluster has a machine and a disk per member")
+    if anchors:
+        lines.append(
+            f"- {' and '.join(anchors)}: etcd driven directly by the client, `--protocol etcd "
+            "--target` every member (connection i to member i mod n), with the calls dlockd's "
+            "lock.etcd store makes: per lock `LeaseGrant`, then one `Txn` (the key and its "
+            "waiter keys absent: `Put` of the key under the lease; else `Range`), then, "
+            "refused, `LeaseRevoke`; per unlock one `Txn` (the value is the owner: `Range` and "
+            "`DeleteRange`; else `Range`), then `LeaseRevoke` of the deleted key's lease, each "
+            "revoke after the answer as dlockd sends it; keys `lock||<resourceId>`, one "
+            "request per lock or unlock. Checked warm-up; every measured run moved etcd's "
+            "revision by at least one per request, and left no lock key and no lease")
+    if stores:
+        lines.append(
+            f"- {' and '.join(stores)}: dlockd, 1 worker, `--resources-path` with one component "
+            f"file making `{PROBE_STORE}` a `lock.etcd` store on a cluster of its own made "
+            "as the anchor's (`endpoints` every member; dlockd sends every call to the first "
+            "and fails over to the others), `keyPrefix` default and no app id: keys "
+            "`lock||<resourceId>`, as the anchor's client. **Its server CPU is dlockd's "
+            "process alone**; its etcd's is given under each table. Every start's probe "
+            f"try-lock created `{PROBE_ETCD_KEY}` in etcd on a lease of the probe's expiry, "
+            "with its create revision as Dapr-Lock-Fence, and its unlock deleted it; every "
+            "measured run moved etcd's revision by at least one per request (less the "
+            "unlocks answered wrong), and dlockd's /metrics counted no error answer. Its "
+            "warm-up is checked at depth 1 only (see the wrong answers under the tables); "
+            "at depth 1 its runs had no wrong answer and left no lock key and no lease")
+    return lines
 
 
 def section_text(kind, args, tables, notes, head=None, now=None, commit=None, command=None):
@@ -189,6 +237,7 @@ def section_text(kind, args, tables, notes, head=None, now=None, commit=None, co
                 "HTTP), after them in every round, uncontended only: "
                 + "; ".join(e.describe() for e in externals)
             )
+        lines += etcd_head_lines(args)
         if "dlockd-2w" in args.servers:
             lines.append(
                 "- dlockd with 2 workers shares the 2 vCPUs with the client: its req/s and "

@@ -10,11 +10,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import etcdapi
 from .common import Fail, log
 from .config import (
-    BASE_SERVERS, CEILING_SERVERS, DLOCKD_SERVERS, MAX_UNIX_PATH_BYTES, NGINX_CONF, PROBE_STORE,
-    REDIS_COMPONENT, REDIS_STORE_SERVERS, SERVER_CPU, STOP_TIMEOUT_S, STORE_REDIS_NAME,
-    TWO_WORKER_CPUS, UDS_APP_ID, UDS_SERVERS,
+    BASE_SERVERS, CEILING_SERVERS, DLOCKD_SERVERS, ETCD_COMPONENT, ETCD_LOG_LEVEL, ETCD_SERVERS,
+    ETCD_STORE_SERVERS, MAX_UNIX_PATH_BYTES, NGINX_CONF, PROBE_STORE, REDIS_COMPONENT,
+    REDIS_STORE_SERVERS, SERVER_CPU, STOP_TIMEOUT_S, STORE_REDIS_NAME, TWO_WORKER_CPUS,
+    UDS_APP_ID, UDS_SERVERS,
 )
 from .procs import cpu_ticks, free_port, voluntary_switches
 
@@ -22,12 +24,15 @@ from .procs import cpu_ticks, free_port, voluntary_switches
 class Server:
     """One server process, started in its own session so that Ctrl-C reaches only this
     script and its whole process group can be stopped by the group's id. `companions`:
-    servers it needs (dlockd-redis's redis-server), started before it and stopped after it;
-    their CPU time is counted with its own."""
+    servers it needs (dlockd-redis's redis-server, dlockd-etcd's etcd cluster), started before
+    it and stopped after it; their CPU time is counted with its own if `count_companions`
+    (dlockd-redis), else apart (dlockd-etcd: dlockd's own CPU is the figure)."""
 
-    def __init__(self, name, argv, port, workdir, ready_timeout, cpus, companions=()):
+    def __init__(self, name, argv, port, workdir, ready_timeout, cpus, companions=(),
+                 count_companions=True):
         self.name = name
         self.companions = list(companions)
+        self.count_companions = count_companions
         # dlockd and the ceiling print one start-up line naming their I/O driver.
         self.says_driver = name in DLOCKD_SERVERS or name in CEILING_SERVERS
         self.port = port
@@ -120,16 +125,19 @@ class Server:
             companion.check_alive()
 
     def cpu_ticks(self):
-        """(all, companions'): utime + stime of this server's processes and its
-        companions', and of the companions' alone."""
+        """(counted, companions'): utime + stime of this server's processes, with its
+        companions' if it counts them, and of the companions' alone."""
         own = cpu_ticks(self.proc.pid)
-        theirs = sum(cpu_ticks(c.proc.pid) for c in self.companions)
-        return own + theirs, theirs
+        theirs = sum(c.cpu_ticks()[0] for c in self.companions)
+        return own + (theirs if self.count_companions else 0), theirs
 
     def sleeps(self):
-        """Voluntary context switches of this server's threads and its companions'."""
-        return voluntary_switches(self.proc.pid) + sum(
-            voluntary_switches(c.proc.pid) for c in self.companions)
+        """Voluntary context switches of this server's threads, and of its companions' if it
+        counts them."""
+        own = voluntary_switches(self.proc.pid)
+        if not self.count_companions:
+            return own
+        return own + sum(c.sleeps() for c in self.companions)
 
     def stop(self, sig=signal.SIGTERM):
         try:
@@ -168,6 +176,87 @@ class Server:
 
 # Every server started and not yet stopped, for the clean-up on any way out.
 RUNNING = []
+
+
+class EtcdCluster:
+    """An etcd cluster of one or three members on this machine, each a Server (a process
+    pinned to the server's CPU), started together and ready once every member says it is
+    healthy (it has a leader). As a server of its own (etcd, etcd-3) the client speaks etcd's
+    gRPC to all its members; as a companion it is dlockd-etcd's store. Its CPU time and
+    sleeps are its members'."""
+
+    says_driver = False
+    unix = None
+
+    def __init__(self, name, members, ready_timeout):
+        self.name = name
+        self.members = members
+        self.ready_timeout = ready_timeout
+        self.companions = []
+        self.count_companions = True
+        self.leader_index = None
+
+    @property
+    def ports(self):
+        """The members' client ports, in order."""
+        return [m.port for m in self.members]
+
+    @property
+    def port(self):
+        return self.members[0].port
+
+    @property
+    def argv(self):
+        return self.members[0].argv
+
+    @property
+    def target(self):
+        """The client's --target: every member's client address, comma-separated."""
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    @property
+    def endpoints(self):
+        """lock.etcd's `endpoints`: the same list."""
+        return self.target
+
+    def start(self):
+        # Each member accepts on its client port before the cluster has a leader: start them
+        # all, then wait for health.
+        for member in self.members:
+            member.start()
+        deadline = time.monotonic() + self.ready_timeout
+        while not all(etcdapi.healthy(p) for p in self.ports):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise Fail(f"{self.name}: its members did not all become healthy within "
+                           f"{self.ready_timeout:.0f} s\n{self.log_tail()}")
+            time.sleep(0.05)
+        # Which member leads: dlockd sends all its calls to its first endpoint.
+        leading = [i for i, p in enumerate(self.ports) if etcdapi.leads(p)]
+        self.leader_index = leading[0] if leading else None
+
+    def log_tail(self, lines=15):
+        return "\n".join(f"  {m.name}:\n{m.log_tail(lines)}" for m in self.members)
+
+    def startup_line(self):
+        return ""
+
+    def check_alive(self):
+        for member in self.members:
+            member.check_alive()
+
+    def cpu_ticks(self):
+        return sum(m.cpu_ticks()[0] for m in self.members), 0
+
+    def sleeps(self):
+        return sum(m.sleeps() for m in self.members)
+
+    def stop(self, sig=signal.SIGTERM):
+        for member in self.members:
+            try:
+                member.stop(sig)
+            except Exception as e:  # the other members are stopped all the same
+                log(f"compare: stopping {member.name}: {e}")
 
 
 def connect_to(target, timeout):
@@ -240,11 +329,59 @@ def stop_all():
             log(f"compare: stopping {server.name}: {e}")
 
 
+def etcd_member_argv(cluster, index, client_ports, peer_ports, workdir):
+    """(argv, cpus) of member `index` of the etcd cluster named `cluster` whose members'
+    client and peer ports are `client_ports` and `peer_ports`: a new data dir in `workdir`,
+    loopback URLs, etcd's defaults otherwise (see ETCD_LOG_LEVEL in config), pinned to the
+    server's CPU as every member."""
+    names = [f"m{i}" for i in range(len(client_ports))]
+    ddir = tempfile.mkdtemp(prefix=f"{cluster}-{client_ports[0]}-{names[index]}-", dir=workdir)
+    client = f"http://127.0.0.1:{client_ports[index]}"
+    peer = f"http://127.0.0.1:{peer_ports[index]}"
+    initial = ",".join(f"{n}=http://127.0.0.1:{p}" for n, p in zip(names, peer_ports))
+    argv = [
+        shutil.which("etcd") or "/usr/bin/etcd",
+        "--name", names[index],
+        "--data-dir", ddir,
+        "--listen-client-urls", client,
+        "--advertise-client-urls", client,
+        "--listen-peer-urls", peer,
+        "--initial-advertise-peer-urls", peer,
+        "--initial-cluster", initial,
+        "--initial-cluster-state", "new",
+        "--initial-cluster-token", f"{cluster}-{client_ports[0]}",
+        "--logger", "zap",
+        "--log-level", ETCD_LOG_LEVEL,
+    ]
+    return argv, SERVER_CPU
+
+
+def new_etcd_cluster(name, workdir, ready_timeout, first_port=None, avoid=()):
+    """An EtcdCluster (not started) with as many members as the anchor `name` has: the
+    first member's client port `first_port` (None: a free one), the other ports free ones
+    other than those and `avoid`."""
+    count = ETCD_SERVERS[name]
+    ports = [] if first_port is None else [first_port]
+    avoid = set(avoid)
+    while len(ports) < 2 * count:
+        p = free_port()
+        if p not in ports and p not in avoid:
+            ports.append(p)
+    client_ports, peer_ports = ports[:count], ports[count:]
+    members = []
+    for i in range(count):
+        argv, cpus = etcd_member_argv(name, i, client_ports, peer_ports, workdir)
+        members.append(Server(f"{name}-m{i}", argv, client_ports[i], workdir, ready_timeout,
+                              cpus))
+    return EtcdCluster(name, members, ready_timeout)
+
+
 def server_argv(name, bins, port, workdir, valgrind=None, io_driver=None, dlockd_flags=(),
-                store_port=None):
+                store_port=None, store_endpoints=None):
     """(argv, cpus) for server `name` on `port`. `valgrind` is an argv prefix;
     `dlockd_flags` are added to dlockd's command line (not the ceiling's); `store_port` is
-    the port of dlockd-redis's redis-server (see new_server). A baseline server
+    the port of dlockd-redis's redis-server, `store_endpoints` the client addresses of
+    dlockd-etcd's etcd cluster, comma-separated (see new_server). A baseline server
     (BASE_SERVERS) gets its counterpart's command line and CPUs with the baseline's binary,
     bins["dlockd-base"]."""
     if name in BASE_SERVERS:
@@ -286,6 +423,19 @@ def server_argv(name, bins, port, workdir, valgrind=None, io_driver=None, dlockd
         cdir = tempfile.mkdtemp(prefix=f"components-{port}-", dir=workdir)
         (Path(cdir) / f"{PROBE_STORE}.yaml").write_text(
             REDIS_COMPONENT.format(store=PROBE_STORE, port=store_port))
+        argv = [bins["dlockd"], "--listen", listen, "--workers", "1", *metrics_on, *grpc,
+                *driver, "--resources-path", cdir, "--app-id=", *dlockd_flags]
+        return prefix + argv, SERVER_CPU
+    if name in ETCD_STORE_SERVERS:
+        if store_endpoints is None:
+            raise Fail(f"{name} needs its etcd cluster's endpoints (start it with new_server)")
+        # As dlockd-redis: a component file making the client's store a lock.etcd store on
+        # this start's cluster, all its members in `endpoints` (dlockd sends to the first,
+        # the others take over if it fails), keyPrefix at its default and the app id empty:
+        # keys lock||<resourceId>, as the etcd anchor's client calls.
+        cdir = tempfile.mkdtemp(prefix=f"components-{port}-", dir=workdir)
+        (Path(cdir) / f"{PROBE_STORE}.yaml").write_text(
+            ETCD_COMPONENT.format(store=PROBE_STORE, endpoints=store_endpoints))
         argv = [bins["dlockd"], "--listen", listen, "--workers", "1", *metrics_on, *grpc,
                 *driver, "--resources-path", cdir, "--app-id=", *dlockd_flags]
         return prefix + argv, SERVER_CPU
@@ -342,7 +492,18 @@ def new_server(name, bins, port, workdir, ready_timeout, **kw):
     """A Server for `name` on `port` (not started). dlockd-redis gets its companion: a fresh
     redis-server on a port of its own, with the redis anchor's command line and pinning (CPU
     0, the server's), started before dlockd (each worker connects to it at start) and stopped
-    after it. `kw` goes to server_argv."""
+    after it. dlockd-etcd likewise gets a fresh etcd cluster made as its anchor's, whose CPU
+    time is kept apart from dlockd's. The etcd anchors are an EtcdCluster whose first member
+    listens on `port`. `kw` goes to server_argv."""
+    if name in ETCD_SERVERS:
+        return new_etcd_cluster(name, workdir, ready_timeout, first_port=port)
+    if name in ETCD_STORE_SERVERS:
+        cluster = new_etcd_cluster(ETCD_STORE_SERVERS[name], workdir, ready_timeout,
+                                   avoid=(port,))
+        argv, cpus = server_argv(name, bins, port, workdir, store_endpoints=cluster.endpoints,
+                                 **kw)
+        return Server(name, argv, port, workdir, ready_timeout, cpus, [cluster],
+                      count_companions=False)
     companions = []
     if name in REDIS_STORE_SERVERS:
         rport = free_port()
@@ -357,4 +518,6 @@ def new_server(name, bins, port, workdir, ready_timeout, **kw):
 
 
 def protocol_of(name):
+    if name in ETCD_SERVERS:
+        return "etcd"
     return "resp" if name in ("redis", "redis-uds") else "http"

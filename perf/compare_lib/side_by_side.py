@@ -5,15 +5,17 @@ import time
 
 from .client import loadgen_argv, loadgen_driver, run_loadgen, server_driver
 from .common import log
+from .common import Fail
 from .config import (
-    BASE_SERVERS, CEILING_SERVERS, CLIENT_CPU, DLOCKD_SERVERS, LABELS, LOADGEN_SLACK_S,
-    MIN_CPU_TICKS, PROBE_TIMEOUT_S, RATIOS, READY_TIMEOUT_S, UDS_TARGETS,
-    UDS_TARGETS_CONNECTIONS, WORKLOAD_SERVERS,
+    BASE_SERVERS, CEILING_SERVERS, CLIENT_CPU, DLOCKD_SERVERS, ETCD_SERVERS, ETCD_STORE_SERVERS,
+    ETCD_TARGETS, LABELS, LOADGEN_SLACK_S, MIN_CPU_TICKS, PROBE_TIMEOUT_S, RATIOS,
+    READY_TIMEOUT_S, UDS_TARGETS, UDS_TARGETS_CONNECTIONS, WORKLOAD_SERVERS,
 )
 from .fmt import fmt_cpu, fmt_rate, fmt_ratio, fmt_ratio_of_ratios, fmt_us
 from .probes import (
-    check_horizon_moved, check_no_errors_answered, check_probe, check_store_redis_calls,
-    data_dir_note, horizon_mtime, store_redis_calls,
+    check_etcd_clean, check_etcd_writes, check_horizon_moved, check_no_errors_answered,
+    check_probe, check_store_redis_calls, data_dir_note, etcd_note, etcd_of, etcd_revision,
+    horizon_mtime, store_redis_calls, wrong_answers,
 )
 from .procs import clock_ticks, free_port
 from .servers import new_server, protocol_of
@@ -26,6 +28,16 @@ def open_loop_pacer(placement, rate):
     if rate and placement == "split":
         return "spin"
     return None
+
+
+def warm_up_checked(name, depth):
+    """Whether `name`'s warm-up runs with --check: the servers whose answers depend on the
+    request (dlockd's, etcd's), but not dlockd on etcd with requests pipelined: it does not
+    apply a connection's pipelined requests in order (an unlock overtakes its lock), so its
+    wrong answers are counted from its /metrics instead (wrong_answers)."""
+    if name in ETCD_STORE_SERVERS:
+        return depth == 1
+    return name in DLOCKD_SERVERS or name in ETCD_SERVERS
 
 
 def measure_one(args, bins, workdir, name, workload, placement, depth, notes, rate=0):
@@ -44,11 +56,13 @@ def measure_one(args, bins, workdir, name, workload, placement, depth, notes, ra
             check_probe(server, PROBE_TIMEOUT_S)
         # Unmeasured warm-up; --check only where the answers depend on the request.
         warm = loadgen_argv(bins, server.target, protocol, workload, args.connections, depth,
-                            cpu, ("duration", args.warmup), name in DLOCKD_SERVERS, rate=rate,
-                            pacer=pacer)
+                            cpu, ("duration", args.warmup), warm_up_checked(name, depth),
+                            rate=rate, pacer=pacer)
         warm_result = run_loadgen(warm, args.warmup + LOADGEN_SLACK_S, f"{what} (warm-up)")
-        if notes.get("loadgen driver") is None:
-            notes["loadgen driver"] = loadgen_driver(warm_result)
+        # The etcd client runs on tokio, the others on monoio.
+        driver_key = "loadgen driver, etcd" if protocol == "etcd" else "loadgen driver"
+        if notes.get(driver_key) is None:
+            notes[driver_key] = loadgen_driver(warm_result)
         if server.says_driver:
             key = ("ceiling driver" if name in CEILING_SERVERS else
                    "dlockd-base driver" if name in BASE_SERVERS else "dlockd driver")
@@ -60,6 +74,8 @@ def measure_one(args, bins, workdir, name, workload, placement, depth, notes, ra
                                 pacer=pacer)
         horizon_before = horizon_mtime(server)
         calls_before = store_redis_calls(server)
+        revision_before = etcd_revision(server)
+        wrong_before = wrong_answers(server, what)
         sleeps_before = server.sleeps()
         before, store_before = server.cpu_ticks()
         result = run_loadgen(measured, args.duration + LOADGEN_SLACK_S, what)
@@ -69,6 +85,16 @@ def measure_one(args, bins, workdir, name, workload, placement, depth, notes, ra
         check_horizon_moved(server, horizon_before, what)
         check_store_redis_calls(server, calls_before, result["requests"], what)
         check_no_errors_answered(server, what)
+        wrong = None if wrong_before is None else wrong_answers(server, what) - wrong_before
+        check_etcd_writes(server, revision_before, result["requests"], wrong, what)
+        if wrong:
+            if depth == 1:
+                raise Fail(f"{what}: dlockd answered {wrong} locks or unlocks wrong (a lock "
+                           "refused or an unlock of a lock it did not find) with nothing "
+                           f"pipelined\n{server.log_tail()}")
+        else:
+            check_etcd_clean(server, what)
+        cluster = etcd_of(server)
     finally:
         server.stop()
     # Server CPU: the server's processes and its companions' (dlockd-redis's redis-server).
@@ -78,6 +104,11 @@ def measure_one(args, bins, workdir, name, workload, placement, depth, notes, ra
     result["server_sleeps_per_kreq"] = (sleeps_after - sleeps_before) * 1000 / result["requests"]
     if server.companions:
         result["companion_cpu_us"] = (store_after - store_before) * per_request
+    if wrong is not None:
+        result["wrong_per_kreq"] = wrong * 1000 / result["requests"]
+    if cluster is not None and len(cluster.members) > 1:
+        # dlockd sends every call to its first endpoint: whether that one led this run.
+        result["leader_first"] = cluster.leader_index == 0
     return result
 
 
@@ -132,6 +163,8 @@ def summarize(runs):
     ccpu = [c for c in (client_cpu(r) for r in runs) if c is not None]
     maxes = [r["max_us"] for r in runs if isinstance(r.get("max_us"), (int, float))]
     companion = [r["companion_cpu_us"] for r in runs if "companion_cpu_us" in r]
+    wrong = [r["wrong_per_kreq"] for r in runs if "wrong_per_kreq" in r]
+    leader_first = [r["leader_first"] for r in runs if "leader_first" in r]
     return {
         "rps": med(rps),
         "rps_min": min(rps),
@@ -147,8 +180,13 @@ def summarize(runs):
                       if isinstance(r.get("server_cpu_ticks"), (int, float))), default=None),
         "sleeps": med_of("server_sleeps_per_kreq"),
         "client_cpu": med(ccpu) if ccpu else None,
-        # dlockd-redis: its redis-server's part of "cpu" (median over the rounds on its own).
+        # dlockd-redis: its redis-server's part of "cpu" (median over the rounds on its own);
+        # dlockd-etcd: its etcd's CPU, apart from "cpu" (dlockd's own).
         "companion_cpu": med(companion) if companion else None,
+        # dlockd-etcd: wrong answers per 1,000 requests, the largest of the rounds.
+        "wrong": max(wrong) if wrong else None,
+        # A 3-member cluster: (runs whose first member led, runs).
+        "leader_first": (sum(leader_first), len(leader_first)) if leader_first else None,
         "runs": len(runs),
     }
 
@@ -177,6 +215,84 @@ def uds_target_rows(summary, placement, depth, connections):
                      "–" if figure is None else f"{figure:.2f}",
                      verdict(figure, target, at_most)))
     return rows
+
+
+def etcd_members(anchor):
+    n = ETCD_SERVERS[anchor]
+    return f"{n} member{'s' if n > 1 else ''}"
+
+
+def etcd_target_rows(summary, depth):
+    """(measure, wanted, figure, verdict) for each of the issue's etcd targets and each pair
+    of dlockd-etcd and its anchor the table has. Not judged when dlockd answered wrong: it
+    then did other work than etcd did."""
+    rows = []
+    for store, anchor in ETCD_STORE_SERVERS.items():
+        a, b = summary.get(store), summary.get(anchor)
+        if not a or not b:
+            continue
+        for key, measure, target, at_most in ETCD_TARGETS:
+            figure = a[key] / b[key] if a[key] is not None and b[key] else None
+            verdict_ = verdict(figure, target, at_most)
+            if a.get("wrong"):
+                verdict_ = "not judged: wrong answers"
+            rows.append((f"{measure}, {store} / {anchor} ({etcd_members(anchor)}), depth {depth}",
+                         f"{'≤' if at_most else '≥'} {target:g} ×",
+                         "–" if figure is None else f"{figure:.2f}", verdict_))
+    return rows
+
+
+def etcd_lines(summary, depth):
+    """The etcd store's part of a table: dlockd-etcd over etcd driven directly, what its
+    etcd spent, its wrong answers, which member led, and the targets."""
+    lines = []
+    pairs = [(s, a) for s, a in ETCD_STORE_SERVERS.items() if s in summary and a in summary]
+    if pairs:
+        lines += [
+            "",
+            "| etcd store | req/s | server CPU per request (dlockd's own / etcd's) | p99 |",
+            "|---|---:|---:|---:|",
+        ]
+        for s, a in pairs:
+            n, o = summary[s], summary[a]
+            lines.append(
+                f"| {s} / {a} | {fmt_ratio(n['rps'], o['rps'])} | "
+                f"{fmt_ratio(n['cpu'], o['cpu'])} | {fmt_ratio(n['p99'], o['p99'])} |"
+            )
+    notes = []
+    for s, a in ETCD_STORE_SERVERS.items():
+        n = summary.get(s)
+        if not n:
+            continue
+        if n["companion_cpu"] is not None:
+            direct = summary.get(a)
+            notes.append(
+                f"{s}'s server CPU is dlockd's alone; its etcd ({etcd_members(a)}) spent "
+                f"{fmt_cpu(n['companion_cpu'])} µs/req beside it (median)"
+                + (f", against {fmt_cpu(direct['cpu'])} µs/req driven directly by the client"
+                   if direct and direct["cpu"] is not None else "") + ".")
+        if n.get("wrong"):
+            notes.append(
+                f"**{s} answered up to {fmt_cpu(n['wrong'])} of every 1,000 requests wrong** "
+                "(a lock refused, an unlock of a lock it did not find: from its /metrics): "
+                f"with {depth} requests pipelined on a connection, dlockd's etcd store does "
+                "not apply them in order, and an unlock overtakes the lock written before it "
+                "(one etcd call against two), leaving that lock held until its lease ends. "
+                "Its req/s is not of the same work as etcd's here, and its targets are not "
+                "judged.")
+        if n.get("leader_first"):
+            k, runs = n["leader_first"]
+            notes.append(f"{s}: dlockd sends every call to its first endpoint; that member "
+                         f"led its cluster in {k} of {runs} runs (the others forward to the "
+                         "leader).")
+    for text in notes:
+        lines += ["", text]
+    rows = etcd_target_rows(summary, depth)
+    if rows:
+        lines += ["", "| target | wanted | figure (median over the rounds) | met |",
+                  "|---|---|---:|---|"]
+        lines += [f"| {m} | {t} | {f} | {v} |" for m, t, f, v in rows]
+    return lines
 
 
 def side_by_side_table(title, summary, servers, labels=None, placement=None, depth=None,
@@ -263,6 +379,7 @@ def side_by_side_table(title, summary, servers, labels=None, placement=None, dep
                 "dlockd-redis's server CPU is dlockd's and its redis-server's together; of it, "
                 f"its redis-server: {fmt_cpu(rs['companion_cpu'])} µs/req (median).",
             ]
+    lines += etcd_lines(summary, depth)
     uds_pairs = [(a, b) for a, b in (("dlockd-uds", "dlockd"), ("redis-uds", "redis"),
                                       ("dlockd-uds", "redis-uds"))
                  if a in summary and b in summary]
@@ -394,4 +511,6 @@ def side_by_side(args, bins, workdir):
     if any("dlockd-datadir" in WORKLOAD_SERVERS[w] for w in workloads) and \
             "dlockd-datadir" in args.servers:
         notes["data dir"] = data_dir_note(workdir)
+    if any(s in ETCD_SERVERS or s in ETCD_STORE_SERVERS for s in args.servers):
+        notes["etcd"] = etcd_note(workdir)
     return tables, notes
