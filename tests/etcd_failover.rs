@@ -27,7 +27,6 @@ mod recorder;
 mod redis;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -37,7 +36,7 @@ use common::start;
 use etcd::TestEtcd;
 use history::{History, Kind, Op, Outcome, Report};
 use recorder::{call, wait_until, Conn, Rng};
-use redis::{Components, TestRedis};
+use redis::{Components, TestRedis, TestSentinel as Sentinel};
 
 /// The store's name and the app id, so the keys are `lock||checkout||res-N`.
 const STORE: &str = "etcdlock";
@@ -543,74 +542,6 @@ fn check_etcd_run(
 // The contrast: the same load on Redis with Sentinel.
 
 const REDIS_STORE: &str = "redislock";
-
-/// A `redis-server --sentinel` watching one master with a quorum of one, stopped when dropped.
-/// It calls the master down after 1.5 s without an answer, as tests/redis.rs's does: shorter,
-/// a busy machine's slow answer would start a failover while the master lives.
-struct Sentinel {
-    port: u16,
-    child: std::process::Child,
-    _dir: Components,
-}
-
-impl Sentinel {
-    fn start(master_port: u16) -> Sentinel {
-        let port = redis::free_port();
-        let dir = Components::new();
-        let conf = dir.dir.join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\n\
-                 sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
-                 sentinel down-after-milliseconds mymaster 1500\n\
-                 sentinel failover-timeout mymaster 3000\n",
-                dir.arg()
-            ),
-        )
-        .expect("write sentinel.conf");
-        let child = Command::new("redis-server")
-            .arg(&conf)
-            .arg("--sentinel")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server --sentinel runs");
-        let sentinel = Sentinel {
-            port,
-            child,
-            _dir: dir,
-        };
-        wait_until(
-            "the sentinel to name the master",
-            Instant::now() + Duration::from_secs(10),
-            || sentinel.master() == Some(format!("127.0.0.1:{master_port}")),
-        );
-        sentinel
-    }
-
-    /// The master it names now, as `ip:port`.
-    fn master(&self) -> Option<String> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        s.write_all(b"SENTINEL get-master-addr-by-name mymaster\r\n")
-            .ok()?;
-        let mut reply = [0u8; 256];
-        let n = s.read(&mut reply).ok()?;
-        let text = String::from_utf8_lossy(&reply[..n]).into_owned();
-        let lines: Vec<&str> = text.split("\r\n").collect();
-        // *2 / $len / ip / $len / port
-        (lines.len() >= 5).then(|| format!("{}:{}", lines[2], lines[4]))
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A TCP relay from a port of its own to a Redis master, through which everybody reaches it:
 /// the replica, Sentinel and dlockd. [`Link::cut`] stops it passing on what the master sends

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use redis::{Components, TestRedis};
+use redis::{Components, TestRedis, TestSentinel};
 
 /// dlockd with one Redis store `redislock` on `redis` (plus `extra` metadata) and an in-memory
 /// store `mem`, under app id `checkout`.
@@ -826,77 +826,6 @@ fn unusable_component_files_stop_the_start() {
     assert_eq!(out.status.code(), Some(2), "a configuration error");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Redis Cluster is not supported"), "{err}");
-}
-
-/// A `redis-server --sentinel` watching one master, stopped when dropped. It calls the master
-/// down after 1.5 s without an answer: shorter, a busy machine's slow answer would start a
-/// failover while the master lives, and the old master, turned replica, would drop what the
-/// test wrote to it.
-struct TestSentinel {
-    port: u16,
-    child: std::process::Child,
-    _dir: Components,
-}
-
-impl TestSentinel {
-    fn start(master_port: u16) -> TestSentinel {
-        let port = redis::free_port();
-        let dir = Components::new();
-        let conf = dir.dir.join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
-                 sentinel down-after-milliseconds mymaster 1500\n\
-                 sentinel failover-timeout mymaster 3000\n"
-            ),
-        )
-        .expect("write sentinel.conf");
-        let child = Command::new("redis-server")
-            .arg(&conf)
-            .arg("--sentinel")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server --sentinel runs");
-        let sentinel = TestSentinel {
-            port,
-            child,
-            _dir: dir,
-        };
-        // Ready once it names the master.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sentinel
-            .master()
-            .is_some_and(|m| m.ends_with(&master_port.to_string()))
-        {
-            assert!(Instant::now() < deadline, "the sentinel did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        sentinel
-    }
-
-    /// The master it names now, as `ip:port`.
-    fn master(&self) -> Option<String> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        s.write_all(b"SENTINEL get-master-addr-by-name mymaster\r\n")
-            .ok()?;
-        let mut reply = [0u8; 256];
-        let n = s.read(&mut reply).ok()?;
-        let text = String::from_utf8_lossy(&reply[..n]).into_owned();
-        let lines: Vec<&str> = text.split("\r\n").collect();
-        // *2 / $len / ip / $len / port
-        (lines.len() >= 5).then(|| format!("{}:{}", lines[2], lines[4]))
-    }
-}
-
-impl Drop for TestSentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

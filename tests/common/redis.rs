@@ -346,3 +346,72 @@ impl Drop for Components {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A `redis-server --sentinel` watching one master (`mymaster`, a quorum of one), stopped when
+/// dropped. It calls the master down after 1.5 s without an answer: shorter, a busy machine's
+/// slow answer would start a failover while the master lives, and the old master, turned
+/// replica, would drop what the test wrote to it.
+pub struct TestSentinel {
+    pub port: u16,
+    child: std::process::Child,
+    _dir: Components,
+}
+
+impl TestSentinel {
+    /// Starts it, and returns once it names the master on `master_port`.
+    pub fn start(master_port: u16) -> TestSentinel {
+        let port = free_port();
+        let dir = Components::new();
+        let conf = dir.dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds mymaster 1500\n\
+                 sentinel failover-timeout mymaster 3000\n",
+                dir.arg()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel runs");
+        let sentinel = TestSentinel {
+            port,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sentinel.master() != Some(format!("127.0.0.1:{master_port}")) {
+            assert!(Instant::now() < deadline, "the sentinel did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sentinel
+    }
+
+    /// The master it names now, as `ip:port`.
+    pub fn master(&self) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"SENTINEL get-master-addr-by-name mymaster\r\n")
+            .ok()?;
+        let mut reply = [0u8; 256];
+        let n = s.read(&mut reply).ok()?;
+        let text = String::from_utf8_lossy(&reply[..n]).into_owned();
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        // *2 / $len / ip / $len / port
+        (lines.len() >= 5).then(|| format!("{}:{}", lines[2], lines[4]))
+    }
+}
+
+impl Drop for TestSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
