@@ -189,6 +189,48 @@ fn each_route_does_what_the_docs_say_in_etcd() {
 }
 
 #[test]
+fn pipelined_requests_on_one_key_reach_etcd_in_their_order() {
+    // Protects the order of a connection's pipelined requests on etcd: a try-lock (two calls
+    // to etcd) and the unlock behind it (one call) on the same key, sent in one write, are
+    // applied in that order, as on the other stores: every lock is granted and every unlock
+    // releases it, and no key is left. Renewals and holder queries of the same key keep their
+    // places too.
+    let etcd = TestEtcd::start();
+    let files = components(&etcd.endpoints(), &[]);
+    let server = dlockd(&files);
+    let mut c = Client::connect(server.local_addr());
+    const ROUNDS: usize = 20;
+    let mut burst = String::new();
+    for i in 0..ROUNDS {
+        let resource = format!("piped-{}", i % 3);
+        burst.push_str(&post(
+            &format!("/v1.0-alpha1/lock/{STORE}"),
+            &lock_body(&resource, "alice", 30),
+        ));
+        burst.push_str(&post(
+            &route("renew"),
+            &format!(r#"{{"resourceId":"{resource}","lockOwner":"alice","expiryInSeconds":40}}"#),
+        ));
+        burst.push_str(&post(
+            &format!("/v1.0-alpha1/unlock/{STORE}"),
+            &unlock_body(&resource, "alice"),
+        ));
+    }
+    c.send(burst.as_bytes());
+    for i in 0..ROUNDS {
+        assert_json(&c.read_response(), 200, LOCKED);
+        let renewed = c.read_response();
+        assert_eq!(renewed.body_str(), r#"{"status":0}"#, "round {i}: renewed");
+        assert_json(&c.read_response(), 200, r#"{"status":0}"#);
+    }
+    for i in 0..3 {
+        assert_eq!(etcd.get(&key(&format!("piped-{i}"))), None, "no key left");
+    }
+    drop(c);
+    assert!(server.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
 fn an_ended_lease_takes_its_lock_and_is_never_renewed() {
     // Protects expiry on etcd: the key goes with its lease (at etcd's minimum TTL at least),
     // after which the lock is free, the old owner's renewal and unlock answer 1, and another

@@ -8,6 +8,7 @@
 //! endpoints within its deadline; a `Txn` is never sent twice. With `tlsCa`, `tlsCert` or
 //! `tlsKey` the channels use TLS (rustls), verifying the members for the endpoint's host.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,8 +86,88 @@ pub(super) async fn serve(settings: EtcdSettings, mut work: mpsc::UnboundedRecei
             return;
         }
     };
+    let lanes = Lanes::default();
     while let Some(w) = work.recv().await {
-        tokio::spawn(run(conn.clone(), w));
+        match w {
+            Work::Probe(_) => {
+                tokio::spawn(run(conn.clone(), w, None));
+            }
+            Work::Op(job) => lanes.start_or_queue(&conn, job),
+        }
+    }
+}
+
+/// The operations of each key in the order they came: one at a time on a key, so that a
+/// connection's pipelined requests (a lock, then its unlock) reach etcd in their order, as
+/// on the other stores; operations on different keys run side by side. A waiting acquire
+/// holds its key's turn only for its first try.
+///
+/// A queued operation is still answered within `operationTimeout` of its coming: one whose
+/// turn comes later than that fails then, without a call, as its calls would have (what held
+/// its key's turn so long was etcd not answering).
+#[derive(Clone, Default)]
+struct Lanes(Arc<std::sync::Mutex<HashMap<Vec<u8>, Queued>>>);
+
+/// The operations waiting for a key's turn, each with the instant it came.
+type Queued = VecDeque<(Instant, Job)>;
+
+impl Lanes {
+    /// Runs `job` now if nothing runs on its key, else queues it behind what does.
+    fn start_or_queue(&self, conn: &Arc<Conn>, job: Job) {
+        let mut lanes = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(queued) = lanes.get_mut(&job.key) {
+            queued.push_back((Instant::now(), job));
+            return;
+        }
+        lanes.insert(job.key.clone(), VecDeque::new());
+        drop(lanes);
+        self.start(conn, Instant::now(), job);
+    }
+
+    fn start(&self, conn: &Arc<Conn>, came: Instant, job: Job) {
+        let turn = KeyTurn {
+            lanes: self.clone(),
+            conn: conn.clone(),
+            key: job.key.clone(),
+        };
+        let timeout = conn.settings.operation_timeout;
+        if came.elapsed() >= timeout {
+            let why = format!(
+                "no answer within {timeout:?} (an earlier operation on the same key waited for \
+                 etcd)"
+            );
+            fail(job, conn.unavailable(why));
+            drop(turn);
+            return;
+        }
+        tokio::spawn(run(conn.clone(), Work::Op(job), Some(turn)));
+    }
+}
+
+/// A key's turn: when dropped, the next operation queued on the key starts.
+struct KeyTurn {
+    lanes: Lanes,
+    conn: Arc<Conn>,
+    key: Vec<u8>,
+}
+
+impl Drop for KeyTurn {
+    fn drop(&mut self) {
+        let next = {
+            let mut lanes = self.lanes.0.lock().unwrap_or_else(|p| p.into_inner());
+            let next = lanes.get_mut(&self.key).and_then(VecDeque::pop_front);
+            if next.is_none() {
+                lanes.remove(&self.key);
+            }
+            next
+        };
+        // Outside the runtime (it is shutting down) nothing more starts.
+        if let (Some((came, job)), Ok(_)) = (next, tokio::runtime::Handle::try_current()) {
+            self.lanes.start(&self.conn, came, job);
+        }
     }
 }
 
@@ -96,27 +177,34 @@ fn refuse(w: Work, why: &str) {
         Work::Probe(reply) => {
             let _ = reply.send(Err(why.to_string()));
         }
-        Work::Op(job) => {
-            if let Some(reply) = job.reply {
-                let outcome = Err(StoreFailure {
-                    op: job.kind.operation(),
-                    error: StoreError::Unavailable {
-                        at: "etcd".into(),
-                        why: why.to_string(),
-                    },
-                });
-                let _ = reply.send(Done {
-                    slot: job.slot,
-                    outcome,
-                    acquired: None,
-                });
-            }
-        }
+        Work::Op(job) => fail(
+            job,
+            StoreError::Unavailable {
+                at: "etcd".into(),
+                why: why.to_string(),
+            },
+        ),
     }
 }
 
-/// Does one piece of work and answers it.
-async fn run(conn: Arc<Conn>, w: Work) {
+/// Answers `job` with `error`, without a call.
+fn fail(job: Job, error: StoreError) {
+    if let Some(reply) = job.reply {
+        let outcome = Err(StoreFailure {
+            op: job.kind.operation(),
+            error,
+        });
+        let _ = reply.send(Done {
+            slot: job.slot,
+            outcome,
+            acquired: None,
+        });
+    }
+}
+
+/// Does one piece of work and answers it; `turn` is its key's, given back when it ends (a
+/// waiting acquire gives it back after its first try).
+async fn run(conn: Arc<Conn>, w: Work, turn: Option<KeyTurn>) {
     let job = match w {
         Work::Probe(reply) => {
             let _ = reply.send(conn.probe().await.map_err(|e| e.to_string()));
@@ -139,7 +227,8 @@ async fn run(conn: Arc<Conn>, w: Work) {
             wait_ms: 0,
         } => conn.try_lock(&key, &owner, expiry_s).await.map(granted),
         OpKind::Acquire { expiry_s, wait_ms } => {
-            conn.acquire(&key, &owner, expiry_s, wait_ms, cancel).await
+            conn.acquire(&key, &owner, (expiry_s, wait_ms), cancel, turn)
+                .await
         }
         OpKind::Unlock => conn.unlock(&key, &owner).await.map(Answer::Unlock),
         OpKind::Renew { expiry_s } => conn.renew(&key, &owner, expiry_s).await,
@@ -616,12 +705,15 @@ impl Conn {
         self: &Arc<Self>,
         key: &[u8],
         owner: &[u8],
-        expiry_s: u32,
-        wait_ms: u32,
+        (expiry_s, wait_ms): (u32, u32),
         cancel: Option<oneshot::Receiver<()>>,
+        turn: Option<KeyTurn>,
     ) -> Result<Answer, StoreError> {
         let until = tokio::time::Instant::now() + Duration::from_millis(u64::from(wait_ms));
-        match self.try_lock(key, owner, expiry_s).await? {
+        let first = self.try_lock(key, owner, expiry_s).await;
+        // The first try was made in the key's turn; the wait does not hold it.
+        drop(turn);
+        match first? {
             Tried::Granted(token) => return Ok(Answer::StoreGranted { token }),
             // Not re-entrant: nobody waits for themselves.
             Tried::Held { by_owner: true, .. } => return Ok(Answer::TryLock(Ok(false))),
