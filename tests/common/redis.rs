@@ -348,9 +348,10 @@ impl Drop for Components {
 }
 
 /// A `redis-server --sentinel` watching one master (`mymaster`, a quorum of one), stopped when
-/// dropped. It calls the master down after 1.5 s without an answer: shorter, a busy machine's
-/// slow answer would start a failover while the master lives, and the old master, turned
-/// replica, would drop what the test wrote to it.
+/// dropped. It calls the master down after 3 s without an answer: shorter, a busy machine's
+/// slow answer can start a failover while the master lives (seen at 1.5 s with a whole test
+/// suite running on 2 cores), and the old master, turned replica, drops what the test wrote
+/// to it.
 pub struct TestSentinel {
     pub port: u16,
     child: std::process::Child,
@@ -368,8 +369,8 @@ impl TestSentinel {
             format!(
                 "port {port}\nbind 127.0.0.1\ndir {}\n\
                  sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
-                 sentinel down-after-milliseconds mymaster 1500\n\
-                 sentinel failover-timeout mymaster 3000\n",
+                 sentinel down-after-milliseconds mymaster 3000\n\
+                 sentinel failover-timeout mymaster 6000\n",
                 dir.arg()
             ),
         )
