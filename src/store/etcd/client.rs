@@ -533,6 +533,38 @@ impl Conn {
         self.call(TXN, txn, Again::No).await
     }
 
+    /// A `Txn` whose success puts the lock key under `lease`: the grant's fence (the
+    /// revision it was put at), or the refusal's answer. The lease is revoked unless the key
+    /// holds it: on a refusal, and on a failure (the put may have happened: the lease's end
+    /// takes the key along).
+    async fn granting_txn(
+        self: &Arc<Self>,
+        lease: i64,
+        txn: TxnRequest,
+    ) -> Result<Result<u64, TxnResponse>, StoreError> {
+        let done = match self.txn(txn).await {
+            Ok(done) => done,
+            Err(e) => {
+                self.revoke_later(lease);
+                return Err(e);
+            }
+        };
+        let revision = done.header.as_ref().map_or(0, |h| h.revision);
+        if !done.succeeded {
+            self.revoke_later(lease);
+            return Ok(Err(done));
+        }
+        match u64::try_from(revision) {
+            Ok(token) if token > 0 => Ok(Ok(token)),
+            _ => {
+                self.revoke_later(lease);
+                Err(StoreError::Unexpected(format!(
+                    "a granted Txn at revision {revision}"
+                )))
+            }
+        }
+    }
+
     /// `Txn`: if the key is absent, put `owner` under a new lease of `expiry_s`; else read it.
     async fn try_lock(
         self: &Arc<Self>,
@@ -554,27 +586,10 @@ impl Conn {
             success: vec![put(key, owner, lease, false)],
             failure: vec![range(key)],
         };
-        let done = match self.txn(txn).await {
-            Ok(done) => done,
-            Err(e) => {
-                // Its put may have happened: the lease's end takes the key along.
-                self.revoke_later(lease);
-                return Err(e);
-            }
+        let done = match self.granting_txn(lease, txn).await? {
+            Ok(token) => return Ok(Tried::Granted(token)),
+            Err(refused) => refused,
         };
-        let revision = done.header.as_ref().map_or(0, |h| h.revision);
-        if done.succeeded {
-            return match u64::try_from(revision) {
-                Ok(token) if token > 0 => Ok(Tried::Granted(token)),
-                _ => {
-                    self.revoke_later(lease);
-                    Err(StoreError::Unexpected(format!(
-                        "a granted Txn at revision {revision}"
-                    )))
-                }
-            };
-        }
-        self.revoke_later(lease);
         let holder = found(&done.responses);
         Ok(Tried::Held {
             by_owner: holder.is_some_and(|kv| kv.value == owner),
@@ -829,26 +844,11 @@ impl Conn {
             success: vec![put(key, owner, lease, false), delete(mine)],
             failure: vec![range(mine)],
         };
-        let done = match self.txn(txn).await {
-            Ok(done) => done,
-            Err(e) => {
-                self.revoke_later(lease);
-                return Err(e);
-            }
+        let done = match self.granting_txn(lease, txn).await? {
+            Ok(token) => return Ok(Turn::Granted(token)),
+            Err(refused) => refused,
         };
         let revision = done.header.as_ref().map_or(0, |h| h.revision);
-        if done.succeeded {
-            return match u64::try_from(revision) {
-                Ok(token) if token > 0 => Ok(Turn::Granted(token)),
-                _ => {
-                    self.revoke_later(lease);
-                    Err(StoreError::Unexpected(format!(
-                        "a granted Txn at revision {revision}"
-                    )))
-                }
-            };
-        }
-        self.revoke_later(lease);
         Ok(match found(&done.responses) {
             None => Turn::Gone,
             Some(_) => Turn::Wait(revision),
